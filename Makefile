@@ -1,0 +1,60 @@
+# wharf: `make run` starts a single-node registry on :5001, `make test` runs
+# every check CI runs. See README.md.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+FUZZTIME  ?= 10s
+BENCHTIME ?= 3x
+
+BUF_VERSION          := v1.75.0
+PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+
+.PHONY: run build test lint unit fuzz conformance e2e bench generate clean
+
+## run: start one wharf node on :5001 with its data in ./wharf-data
+run:
+	$(GO) run ./cmd/wharf serve
+
+## build: build bin/wharf
+build:
+	$(GO) build -o $(BIN)/wharf ./cmd/wharf
+
+## test: everything CI checks
+test: lint unit fuzz conformance e2e
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+## unit: unit, integration and crash tests of every package
+unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+## fuzz: run each fuzz target briefly (FUZZTIME each)
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseReference$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./api/oci
+
+## conformance: the OCI distribution-spec conformance suite; any failure fails
+conformance:
+	scripts/conformance.sh
+
+## e2e: real podman and skopeo against a real node, with a crash mid-push
+e2e:
+	scripts/e2e-podman.sh
+
+## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./blobstore ./api/...
+
+## generate: regenerate Go code from api/proto with buf
+generate:
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_CONNECT)
+	PATH=$(BIN):$$PATH $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
+
+clean:
+	rm -rf $(BIN) wharf-data
