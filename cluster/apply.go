@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Apply commits cmd through Raft and returns the FSM's result. It fills in
+// cmd.RequestId (if empty) and cmd.UnixNanos (if zero), so retrying with the
+// same cmd is idempotent.
+//
+// Errors wrap ErrNoQuorum when the command could not be committed (no
+// leader, leadership lost, shut down, timed out; the command may still be
+// committed later), or fsm.ErrNotFound, fsm.ErrNamespaceConflict or
+// fsm.ErrInvalid when the FSM refused it; the Result is returned as well.
+func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	if cmd.GetRequestId() == "" {
+		cmd.RequestId = rand.Text()
+	}
+	if cmd.GetUnixNanos() == 0 {
+		cmd.UnixNanos = time.Now().UnixNano()
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.propose(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	return res, resultError(res)
+}
+
+// propose appends an encoded command to the local Raft log and waits for it
+// to be applied. This is where a follower will forward to the leader.
+func (n *Node) propose(ctx context.Context, data []byte) (*fsmv1.Result, error) {
+	if n.closed.Load() {
+		return nil, fmt.Errorf("%w: node is shut down", ErrNoQuorum)
+	}
+	deadline, _ := ctx.Deadline() // Apply always sets one
+	future := n.raft.Apply(data, time.Until(deadline))
+	if err := wait(ctx, future); err != nil {
+		return nil, err
+	}
+	res, ok := future.Response().(*fsmv1.Result)
+	if !ok {
+		return nil, fmt.Errorf("apply log entry %d: fsm returned %T, want a result", future.Index(), future.Response())
+	}
+	return res, nil
+}
+
+// wait waits for a Raft future, or for ctx to end.
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return raftError(err)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNoQuorum, ctx.Err())
+	}
+}
+
+// raftError classifies an error from Raft: failures to commit wrap
+// ErrNoQuorum.
+func raftError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrRaftShutdown),
+		errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
+	}
+	return fmt.Errorf("raft: %w", err)
+}
+
+// resultError maps a refused command's Result to the fsm error for it.
+func resultError(res *fsmv1.Result) error {
+	var sentinel error
+	switch res.GetCode() {
+	case fsmv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case fsmv1.ResultCode_RESULT_CODE_NOT_FOUND:
+		sentinel = fsm.ErrNotFound
+	case fsmv1.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT:
+		sentinel = fsm.ErrNamespaceConflict
+	case fsmv1.ResultCode_RESULT_CODE_INVALID:
+		sentinel = fsm.ErrInvalid
+	default:
+		return fmt.Errorf("command failed with %v: %s", res.GetCode(), res.GetMessage())
+	}
+	return fmt.Errorf("%w: %s", sentinel, res.GetMessage())
+}

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Node implements the OCI API's Metadata interface: writes are Raft
+// commands, reads come from the local FSM.
+
+// state returns the FSM to read from. Reads are local for now; this is
+// where a follower will confirm the leader's commit index (read index).
+func (n *Node) state(ctx context.Context) (*fsm.FSM, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n.closed.Load() {
+		return nil, fmt.Errorf("%w: node is shut down", ErrNoQuorum)
+	}
+	return n.fsm, nil
+}
+
+// CheckRepositoryName reports fsm.ErrNamespaceConflict if pushing to repo
+// would break a namespace rule.
+func (n *Node) CheckRepositoryName(ctx context.Context, repo string) error {
+	f, err := n.state(ctx)
+	if err != nil {
+		return err
+	}
+	return f.CheckRepositoryName(repo)
+}
+
+// RepositoryExists reports whether repo has been created.
+func (n *Node) RepositoryExists(ctx context.Context, repo string) (bool, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return false, err
+	}
+	return f.RepositoryExists(repo)
+}
+
+// ListRepositories returns up to n repository names after last.
+func (n *Node) ListRepositories(ctx context.Context, last string, limit int) ([]string, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.ListRepositories(last, limit)
+}
+
+// ListTags returns up to n tags of repo after last, or fsm.ErrNotFound.
+func (n *Node) ListTags(ctx context.Context, repo, last string, limit int) ([]string, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.ListTags(repo, last, limit)
+}
+
+// ResolveTag returns the digest tag points at, or fsm.ErrNotFound.
+func (n *Node) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return "", err
+	}
+	return f.ResolveTag(repo, tag)
+}
+
+// Manifest returns manifest d of repo, or fsm.ErrNotFound.
+func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmv1.Manifest, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.Manifest(repo, d)
+}
+
+// Referrers returns the manifests of repo whose subject is subject.
+func (n *Node) Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmv1.Manifest, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.Referrers(repo, subject)
+}
+
+// BlobLinked reports whether blob d is part of repo, and its size.
+func (n *Node) BlobLinked(ctx context.Context, repo string, d digest.Digest) (int64, bool, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	return f.BlobLinked(repo, d)
+}
+
+// PutManifest commits a manifest and its tags.
+func (n *Node) PutManifest(ctx context.Context, op *fsmv1.PutManifest) error {
+	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: op}})
+}
+
+// DeleteManifest removes a manifest and its tags, or returns fsm.ErrNotFound.
+func (n *Node) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	op := &fsmv1.DeleteManifest{Repository: repo, Digest: d.String()}
+	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_DeleteManifest{DeleteManifest: op}})
+}
+
+// DeleteTag removes a tag, or returns fsm.ErrNotFound.
+func (n *Node) DeleteTag(ctx context.Context, repo, tag string) error {
+	op := &fsmv1.DeleteTag{Repository: repo, Tag: tag}
+	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_DeleteTag{DeleteTag: op}})
+}
+
+// LinkBlob makes a stored blob part of repo.
+func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	op := &fsmv1.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
+	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: op}})
+}
+
+// UnlinkBlob removes a blob from repo, or returns fsm.ErrNotFound.
+func (n *Node) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	op := &fsmv1.UnlinkBlob{Repository: repo, Digest: d.String()}
+	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_UnlinkBlob{UnlinkBlob: op}})
+}
+
+// do applies cmd for its error alone.
+func (n *Node) do(ctx context.Context, cmd *fsmv1.Command) error {
+	_, err := n.Apply(ctx, cmd)
+	return err
+}
+
+// FSM returns the node's state machine, for the admin API's reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }

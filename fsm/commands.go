@@ -1,0 +1,201 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+
+	"github.com/cockroachdb/pebble"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+// A handler applies one kind of command to a batch. The Result is the
+// command's deterministic outcome; an error is a storage fault.
+type handler func(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
+
+// handlers is the dispatch table, keyed by the type of Command.Op.
+var handlers = map[reflect.Type]handler{
+	reflect.TypeFor[*fsmv1.Command_PutManifest]():    applyPutManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteManifest](): applyDeleteManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteTag]():      applyDeleteTag,
+	reflect.TypeFor[*fsmv1.Command_LinkBlob]():       applyLinkBlob,
+	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():     applyUnlinkBlob,
+}
+
+func dispatch(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	if cmd.GetOp() == nil {
+		return invalid("command has no operation"), nil
+	}
+	h, ok := handlers[reflect.TypeOf(cmd.GetOp())]
+	if !ok {
+		return invalid("unknown operation %s", opName(cmd)), nil
+	}
+	return h(b, cmd)
+}
+
+// opName names the operation of cmd, e.g. "put_manifest".
+func opName(cmd *fsmv1.Command) string {
+	m := cmd.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("op"))
+	if fd == nil {
+		return "none"
+	}
+	return string(fd.Name())
+}
+
+func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetPutManifest()
+	if res := validatePutManifest(op); res != nil {
+		return res, nil
+	}
+	if res, err := ensureRepository(b, op.GetRepository(), cmd.GetUnixNanos()); res != nil || err != nil {
+		return res, err
+	}
+	if err := storeManifest(b, op, cmd.GetUnixNanos()); err != nil {
+		return nil, err
+	}
+	for _, tag := range op.GetTags() {
+		if err := b.Set(tagKey(op.GetRepository(), tag), []byte(op.GetDigest()), nil); err != nil {
+			return nil, err
+		}
+	}
+	return success(), nil
+}
+
+// storeManifest writes the manifest record and its referrers index entry.
+// A manifest already stored keeps its record: the same digest is the same
+// content, and the first push's creation time stays.
+func storeManifest(b *pebble.Batch, op *fsmv1.PutManifest, now int64) error {
+	repo, dgst := op.GetRepository(), op.GetDigest()
+	exists, err := has(b, manifestKey(repo, dgst))
+	if err != nil || exists {
+		return err
+	}
+	m := &fsmv1.Manifest{
+		Digest:           dgst,
+		MediaType:        op.GetMediaType(),
+		Content:          op.GetContent(),
+		Subject:          op.GetSubject(),
+		ArtifactType:     op.GetArtifactType(),
+		Annotations:      op.GetAnnotations(),
+		Blobs:            op.GetBlobs(),
+		Manifests:        op.GetManifests(),
+		CreatedUnixNanos: now,
+	}
+	if err := setProto(b, manifestKey(repo, dgst), m); err != nil {
+		return err
+	}
+	if m.GetSubject() == "" {
+		return nil
+	}
+	return b.Set(referrerKey(repo, m.GetSubject(), dgst), nil, nil)
+}
+
+func applyDeleteManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetDeleteManifest()
+	repo, dgst := op.GetRepository(), op.GetDigest()
+	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
+		return res, nil
+	}
+	var m fsmv1.Manifest
+	found, err := getProto(b, manifestKey(repo, dgst), &m)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("manifest %s not found in repository %q", dgst, repo), nil
+	}
+	if err := b.Delete(manifestKey(repo, dgst), nil); err != nil {
+		return nil, err
+	}
+	if m.GetSubject() != "" {
+		if err := b.Delete(referrerKey(repo, m.GetSubject(), dgst), nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := deleteTagsPointingAt(b, repo, dgst); err != nil {
+		return nil, err
+	}
+	return success(), nil
+}
+
+// deleteTagsPointingAt removes every tag of repo whose digest is dgst. Tags
+// have no reverse index: deletes are rare and a repository's tags are few
+// enough to scan.
+func deleteTagsPointingAt(b *pebble.Batch, repo, dgst string) error {
+	var stale [][]byte
+	err := scanPrefix(b, tagPrefix(repo), func(k, v []byte) (bool, error) {
+		if bytes.Equal(v, []byte(dgst)) {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyDeleteTag(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetDeleteTag()
+	repo, tag := op.GetRepository(), op.GetTag()
+	if res := validateRepository(repo); res != nil {
+		return res, nil
+	}
+	if res := validateTag(tag); res != nil {
+		return res, nil
+	}
+	return deleteIfExists(b, tagKey(repo, tag), func() *fsmv1.Result {
+		return notFound("tag %q not found in repository %q", tag, repo)
+	})
+}
+
+func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetLinkBlob()
+	repo, dgst := op.GetRepository(), op.GetDigest()
+	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
+		return res, nil
+	}
+	if op.GetSize() < 0 {
+		return invalid("blob %s has negative size %d", dgst, op.GetSize()), nil
+	}
+	if res, err := ensureRepository(b, repo, cmd.GetUnixNanos()); res != nil || err != nil {
+		return res, err
+	}
+	if err := b.Set(blobKey(repo, dgst), encodeUint64(uint64(op.GetSize())), nil); err != nil {
+		return nil, err
+	}
+	return success(), nil
+}
+
+func applyUnlinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetUnlinkBlob()
+	repo, dgst := op.GetRepository(), op.GetDigest()
+	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
+		return res, nil
+	}
+	return deleteIfExists(b, blobKey(repo, dgst), func() *fsmv1.Result {
+		return notFound("blob %s is not linked to repository %q", dgst, repo)
+	})
+}
+
+// deleteIfExists deletes k, or returns the result missing builds if k is absent.
+func deleteIfExists(b *pebble.Batch, k []byte, missing func() *fsmv1.Result) (*fsmv1.Result, error) {
+	exists, err := has(b, k)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return missing(), nil
+	}
+	if err := b.Delete(k, nil); err != nil {
+		return nil, fmt.Errorf("delete %q: %w", k, err)
+	}
+	return success(), nil
+}

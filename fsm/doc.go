@@ -1,0 +1,66 @@
+// Package fsm is wharf's replicated state machine: the registry metadata
+// (namespaces, repositories, tags, manifests, referrers and blob links) kept in
+// a Pebble database and changed only by applying Raft log entries.
+//
+// # Applying commands
+//
+// Every log entry carries one fsmv1.Command. FSM.Apply decodes it and looks up
+// the handler for its operation in a dispatch table. A handler reads and
+// writes through one indexed Pebble batch; the applied log index is written
+// into the same batch, which is committed with sync. The state on disk is
+// therefore always "all entries up to the applied index", and entries at or
+// below it are skipped when Raft replays its log after a restart.
+//
+// Apply is deterministic: it depends only on the log entry and the stored
+// state. The one clock it sees is Command.unix_nanos, stamped by the proposer.
+// A handler reports the outcome of a command as an fsmv1.Result; a storage
+// error is not an outcome but a fault, and Apply panics on it, because an FSM
+// that skipped an entry would silently diverge from its peers.
+//
+// A command with a request ID is applied at most once: its Result is stored
+// and a later command with the same ID is answered with it. The FSM keeps the
+// results of the most recent requestHistory request IDs.
+//
+// # Namespaces
+//
+// The first path component of a repository name is its namespace, created
+// with the first repository in it (by PutManifest or LinkBlob). A repository
+// without a slash, such as "foo", makes the flat namespace "foo", which holds
+// only that repository: "foo/bar" is then refused, and "foo" is refused once a
+// repository such as "foo/x" exists. CheckRepositoryName applies the same
+// rules without writing, so the API can refuse a push before bytes flow.
+//
+// # Key layout
+//
+// Names never contain a NUL byte (repository names, tags and digests are
+// validated), so NUL separates the parts of a composite key and every prefix
+// scan below is exact:
+//
+//	m/applied                                applied log index, 8 bytes big endian
+//	m/requests                               number of remembered request IDs, 8 bytes big endian
+//	ns/<namespace>                           fsmv1.Namespace
+//	repo/<repository>                        fsmv1.Repository
+//	tag/<repository>\x00<tag>                digest the tag points at
+//	man/<repository>\x00<digest>             fsmv1.Manifest
+//	ref/<repository>\x00<subject>\x00<digest> empty; the referrers index
+//	blob/<repository>\x00<digest>            blob size, 8 bytes big endian
+//	req/<request id>                         fsmv1.Result of the request
+//	reqlog/<log index>                       request ID applied at that index (8 bytes big endian index)
+//
+// # Files and snapshots
+//
+// The FSM directory holds generations of the database, "db-000001",
+// "db-000002", ..., and a CURRENT file naming the live one. FSM.Snapshot is a
+// Pebble snapshot; its Persist streams a header (format version and applied
+// index) and every key/value pair through zstd. Restore loads a stream into a
+// new generation, then replaces CURRENT (write, fsync, rename, fsync) and
+// swaps the open database; readers never see a half-restored state, and a
+// crash at any moment leaves a CURRENT that names a complete database. Open
+// removes generations that CURRENT does not name.
+//
+// Restore skips a snapshot whose applied index is not above the FSM's own:
+// both describe the same log, so the FSM's state is already newer. That makes
+// the restore Raft performs on every start cheap (it reads a header), while a
+// database that is behind its snapshots (lost, or a crash in the middle of an
+// InstallSnapshot) is still repaired.
+package fsm
