@@ -1,0 +1,247 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// getManifest answers GET and HEAD of a manifest by tag or digest with the
+// stored bytes and media type (no content negotiation).
+func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.name, rt.arg)
+	if err != nil {
+		return err
+	}
+	m, err := h.lookupManifest(r.Context(), ref)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Docker-Content-Digest", m.GetDigest())
+	w.Header().Set("ETag", `"`+m.GetDigest()+`"`)
+	writeBody(w, r, http.StatusOK, m.GetMediaType(), m.GetContent())
+	return nil
+}
+
+// putManifest validates and stores a manifest, pointing the tag of the
+// reference and any ?tag= parameters at it.
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.name, rt.arg)
+	if err != nil {
+		return err
+	}
+	tags, err := pushTags(ref, r.URL.Query()["tag"])
+	if err != nil {
+		return err
+	}
+	body, err := h.readManifest(r)
+	if err != nil {
+		return err
+	}
+	pm, err := parseManifest(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	d, err := manifestDigest(ref, body)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if !h.sparse {
+		if err := h.checkReferences(ctx, ref.name, pm); err != nil {
+			return err
+		}
+	}
+	err = h.meta.PutManifest(ctx, putManifestCommand(ref.name, d, body, tags, pm))
+	if errors.Is(err, fsm.ErrNamespaceConflict) {
+		return errNamespaceConflict(ref.name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("put manifest %s into %s: %w", d, ref.name, err)
+	}
+	hdr := w.Header()
+	hdr.Set("Location", h.location("/v2/"+ref.name+"/manifests/"+d.String()))
+	hdr.Set("Docker-Content-Digest", d.String())
+	if pm.subject != "" {
+		hdr.Set("OCI-Subject", pm.subject.String())
+	}
+	for _, t := range tags {
+		hdr.Add("OCI-Tag", t)
+	}
+	hdr.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// deleteManifest deletes a manifest and its tags (by digest) or only a tag.
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.name, rt.arg)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if ref.tag != "" {
+		err = h.meta.DeleteTag(ctx, ref.name, ref.tag)
+	} else {
+		err = h.meta.DeleteManifest(ctx, ref.name, ref.digest)
+	}
+	if errors.Is(err, fsm.ErrNotFound) {
+		return h.manifestUnknown(ctx, ref)
+	}
+	if err != nil {
+		return fmt.Errorf("delete manifest %s from %s: %w", ref, ref.name, err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// lookupManifest finds the manifest a reference names.
+func (h *Handler) lookupManifest(ctx context.Context, ref reference) (*fsmv1.Manifest, error) {
+	d := ref.digest
+	if ref.tag != "" {
+		var err error
+		d, err = h.meta.ResolveTag(ctx, ref.name, ref.tag)
+		if errors.Is(err, fsm.ErrNotFound) {
+			return nil, h.manifestUnknown(ctx, ref)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve tag %s in %s: %w", ref.tag, ref.name, err)
+		}
+	}
+	m, err := h.meta.Manifest(ctx, ref.name, d)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, h.manifestUnknown(ctx, ref)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s in %s: %w", d, ref.name, err)
+	}
+	return m, nil
+}
+
+// manifestUnknown returns NAME_UNKNOWN if the repository does not exist,
+// else MANIFEST_UNKNOWN.
+func (h *Handler) manifestUnknown(ctx context.Context, ref reference) error {
+	if err := h.requireRepository(ctx, ref.name); err != nil {
+		return err
+	}
+	return newError(http.StatusNotFound, CodeManifestUnknown,
+		"manifest %s not found in repository %s", ref, ref.name).
+		withDetail(map[string]string{"reference": ref.String()})
+}
+
+// readManifest reads a manifest body of at most maxManifestBytes.
+func (h *Handler) readManifest(r *http.Request) ([]byte, error) {
+	if r.ContentLength > h.maxManifestBytes {
+		return nil, h.errManifestTooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest body: %w", err)
+	}
+	if int64(len(body)) > h.maxManifestBytes {
+		return nil, h.errManifestTooLarge()
+	}
+	return body, nil
+}
+
+func (h *Handler) errManifestTooLarge() error {
+	return newError(http.StatusRequestEntityTooLarge, CodeSizeInvalid,
+		"manifest is larger than this registry's limit of %d bytes; split it, e.g. into an index of smaller manifests",
+		h.maxManifestBytes).withDetail(map[string]int64{"limit": h.maxManifestBytes})
+}
+
+// pushTags returns the tags a manifest push sets: the reference's tag and
+// the ?tag= parameters, without duplicates.
+func pushTags(ref reference, params []string) ([]string, error) {
+	var tags []string
+	if ref.tag != "" {
+		tags = append(tags, ref.tag)
+	}
+	for _, t := range params {
+		if err := validateTag(t); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	return tags, nil
+}
+
+// manifestDigest returns the digest of a pushed manifest: the reference's
+// digest, which the body must match, or the body's sha256 digest.
+func manifestDigest(ref reference, body []byte) (digest.Digest, error) {
+	if ref.digest == "" {
+		return digest.SHA256.FromBytes(body), nil
+	}
+	if got := ref.digest.Algorithm().FromBytes(body); got != ref.digest {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid,
+			"the manifest's digest is %s, not %s as in the URL; push it by its own digest or fix the content", got, ref.digest).
+			withDetail(map[string]string{"digest": ref.digest.String()})
+	}
+	return ref.digest, nil
+}
+
+// checkReferences reports MANIFEST_BLOB_UNKNOWN for each blob and child
+// manifest the manifest needs that is not in the repository.
+func (h *Handler) checkReferences(ctx context.Context, repo string, pm *parsedManifest) error {
+	var missing []error
+	for _, d := range pm.blobs {
+		_, ok, err := h.meta.BlobLinked(ctx, repo, d)
+		if err != nil {
+			return fmt.Errorf("look up blob %s in %s: %w", d, repo, err)
+		}
+		if !ok {
+			missing = append(missing, errManifestBlobUnknown(repo, "blob", d))
+		}
+	}
+	for _, d := range pm.manifests {
+		_, err := h.meta.Manifest(ctx, repo, d)
+		if errors.Is(err, fsm.ErrNotFound) {
+			missing = append(missing, errManifestBlobUnknown(repo, "manifest", d))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("look up manifest %s in %s: %w", d, repo, err)
+		}
+	}
+	return errors.Join(missing...)
+}
+
+func errManifestBlobUnknown(repo, what string, d digest.Digest) error {
+	return newError(http.StatusBadRequest, CodeManifestBlobUnknown,
+		"the manifest references %s %s, which is not in repository %s; push it first", what, d, repo).
+		withDetail(map[string]string{"digest": d.String()})
+}
+
+// putManifestCommand builds the metadata command for a manifest push.
+func putManifestCommand(repo string, d digest.Digest, body []byte, tags []string, pm *parsedManifest) *fsmv1.PutManifest {
+	return &fsmv1.PutManifest{
+		Repository:   repo,
+		Digest:       d.String(),
+		MediaType:    pm.mediaType,
+		Content:      body,
+		Tags:         tags,
+		Subject:      pm.subject.String(),
+		ArtifactType: pm.artifactType,
+		Annotations:  pm.annotations,
+		Blobs:        digestStrings(pm.blobs),
+		Manifests:    digestStrings(pm.manifests),
+	}
+}
+
+func digestStrings(ds []digest.Digest) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	return out
+}

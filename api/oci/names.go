@@ -1,0 +1,104 @@
+package oci
+
+import (
+	_ "crypto/sha256" // digest algorithms go-digest needs registered
+	_ "crypto/sha512"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// maxNameLength is the longest repository name the specification allows.
+const maxNameLength = 255
+
+var (
+	// nameRE is the repository name grammar of the distribution specification.
+	nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	// tagRE is the tag grammar of the distribution specification.
+	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+)
+
+// reference is what a manifest URL names: a tag or a digest, never both.
+type reference struct {
+	name   string
+	tag    string
+	digest digest.Digest
+}
+
+// String returns the reference as it appears in a URL.
+func (r reference) String() string {
+	if r.tag != "" {
+		return r.tag
+	}
+	return r.digest.String()
+}
+
+// parseReference validates a repository name and a manifest reference. A
+// reference containing a colon is a digest; anything else must be a tag.
+func parseReference(name, ref string) (reference, error) {
+	if err := validateName(name); err != nil {
+		return reference{}, err
+	}
+	if strings.Contains(ref, ":") {
+		d, err := parseDigest(ref)
+		if err != nil {
+			return reference{}, err
+		}
+		return reference{name: name, digest: d}, nil
+	}
+	if err := validateTag(ref); err != nil {
+		return reference{}, err
+	}
+	return reference{name: name, tag: ref}, nil
+}
+
+// validateName reports NAME_INVALID unless name is a valid repository name.
+func validateName(name string) error {
+	if len(name) > maxNameLength {
+		return newError(http.StatusBadRequest, CodeNameInvalid,
+			"repository name is %d characters long; the limit is %d", len(name), maxNameLength)
+	}
+	if !nameRE.MatchString(name) {
+		return newError(http.StatusBadRequest, CodeNameInvalid,
+			"invalid repository name %q: use lowercase path components of letters and digits, "+
+				"separated inside by '.', '_', '__' or dashes, joined by '/'", name).
+			withDetail(map[string]string{"name": name})
+	}
+	return nil
+}
+
+// validateTag reports TAG_INVALID unless tag is a valid tag.
+func validateTag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return newError(http.StatusBadRequest, CodeTagInvalid,
+			"invalid tag %q: a tag is 1 to 128 letters, digits, '_', '.' or '-', "+
+				"and does not start with '.' or '-'", tag).
+			withDetail(map[string]string{"tag": tag})
+	}
+	return nil
+}
+
+// parseDigest parses a digest this registry can store: sha256 or sha512.
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid,
+			"invalid digest %q: expected <algorithm>:<hex>, e.g. sha256:<64 hex digits>", s).
+			withDetail(map[string]string{"digest": s}).withCause(err)
+	}
+	if alg := d.Algorithm(); alg != digest.SHA256 && alg != digest.SHA512 {
+		return "", newError(http.StatusBadRequest, CodeDigestInvalid,
+			"unsupported digest algorithm %q: use sha256 or sha512", alg).
+			withDetail(map[string]string{"digest": s})
+	}
+	return d, nil
+}
+
+// errNamespaceConflict reports that a push to repo breaks a namespace rule;
+// err, from Metadata, names the rule.
+func errNamespaceConflict(repo string, err error) error {
+	return newError(http.StatusBadRequest, CodeNameInvalid, "cannot push to repository %s: %v", repo, err).
+		withDetail(map[string]string{"name": repo}).withCause(err)
+}

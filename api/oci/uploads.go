@@ -1,0 +1,298 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// startUpload answers POST /v2/<name>/blobs/uploads/: a cross-repository
+// mount (?mount=), a monolithic upload (?digest= with the blob as body), or
+// the start of an upload session.
+func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	ctx := r.Context()
+	if err := h.checkPushName(ctx, rt.name); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if q.Has("mount") {
+		mounted, err := h.mountBlob(ctx, w, rt.name, q)
+		if err != nil || mounted {
+			return err
+		}
+	}
+	if q.Has("digest") {
+		return h.monolithicUpload(w, r, rt)
+	}
+	u, err := h.blobs.NewUpload(ctx)
+	if err != nil {
+		return fmt.Errorf("start upload to %s: %w", rt.name, err)
+	}
+	defer h.release(ctx, u)
+	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusAccepted)
+	return nil
+}
+
+// checkPushName refuses, before any bytes are sent, a push to a repository
+// whose name breaks a namespace rule.
+func (h *Handler) checkPushName(ctx context.Context, repo string) error {
+	err := h.meta.CheckRepositoryName(ctx, repo)
+	if errors.Is(err, fsm.ErrNamespaceConflict) {
+		return errNamespaceConflict(repo, err)
+	}
+	if err != nil {
+		return fmt.Errorf("check repository name %s: %w", repo, err)
+	}
+	return nil
+}
+
+// mountBlob links an existing blob into repo: from the repository named by
+// ?from= if the blob is linked there, or, without ?from=, from the store if
+// the blob is there at all. It reports false, without error, when there is
+// nothing to mount and the client should get an upload session instead.
+func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo string, q url.Values) (bool, error) {
+	d, err := parseDigest(q.Get("mount"))
+	if err != nil {
+		return false, err
+	}
+	size, ok, err := h.mountable(ctx, d, q.Get("from"))
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, h.linkBlob(ctx, w, repo, d, size)
+}
+
+// mountable reports whether blob d can be mounted, and its size.
+func (h *Handler) mountable(ctx context.Context, d digest.Digest, from string) (int64, bool, error) {
+	if from != "" {
+		if err := validateName(from); err != nil {
+			return 0, false, err
+		}
+		_, ok, err := h.meta.BlobLinked(ctx, from, d)
+		if err != nil {
+			return 0, false, fmt.Errorf("look up blob %s in %s: %w", d, from, err)
+		}
+		if !ok {
+			return 0, false, nil
+		}
+	}
+	size, err := h.blobs.Stat(ctx, d)
+	if errors.Is(err, blobstore.ErrBlobUnknown) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	return size, true, nil
+}
+
+// monolithicUpload stores the request body as the blob named by ?digest=.
+func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigest(r.URL.Query().Get("digest"))
+	if err != nil {
+		return err
+	}
+	size, err := h.blobs.Put(r.Context(), d, r.Body)
+	if err != nil {
+		return storeError(d, err)
+	}
+	return h.linkBlob(r.Context(), w, rt.name, d, size)
+}
+
+// getUpload reports the progress of an upload session.
+func (h *Handler) getUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	u, err := h.openUpload(r.Context(), rt)
+	if err != nil {
+		return err
+	}
+	defer h.release(r.Context(), u)
+	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusNoContent)
+	return nil
+}
+
+// patchUpload appends a chunk (with Content-Range) or a stream (without)
+// to an upload session.
+func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	ctx := r.Context()
+	u, err := h.openUpload(ctx, rt)
+	if err != nil {
+		return err
+	}
+	defer h.release(ctx, u)
+	if err := h.appendBody(w, r, rt, u); err != nil {
+		return err
+	}
+	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusAccepted)
+	return nil
+}
+
+// putUpload completes an upload session, with an optional last chunk.
+func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	q := r.URL.Query()
+	if !q.Has("digest") {
+		return newError(http.StatusBadRequest, CodeDigestInvalid,
+			"the digest query parameter is required to complete an upload: PUT ...?digest=<digest>")
+	}
+	d, err := parseDigest(q.Get("digest"))
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	u, err := h.openUpload(ctx, rt)
+	if err != nil {
+		return err
+	}
+	defer h.release(ctx, u)
+	if r.Header.Get("Content-Range") != "" {
+		if err := h.appendBody(w, r, rt, u); err != nil {
+			return err
+		}
+		return h.commit(ctx, w, rt.name, u, d, http.NoBody)
+	}
+	return h.commit(ctx, w, rt.name, u, d, r.Body)
+}
+
+// deleteUpload cancels an upload session and drops its data.
+func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route) error {
+	ctx := r.Context()
+	u, err := h.openUpload(ctx, rt)
+	if err != nil {
+		return err
+	}
+	defer h.release(ctx, u)
+	if err := u.Cancel(ctx); err != nil {
+		return fmt.Errorf("cancel upload %s: %w", rt.arg, err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// openUpload finds the session named by the route.
+func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, error) {
+	u, err := h.blobs.OpenUpload(ctx, rt.arg)
+	if errors.Is(err, blobstore.ErrUploadUnknown) {
+		return nil, newError(http.StatusNotFound, CodeBlobUploadUnknown,
+			"upload session %s not found: it was completed, cancelled or has expired; start a new upload", rt.arg).
+			withDetail(map[string]string{"uuid": rt.arg})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open upload %s: %w", rt.arg, err)
+	}
+	return u, nil
+}
+
+// appendBody appends the request body to u. With a Content-Range header
+// the chunk must start where the upload ends (else 416) and its length
+// must match Content-Length.
+func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u *blobstore.Upload) error {
+	ctx := r.Context()
+	cr := r.Header.Get("Content-Range")
+	if cr == "" {
+		if _, err := u.Append(ctx, r.Body); err != nil {
+			return fmt.Errorf("append to upload %s: %w", u.ID(), err)
+		}
+		return nil
+	}
+	start, end, err := parseContentRange(cr)
+	if err != nil {
+		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
+			"%v; send Content-Range: <start>-<end>, inclusive byte offsets", err)
+	}
+	if start != u.Size() {
+		setUploadHeaders(w, h.uploadLocation(rt.name, u), u)
+		return newError(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+			"chunk starts at byte %d but the upload has %d bytes; send the chunk starting at byte %d",
+			start, u.Size(), u.Size())
+	}
+	length := end - start + 1
+	if r.ContentLength >= 0 && r.ContentLength != length {
+		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
+			"Content-Length %d does not match Content-Range %s (%d bytes)", r.ContentLength, cr, length)
+	}
+	n, err := u.Append(ctx, io.LimitReader(r.Body, length))
+	if err != nil {
+		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
+	}
+	if n != length {
+		setUploadHeaders(w, h.uploadLocation(rt.name, u), u)
+		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
+			"chunk ended after %d of the %d bytes of Content-Range %s; resume from the Range header", n, length, cr)
+	}
+	return nil
+}
+
+// commit appends rest to u, commits it as blob d and links the blob into repo.
+func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string, u *blobstore.Upload, d digest.Digest, rest io.Reader) error {
+	if _, err := u.Append(ctx, rest); err != nil {
+		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
+	}
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		return storeError(d, err)
+	}
+	return h.linkBlob(ctx, w, repo, d, size)
+}
+
+// storeError translates a failure to store blob d.
+func storeError(d digest.Digest, err error) error {
+	if errors.Is(err, blobstore.ErrDigestMismatch) {
+		return newError(http.StatusBadRequest, CodeDigestInvalid,
+			"the uploaded content does not match digest %s; check the digest and the data sent", d).
+			withDetail(map[string]string{"digest": d.String()}).withCause(err)
+	}
+	return fmt.Errorf("store blob %s: %w", d, err)
+}
+
+// linkBlob links stored blob d into repo and answers 201.
+func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) error {
+	err := h.meta.LinkBlob(ctx, repo, d, size)
+	if errors.Is(err, fsm.ErrNamespaceConflict) {
+		return errNamespaceConflict(repo, err)
+	}
+	if err != nil {
+		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
+	}
+	w.Header().Set("Location", h.location("/v2/"+repo+"/blobs/"+d.String()))
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// release lets go of the session's lock; the session itself lives on
+// unless it was committed or cancelled.
+func (h *Handler) release(ctx context.Context, u *blobstore.Upload) {
+	if err := u.Close(); err != nil {
+		h.log.DebugContext(ctx, "release upload", "upload", u.ID(), "err", err)
+	}
+}
+
+func (h *Handler) uploadLocation(repo string, u *blobstore.Upload) string {
+	return h.location("/v2/" + repo + "/blobs/uploads/" + u.ID())
+}
+
+// writeUploadStatus answers with the state of an upload session.
+func writeUploadStatus(w http.ResponseWriter, location string, u *blobstore.Upload, status int) {
+	setUploadHeaders(w, location, u)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(status)
+}
+
+// setUploadHeaders sets Location, Range and Docker-Upload-UUID. Range is
+// the inclusive range received so far; like the Docker registry, an empty
+// upload reports "0-0".
+func setUploadHeaders(w http.ResponseWriter, location string, u *blobstore.Upload) {
+	hdr := w.Header()
+	hdr.Set("Location", location)
+	hdr.Set("Range", "0-"+strconv.FormatInt(max(u.Size()-1, 0), 10))
+	hdr.Set("Docker-Upload-UUID", u.ID())
+}
