@@ -1,0 +1,79 @@
+// Package api composes wharf's public HTTP surface: the OCI distribution API
+// under /v2/, the Connect admin services, the web UI, health checks and
+// Prometheus metrics, all served on --listen.
+//
+// The protocol handlers live in sub-packages (api/oci, api/admin); this
+// package only routes between them and instruments every request.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what NewHandler routes between.
+type Config struct {
+	// OCI serves everything under /v2/.
+	OCI http.Handler
+	// Route names an OCI request for the metrics' route label.
+	Route func(*http.Request) string
+	// Connect maps Connect service path prefixes (from the generated
+	// New*Handler functions) to their handlers.
+	Connect map[string]http.Handler
+	// UI serves everything no other handler claims.
+	UI http.Handler
+	// Ready reports whether the node can serve consistent reads and writes.
+	Ready func() bool
+	// Registry receives the HTTP metrics and is exposed on /metrics.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// NewHandler returns the handler for the public listener.
+func NewHandler(cfg Config) http.Handler {
+	m := newHTTPMetrics(cfg.Registry)
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", m.instrument(cfg.Route, cfg.OCI))
+	for prefix, h := range cfg.Connect {
+		mux.Handle(prefix, m.instrument(connectRoute(prefix), h))
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writePlain(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if cfg.Ready != nil && !cfg.Ready() {
+			writePlain(w, http.StatusServiceUnavailable, "not ready: no leader, or the log is not applied up to the commit index\n")
+			return
+		}
+		writePlain(w, http.StatusOK, "ready\n")
+	})
+	if cfg.UI != nil {
+		mux.Handle("/", m.instrument(staticRoute("ui"), cfg.UI))
+	}
+	return mux
+}
+
+func writePlain(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// connectRoute labels Connect requests by procedure, e.g.
+// "/wharf.v1.ClusterService/Status".
+func connectRoute(prefix string) func(*http.Request) string {
+	return func(r *http.Request) string {
+		if len(r.URL.Path) > len(prefix) && r.URL.Path[:len(prefix)] == prefix {
+			return r.URL.Path
+		}
+		return prefix
+	}
+}
+
+func staticRoute(name string) func(*http.Request) string {
+	return func(*http.Request) string { return name }
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func newTestFlags() (*pflag.FlagSet, *string, *int, *bool) {
+	f := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	f.String("config", "", "")
+	dataDir := f.String("data-dir", "./wharf-data", "")
+	expect := f.Int("bootstrap-expect", 1, "")
+	sparse := f.Bool("sparse-manifests", false, "")
+	return f, dataDir, expect, sparse
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "wharf.yaml")
+	if err := os.WriteFile(file, []byte("data-dir: /from/file\nbootstrap-expect: 3\nsparse-manifests: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		env         map[string]string
+		wantDataDir string
+		wantExpect  int
+		wantSparse  bool
+	}{
+		{name: "defaults", wantDataDir: "./wharf-data", wantExpect: 1},
+		{name: "file", args: []string{"--config", file}, wantDataDir: "/from/file", wantExpect: 3, wantSparse: true},
+		{name: "config file from env", env: map[string]string{"WHARF_CONFIG": file}, wantDataDir: "/from/file", wantExpect: 3, wantSparse: true},
+		{name: "env beats file", args: []string{"--config", file}, env: map[string]string{"WHARF_DATA_DIR": "/from/env"}, wantDataDir: "/from/env", wantExpect: 3, wantSparse: true},
+		{name: "flag beats env", args: []string{"--data-dir", "/from/flag"}, env: map[string]string{"WHARF_DATA_DIR": "/from/env", "WHARF_BOOTSTRAP_EXPECT": "5"}, wantDataDir: "/from/flag", wantExpect: 5},
+		{name: "flag beats file", args: []string{"--config", file, "--bootstrap-expect", "1", "--sparse-manifests=false"}, wantDataDir: "/from/file", wantExpect: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			f, dataDir, expect, sparse := newTestFlags()
+			if err := f.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyConfigSources(f, "config"); err != nil {
+				t.Fatal(err)
+			}
+			if *dataDir != tt.wantDataDir || *expect != tt.wantExpect || *sparse != tt.wantSparse {
+				t.Errorf("got data-dir=%q bootstrap-expect=%d sparse=%v, want %q %d %v",
+					*dataDir, *expect, *sparse, tt.wantDataDir, tt.wantExpect, tt.wantSparse)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		env     map[string]string
+		wantErr string
+	}{
+		{name: "unknown key", yaml: "data-dri: /x\n", wantErr: `unknown setting "data-dri"`},
+		{name: "bad yaml", yaml: "data-dir: [\n", wantErr: "parse config file"},
+		{name: "nested value", yaml: "data-dir:\n  a: b\n", wantErr: "must be a scalar"},
+		{name: "bad int in file", yaml: "bootstrap-expect: many\n", wantErr: "invalid value"},
+		{name: "bad int in env", env: map[string]string{"WHARF_BOOTSTRAP_EXPECT": "x"}, wantErr: "WHARF_BOOTSTRAP_EXPECT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			f, _, _, _ := newTestFlags()
+			var args []string
+			if tt.yaml != "" {
+				file := filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(file, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = []string{"--config", file}
+			}
+			if err := f.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			err := applyConfigSources(f, "config")
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	f, _, _, _ := newTestFlags()
+	if err := f.Parse([]string{"--config", filepath.Join(t.TempDir(), "absent.yaml")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyConfigSources(f, "config"); err == nil {
+		t.Fatal("a missing config file was accepted")
+	}
+}
