@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
 )

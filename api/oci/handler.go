@@ -16,7 +16,7 @@ import (
 // DefaultMaxManifestBytes is the manifest size limit when Config leaves it 0.
 const DefaultMaxManifestBytes = 4 << 20
 
-// Config configures a Handler.
+// Config configures a Handler. Metadata and Blobs are required.
 type Config struct {
 	// Metadata stores repositories, manifests, tags and blob links.
 	Metadata Metadata

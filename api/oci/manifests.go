@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/opencontainers/go-digest"
+
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
 )
@@ -33,50 +34,77 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 // putManifest validates and stores a manifest, pointing the tag of the
 // reference and any ?tag= parameters at it.
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
-	ref, err := parseReference(rt.name, rt.arg)
+	p, err := h.readPush(r, rt)
 	if err != nil {
 		return err
 	}
-	tags, err := pushTags(ref, r.URL.Query()["tag"])
-	if err != nil {
+	if err := h.storeManifest(r.Context(), p); err != nil {
 		return err
-	}
-	body, err := h.readManifest(r)
-	if err != nil {
-		return err
-	}
-	pm, err := parseManifest(r.Header.Get("Content-Type"), body)
-	if err != nil {
-		return err
-	}
-	d, err := manifestDigest(ref, body)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	if !h.sparse {
-		if err := h.checkReferences(ctx, ref.name, pm); err != nil {
-			return err
-		}
-	}
-	err = h.meta.PutManifest(ctx, putManifestCommand(ref.name, d, body, tags, pm))
-	if errors.Is(err, fsm.ErrNamespaceConflict) {
-		return errNamespaceConflict(ref.name, err)
-	}
-	if err != nil {
-		return fmt.Errorf("put manifest %s into %s: %w", d, ref.name, err)
 	}
 	hdr := w.Header()
-	hdr.Set("Location", h.location("/v2/"+ref.name+"/manifests/"+d.String()))
-	hdr.Set("Docker-Content-Digest", d.String())
-	if pm.subject != "" {
-		hdr.Set("OCI-Subject", pm.subject.String())
+	hdr.Set("Location", h.location("/v2/"+p.ref.name+"/manifests/"+p.digest.String()))
+	hdr.Set("Docker-Content-Digest", p.digest.String())
+	if p.manifest.subject != "" {
+		hdr.Set("OCI-Subject", p.manifest.subject.String())
 	}
-	for _, t := range tags {
+	for _, t := range p.tags {
 		hdr.Add("OCI-Tag", t)
 	}
 	hdr.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// manifestPush is a validated manifest push.
+type manifestPush struct {
+	ref      reference
+	tags     []string
+	body     []byte
+	digest   digest.Digest
+	manifest *parsedManifest
+}
+
+// readPush reads and validates a manifest push.
+func (h *Handler) readPush(r *http.Request, rt route) (*manifestPush, error) {
+	ref, err := parseReference(rt.name, rt.arg)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := pushTags(ref, r.URL.Query()["tag"])
+	if err != nil {
+		return nil, err
+	}
+	body, err := h.readManifest(r)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := parseManifest(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return nil, err
+	}
+	d, err := manifestDigest(ref, body)
+	if err != nil {
+		return nil, err
+	}
+	return &manifestPush{ref: ref, tags: tags, body: body, digest: d, manifest: pm}, nil
+}
+
+// storeManifest checks the push's references unless sparse manifests are
+// allowed, and commits it.
+func (h *Handler) storeManifest(ctx context.Context, p *manifestPush) error {
+	repo := p.ref.name
+	if !h.sparse {
+		if err := h.checkReferences(ctx, repo, p.manifest); err != nil {
+			return err
+		}
+	}
+	err := h.meta.PutManifest(ctx, p.command())
+	if errors.Is(err, fsm.ErrNamespaceConflict) {
+		return errNamespaceConflict(repo, err)
+	}
+	if err != nil {
+		return fmt.Errorf("put manifest %s into %s: %w", p.digest, repo, err)
+	}
 	return nil
 }
 
@@ -222,14 +250,15 @@ func errManifestBlobUnknown(repo, what string, d digest.Digest) error {
 		withDetail(map[string]string{"digest": d.String()})
 }
 
-// putManifestCommand builds the metadata command for a manifest push.
-func putManifestCommand(repo string, d digest.Digest, body []byte, tags []string, pm *parsedManifest) *fsmv1.PutManifest {
+// command builds the metadata command for the push.
+func (p *manifestPush) command() *fsmv1.PutManifest {
+	pm := p.manifest
 	return &fsmv1.PutManifest{
-		Repository:   repo,
-		Digest:       d.String(),
+		Repository:   p.ref.name,
+		Digest:       p.digest.String(),
 		MediaType:    pm.mediaType,
-		Content:      body,
-		Tags:         tags,
+		Content:      p.body,
+		Tags:         p.tags,
 		Subject:      pm.subject.String(),
 		ArtifactType: pm.artifactType,
 		Annotations:  pm.annotations,

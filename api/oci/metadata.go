@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/opencontainers/go-digest"
+
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 )
 

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
 )

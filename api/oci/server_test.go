@@ -2,22 +2,25 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
-// testServer is a registry over HTTP with a real blob store and in-memory
-// metadata.
+// testServer is a registry over HTTP with a real blob store and a real
+// single-node cluster for its metadata.
 type testServer struct {
 	t     *testing.T
 	url   string
@@ -32,13 +35,38 @@ func newTestServer(t *testing.T, opts ...func(*Config)) *testServer {
 	if err != nil {
 		t.Fatalf("open blob store: %v", err)
 	}
-	cfg := Config{Metadata: newMemMetadata(), Blobs: blobs}
+	cfg := Config{Metadata: startNode(t), Blobs: blobs}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
 	return &testServer{t: t, url: srv.URL, blobs: blobs}
+}
+
+// startNode runs a real single-node cluster (Raft and Pebble on disk) for
+// the test's metadata.
+func startNode(t *testing.T) *cluster.Node {
+	t.Helper()
+	ctx := context.Background()
+	node, err := cluster.Open(ctx, cluster.Config{
+		DataDir:         t.TempDir(),
+		NodeName:        t.Name(),
+		ClusterListen:   "127.0.0.1:0",
+		BootstrapExpect: 1,
+		// A lone voter elects itself after one election timeout; keep it short.
+		HeartbeatTimeout:   50 * time.Millisecond,
+		ElectionTimeout:    50 * time.Millisecond,
+		LeaderLeaseTimeout: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("open cluster node: %v", err)
+	}
+	t.Cleanup(func() { _ = node.Shutdown(ctx) })
+	if err := node.WaitReady(ctx); err != nil {
+		t.Fatalf("node not ready: %v", err)
+	}
+	return node
 }
 
 func sparse(c *Config) { c.SparseManifests = true }

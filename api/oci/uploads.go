@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
+
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
 )
