@@ -19,15 +19,23 @@ install_suite() {
 	fi
 }
 
-# run_suite NAME PORT SPARSE [serve flags...]
+# run_suite NAME PORT SPARSE [serve flags...]: a fresh node, then the suite.
 run_suite() {
 	local name=$1 port=$2 sparse=$3
 	shift 3
 	start_node "$name" "$port" "$@"
+	CONFORMANCE_REGISTRY=127.0.0.1:$port run_conformance "$name" "$sparse"
+	kill_node "$name"
+}
+
+# run_conformance NAME SPARSE: runs the suite against CONFORMANCE_REGISTRY.
+run_conformance() {
+	local name=$1 sparse=$2
+	install_suite
 	local results=$WORK/$name-results
-	log "conformance run '$name' (sparse data: $sparse)"
+	log "conformance run '$name' against $CONFORMANCE_REGISTRY (sparse data: $sparse)"
 	set +e
-	env OCI_REGISTRY="127.0.0.1:$port" OCI_TLS=disabled OCI_RESULTS_DIR="$results" \
+	env OCI_REGISTRY="$CONFORMANCE_REGISTRY" OCI_TLS=disabled OCI_RESULTS_DIR="$results" \
 		OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 OCI_LOG=error \
 		OCI_API_PULL=true OCI_API_PUSH=true \
 		OCI_API_BLOBS_ATOMIC=true OCI_API_BLOBS_DELETE=true OCI_API_BLOBS_DIGEST_HEADER=true \
@@ -43,7 +51,6 @@ run_suite() {
 		"$CONFORMANCE" >"$WORK/$name-report.txt" 2>&1
 	local rc=$?
 	set -e
-	kill_node "$name"
 	summarize "$name" "$results/junit.xml" "$rc"
 }
 
@@ -66,8 +73,9 @@ summarize() {
 
 attr() { local v; v=$(sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$2"); echo "${v:-0}"; }
 
-build_wharf
-install_suite
-run_suite sparse 15101 true --sparse-manifests
-run_suite strict 15111 false
-echo "conformance: 2 runs passed, 0 failed"
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	build_wharf
+	run_suite sparse 15101 true --sparse-manifests
+	run_suite strict 15111 false
+	echo "conformance: 2 runs passed, 0 failed"
+fi

@@ -1,6 +1,8 @@
 # Shared helpers for wharf's end-to-end scripts. Source it; do not run it.
 # Every node a script starts is stopped when the script exits.
 
+[ -n "${WHARF_LIB_LOADED:-}" ] && return 0
+WHARF_LIB_LOADED=1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,16 +18,23 @@ build_wharf() {
 	(cd "$ROOT" && go build -o "$WHARF" ./cmd/wharf)
 }
 
-# start_node NAME PORT [extra serve flags...]: starts a node whose data lives
-# in $WORK/NAME and whose log is $WORK/NAME.log, and waits until it is ready.
-start_node() {
+# start_node_bg NAME PORT [extra serve flags...]: starts a node whose data
+# lives in $WORK/NAME and whose log is $WORK/NAME.log, listening on PORT
+# (HTTP) and PORT+1 (cluster).
+start_node_bg() {
 	local name=$1 port=$2
 	shift 2
 	"$WHARF" serve --data-dir "$WORK/$name" --listen "127.0.0.1:$port" \
 		--cluster-listen "127.0.0.1:$((port + 1))" --node-name "$name" "$@" \
 		>>"$WORK/$name.log" 2>&1 &
 	NODE_PIDS[$name]=$!
-	wait_ready "$name" "$port"
+}
+
+# start_node NAME PORT [extra serve flags...]: start_node_bg, then wait
+# until the node is ready.
+start_node() {
+	start_node_bg "$@"
+	wait_ready "$1" "$2"
 }
 
 wait_ready() {
