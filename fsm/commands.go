@@ -16,11 +16,15 @@ type handler func(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 
 // handlers is the dispatch table, keyed by the type of Command.Op.
 var handlers = map[reflect.Type]handler{
-	reflect.TypeFor[*fsmv1.Command_PutManifest]():    applyPutManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteManifest](): applyDeleteManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteTag]():      applyDeleteTag,
-	reflect.TypeFor[*fsmv1.Command_LinkBlob]():       applyLinkBlob,
-	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():     applyUnlinkBlob,
+	reflect.TypeFor[*fsmv1.Command_PutManifest]():      applyPutManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteManifest]():   applyDeleteManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteTag]():        applyDeleteTag,
+	reflect.TypeFor[*fsmv1.Command_LinkBlob]():         applyLinkBlob,
+	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():       applyUnlinkBlob,
+	reflect.TypeFor[*fsmv1.Command_AddBlobHolder]():    applyAddBlobHolder,
+	reflect.TypeFor[*fsmv1.Command_RemoveBlobHolder](): applyRemoveBlobHolder,
+	reflect.TypeFor[*fsmv1.Command_RegisterNode]():     applyRegisterNode,
+	reflect.TypeFor[*fsmv1.Command_DeregisterNode]():   applyDeregisterNode,
 }
 
 func dispatch(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/wharf-registry/wharf/blobstore"
 )
 
 // DefaultMaxManifestBytes is the manifest size limit when Config leaves it 0.
@@ -21,7 +19,7 @@ type Config struct {
 	// Metadata stores repositories, manifests, tags and blob links.
 	Metadata Metadata
 	// Blobs stores blob content and upload sessions.
-	Blobs *blobstore.Store
+	Blobs BlobStore
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
 	// MaxManifestBytes is the largest manifest accepted, in bytes (default
@@ -35,12 +33,26 @@ type Config struct {
 	// "https://registry.example.com") of the Location headers; otherwise
 	// they are relative.
 	PublicURL string
+
+	// NodeID, in a cluster, names this node in the upload session IDs it
+	// hands out; empty on a single node.
+	NodeID string
+	// Sessions forwards requests for other nodes' upload sessions; nil on
+	// a single node.
+	Sessions SessionRouter
+	// Replication copies new blobs to their owners and delays manifest
+	// pushes until their blobs are durable on enough nodes; nil when a
+	// local fsync is enough.
+	Replication Replication
 }
 
 // Handler serves the OCI distribution API under /v2/.
 type Handler struct {
 	meta             Metadata
-	blobs            *blobstore.Store
+	blobs            BlobStore
+	nodeID           string
+	sessions         SessionRouter
+	replication      Replication
 	log              *slog.Logger
 	maxManifestBytes int64
 	sparse           bool
@@ -60,6 +72,9 @@ func New(cfg Config) *Handler {
 	h := &Handler{
 		meta:             cfg.Metadata,
 		blobs:            cfg.Blobs,
+		nodeID:           cfg.NodeID,
+		sessions:         cfg.Sessions,
+		replication:      cfg.Replication,
 		log:              cfg.Logger,
 		maxManifestBytes: cfg.MaxManifestBytes,
 		sparse:           cfg.SparseManifests,
@@ -124,6 +139,11 @@ func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	if rt.kind != routeBase && rt.kind != routeCatalog {
 		if err := validateName(rt.name); err != nil {
+			return err
+		}
+	}
+	if rt.kind == routeUploadSession {
+		if proxied, err := h.proxySession(w, r, rt); proxied || err != nil {
 			return err
 		}
 	}

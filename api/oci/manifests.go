@@ -98,6 +98,9 @@ func (h *Handler) storeManifest(ctx context.Context, p *manifestPush) error {
 			return err
 		}
 	}
+	if err := h.waitDurable(ctx, h.presentBlobs(ctx, repo, p.manifest)); err != nil {
+		return err
+	}
 	err := h.meta.PutManifest(ctx, p.command())
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
@@ -242,6 +245,21 @@ func (h *Handler) checkReferences(ctx context.Context, repo string, pm *parsedMa
 		}
 	}
 	return errors.Join(missing...)
+}
+
+// presentBlobs returns the blobs of pm that are in the repository: all of
+// them after checkReferences, only some for a sparse manifest.
+func (h *Handler) presentBlobs(ctx context.Context, repo string, pm *parsedManifest) []digest.Digest {
+	if h.replication == nil || !h.sparse {
+		return pm.blobs
+	}
+	var present []digest.Digest
+	for _, d := range pm.blobs {
+		if _, ok, err := h.meta.BlobLinked(ctx, repo, d); err == nil && ok {
+			present = append(present, d)
+		}
+	}
+	return present
 }
 
 func errManifestBlobUnknown(repo, what string, d digest.Digest) error {

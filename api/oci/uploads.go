@@ -38,7 +38,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 		return fmt.Errorf("start upload to %s: %w", rt.name, err)
 	}
 	defer h.release(ctx, u)
-	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusAccepted)
+	h.writeUploadStatus(w, rt.name, u, http.StatusAccepted)
 	return nil
 }
 
@@ -105,6 +105,7 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 	if err != nil {
 		return storeError(d, err)
 	}
+	h.stored(r.Context(), d, size)
 	return h.linkBlob(r.Context(), w, rt.name, d, size)
 }
 
@@ -115,7 +116,7 @@ func (h *Handler) getUpload(w http.ResponseWriter, r *http.Request, rt route) er
 		return err
 	}
 	defer h.release(r.Context(), u)
-	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusNoContent)
+	h.writeUploadStatus(w, rt.name, u, http.StatusNoContent)
 	return nil
 }
 
@@ -131,7 +132,7 @@ func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if err := h.appendBody(w, r, rt, u); err != nil {
 		return err
 	}
-	writeUploadStatus(w, h.uploadLocation(rt.name, u), u, http.StatusAccepted)
+	h.writeUploadStatus(w, rt.name, u, http.StatusAccepted)
 	return nil
 }
 
@@ -179,11 +180,13 @@ func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route)
 
 // openUpload finds the session named by the route.
 func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, error) {
-	u, err := h.blobs.OpenUpload(ctx, rt.arg)
+	node, local := splitSessionID(rt.arg)
+	if node != h.nodeID {
+		return nil, errUploadUnknown(rt.arg)
+	}
+	u, err := h.blobs.OpenUpload(ctx, local)
 	if errors.Is(err, blobstore.ErrUploadUnknown) {
-		return nil, newError(http.StatusNotFound, CodeBlobUploadUnknown,
-			"upload session %s not found: it was completed, cancelled or has expired; start a new upload", rt.arg).
-			withDetail(map[string]string{"uuid": rt.arg})
+		return nil, errUploadUnknown(rt.arg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open upload %s: %w", rt.arg, err)
@@ -209,7 +212,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 			"%v; send Content-Range: <start>-<end>, inclusive byte offsets", err)
 	}
 	if start != u.Size() {
-		setUploadHeaders(w, h.uploadLocation(rt.name, u), u)
+		h.setUploadHeaders(w, rt.name, u)
 		return newError(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
 			"chunk starts at byte %d but the upload has %d bytes; send the chunk starting at byte %d",
 			start, u.Size(), u.Size())
@@ -224,7 +227,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
 	if n != length {
-		setUploadHeaders(w, h.uploadLocation(rt.name, u), u)
+		h.setUploadHeaders(w, rt.name, u)
 		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
 			"chunk ended after %d of the %d bytes of Content-Range %s; resume from the Range header", n, length, cr)
 	}
@@ -240,6 +243,7 @@ func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string
 	if err != nil {
 		return storeError(d, err)
 	}
+	h.stored(ctx, d, size)
 	return h.linkBlob(ctx, w, repo, d, size)
 }
 
@@ -278,12 +282,12 @@ func (h *Handler) release(ctx context.Context, u *blobstore.Upload) {
 }
 
 func (h *Handler) uploadLocation(repo string, u *blobstore.Upload) string {
-	return h.location("/v2/" + repo + "/blobs/uploads/" + u.ID())
+	return h.location("/v2/" + repo + "/blobs/uploads/" + h.sessionID(u))
 }
 
 // writeUploadStatus answers with the state of an upload session.
-func writeUploadStatus(w http.ResponseWriter, location string, u *blobstore.Upload, status int) {
-	setUploadHeaders(w, location, u)
+func (h *Handler) writeUploadStatus(w http.ResponseWriter, repo string, u *blobstore.Upload, status int) {
+	h.setUploadHeaders(w, repo, u)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
 }
@@ -291,9 +295,9 @@ func writeUploadStatus(w http.ResponseWriter, location string, u *blobstore.Uplo
 // setUploadHeaders sets Location, Range and Docker-Upload-UUID. Range is
 // the inclusive range received so far; like the Docker registry, an empty
 // upload reports "0-0".
-func setUploadHeaders(w http.ResponseWriter, location string, u *blobstore.Upload) {
+func (h *Handler) setUploadHeaders(w http.ResponseWriter, repo string, u *blobstore.Upload) {
 	hdr := w.Header()
-	hdr.Set("Location", location)
+	hdr.Set("Location", h.uploadLocation(repo, u))
 	hdr.Set("Range", "0-"+strconv.FormatInt(max(u.Size()-1, 0), 10))
-	hdr.Set("Docker-Upload-UUID", u.ID())
+	hdr.Set("Docker-Upload-UUID", h.sessionID(u))
 }

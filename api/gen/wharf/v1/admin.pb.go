@@ -74,8 +74,13 @@ type StatusResponse struct {
 	BlobCount       int64  `protobuf:"varint,10,opt,name=blob_count,json=blobCount,proto3" json:"blob_count,omitempty"`
 	BlobBytes       int64  `protobuf:"varint,11,opt,name=blob_bytes,json=blobBytes,proto3" json:"blob_bytes,omitempty"`
 	Version         string `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// disk_used_bytes and disk_free_bytes describe the data dir's filesystem.
+	DiskUsedBytes  uint64 `protobuf:"varint,13,opt,name=disk_used_bytes,json=diskUsedBytes,proto3" json:"disk_used_bytes,omitempty"`
+	DiskFreeBytes  uint64 `protobuf:"varint,14,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
+	ClusterAddress string `protobuf:"bytes,15,opt,name=cluster_address,json=clusterAddress,proto3" json:"cluster_address,omitempty"`
+	GossipAddress  string `protobuf:"bytes,16,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -192,6 +197,390 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetDiskUsedBytes() uint64 {
+	if x != nil {
+		return x.DiskUsedBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDiskFreeBytes() uint64 {
+	if x != nil {
+		return x.DiskFreeBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetClusterAddress() string {
+	if x != nil {
+		return x.ClusterAddress
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetGossipAddress() string {
+	if x != nil {
+		return x.GossipAddress
+	}
+	return ""
+}
+
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+type Member struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// state is memberlist's view: alive, suspect, dead or left.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// raft_role is leader, voter, nonvoter or none.
+	RaftRole       string `protobuf:"bytes,4,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`
+	ClusterAddress string `protobuf:"bytes,5,opt,name=cluster_address,json=clusterAddress,proto3" json:"cluster_address,omitempty"`
+	GossipAddress  string `protobuf:"bytes,6,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	// last_contact_unix_nanos is when the leader last heard from the node
+	// (0 if unknown).
+	LastContactUnixNanos int64 `protobuf:"varint,7,opt,name=last_contact_unix_nanos,json=lastContactUnixNanos,proto3" json:"last_contact_unix_nanos,omitempty"`
+	// status is what the node reported of itself; empty if it did not answer.
+	Status *StatusResponse `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// error says why status is empty.
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Member) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Member) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *Member) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Member) GetRaftRole() string {
+	if x != nil {
+		return x.RaftRole
+	}
+	return ""
+}
+
+func (x *Member) GetClusterAddress() string {
+	if x != nil {
+		return x.ClusterAddress
+	}
+	return ""
+}
+
+func (x *Member) GetGossipAddress() string {
+	if x != nil {
+		return x.GossipAddress
+	}
+	return ""
+}
+
+func (x *Member) GetLastContactUnixNanos() int64 {
+	if x != nil {
+		return x.LastContactUnixNanos
+	}
+	return 0
+}
+
+func (x *Member) GetStatus() *StatusResponse {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *Member) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type MembersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// under_replicated_blobs counts blobs with fewer live holders than the
+	// replication factor.
+	UnderReplicatedBlobs int64 `protobuf:"varint,2,opt,name=under_replicated_blobs,json=underReplicatedBlobs,proto3" json:"under_replicated_blobs,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersResponse) GetUnderReplicatedBlobs() int64 {
+	if x != nil {
+		return x.UnderReplicatedBlobs
+	}
+	return 0
+}
+
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NewLeaderId   string                 `protobuf:"bytes,1,opt,name=new_leader_id,json=newLeaderId,proto3" json:"new_leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TransferLeadershipResponse) GetNewLeaderId() string {
+	if x != nil {
+		return x.NewLeaderId
+	}
+	return ""
+}
+
 type ListRepositoriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// namespace, if set, restricts the list to one namespace.
@@ -206,7 +595,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +607,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +620,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRepositoriesRequest) GetNamespace() string {
@@ -268,7 +657,7 @@ type Repository struct {
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +669,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +682,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Repository) GetName() string {
@@ -341,7 +730,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +742,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +755,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -388,7 +777,7 @@ var File_wharf_v1_admin_proto protoreflect.FileDescriptor
 const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x14wharf/v1/admin.proto\x12\bwharf.v1\"\x0f\n" +
-	"\rStatusRequest\"\x9e\x03\n" +
+	"\rStatusRequest\"\xbe\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x1d\n" +
@@ -405,7 +794,30 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	" \x01(\x03R\tblobCount\x12\x1d\n" +
 	"\n" +
 	"blob_bytes\x18\v \x01(\x03R\tblobBytes\x12\x18\n" +
-	"\aversion\x18\f \x01(\tR\aversion\"s\n" +
+	"\aversion\x18\f \x01(\tR\aversion\x12&\n" +
+	"\x0fdisk_used_bytes\x18\r \x01(\x04R\rdiskUsedBytes\x12&\n" +
+	"\x0fdisk_free_bytes\x18\x0e \x01(\x04R\rdiskFreeBytes\x12'\n" +
+	"\x0fcluster_address\x18\x0f \x01(\tR\x0eclusterAddress\x12%\n" +
+	"\x0egossip_address\x18\x10 \x01(\tR\rgossipAddress\"\x10\n" +
+	"\x0eMembersRequest\"\xc0\x02\n" +
+	"\x06Member\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1b\n" +
+	"\traft_role\x18\x04 \x01(\tR\braftRole\x12'\n" +
+	"\x0fcluster_address\x18\x05 \x01(\tR\x0eclusterAddress\x12%\n" +
+	"\x0egossip_address\x18\x06 \x01(\tR\rgossipAddress\x125\n" +
+	"\x17last_contact_unix_nanos\x18\a \x01(\x03R\x14lastContactUnixNanos\x120\n" +
+	"\x06status\x18\b \x01(\v2\x18.wharf.v1.StatusResponseR\x06status\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"s\n" +
+	"\x0fMembersResponse\x12*\n" +
+	"\amembers\x18\x01 \x03(\v2\x10.wharf.v1.MemberR\amembers\x124\n" +
+	"\x16under_replicated_blobs\x18\x02 \x01(\x03R\x14underReplicatedBlobs\"\x0e\n" +
+	"\fLeaveRequest\"\x0f\n" +
+	"\rLeaveResponse\"\x1b\n" +
+	"\x19TransferLeadershipRequest\"@\n" +
+	"\x1aTransferLeadershipResponse\x12\"\n" +
+	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"s\n" +
 	"\x17ListRepositoriesRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -420,9 +832,12 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\x12created_unix_nanos\x18\x05 \x01(\x03R\x10createdUnixNanos\"|\n" +
 	"\x18ListRepositoriesResponse\x128\n" +
 	"\frepositories\x18\x01 \x03(\v2\x14.wharf.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2O\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb0\x02\n" +
 	"\x0eClusterService\x12=\n" +
-	"\x06Status\x12\x17.wharf.v1.StatusRequest\x1a\x18.wharf.v1.StatusResponse\"\x002n\n" +
+	"\x06Status\x12\x17.wharf.v1.StatusRequest\x1a\x18.wharf.v1.StatusResponse\"\x00\x12@\n" +
+	"\aMembers\x12\x18.wharf.v1.MembersRequest\x1a\x19.wharf.v1.MembersResponse\"\x00\x12:\n" +
+	"\x05Leave\x12\x16.wharf.v1.LeaveRequest\x1a\x17.wharf.v1.LeaveResponse\"\x00\x12a\n" +
+	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x002n\n" +
 	"\x0fRegistryService\x12[\n" +
 	"\x10ListRepositories\x12!.wharf.v1.ListRepositoriesRequest\x1a\".wharf.v1.ListRepositoriesResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
 
@@ -438,25 +853,40 @@ func file_wharf_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_admin_proto_rawDescData
 }
 
-var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_wharf_v1_admin_proto_goTypes = []any{
-	(*StatusRequest)(nil),            // 0: wharf.v1.StatusRequest
-	(*StatusResponse)(nil),           // 1: wharf.v1.StatusResponse
-	(*ListRepositoriesRequest)(nil),  // 2: wharf.v1.ListRepositoriesRequest
-	(*Repository)(nil),               // 3: wharf.v1.Repository
-	(*ListRepositoriesResponse)(nil), // 4: wharf.v1.ListRepositoriesResponse
+	(*StatusRequest)(nil),              // 0: wharf.v1.StatusRequest
+	(*StatusResponse)(nil),             // 1: wharf.v1.StatusResponse
+	(*MembersRequest)(nil),             // 2: wharf.v1.MembersRequest
+	(*Member)(nil),                     // 3: wharf.v1.Member
+	(*MembersResponse)(nil),            // 4: wharf.v1.MembersResponse
+	(*LeaveRequest)(nil),               // 5: wharf.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 6: wharf.v1.LeaveResponse
+	(*TransferLeadershipRequest)(nil),  // 7: wharf.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 8: wharf.v1.TransferLeadershipResponse
+	(*ListRepositoriesRequest)(nil),    // 9: wharf.v1.ListRepositoriesRequest
+	(*Repository)(nil),                 // 10: wharf.v1.Repository
+	(*ListRepositoriesResponse)(nil),   // 11: wharf.v1.ListRepositoriesResponse
 }
 var file_wharf_v1_admin_proto_depIdxs = []int32{
-	3, // 0: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
-	0, // 1: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
-	2, // 2: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
-	1, // 3: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
-	4, // 4: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	1,  // 0: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
+	3,  // 1: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
+	10, // 2: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
+	0,  // 3: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
+	2,  // 4: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
+	5,  // 5: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
+	7,  // 6: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
+	9,  // 7: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
+	1,  // 8: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
+	4,  // 9: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
+	6,  // 10: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
+	8,  // 11: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
+	11, // 12: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wharf_v1_admin_proto_init() }
@@ -470,7 +900,7 @@ func file_wharf_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_admin_proto_rawDesc), len(file_wharf_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -98,6 +98,10 @@ type Command struct {
 	//	*Command_DeleteTag
 	//	*Command_LinkBlob
 	//	*Command_UnlinkBlob
+	//	*Command_RegisterNode
+	//	*Command_DeregisterNode
+	//	*Command_AddBlobHolder
+	//	*Command_RemoveBlobHolder
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -199,6 +203,42 @@ func (x *Command) GetUnlinkBlob() *UnlinkBlob {
 	return nil
 }
 
+func (x *Command) GetRegisterNode() *RegisterNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RegisterNode); ok {
+			return x.RegisterNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeregisterNode() *DeregisterNode {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeregisterNode); ok {
+			return x.DeregisterNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddBlobHolder() *AddBlobHolder {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddBlobHolder); ok {
+			return x.AddBlobHolder
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveBlobHolder() *RemoveBlobHolder {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveBlobHolder); ok {
+			return x.RemoveBlobHolder
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -223,6 +263,22 @@ type Command_UnlinkBlob struct {
 	UnlinkBlob *UnlinkBlob `protobuf:"bytes,14,opt,name=unlink_blob,json=unlinkBlob,proto3,oneof"`
 }
 
+type Command_RegisterNode struct {
+	RegisterNode *RegisterNode `protobuf:"bytes,15,opt,name=register_node,json=registerNode,proto3,oneof"`
+}
+
+type Command_DeregisterNode struct {
+	DeregisterNode *DeregisterNode `protobuf:"bytes,16,opt,name=deregister_node,json=deregisterNode,proto3,oneof"`
+}
+
+type Command_AddBlobHolder struct {
+	AddBlobHolder *AddBlobHolder `protobuf:"bytes,17,opt,name=add_blob_holder,json=addBlobHolder,proto3,oneof"`
+}
+
+type Command_RemoveBlobHolder struct {
+	RemoveBlobHolder *RemoveBlobHolder `protobuf:"bytes,18,opt,name=remove_blob_holder,json=removeBlobHolder,proto3,oneof"`
+}
+
 func (*Command_PutManifest) isCommand_Op() {}
 
 func (*Command_DeleteManifest) isCommand_Op() {}
@@ -232,6 +288,14 @@ func (*Command_DeleteTag) isCommand_Op() {}
 func (*Command_LinkBlob) isCommand_Op() {}
 
 func (*Command_UnlinkBlob) isCommand_Op() {}
+
+func (*Command_RegisterNode) isCommand_Op() {}
+
+func (*Command_DeregisterNode) isCommand_Op() {}
+
+func (*Command_AddBlobHolder) isCommand_Op() {}
+
+func (*Command_RemoveBlobHolder) isCommand_Op() {}
 
 // Result is what Apply returns for a Command.
 type Result struct {
@@ -864,11 +928,366 @@ func (x *Manifest) GetCreatedUnixNanos() int64 {
 	return 0
 }
 
+// RegisterNode records a cluster member, or updates its addresses. The
+// leader's membership reconciler proposes it when gossip reports a member.
+type RegisterNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterNode) Reset() {
+	*x = RegisterNode{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterNode) ProtoMessage() {}
+
+func (x *RegisterNode) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
+func (*RegisterNode) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RegisterNode) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// DeregisterNode forgets a member that left or was removed as dead.
+type DeregisterNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterNode) Reset() {
+	*x = DeregisterNode{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterNode) ProtoMessage() {}
+
+func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
+func (*DeregisterNode) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeregisterNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// Node is the stored record of a cluster member.
+type Node struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is stable for the life of the node's data dir.
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// cluster_address carries Raft and peer traffic (--cluster-listen).
+	ClusterAddress string `protobuf:"bytes,3,opt,name=cluster_address,json=clusterAddress,proto3" json:"cluster_address,omitempty"`
+	// gossip_address is memberlist's address (--gossip-listen).
+	GossipAddress string `protobuf:"bytes,4,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	// weight scales the node's share of blobs in rendezvous placement; 0 means 1.
+	Weight              float64 `protobuf:"fixed64,5,opt,name=weight,proto3" json:"weight,omitempty"`
+	RegisteredUnixNanos int64   `protobuf:"varint,6,opt,name=registered_unix_nanos,json=registeredUnixNanos,proto3" json:"registered_unix_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Node) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Node) GetClusterAddress() string {
+	if x != nil {
+		return x.ClusterAddress
+	}
+	return ""
+}
+
+func (x *Node) GetGossipAddress() string {
+	if x != nil {
+		return x.GossipAddress
+	}
+	return ""
+}
+
+func (x *Node) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Node) GetRegisteredUnixNanos() int64 {
+	if x != nil {
+		return x.RegisteredUnixNanos
+	}
+	return 0
+}
+
+// AddBlobHolder records that a node holds a durable copy of a blob.
+type AddBlobHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddBlobHolder) Reset() {
+	*x = AddBlobHolder{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddBlobHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddBlobHolder) ProtoMessage() {}
+
+func (x *AddBlobHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddBlobHolder.ProtoReflect.Descriptor instead.
+func (*AddBlobHolder) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AddBlobHolder) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *AddBlobHolder) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *AddBlobHolder) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// RemoveBlobHolder records that a node no longer holds a blob.
+type RemoveBlobHolder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveBlobHolder) Reset() {
+	*x = RemoveBlobHolder{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveBlobHolder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveBlobHolder) ProtoMessage() {}
+
+func (x *RemoveBlobHolder) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveBlobHolder.ProtoReflect.Descriptor instead.
+func (*RemoveBlobHolder) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RemoveBlobHolder) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *RemoveBlobHolder) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// BlobHolders is the stored record of which nodes hold a blob.
+type BlobHolders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	NodeIds       []string               `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobHolders) Reset() {
+	*x = BlobHolders{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobHolders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobHolders) ProtoMessage() {}
+
+func (x *BlobHolders) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobHolders.ProtoReflect.Descriptor instead.
+func (*BlobHolders) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BlobHolders) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *BlobHolders) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobHolders) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
 var File_wharf_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\"\x84\x03\n" +
+	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\"\xa7\x05\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -881,7 +1300,11 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"delete_tag\x18\f \x01(\v2\x17.wharf.fsm.v1.DeleteTagH\x00R\tdeleteTag\x125\n" +
 	"\tlink_blob\x18\r \x01(\v2\x16.wharf.fsm.v1.LinkBlobH\x00R\blinkBlob\x12;\n" +
 	"\vunlink_blob\x18\x0e \x01(\v2\x18.wharf.fsm.v1.UnlinkBlobH\x00R\n" +
-	"unlinkBlobB\x04\n" +
+	"unlinkBlob\x12A\n" +
+	"\rregister_node\x18\x0f \x01(\v2\x1a.wharf.fsm.v1.RegisterNodeH\x00R\fregisterNode\x12G\n" +
+	"\x0fderegister_node\x18\x10 \x01(\v2\x1c.wharf.fsm.v1.DeregisterNodeH\x00R\x0ederegisterNode\x12E\n" +
+	"\x0fadd_blob_holder\x18\x11 \x01(\v2\x1b.wharf.fsm.v1.AddBlobHolderH\x00R\raddBlobHolder\x12N\n" +
+	"\x12remove_blob_holder\x18\x12 \x01(\v2\x1e.wharf.fsm.v1.RemoveBlobHolderH\x00R\x10removeBlobHolderB\x04\n" +
 	"\x02op\"P\n" +
 	"\x06Result\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.wharf.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
@@ -948,7 +1371,29 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x12created_unix_nanos\x18\t \x01(\x03R\x10createdUnixNanos\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*x\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
+	"\fRegisterNode\x12&\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.wharf.fsm.v1.NodeR\x04node\")\n" +
+	"\x0eDeregisterNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xc6\x01\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12'\n" +
+	"\x0fcluster_address\x18\x03 \x01(\tR\x0eclusterAddress\x12%\n" +
+	"\x0egossip_address\x18\x04 \x01(\tR\rgossipAddress\x12\x16\n" +
+	"\x06weight\x18\x05 \x01(\x01R\x06weight\x122\n" +
+	"\x15registered_unix_nanos\x18\x06 \x01(\x03R\x13registeredUnixNanos\"T\n" +
+	"\rAddBlobHolder\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"C\n" +
+	"\x10RemoveBlobHolder\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"T\n" +
+	"\vBlobHolders\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x19\n" +
+	"\bnode_ids\x18\x03 \x03(\tR\anodeIds*x\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\"\n" +
@@ -969,21 +1414,27 @@ func file_wharf_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_wharf_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wharf_fsm_v1_fsm_proto_goTypes = []any{
-	(ResultCode)(0),        // 0: wharf.fsm.v1.ResultCode
-	(*Command)(nil),        // 1: wharf.fsm.v1.Command
-	(*Result)(nil),         // 2: wharf.fsm.v1.Result
-	(*PutManifest)(nil),    // 3: wharf.fsm.v1.PutManifest
-	(*DeleteManifest)(nil), // 4: wharf.fsm.v1.DeleteManifest
-	(*DeleteTag)(nil),      // 5: wharf.fsm.v1.DeleteTag
-	(*LinkBlob)(nil),       // 6: wharf.fsm.v1.LinkBlob
-	(*UnlinkBlob)(nil),     // 7: wharf.fsm.v1.UnlinkBlob
-	(*Namespace)(nil),      // 8: wharf.fsm.v1.Namespace
-	(*Repository)(nil),     // 9: wharf.fsm.v1.Repository
-	(*Manifest)(nil),       // 10: wharf.fsm.v1.Manifest
-	nil,                    // 11: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                    // 12: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(ResultCode)(0),          // 0: wharf.fsm.v1.ResultCode
+	(*Command)(nil),          // 1: wharf.fsm.v1.Command
+	(*Result)(nil),           // 2: wharf.fsm.v1.Result
+	(*PutManifest)(nil),      // 3: wharf.fsm.v1.PutManifest
+	(*DeleteManifest)(nil),   // 4: wharf.fsm.v1.DeleteManifest
+	(*DeleteTag)(nil),        // 5: wharf.fsm.v1.DeleteTag
+	(*LinkBlob)(nil),         // 6: wharf.fsm.v1.LinkBlob
+	(*UnlinkBlob)(nil),       // 7: wharf.fsm.v1.UnlinkBlob
+	(*Namespace)(nil),        // 8: wharf.fsm.v1.Namespace
+	(*Repository)(nil),       // 9: wharf.fsm.v1.Repository
+	(*Manifest)(nil),         // 10: wharf.fsm.v1.Manifest
+	(*RegisterNode)(nil),     // 11: wharf.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),   // 12: wharf.fsm.v1.DeregisterNode
+	(*Node)(nil),             // 13: wharf.fsm.v1.Node
+	(*AddBlobHolder)(nil),    // 14: wharf.fsm.v1.AddBlobHolder
+	(*RemoveBlobHolder)(nil), // 15: wharf.fsm.v1.RemoveBlobHolder
+	(*BlobHolders)(nil),      // 16: wharf.fsm.v1.BlobHolders
+	nil,                      // 17: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                      // 18: wharf.fsm.v1.Manifest.AnnotationsEntry
 }
 var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -991,14 +1442,19 @@ var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	5,  // 2: wharf.fsm.v1.Command.delete_tag:type_name -> wharf.fsm.v1.DeleteTag
 	6,  // 3: wharf.fsm.v1.Command.link_blob:type_name -> wharf.fsm.v1.LinkBlob
 	7,  // 4: wharf.fsm.v1.Command.unlink_blob:type_name -> wharf.fsm.v1.UnlinkBlob
-	0,  // 5: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	11, // 6: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	12, // 7: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	11, // 5: wharf.fsm.v1.Command.register_node:type_name -> wharf.fsm.v1.RegisterNode
+	12, // 6: wharf.fsm.v1.Command.deregister_node:type_name -> wharf.fsm.v1.DeregisterNode
+	14, // 7: wharf.fsm.v1.Command.add_blob_holder:type_name -> wharf.fsm.v1.AddBlobHolder
+	15, // 8: wharf.fsm.v1.Command.remove_blob_holder:type_name -> wharf.fsm.v1.RemoveBlobHolder
+	0,  // 9: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	17, // 10: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	18, // 11: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	13, // 12: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wharf_fsm_v1_fsm_proto_init() }
@@ -1012,6 +1468,10 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 		(*Command_DeleteTag)(nil),
 		(*Command_LinkBlob)(nil),
 		(*Command_UnlinkBlob)(nil),
+		(*Command_RegisterNode)(nil),
+		(*Command_DeregisterNode)(nil),
+		(*Command_AddBlobHolder)(nil),
+		(*Command_RemoveBlobHolder)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1019,7 +1479,7 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_fsm_v1_fsm_proto_rawDesc), len(file_wharf_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

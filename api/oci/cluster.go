@@ -1,0 +1,119 @@
+package oci
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/wharf-registry/wharf/blobstore"
+)
+
+// BlobStore holds blob content and upload sessions. *blobstore.Store is the
+// single-node implementation; in a cluster, Stat and Open also find blobs
+// held only by peers.
+type BlobStore interface {
+	// Stat returns the size of a blob, or blobstore.ErrBlobUnknown.
+	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	// Open returns the blob's content as a file, for sendfile and Range.
+	Open(ctx context.Context, d digest.Digest) (*os.File, error)
+	// Put stores a whole blob, verified against d.
+	Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error)
+	// NewUpload starts an upload session on this node.
+	NewUpload(ctx context.Context) (*blobstore.Upload, error)
+	// OpenUpload finds an upload session of this node, or returns
+	// blobstore.ErrUploadUnknown.
+	OpenUpload(ctx context.Context, id string) (*blobstore.Upload, error)
+}
+
+// SessionRouter sends requests for upload sessions that another node holds
+// to that node. An upload session lives on the node that started it; behind
+// a load balancer its PATCH and PUT may arrive anywhere.
+type SessionRouter interface {
+	// Proxy returns a handler that streams a request to node nodeID and its
+	// answer back, or false if no such node is reachable.
+	Proxy(nodeID string) (http.Handler, bool)
+}
+
+// Replication copies blobs to the nodes that should hold them. In a
+// cluster, a manifest is accepted only once every blob it references is
+// durable on enough nodes.
+type Replication interface {
+	// Stored reports a blob a client has just stored on this node, so that
+	// copies to its owners can start.
+	Stored(ctx context.Context, d digest.Digest, size int64)
+	// WaitDurable blocks until every blob in ds is durable, or fails with an
+	// error that says which blob is not and why. It must return when ctx ends.
+	WaitDurable(ctx context.Context, ds []digest.Digest) error
+}
+
+// sessionSeparator joins a node ID and a local upload ID into the session ID
+// clients see. Neither part contains it.
+const sessionSeparator = "."
+
+// sessionID is the ID clients see for a local upload session: it names this
+// node when the handler runs in a cluster.
+func (h *Handler) sessionID(u *blobstore.Upload) string {
+	if h.nodeID == "" {
+		return u.ID()
+	}
+	return h.nodeID + sessionSeparator + u.ID()
+}
+
+// splitSessionID returns the node and local parts of a session ID. A
+// single node's IDs have no node part.
+func splitSessionID(id string) (node, local string) {
+	if i := strings.LastIndex(id, sessionSeparator); i >= 0 {
+		return id[:i], id[i+1:]
+	}
+	return "", id
+}
+
+// proxySession forwards r to the node holding the session it names, and
+// reports whether it did. A session of an unknown or unreachable node is
+// reported unknown, so that the client starts the blob again.
+func (h *Handler) proxySession(w http.ResponseWriter, r *http.Request, rt route) (bool, error) {
+	node, _ := splitSessionID(rt.arg)
+	if node == "" || node == h.nodeID {
+		return false, nil
+	}
+	if h.sessions == nil {
+		return false, errUploadUnknown(rt.arg)
+	}
+	proxy, ok := h.sessions.Proxy(node)
+	if !ok {
+		return false, errUploadUnknown(rt.arg)
+	}
+	proxy.ServeHTTP(w, r)
+	return true, nil
+}
+
+// stored reports a newly stored blob to the replication, if any.
+func (h *Handler) stored(ctx context.Context, d digest.Digest, size int64) {
+	if h.replication != nil {
+		h.replication.Stored(ctx, d, size)
+	}
+}
+
+// errUploadUnknown answers a request for a session that does not exist.
+func errUploadUnknown(id string) error {
+	return newError(http.StatusNotFound, CodeBlobUploadUnknown,
+		"upload session %s not found: it was completed, cancelled or has expired; start a new upload", id).
+		withDetail(map[string]string{"uuid": id})
+}
+
+// waitDurable waits until the blobs a manifest references are durable.
+func (h *Handler) waitDurable(ctx context.Context, ds []digest.Digest) error {
+	if h.replication == nil || len(ds) == 0 {
+		return nil
+	}
+	if err := h.replication.WaitDurable(ctx, ds); err != nil {
+		return newError(http.StatusServiceUnavailable, CodeUnavailable,
+			"the manifest's blobs are not yet stored on enough nodes (%v); retry the push", err).
+			withCause(err)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/wharf-registry/wharf/blobstore"
+)
+
+// staticRouter routes sessions to in-process handlers by node ID.
+type staticRouter map[string]http.Handler
+
+func (s staticRouter) Proxy(node string) (http.Handler, bool) {
+	h, ok := s[node]
+	return h, ok
+}
+
+// twoNodes starts node A, and node B sharing A's metadata but with a blob
+// store of its own; A routes B's sessions to B.
+func twoNodes(t *testing.T) (a, b *testServer) {
+	t.Helper()
+	router := staticRouter{}
+	var meta Metadata
+	a = newTestServer(t, func(c *Config) {
+		c.NodeID = "NODEA"
+		c.Sessions = router
+		meta = c.Metadata
+	})
+	blobsB, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handlerB := New(Config{Metadata: meta, Blobs: blobsB, NodeID: "NODEB"})
+	router["NODEB"] = handlerB
+	srvB := httptest.NewServer(handlerB)
+	t.Cleanup(srvB.Close)
+	return a, &testServer{t: t, url: srvB.URL, blobs: blobsB}
+}
+
+func TestSessionIDsNameTheirNode(t *testing.T) {
+	a, _ := twoNodes(t)
+	loc := a.startUpload("team/app")
+	if !strings.Contains(loc, "/blobs/uploads/NODEA.") {
+		t.Fatalf("session location %q does not name node A", loc)
+	}
+}
+
+func TestUploadSessionsAreProxiedToTheirNode(t *testing.T) {
+	a, b := twoNodes(t)
+	content := []byte("bytes that live on node B")
+	d := digest.FromBytes(content)
+
+	loc := b.startUpload("team/app")
+	resp := a.do(request{method: http.MethodPatch, path: loc, body: content[:10],
+		header: map[string]string{"Content-Range": "0-9"}})
+	wantStatus(t, resp, http.StatusAccepted)
+	wantHeader(t, resp, "Range", "0-9")
+
+	resp = a.do(request{method: http.MethodGet, path: loc})
+	wantStatus(t, resp, http.StatusNoContent)
+	wantHeader(t, resp, "Range", "0-9")
+
+	resp = a.do(request{method: http.MethodPut, path: loc + "?digest=" + d.String(), body: content[10:]})
+	wantStatus(t, resp, http.StatusCreated)
+	if _, err := b.blobs.Stat(context.Background(), d); err != nil {
+		t.Errorf("the blob is not on node B: %v", err)
+	}
+	if _, err := a.blobs.Stat(context.Background(), d); !errors.Is(err, blobstore.ErrBlobUnknown) {
+		t.Errorf("node A stored the blob itself: %v", err)
+	}
+}
+
+func TestSessionsOfUnknownNodes(t *testing.T) {
+	tests := []struct{ name, id string }{
+		{"unknown node", "NODEC.abcdefghijklmnopqrstuvwxyz"},
+		{"local node, unknown session", "NODEA.abcdefghijklmnopqrstuvwxyz"},
+		{"no node part on a cluster node", "abcdefghijklmnopqrstuvwxyz"},
+	}
+	a, _ := twoNodes(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, method := range []string{http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+				resp := a.do(request{method: method, path: "/v2/team/app/blobs/uploads/" + tt.id + "?digest=" + digest.FromString("x").String()})
+				wantError(t, resp, http.StatusNotFound, CodeBlobUploadUnknown)
+			}
+		})
+	}
+}
+
+// recordingReplication records what it is told and asked, and fails
+// WaitDurable if err is set.
+type recordingReplication struct {
+	mu     sync.Mutex
+	stored []digest.Digest
+	asked  []digest.Digest
+	err    error
+}
+
+func (r *recordingReplication) Stored(_ context.Context, d digest.Digest, _ int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stored = append(r.stored, d)
+}
+
+func (r *recordingReplication) WaitDurable(_ context.Context, ds []digest.Digest) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked = append(r.asked, ds...)
+	return r.err
+}
+
+func TestReplicationHooks(t *testing.T) {
+	dur := &recordingReplication{}
+	ts := newTestServer(t, func(c *Config) { c.Replication = dur })
+	cfg, layer := []byte(`{"os":"linux"}`), []byte("layer")
+	cd, ld := ts.pushBlob("team/app", cfg), ts.pushBlob("team/app", layer)
+	body := imageManifest(
+		v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cd, Size: int64(len(cfg))},
+		v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: ld, Size: int64(len(layer))})
+	ts.pushManifest("team/app", "v1", v1.MediaTypeImageManifest, body)
+	slices.Sort(dur.asked)
+	slices.Sort(dur.stored)
+	want := []digest.Digest{cd, ld}
+	slices.Sort(want)
+	if !slices.Equal(dur.asked, want) {
+		t.Errorf("waited for %v, want %v", dur.asked, want)
+	}
+	if !slices.Equal(dur.stored, want) {
+		t.Errorf("reported stored %v, want %v", dur.stored, want)
+	}
+
+	dur.err = errors.New("blob sha256:x has 1 of 2 copies")
+	resp := ts.putManifest("team/app", "v2", v1.MediaTypeImageManifest, body)
+	wantError(t, resp, http.StatusServiceUnavailable, CodeUnavailable)
+	wantHeader(t, resp, "Retry-After", "1")
+	if resp := ts.get("/v2/team/app/manifests/v2"); resp.status != http.StatusNotFound {
+		t.Errorf("a manifest refused for durability was stored: %d", resp.status)
+	}
+}

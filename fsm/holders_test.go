@@ -1,0 +1,181 @@
+package fsm
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+func addHolder(content string, size int64, node string) *fsmv1.Command {
+	return &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+		Digest: dgst(content), Size: size, NodeId: node,
+	}}}
+}
+
+func removeHolder(content, node string) *fsmv1.Command {
+	return &fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+		Digest: dgst(content), NodeId: node,
+	}}}
+}
+
+func TestBlobHolders(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup []*fsmv1.Command
+		cmd   *fsmv1.Command
+		want  fsmv1.ResultCode
+		// holders of blob "b1" afterwards; nil means no record
+		holders []string
+	}{
+		{
+			name:    "first holder creates the record",
+			cmd:     addHolder("b1", 7, "n2"),
+			want:    codeOK,
+			holders: []string{"n2"},
+		},
+		{
+			name:    "holders stay sorted",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n3"), addHolder("b1", 7, "n1")},
+			cmd:     addHolder("b1", 7, "n2"),
+			want:    codeOK,
+			holders: []string{"n1", "n2", "n3"},
+		},
+		{
+			name:    "adding a holder again is idempotent",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
+			cmd:     addHolder("b1", 7, "n1"),
+			want:    codeOK,
+			holders: []string{"n1", "n2"},
+		},
+		{
+			name:    "a different size is refused",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			cmd:     addHolder("b1", 8, "n2"),
+			want:    codeInvalid,
+			holders: []string{"n1"},
+		},
+		{
+			name: "negative size is refused",
+			cmd:  addHolder("b1", -1, "n1"),
+			want: codeInvalid,
+		},
+		{
+			name: "empty node ID is refused",
+			cmd:  addHolder("b1", 7, ""),
+			want: codeInvalid,
+		},
+		{
+			name: "bad digest is refused",
+			cmd: &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+				Digest: "sha256:nope", Size: 1, NodeId: "n1",
+			}}},
+			want: codeInvalid,
+		},
+		{
+			name:    "remove keeps the other holders",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
+			cmd:     removeHolder("b1", "n1"),
+			want:    codeOK,
+			holders: []string{"n2"},
+		},
+		{
+			name:  "removing the last holder deletes the record",
+			setup: []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			cmd:   removeHolder("b1", "n1"),
+			want:  codeOK,
+		},
+		{
+			name:    "removing a node that is not a holder is not found",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			cmd:     removeHolder("b1", "n2"),
+			want:    codeNotFound,
+			holders: []string{"n1"},
+		},
+		{
+			name: "removing from an unknown blob is not found",
+			cmd:  removeHolder("b1", "n1"),
+			want: codeNotFound,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := openTest(t)
+			f.mustApply(tt.setup...)
+			if res := f.apply(tt.cmd); res.GetCode() != tt.want {
+				t.Fatalf("apply = %v, want %v", res, tt.want)
+			}
+			wantHolders(t, f.FSM, dgst("b1"), 7, tt.holders)
+		})
+	}
+}
+
+func wantHolders(t *testing.T, f *FSM, d string, size int64, nodes []string) {
+	t.Helper()
+	rec, err := f.BlobHolders(digest.Digest(d))
+	if nodes == nil {
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("BlobHolders = %v, %v; want ErrNotFound", rec, err)
+		}
+		return
+	}
+	want := &fsmv1.BlobHolders{Digest: d, Size: size, NodeIds: nodes}
+	if err != nil || !proto.Equal(rec, want) {
+		t.Fatalf("BlobHolders = %v, %v; want %v", rec, err, want)
+	}
+}
+
+func TestListBlobHolders(t *testing.T) {
+	f := openTest(t)
+	contents := []string{"a", "b", "c", "d"}
+	for _, c := range contents {
+		f.mustApply(addHolder(c, 1, "n1"))
+	}
+	all := make([]string, len(contents))
+	for i, c := range contents {
+		all[i] = dgst(c)
+	}
+	slices.Sort(all)
+	tests := []struct {
+		name string
+		last string
+		n    int
+		want []string
+	}{
+		{"all", "", 0, all},
+		{"first page", "", 2, all[:2]},
+		{"next page", all[1], 2, all[2:]},
+		{"after the last", all[3], 2, nil},
+		{"after a digest that is not stored", dgst("zz"), 0, digestsAfter(all, dgst("zz"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := f.ListBlobHolders(tt.last, tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.GetDigest())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("ListBlobHolders(%q, %d) = %q, want %q", tt.last, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func digestsAfter(sorted []string, last string) []string {
+	i, found := slices.BinarySearch(sorted, last)
+	if found {
+		i++
+	}
+	if i == len(sorted) {
+		return nil
+	}
+	return sorted[i:]
+}

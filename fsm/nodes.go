@@ -1,0 +1,124 @@
+package fsm
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble"
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+// Registered cluster members, one record per node:
+//
+//	node/<node id>                           fsmv1.Node
+//
+// The leader's membership reconciler registers members gossip reports alive
+// and deregisters those that left or stayed dead too long; blob placement
+// reads the registered nodes.
+const prefixNode = "node/"
+
+// Limits on node records, so keys and records stay small.
+const (
+	maxRegisteredIDLength = 255
+	maxNodeFieldLength    = 1024
+)
+
+func nodeKey(id string) []byte { return key(prefixNode, id) }
+
+// applyRegisterNode stores a node record, keeping the registration time of
+// an earlier registration of the same ID.
+func applyRegisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	n := cmd.GetRegisterNode().GetNode()
+	if res := validateNode(n); res != nil {
+		return res, nil
+	}
+	rec := &fsmv1.Node{
+		Id:                  n.GetId(),
+		Name:                n.GetName(),
+		ClusterAddress:      n.GetClusterAddress(),
+		GossipAddress:       n.GetGossipAddress(),
+		Weight:              n.GetWeight(),
+		RegisteredUnixNanos: cmd.GetUnixNanos(),
+	}
+	var old fsmv1.Node
+	found, err := getProto(b, nodeKey(n.GetId()), &old)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		rec.RegisteredUnixNanos = old.GetRegisteredUnixNanos()
+	}
+	if err := setProto(b, nodeKey(rec.GetId()), rec); err != nil {
+		return nil, err
+	}
+	return success(), nil
+}
+
+// applyDeregisterNode removes a node record, or reports it missing.
+func applyDeregisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	id := cmd.GetDeregisterNode().GetNodeId()
+	if res := validateNodeID(id); res != nil {
+		return res, nil
+	}
+	return deleteIfExists(b, nodeKey(id), func() *fsmv1.Result {
+		return notFound("node %q is not registered", id)
+	})
+}
+
+func validateNode(n *fsmv1.Node) *fsmv1.Result {
+	if n == nil {
+		return invalid("register node: no node")
+	}
+	if res := validateNodeID(n.GetId()); res != nil {
+		return res
+	}
+	if n.GetClusterAddress() == "" {
+		return invalid("node %q has no cluster address", n.GetId())
+	}
+	for _, f := range []string{n.GetName(), n.GetClusterAddress(), n.GetGossipAddress()} {
+		if len(f) > maxNodeFieldLength {
+			return invalid("node %q: a field is longer than %d bytes", n.GetId(), maxNodeFieldLength)
+		}
+	}
+	if n.GetWeight() < 0 {
+		return invalid("node %q has negative weight %v", n.GetId(), n.GetWeight())
+	}
+	return nil
+}
+
+func validateNodeID(id string) *fsmv1.Result {
+	if id == "" || len(id) > maxRegisteredIDLength || strings.Contains(id, sep) {
+		return invalid("invalid node ID %q", id)
+	}
+	return nil
+}
+
+// Nodes returns the registered nodes ordered by ID.
+func (f *FSM) Nodes() ([]*fsmv1.Node, error) {
+	var nodes []*fsmv1.Node
+	err := f.view(func(r pebble.Reader) error {
+		return scanPrefix(r, []byte(prefixNode), func(k, v []byte) (bool, error) {
+			var n fsmv1.Node
+			if err := proto.Unmarshal(v, &n); err != nil {
+				return false, fmt.Errorf("decode %q: %w", k, err)
+			}
+			nodes = append(nodes, &n)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+// Node returns the record of node id, or ErrNotFound.
+func (f *FSM) Node(id string) (*fsmv1.Node, error) {
+	var n fsmv1.Node
+	if err := f.getRecord(nodeKey(id), &n, "node %q", id); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
