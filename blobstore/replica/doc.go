@@ -1,0 +1,19 @@
+// Package replica keeps every blob on the nodes that should hold it.
+//
+// It wraps a node's local blobstore.Store for the OCI API:
+//
+//   - a blob a client stores is recorded as held by this node and copied,
+//     in the background, to its owners: the first R nodes of its weighted
+//     rendezvous ranking among the live registered nodes;
+//   - a manifest push waits until each blob it references has
+//     min(W, cluster size) durable copies recorded in the FSM;
+//   - a blob this node does not hold is fetched from a holder, verified,
+//     and served from a file (one fetch shared by concurrent requests);
+//   - on the Raft leader, a repair loop finds blobs with fewer than R live
+//     holders (after a node died or was removed) and copies them to new
+//     owners.
+//
+// Which nodes hold a blob is replicated state (fsm holder records);
+// everything here is a reconciler that acts on it through the Cluster
+// interface.
+package replica

@@ -1,0 +1,179 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/wharf-registry/wharf/blobstore/placement"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Stored records that this node holds a blob a client just stored, and
+// starts copying it to its owners in the background.
+func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
+	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
+		// WaitDurable will not see this copy, so the manifest push fails
+		// with a clear error and the client retries; nothing is lost.
+		s.cfg.Logger.Warn("record blob holder", "digest", d, "err", err)
+		return
+	}
+	s.copyInBackground(d, size)
+}
+
+// copyInBackground copies d to its owners unless a copy is already running.
+func (s *Store) copyInBackground(d digest.Digest, size int64) {
+	s.mu.Lock()
+	if s.copying[d] || s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.copying[d] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.copying, d)
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CopyTimeout)
+		defer cancel()
+		if err := s.copyToOwners(ctx, d, size); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("copy blob to its owners", "digest", d, "err", err)
+		}
+	}()
+}
+
+// copyToOwners pushes the local copy of d to each owner that lacks it and
+// records every durable copy.
+func (s *Store) copyToOwners(ctx context.Context, d digest.Digest, size int64) error {
+	targets, err := s.missingOwners(d)
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	urls := make([]string, len(targets))
+	byURL := make(map[string]string, len(targets))
+	for i, n := range targets {
+		urls[i] = n.URL
+		byURL[n.URL] = n.ID
+	}
+	var errs []error
+	s.replicator.Replicate(ctx, d, urls, func(url string, err error) {
+		if err == nil {
+			err = s.cfg.Cluster.AddBlobHolder(ctx, d, size, byURL[url])
+		}
+		if err != nil {
+			s.metrics.copies.WithLabelValues("failed").Inc()
+			errs = append(errs, fmt.Errorf("copy to %s: %w", byURL[url], err))
+			return
+		}
+		s.metrics.copies.WithLabelValues("ok").Inc()
+	})
+	return errors.Join(errs...)
+}
+
+// missingOwners returns d's owners among the live nodes that do not hold it.
+func (s *Store) missingOwners(d digest.Digest) ([]Node, error) {
+	nodes, err := s.cfg.Cluster.Nodes()
+	if err != nil {
+		return nil, fmt.Errorf("cluster nodes: %w", err)
+	}
+	holders, err := s.holderSet(d)
+	if err != nil {
+		return nil, err
+	}
+	live := liveNodes(nodes)
+	var missing []Node
+	for _, o := range placement.Owners(d, placementNodes(nodes), s.cfg.Replicas) {
+		if !holders[o.ID] {
+			missing = append(missing, live[o.ID])
+		}
+	}
+	return missing, nil
+}
+
+func (s *Store) holderSet(d digest.Digest) (map[string]bool, error) {
+	rec, err := s.cfg.Cluster.BlobHolders(d)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("holders of %s: %w", d, err)
+	}
+	set := make(map[string]bool, len(rec.GetNodeIds()))
+	for _, id := range rec.GetNodeIds() {
+		set[id] = true
+	}
+	return set, nil
+}
+
+// WaitDurable blocks until every blob in ds has min(W, registered nodes)
+// recorded holders, for at most DurableTimeout. A blob still short of
+// copies that this node holds gets its copy restarted.
+func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DurableTimeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { s.metrics.durableWait.Observe(time.Since(start).Seconds()) }()
+	backoff := 5 * time.Millisecond
+	for {
+		short, err := s.shortOfQuorum(ds)
+		if err != nil || short == nil {
+			return err
+		}
+		for _, b := range short.local {
+			s.copyInBackground(b.digest, b.size)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("blob %s has %d of the %d durable copies it needs: %w",
+				short.first, short.have, short.need, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+// shortfall describes the blobs that lack copies.
+type shortfall struct {
+	first      digest.Digest
+	have, need int
+	local      []localBlob // short blobs this node holds, to copy again
+}
+
+type localBlob struct {
+	digest digest.Digest
+	size   int64
+}
+
+// shortOfQuorum returns nil when every blob of ds has enough holders.
+func (s *Store) shortOfQuorum(ds []digest.Digest) (*shortfall, error) {
+	nodes, err := s.cfg.Cluster.Nodes()
+	if err != nil {
+		return nil, fmt.Errorf("cluster nodes: %w", err)
+	}
+	need := max(1, min(s.cfg.WriteQuorum, len(nodes)))
+	var short *shortfall
+	for _, d := range ds {
+		rec, err := s.cfg.Cluster.BlobHolders(d)
+		if err != nil && !errors.Is(err, fsm.ErrNotFound) {
+			return nil, fmt.Errorf("holders of %s: %w", d, err)
+		}
+		have := len(rec.GetNodeIds())
+		if have >= need {
+			continue
+		}
+		if short == nil {
+			short = &shortfall{first: d, have: have, need: need}
+		}
+		if contains(rec.GetNodeIds(), s.cfg.Cluster.LocalID()) {
+			short.local = append(short.local, localBlob{d, rec.GetSize()})
+		}
+	}
+	return short, nil
+}
