@@ -4,7 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -100,6 +103,10 @@ func (h *Handler) stored(ctx context.Context, d digest.Digest, size int64) {
 
 // errUploadUnknown answers a request for a session that does not exist.
 func errUploadUnknown(id string) error {
+	return errUploadUnknownAPI(id)
+}
+
+func errUploadUnknownAPI(id string) *apiError {
 	return newError(http.StatusNotFound, CodeBlobUploadUnknown,
 		"upload session %s not found: it was completed, cancelled or has expired; start a new upload", id).
 		withDetail(map[string]string{"uuid": id})
@@ -116,4 +123,46 @@ func (h *Handler) waitDurable(ctx context.Context, ds []digest.Digest) error {
 			withCause(err)
 	}
 	return nil
+}
+
+// PeerSessions is a SessionRouter that reverse-proxies a session's
+// requests to the node holding it, streaming both ways without buffering.
+type PeerSessions struct {
+	// Lookup returns the base URL of node nodeID's internal listener (which
+	// serves this API under /v2/ too), or false if the node is not alive.
+	Lookup func(nodeID string) (baseURL string, ok bool)
+	// Transport reaches the nodes (mutual TLS in a cluster).
+	Transport http.RoundTripper
+}
+
+// Proxy implements SessionRouter.
+func (p PeerSessions) Proxy(nodeID string) (http.Handler, bool) {
+	base, ok := p.Lookup(nodeID)
+	if !ok {
+		return nil, false
+	}
+	target, err := url.Parse(base)
+	if err != nil {
+		return nil, false
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host // Location headers keep the client's view
+		},
+		Transport:     p.Transport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// The node holding the session is gone or unreachable: the
+			// session is lost, and the client restarts the blob.
+			_, id := path.Split(r.URL.Path)
+			writeProxyError(w, r, id, err)
+		},
+	}, true
+}
+
+func writeProxyError(w http.ResponseWriter, r *http.Request, id string, cause error) {
+	e := errUploadUnknownAPI(id)
+	e.message += " (the node holding it is unreachable)"
+	writeEnvelope(w, r, []*apiError{e.withCause(cause)})
 }

@@ -16,23 +16,21 @@ import (
 	"github.com/wharf-registry/wharf/blobstore"
 )
 
-// staticRouter routes sessions to in-process handlers by node ID.
-type staticRouter map[string]http.Handler
-
-func (s staticRouter) Proxy(node string) (http.Handler, bool) {
-	h, ok := s[node]
-	return h, ok
-}
-
 // twoNodes starts node A, and node B sharing A's metadata but with a blob
-// store of its own; A routes B's sessions to B.
-func twoNodes(t *testing.T) (a, b *testServer) {
+// store of its own; A proxies B's sessions to B over HTTP.
+func twoNodes(t *testing.T) (a, b *testServer, srvB *httptest.Server) {
 	t.Helper()
-	router := staticRouter{}
+	urls := map[string]string{}
 	var meta Metadata
 	a = newTestServer(t, func(c *Config) {
 		c.NodeID = "NODEA"
-		c.Sessions = router
+		c.Sessions = PeerSessions{
+			Lookup: func(id string) (string, bool) {
+				u, ok := urls[id]
+				return u, ok
+			},
+			Transport: http.DefaultTransport,
+		}
 		meta = c.Metadata
 	})
 	blobsB, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
@@ -40,14 +38,14 @@ func twoNodes(t *testing.T) (a, b *testServer) {
 		t.Fatal(err)
 	}
 	handlerB := New(Config{Metadata: meta, Blobs: blobsB, NodeID: "NODEB"})
-	router["NODEB"] = handlerB
-	srvB := httptest.NewServer(handlerB)
+	srvB = httptest.NewServer(handlerB)
 	t.Cleanup(srvB.Close)
-	return a, &testServer{t: t, url: srvB.URL, blobs: blobsB}
+	urls["NODEB"] = srvB.URL
+	return a, &testServer{t: t, url: srvB.URL, blobs: blobsB}, srvB
 }
 
 func TestSessionIDsNameTheirNode(t *testing.T) {
-	a, _ := twoNodes(t)
+	a, _, _ := twoNodes(t)
 	loc := a.startUpload("team/app")
 	if !strings.Contains(loc, "/blobs/uploads/NODEA.") {
 		t.Fatalf("session location %q does not name node A", loc)
@@ -55,7 +53,7 @@ func TestSessionIDsNameTheirNode(t *testing.T) {
 }
 
 func TestUploadSessionsAreProxiedToTheirNode(t *testing.T) {
-	a, b := twoNodes(t)
+	a, b, _ := twoNodes(t)
 	content := []byte("bytes that live on node B")
 	d := digest.FromBytes(content)
 
@@ -85,7 +83,7 @@ func TestSessionsOfUnknownNodes(t *testing.T) {
 		{"local node, unknown session", "NODEA.abcdefghijklmnopqrstuvwxyz"},
 		{"no node part on a cluster node", "abcdefghijklmnopqrstuvwxyz"},
 	}
-	a, _ := twoNodes(t)
+	a, _, _ := twoNodes(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, method := range []string{http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete} {
@@ -144,5 +142,16 @@ func TestReplicationHooks(t *testing.T) {
 	wantHeader(t, resp, "Retry-After", "1")
 	if resp := ts.get("/v2/team/app/manifests/v2"); resp.status != http.StatusNotFound {
 		t.Errorf("a manifest refused for durability was stored: %d", resp.status)
+	}
+}
+
+func TestSessionOfAnUnreachableNode(t *testing.T) {
+	a, b, srvB := twoNodes(t)
+	loc := b.startUpload("team/app")
+	srvB.Close()
+	resp := a.do(request{method: http.MethodPatch, path: loc, body: []byte("data")})
+	wantError(t, resp, http.StatusNotFound, CodeBlobUploadUnknown)
+	if !strings.Contains(string(resp.body), "unreachable") {
+		t.Errorf("message does not say the node is unreachable: %s", resp.body)
 	}
 }

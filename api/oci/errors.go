@@ -151,8 +151,14 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	errs := classify(err)
+	h.logError(r, errs[0].status, err)
+	writeEnvelope(w, r, errs)
+}
+
+// writeEnvelope answers with the error envelope of errs and the first
+// one's status.
+func writeEnvelope(w http.ResponseWriter, r *http.Request, errs []*apiError) {
 	status := errs[0].status
-	h.logError(r, status, err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
