@@ -14,12 +14,14 @@ import (
 	"github.com/wharf-registry/wharf/fsm"
 )
 
-// Apply commits cmd through Raft and returns the FSM's result. It fills in
-// cmd.RequestId (if empty) and cmd.UnixNanos (if zero), so retrying with the
-// same cmd is idempotent.
+// Apply commits cmd through Raft and returns the FSM's result. On a
+// follower the command is forwarded to the leader; across leader changes it
+// is retried until ctx or ApplyTimeout ends. It fills in cmd.RequestId (if
+// empty) and cmd.UnixNanos (if zero) before the first try, so every retry
+// is idempotent.
 //
 // Errors wrap ErrNoQuorum when the command could not be committed (no
-// leader, leadership lost, shut down, timed out; the command may still be
+// leader for QuorumTimeout, shut down, timed out; the command may still be
 // committed later), or fsm.ErrNotFound, fsm.ErrNamespaceConflict or
 // fsm.ErrInvalid when the FSM refused it; the Result is returned as well.
 func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
@@ -35,15 +37,15 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	res, err := n.propose(ctx, data)
+	res, err := n.applyAnywhere(ctx, data)
 	if err != nil {
 		return nil, err
 	}
 	return res, resultError(res)
 }
 
-// propose appends an encoded command to the local Raft log and waits for it
-// to be applied. This is where a follower will forward to the leader.
+// propose appends an encoded command to the local Raft log, which only the
+// leader can do, and waits for it to be applied.
 func (n *Node) propose(ctx context.Context, data []byte) (*fsmv1.Result, error) {
 	if n.closed.Load() {
 		return nil, fmt.Errorf("%w: node is shut down", ErrNoQuorum)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
@@ -11,10 +12,20 @@ import (
 )
 
 // Node implements the OCI API's Metadata interface: writes are Raft
-// commands, reads come from the local FSM.
+// commands (forwarded to the leader from a follower), reads come from the
+// local FSM.
+//
+// Reads of mutable state (CheckRepositoryName, RepositoryExists,
+// ListRepositories, ListTags, ResolveTag, Referrers) first obtain a read
+// index from the leader and wait until the local FSM has applied it, so
+// they see every write acknowledged before they began, through any node;
+// without quorum they fail with ErrNoQuorum. Manifest (by digest) and
+// BlobLinked take the same path, since a manifest or a blob link can be
+// deleted; but when the node cannot reach a quorum they fall back to the
+// local FSM, so that a node cut off from the leader still serves the
+// immutable content it holds. Config.StaleReads makes every read local.
 
-// state returns the FSM to read from. Reads are local for now; this is
-// where a follower will confirm the leader's commit index (read index).
+// state returns the local FSM without a read index.
 func (n *Node) state(ctx context.Context) (*fsm.FSM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -25,10 +36,22 @@ func (n *Node) state(ctx context.Context) (*fsm.FSM, error) {
 	return n.fsm, nil
 }
 
+// current returns the local FSM once it reflects every acknowledged write.
+func (n *Node) current(ctx context.Context) (*fsm.FSM, error) {
+	f, err := n.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.linearize(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // CheckRepositoryName reports fsm.ErrNamespaceConflict if pushing to repo
 // would break a namespace rule.
 func (n *Node) CheckRepositoryName(ctx context.Context, repo string) error {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -37,7 +60,7 @@ func (n *Node) CheckRepositoryName(ctx context.Context, repo string) error {
 
 // RepositoryExists reports whether repo has been created.
 func (n *Node) RepositoryExists(ctx context.Context, repo string) (bool, error) {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -46,7 +69,7 @@ func (n *Node) RepositoryExists(ctx context.Context, repo string) (bool, error) 
 
 // ListRepositories returns up to n repository names after last.
 func (n *Node) ListRepositories(ctx context.Context, last string, limit int) ([]string, error) {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +78,7 @@ func (n *Node) ListRepositories(ctx context.Context, last string, limit int) ([]
 
 // ListTags returns up to n tags of repo after last, or fsm.ErrNotFound.
 func (n *Node) ListTags(ctx context.Context, repo, last string, limit int) ([]string, error) {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -64,16 +87,26 @@ func (n *Node) ListTags(ctx context.Context, repo, last string, limit int) ([]st
 
 // ResolveTag returns the digest tag points at, or fsm.ErrNotFound.
 func (n *Node) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return "", err
 	}
 	return f.ResolveTag(repo, tag)
 }
 
+// immutable returns the local FSM for a read by digest: current when a
+// quorum answers, else as it is (see above).
+func (n *Node) immutable(ctx context.Context) (*fsm.FSM, error) {
+	f, err := n.current(ctx)
+	if errors.Is(err, ErrNoQuorum) && ctx.Err() == nil && !n.closed.Load() {
+		return n.state(ctx)
+	}
+	return f, err
+}
+
 // Manifest returns manifest d of repo, or fsm.ErrNotFound.
 func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmv1.Manifest, error) {
-	f, err := n.state(ctx)
+	f, err := n.immutable(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +115,7 @@ func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsm
 
 // Referrers returns the manifests of repo whose subject is subject.
 func (n *Node) Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmv1.Manifest, error) {
-	f, err := n.state(ctx)
+	f, err := n.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +124,7 @@ func (n *Node) Referrers(ctx context.Context, repo string, subject digest.Digest
 
 // BlobLinked reports whether blob d is part of repo, and its size.
 func (n *Node) BlobLinked(ctx context.Context, repo string, d digest.Digest) (int64, bool, error) {
-	f, err := n.state(ctx)
+	f, err := n.immutable(ctx)
 	if err != nil {
 		return 0, false, err
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -85,13 +86,23 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 }
 
 // instrumentedFSM times FSM.Apply.
+// It also wakes readers waiting for the FSM to reach an index.
 type instrumentedFSM struct {
 	*fsm.FSM
 	applySeconds prometheus.Observer
+	applied      *notifier
 }
 
 func (f instrumentedFSM) Apply(l *raft.Log) any {
 	start := time.Now()
-	defer func() { f.applySeconds.Observe(time.Since(start).Seconds()) }()
+	defer func() {
+		f.applySeconds.Observe(time.Since(start).Seconds())
+		f.applied.broadcast()
+	}()
 	return f.FSM.Apply(l)
+}
+
+func (f instrumentedFSM) Restore(r io.ReadCloser) error {
+	defer f.applied.broadcast()
+	return f.FSM.Restore(r)
 }

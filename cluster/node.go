@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,6 +30,27 @@ type Node struct {
 	trans   *raft.NetworkTransport
 	raft    *raft.Raft
 	metrics *metrics
+
+	// The cluster port and what it serves.
+	sec         *security
+	advertise   *net.TCPAddr
+	mux         *mux
+	internal    *http.ServeMux
+	internalSrv *http.Server
+	peerClient  *http.Client
+	gossip      *gossip // nil for a lone node without a cluster key
+
+	leaderNotify chan bool
+	// leaderReadyTerm is the term in which this node, as leader, has
+	// committed an entry (its barrier); 0 when it is not leader.
+	leaderReadyTerm atomic.Uint64
+	applied         *notifier
+	reads           *readIndexer
+
+	// ctx ends at shutdown; background goroutines watch it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	closed       atomic.Bool
 	shutdownOnce sync.Once
@@ -54,7 +77,16 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger, shutdownDone: make(chan struct{})}
+	n := &Node{
+		cfg:          cfg,
+		logger:       cfg.Logger,
+		shutdownDone: make(chan struct{}),
+		internal:     http.NewServeMux(),
+		leaderNotify: make(chan bool, 16),
+		applied:      newNotifier(),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.reads = newReadIndexer(n.fetchReadIndex)
 	if err := n.open(ctx); err != nil {
 		if cerr := n.shutdown(); cerr != nil {
 			n.logger.Warn("clean up after failed open", "error", cerr)
@@ -89,16 +121,53 @@ func (n *Node) open(ctx context.Context) error {
 		return err
 	}
 	n.metrics = newMetrics()
+	if err := n.startNetwork(hasState); err != nil {
+		return err
+	}
 	if err := n.startRaft(snaps); err != nil {
 		return err
 	}
-	if !hasState && n.cfg.BootstrapExpect == 1 {
-		if err := n.bootstrap(); err != nil {
-			return err
-		}
+	n.serveInternal()
+	if err := n.startBootstrap(hasState); err != nil {
+		return err
 	}
+	n.startBackground()
 	n.metrics.addNodeGauges(n)
 	return n.metrics.register(n.cfg.Registerer)
+}
+
+// startBootstrap bootstraps a lone node, or starts waiting for the expected
+// members, on a node without Raft state.
+func (n *Node) startBootstrap(hasState bool) error {
+	switch {
+	case hasState:
+		return nil
+	case n.cfg.BootstrapExpect == 1 && len(n.cfg.Join) == 0:
+		return n.bootstrap()
+	case n.cfg.BootstrapExpect > 1:
+		n.goBackground(n.bootstrapLoop)
+	}
+	return nil
+}
+
+// startBackground starts the goroutines that run until shutdown.
+func (n *Node) startBackground() {
+	n.goBackground(n.monitorLeadership)
+	if n.gossip == nil {
+		return
+	}
+	n.goBackground(n.refreshGossipState)
+	if len(n.cfg.Join) > 0 {
+		n.goBackground(func(ctx context.Context) { n.gossip.join(ctx, n.cfg.Join, n.cfg.RetryJoinInterval) })
+	}
+}
+
+func (n *Node) goBackground(fn func(ctx context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn(n.ctx)
+	}()
 }
 
 func (n *Node) openStores() error {
@@ -141,17 +210,15 @@ func (n *Node) checkState(snaps raft.SnapshotStore) (bool, error) {
 }
 
 func (n *Node) startRaft(snaps raft.SnapshotStore) error {
-	stream, err := listen(n.cfg.ClusterListen, n.cfg.Advertise)
-	if err != nil {
-		return err
-	}
+	stream := &raftLayer{connQueue: n.mux.raft, advertise: n.advertise, tls: n.sec.clientTLS(alpnRaft)}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
 		Logger:  newHclog(n.logger, "raft-transport"),
 	})
-	r, err := raft.NewRaft(n.raftConfig(), instrumentedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds}, n.logs, n.logs, snaps, n.trans)
+	f := instrumentedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds, applied: n.applied}
+	r, err := raft.NewRaft(n.raftConfig(), f, n.logs, n.logs, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -164,6 +231,7 @@ func (n *Node) raftConfig() *raft.Config {
 	c.LocalID = raft.ServerID(n.id)
 	c.Logger = newHclog(n.logger, "raft")
 	c.NoSnapshotRestoreOnStart = false // see Open
+	c.NotifyCh = n.leaderNotify
 	setIfNonZero(&c.HeartbeatTimeout, n.cfg.HeartbeatTimeout)
 	setIfNonZero(&c.ElectionTimeout, n.cfg.ElectionTimeout)
 	setIfNonZero(&c.CommitTimeout, n.cfg.CommitTimeout)
@@ -191,6 +259,9 @@ func (n *Node) bootstrap() error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.logger.Info("bootstrapped single-node cluster", "address", n.trans.LocalAddr())
+	if n.gossip != nil {
+		n.gossip.setHasState(true)
+	}
 	return nil
 }
 
@@ -213,6 +284,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func (n *Node) shutdown() error {
+	n.cancel()
+	n.wg.Wait()
 	var errs []error
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -220,16 +293,39 @@ func (n *Node) shutdown() error {
 		}
 	}
 	n.metrics.unregister(n.cfg.Registerer)
-	errs = append(errs, n.closeStores())
+	errs = append(errs, n.closeNetwork(), n.closeStores())
+	return errors.Join(errs...)
+}
+
+// closeNetwork stops gossip and the cluster port, after Raft has stopped.
+func (n *Node) closeNetwork() error {
+	var errs []error
+	if n.gossip != nil {
+		if err := n.gossip.shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("shut down gossip: %w", err))
+		}
+	}
+	// The mux first: closing it ends the queues the servers accept from.
+	if n.mux != nil {
+		if err := n.mux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close cluster port: %w", err))
+		}
+	}
+	if n.internalSrv != nil {
+		errs = append(errs, n.internalSrv.Close())
+	}
+	if n.trans != nil {
+		errs = append(errs, n.trans.Close())
+	}
+	if n.peerClient != nil {
+		n.peerClient.CloseIdleConnections()
+	}
 	return errors.Join(errs...)
 }
 
 // closeStores closes what open opened, after Raft has stopped.
 func (n *Node) closeStores() error {
 	var errs []error
-	if n.trans != nil {
-		errs = append(errs, n.trans.Close())
-	}
 	if n.fsm != nil {
 		errs = append(errs, n.fsm.Close())
 	}
@@ -255,13 +351,16 @@ type Status struct {
 	AppliedIndex uint64
 	// RaftAppliedIndex is the last entry of any kind Raft applied.
 	RaftAppliedIndex uint64
+	// Stale: this follower has not heard from its leader for longer than
+	// QuorumTimeout (it is probably cut off from the quorum).
+	Stale bool
 }
 
 // Ready reports whether the node knows a leader and has handed every entry it
 // knows to be committed to the FSM. The FSM may still be applying the last
 // of them; WaitReady waits for that too.
 func (s Status) Ready() bool {
-	return s.LeaderID != "" && s.CommitIndex > 0 && s.RaftAppliedIndex >= s.CommitIndex
+	return s.LeaderID != "" && !s.Stale && s.CommitIndex > 0 && s.RaftAppliedIndex >= s.CommitIndex
 }
 
 // Status returns the node's current status.
@@ -278,6 +377,7 @@ func (n *Node) Status() Status {
 		CommitIndex:      n.raft.CommitIndex(),
 		AppliedIndex:     n.fsm.AppliedIndex(),
 		RaftAppliedIndex: n.raft.AppliedIndex(),
+		Stale:            leader != "" && string(leader) != n.id && time.Since(n.raft.LastContact()) > n.cfg.QuorumTimeout,
 	}
 }
 
@@ -305,6 +405,14 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	deadline, _ := ctx.Deadline()
 	if err := wait(ctx, n.raft.Barrier(time.Until(deadline))); err != nil {
 		return fmt.Errorf("wait for cluster node to be ready: %w", err)
+	}
+	// The leader loop's own barrier makes the leader serve read indexes.
+	for n.raft.State() == raft.Leader && n.leaderReadyTerm.Load() != n.raft.CurrentTerm() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for cluster node to be ready: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 	return nil
 }

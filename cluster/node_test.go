@@ -44,6 +44,15 @@ func openNode(t testing.TB, cfg Config) *Node {
 	if err := n.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Let the leader loop finish its first reconciliation (it registers
+	// the node), so tests that count log entries see no stray writes.
+	waitFor(t, 10*time.Second, func() error {
+		rec, err := n.FSM().Node(n.id)
+		if err == nil && rec.GetClusterAddress() != n.ClusterAddress() {
+			err = fmt.Errorf("registered at %s, listening at %s", rec.GetClusterAddress(), n.ClusterAddress())
+		}
+		return err
+	})
 	return n
 }
 

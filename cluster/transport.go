@@ -1,56 +1,98 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
-	"time"
+	"strconv"
 
-	"github.com/hashicorp/raft"
+	sockaddr "github.com/hashicorp/go-sockaddr"
+
+	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
 )
 
-// streamLayer is a raft.StreamLayer over a TCP listener that advertises a
-// configured address. raft.NewTCPTransport cannot listen on port 0 and learn
-// the port, which tests and the advertise default need.
-type streamLayer struct {
-	net.Listener
-	advertise net.Addr
-}
-
-var _ raft.StreamLayer = (*streamLayer)(nil)
-
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	return d.Dial("tcp", string(addr))
-}
-
-// listen opens the Raft listener and works out the advertised address.
-func listen(listenAddr, advertise string) (*streamLayer, error) {
-	l, err := net.Listen("tcp", listenAddr)
+// startNetwork opens the cluster port, derives the security material, and
+// starts gossip when the node may have peers.
+func (n *Node) startNetwork(hasState bool) error {
+	ln, err := net.Listen("tcp", n.cfg.ClusterListen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", listenAddr, err)
+		return fmt.Errorf("listen on %s: %w", n.cfg.ClusterListen, err)
 	}
-	adv, err := advertiseAddr(l.Addr().(*net.TCPAddr), advertise)
+	n.advertise, err = advertiseAddr(ln.Addr().(*net.TCPAddr), n.cfg.Advertise, n.cfg.clustered())
 	if err != nil {
-		l.Close()
-		return nil, err
+		ln.Close()
+		return err
 	}
-	return &streamLayer{Listener: l, advertise: adv}, nil
+	n.sec, err = newSecurity(n.cfg, identity{nodeID: n.id, host: n.advertise.IP.String()})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.mux = newMux(ln, n.sec.serverTLS(), n.logger.With("component", "cluster-port"))
+	n.peerClient = newPeerClient(n.sec.clientTLS(alpnHTTP2, alpnHTTP1))
+	if n.cfg.GossipListen == "" || n.cfg.ClusterKey == "" {
+		n.logger.Info("gossip disabled: lone node without a cluster key", "cluster_address", n.advertise.String())
+		return nil
+	}
+	n.gossip, err = startGossip(gossipConfig{
+		nodeID:        n.id,
+		listen:        n.cfg.GossipListen,
+		advertiseHost: n.gossipAdvertiseHost(),
+		key:           n.sec.gossipKey,
+		probeInterval: n.cfg.GossipProbeInterval,
+		meta:          gossipMeta{Name: n.cfg.NodeName, ClusterAddr: n.advertise.String(), HasState: hasState},
+		logger:        n.logger.With("component", "gossip"),
+	})
+	return err
 }
 
-// advertiseAddr resolves advertise, or derives it from the listener address
-// when it is empty.
-func advertiseAddr(listener *net.TCPAddr, advertise string) (*net.TCPAddr, error) {
-	if advertise == "" {
-		addr := *listener
-		if addr.IP == nil || addr.IP.IsUnspecified() {
-			addr.IP = net.IPv4(127, 0, 0, 1)
+// gossipAdvertiseHost is the IP gossip advertises: the configured one, or
+// the cluster address's when the gossip listener is unspecified.
+func (n *Node) gossipAdvertiseHost() string {
+	host, _, err := net.SplitHostPort(n.cfg.GossipListen)
+	if err == nil && host != "" {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			return ""
 		}
-		return &addr, nil
 	}
-	addr, err := net.ResolveTCPAddr("tcp", advertise)
+	return n.advertise.IP.String()
+}
+
+// serveInternal mounts the peer service and serves the cluster port.
+func (n *Node) serveInternal() {
+	path, h := clusterv1connect.NewPeerServiceHandler(peerService{n: n})
+	n.internal.Handle(path, h)
+	n.internalSrv = newInternalServer(n.internal, n.logger)
+	go func() {
+		if err := n.internalSrv.Serve(n.mux.http); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
+			n.logger.Debug("internal HTTP server stopped", "error", err)
+		}
+	}()
+	n.mux.start()
+}
+
+// advertiseAddr works out the cluster address peers use. advertise is a
+// host or host:port; without a port the listener's is used. With no
+// advertise and an unspecified listener IP, a clustered node advertises its
+// private IP and a lone node 127.0.0.1.
+func advertiseAddr(listener *net.TCPAddr, advertise string, clustered bool) (*net.TCPAddr, error) {
+	host, port := advertise, listener.Port
+	if h, p, err := net.SplitHostPort(advertise); err == nil {
+		pn, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("advertise address %q: bad port", advertise)
+		}
+		host, port = h, pn
+	}
+	if host == "" {
+		ip, err := defaultAdvertiseIP(listener.IP, clustered)
+		if err != nil {
+			return nil, err
+		}
+		return &net.TCPAddr{IP: ip, Port: port}, nil
+	}
+	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("resolve advertise address %q: %w", advertise, err)
 	}
@@ -58,4 +100,18 @@ func advertiseAddr(listener *net.TCPAddr, advertise string) (*net.TCPAddr, error
 		return nil, errors.New("advertise address " + advertise + " is not reachable by peers")
 	}
 	return addr, nil
+}
+
+func defaultAdvertiseIP(listen net.IP, clustered bool) (net.IP, error) {
+	if listen != nil && !listen.IsUnspecified() {
+		return listen, nil
+	}
+	if !clustered {
+		return net.IPv4(127, 0, 0, 1), nil
+	}
+	s, err := sockaddr.GetPrivateIP()
+	if err != nil || s == "" {
+		return nil, fmt.Errorf("no private IP to advertise (set Advertise): %v", err)
+	}
+	return net.ParseIP(s), nil
 }

@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	clusterv1 "github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1"
+	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+// Retry backoff for requests that need the leader.
+const (
+	retryMinBackoff = 10 * time.Millisecond
+	retryMaxBackoff = 250 * time.Millisecond
+)
+
+// errRetry marks a failure worth retrying once a leader is (re)found: no
+// leader known, the leader changed, or it could not be reached.
+var errRetry = errors.New("leader unavailable")
+
+// leader returns the leader's ID and cluster address, or errRetry when none
+// is known, or when this follower has not heard from its leader for longer
+// than QuorumTimeout (it is probably in a minority partition).
+func (n *Node) leader() (raft.ServerID, raft.ServerAddress, error) {
+	if n.closed.Load() {
+		return "", "", fmt.Errorf("%w: node is shut down", ErrNoQuorum)
+	}
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", "", fmt.Errorf("%w: no leader known", errRetry)
+	}
+	if id != raft.ServerID(n.id) && time.Since(n.raft.LastContact()) > n.cfg.QuorumTimeout {
+		return "", "", fmt.Errorf("%w: leader %s not heard from for %s", errRetry, id, time.Since(n.raft.LastContact()).Round(time.Millisecond))
+	}
+	return id, addr, nil
+}
+
+// withLeader calls fn until it succeeds or fails for a reason other than
+// errRetry, backing off between tries. It gives up with ErrNoQuorum when ctx
+// ends or no leader has been usable for QuorumTimeout.
+func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context) error) error {
+	backoff := retryMinBackoff
+	start := time.Now()
+	for {
+		err := fn(ctx)
+		if err == nil || !errors.Is(err, errRetry) {
+			return err
+		}
+		if time.Since(start) > n.cfg.QuorumTimeout {
+			return fmt.Errorf("%w: %w", ErrNoQuorum, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w (last: %w)", ErrNoQuorum, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryMaxBackoff)
+	}
+}
+
+// applyAnywhere commits an encoded command on the leader: locally when this
+// node leads, else through the leader's PeerService.Apply.
+func (n *Node) applyAnywhere(ctx context.Context, data []byte) (*fsmv1.Result, error) {
+	var res *fsmv1.Result
+	err := n.withLeader(ctx, func(ctx context.Context) error {
+		id, addr, err := n.leader()
+		if err != nil {
+			return err
+		}
+		if id == raft.ServerID(n.id) {
+			res, err = n.propose(ctx, data)
+			return retryable(err)
+		}
+		res, err = n.forwardApply(ctx, addr, data)
+		return err
+	})
+	return res, err
+}
+
+// retryable marks the local Raft failures after which another try (perhaps
+// on a new leader) may succeed. The command's request ID makes the retry of
+// an entry that did commit a no-op.
+func retryable(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", errRetry, err)
+	}
+	return err
+}
+
+func (n *Node) peer(addr raft.ServerAddress) clusterv1connect.PeerServiceClient {
+	return clusterv1connect.NewPeerServiceClient(n.peerClient, "https://"+string(addr))
+}
+
+func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data []byte) (*fsmv1.Result, error) {
+	resp, err := n.peer(addr).Apply(ctx, connect.NewRequest(&clusterv1.ApplyRequest{Command: data}))
+	if err != nil {
+		return nil, peerError("forward write to leader "+string(addr), err)
+	}
+	var res fsmv1.Result
+	if err := proto.Unmarshal(resp.Msg.GetResult(), &res); err != nil {
+		return nil, fmt.Errorf("decode result from leader %s: %w", addr, err)
+	}
+	return &res, nil
+}
+
+// peerError classifies an error from a peer RPC: the leader refusing as a
+// non-leader, being unreachable or without quorum means try again.
+func peerError(what string, err error) error {
+	switch connect.CodeOf(err) {
+	case connect.CodeFailedPrecondition, connect.CodeUnavailable, connect.CodeUnknown:
+		return fmt.Errorf("%s: %w: %w", what, errRetry, err)
+	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		return fmt.Errorf("%s: %w: %w", what, ErrNoQuorum, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// peerService answers other nodes on the cluster port.
+type peerService struct{ n *Node }
+
+var _ clusterv1connect.PeerServiceHandler = peerService{}
+
+// Apply commits a forwarded command if this node leads.
+func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterv1.ApplyRequest]) (*connect.Response[clusterv1.ApplyResponse], error) {
+	n := p.n
+	if n.raft.State() != raft.Leader {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("not the leader"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := n.propose(ctx, req.Msg.GetCommand())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out, err := proto.Marshal(res)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("encode result: %w", err))
+	}
+	return connect.NewResponse(&clusterv1.ApplyResponse{Result: out}), nil
+}
+
+// ReadIndex answers a follower's read index request if this node leads.
+func (p peerService) ReadIndex(ctx context.Context, _ *connect.Request[clusterv1.ReadIndexRequest]) (*connect.Response[clusterv1.ReadIndexResponse], error) {
+	idx, err := p.n.leaderReadIndex(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&clusterv1.ReadIndexResponse{Index: idx}), nil
+}
+
+// toConnect maps a local failure to the code a caller retries on.
+func toConnect(err error) error {
+	switch {
+	case errors.Is(err, errNotLeader), errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, ErrNoQuorum):
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}

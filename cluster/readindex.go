@@ -1,0 +1,229 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+
+	clusterv1 "github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1"
+)
+
+// errNotLeader: this node does not lead, or leads but has not yet committed
+// an entry of its own term, so its commit index may be stale.
+var errNotLeader = errors.New("not the leader, or leader not ready")
+
+// Waiting for the FSM to reach a read index: woken by every apply, with a
+// short poll as well, because entries that never reach the FSM (no-ops,
+// configuration changes) advance Raft's applied index without an apply.
+const (
+	applyPollMin = time.Millisecond
+	applyPollMax = 20 * time.Millisecond
+	// maxLogScan bounds the log entries examined per check for commands
+	// still on their way to the FSM.
+	maxLogScan = 64
+)
+
+// readIndexer batches read index requests: one round trip to the leader
+// serves every reader that arrived before it was sent; readers arriving
+// while it is in flight share the next one.
+type readIndexer struct {
+	fetch  func() (uint64, error)
+	rounds atomic.Uint64 // round trips made, for tests and metrics
+
+	mu   sync.Mutex
+	next *readRound // collecting readers, not yet sent
+	busy bool       // a round is in flight
+}
+
+type readRound struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+func newReadIndexer(fetch func() (uint64, error)) *readIndexer {
+	return &readIndexer{fetch: fetch}
+}
+
+// index returns a read index fetched after the call began.
+func (r *readIndexer) index(ctx context.Context) (uint64, error) {
+	r.mu.Lock()
+	if r.next == nil {
+		r.next = &readRound{done: make(chan struct{})}
+	}
+	rd := r.next
+	if !r.busy {
+		r.launchLocked()
+	}
+	r.mu.Unlock()
+	select {
+	case <-rd.done:
+		return rd.index, rd.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait for read index: %w", ctx.Err())
+	}
+}
+
+func (r *readIndexer) launchLocked() {
+	rd := r.next
+	r.next, r.busy = nil, true
+	go r.run(rd)
+}
+
+func (r *readIndexer) run(rd *readRound) {
+	r.rounds.Add(1)
+	rd.index, rd.err = r.fetch()
+	close(rd.done)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.busy = false
+	if r.next != nil {
+		r.launchLocked()
+	}
+}
+
+// fetchReadIndex asks the leader (itself, or through PeerService.ReadIndex)
+// for a read index, retrying across leader changes. It is shared by every
+// reader of a round, so it runs under the node's context, not a reader's.
+func (n *Node) fetchReadIndex() (uint64, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	var idx uint64
+	err := n.withLeader(ctx, func(ctx context.Context) error {
+		id, addr, err := n.leader()
+		if err != nil {
+			return err
+		}
+		if id == raft.ServerID(n.id) {
+			idx, err = n.leaderReadIndex(ctx)
+			if errors.Is(err, errNotLeader) {
+				return fmt.Errorf("%w: %w", errRetry, err)
+			}
+			return err
+		}
+		resp, err := n.peer(addr).ReadIndex(ctx, connect.NewRequest(&clusterv1.ReadIndexRequest{}))
+		if err != nil {
+			return peerError("read index from leader "+string(addr), err)
+		}
+		idx = resp.Msg.GetIndex()
+		return nil
+	})
+	return idx, err
+}
+
+// leaderReadIndex is the leader's side of a read index (Raft thesis 6.4):
+// its commit index, once it has committed an entry of its current term and
+// has confirmed with a quorum that it still leads.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, errNotLeader
+	}
+	term := n.leaderReadyTerm.Load()
+	if term == 0 || term != n.raft.CurrentTerm() {
+		return 0, errNotLeader
+	}
+	idx := n.raft.CommitIndex()
+	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %w", errNotLeader, err)
+		}
+		return 0, fmt.Errorf("verify leadership: %w", err)
+	}
+	return idx, nil
+}
+
+// linearize returns once the local FSM reflects every write acknowledged
+// before the call, unless StaleReads is set.
+func (n *Node) linearize(ctx context.Context) error {
+	if n.cfg.StaleReads {
+		return nil
+	}
+	idx, err := n.reads.index(ctx)
+	if err != nil {
+		return err
+	}
+	return n.waitApplied(ctx, idx)
+}
+
+// waitApplied waits until the FSM has applied every command at or below
+// idx.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	backoff := applyPollMin
+	for {
+		woken := n.applied.wait()
+		if n.appliedThrough(idx) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: wait for index %d to be applied: %w", ErrNoQuorum, idx, ctx.Err())
+		case <-n.ctx.Done():
+			return fmt.Errorf("%w: node is shut down", ErrNoQuorum)
+		case <-woken:
+		case <-time.After(backoff):
+			backoff = min(2*backoff, applyPollMax)
+		}
+	}
+}
+
+// appliedThrough reports whether every command entry up to idx has been
+// applied by the FSM. The FSM counts only commands, and Raft's applied
+// index counts entries handed to the FSM goroutine, not applied by it; so
+// once Raft is past idx, the log tells whether a command between the two
+// is still in flight.
+func (n *Node) appliedThrough(idx uint64) bool {
+	fsmApplied := n.fsm.AppliedIndex()
+	if fsmApplied >= idx {
+		return true
+	}
+	if n.raft.AppliedIndex() < idx {
+		return false
+	}
+	return !n.commandBetween(fsmApplied, idx)
+}
+
+// commandBetween reports whether a command entry lies in (from, to].
+func (n *Node) commandBetween(from, to uint64) bool {
+	for i := to; i > from; i-- {
+		if to-i >= maxLogScan {
+			return true // assume so; the next check will see more applied
+		}
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			// Compacted: a snapshot, which the FSM has, covers it.
+			return false
+		}
+		if l.Type == raft.LogCommand {
+			return true
+		}
+	}
+	return false
+}
+
+// notifier wakes every waiter on broadcast.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+// wait returns a channel closed by the next broadcast.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}
