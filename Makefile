@@ -10,7 +10,7 @@ BUF_VERSION          := v1.75.0
 PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 
-.PHONY: run build test lint unit fuzz conformance e2e bench generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-cluster bench bench-rss generate clean
 
 ## run: start one wharf node on :5001 with its data in ./wharf-data
 run:
@@ -21,7 +21,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e
+test: lint unit fuzz conformance e2e e2e-cluster
 
 ## lint: gofmt and go vet must be clean
 lint:
@@ -46,9 +46,17 @@ conformance:
 e2e:
 	scripts/e2e-podman.sh
 
+## e2e-cluster: three nodes behind haproxy: podman, conformance, kill -9
+e2e-cluster:
+	scripts/e2e-cluster.sh
+
 ## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./blobstore ./api/...
+
+## bench-rss: peak RSS of a node while a 1 GiB blob is pushed in one PATCH
+bench-rss:
+	scripts/bench-rss.sh
 
 ## generate: regenerate Go code from api/proto with buf
 generate:

@@ -26,7 +26,7 @@ hwm_before=$(rss_kib "$pid" VmHWM)
 location=$(curl -fsS -X POST -o /dev/null -w '%header{location}' "$BASE/v2/bench/rss/blobs/uploads/")
 case $location in http*) ;; *) location=$BASE$location ;; esac
 start=$(date +%s.%N)
-location=$(curl -fsS -X PATCH -H 'Content-Type: application/octet-stream' --data-binary "@$blob" \
+location=$(curl -fsS -X PATCH -H 'Content-Type: application/octet-stream' -T "$blob" \
 	-o /dev/null -w '%header{location}' "$location")
 case $location in http*) ;; *) location=$BASE$location ;; esac
 sep='?'; case $location in *\?*) sep='&' ;; esac

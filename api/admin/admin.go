@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
 
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
@@ -20,11 +21,21 @@ import (
 // Node is what the services need of the local cluster node.
 type Node interface {
 	Status() cluster.Status
+	Members() []cluster.Member
+	TransferLeadership(ctx context.Context) error
+	ClusterAddress() string
 }
 
 // BlobStats reports what the local blob store holds.
 type BlobStats interface {
 	Stats(ctx context.Context) (count, bytes int64, err error)
+}
+
+// Replicas reports on blob replication.
+type Replicas interface {
+	// UnderReplicated is the count of blobs with fewer live copies than
+	// the replication factor, as of the leader's last scan.
+	UnderReplicated() int64
 }
 
 // Catalog is the read side of the registry metadata; *fsm.FSM implements it.
@@ -39,9 +50,18 @@ type Catalog interface {
 
 // Config holds the services' dependencies.
 type Config struct {
-	Node    Node
-	Blobs   BlobStats
-	Catalog Catalog
+	Node     Node
+	Blobs    BlobStats
+	Catalog  Catalog
+	Replicas Replicas
+	// PeerClient reaches other nodes' cluster ports, where these services
+	// are mounted too, to ask each for its own status.
+	PeerClient *http.Client
+	// DataDir is measured for disk use.
+	DataDir string
+	// Leave starts this node's graceful departure from the cluster and the
+	// end of its process; nil refuses Leave.
+	Leave   func()
 	Version string
 }
 
@@ -68,6 +88,7 @@ func (s *clusterService) Status(ctx context.Context, _ *connect.Request[wharfv1.
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("blob store stats: %w", err))
 	}
+	used, free := diskUsage(s.cfg.DataDir)
 	return connect.NewResponse(&wharfv1.StatusResponse{
 		NodeId:          st.NodeID,
 		NodeName:        st.NodeName,
@@ -81,5 +102,22 @@ func (s *clusterService) Status(ctx context.Context, _ *connect.Request[wharfv1.
 		BlobCount:       count,
 		BlobBytes:       bytes,
 		Version:         s.cfg.Version,
+		DiskUsedBytes:   used,
+		DiskFreeBytes:   free,
+		ClusterAddress:  s.cfg.Node.ClusterAddress(),
 	}), nil
+}
+
+// diskUsage returns the used and free bytes of the filesystem holding dir,
+// or zeros if it cannot be measured.
+func diskUsage(dir string) (used, free uint64) {
+	if dir == "" {
+		return 0, 0
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0
+	}
+	bsize := uint64(st.Bsize)
+	return (st.Blocks - st.Bfree) * bsize, st.Bavail * bsize
 }

@@ -37,6 +37,8 @@ func newRootCommand() *cobra.Command {
 		newStatusCommand(),
 		newReposCommand(),
 		newVersionCommand(),
+		newKeygenCommand(),
+		newClusterCommand(),
 	)
 	return root
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/wharf-registry/wharf/api/admin"
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/peer"
+	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/ui"
 )
@@ -32,6 +34,19 @@ type serveOptions struct {
 	clusterListen    string
 	nodeName         string
 	bootstrapExpect  int
+	advertise        string
+	gossipListen     string
+	join             []string
+	clusterKey       string
+	tlsCert          string
+	tlsKey           string
+	tlsCA            string
+	replicas         int
+	writeQuorum      int
+	deadNodeTimeout  time.Duration
+	staleReads       bool
+	repairInterval   time.Duration
+	fetchCacheBytes  int64
 	publicURL        string
 	logLevel         string
 	logFormat        string
@@ -67,6 +82,19 @@ the command line wins over the environment, which wins over the file.`,
 	f.StringVar(&o.clusterListen, "cluster-listen", ":5002", "inter-node address for Raft and peer traffic")
 	f.StringVar(&o.nodeName, "node-name", defaultNodeName(), "human-readable name of this node")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 1, "nodes to wait for before bootstrapping Raft; 1 makes a lone node a complete registry")
+	f.StringVar(&o.advertise, "advertise", "", "host (or host:port) peers use to reach this node; default: the listen address, 127.0.0.1 for a wildcard")
+	f.StringVar(&o.gossipListen, "gossip-listen", ":5003", "memberlist gossip address (UDP and TCP); a lone node without --cluster-key runs no gossip")
+	f.StringSliceVar(&o.join, "join", nil, "gossip addresses of existing members, comma-separated")
+	f.StringVar(&o.clusterKey, "cluster-key", "", "shared secret from 'wharf keygen'; required once there is more than one node")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "certificate for the cluster port, instead of one derived from the cluster key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "private key of --tls-cert")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "CA that signs every node's --tls-cert")
+	f.IntVar(&o.replicas, "replicas", 3, "copies of each blob (capped at the number of live nodes)")
+	f.IntVar(&o.writeQuorum, "write-quorum", 2, "durable copies each blob needs before a manifest may reference it (capped at cluster size)")
+	f.DurationVar(&o.deadNodeTimeout, "dead-node-timeout", 30*time.Minute, "how long a member must be dead before the leader removes it")
+	f.BoolVar(&o.staleReads, "stale-reads", false, "serve tag and catalog reads from local state without asking the leader (faster, may miss the latest writes)")
+	f.DurationVar(&o.repairInterval, "repair-interval", 30*time.Second, "how often the leader looks for blobs with fewer than --replicas live copies")
+	f.Int64Var(&o.fetchCacheBytes, "fetch-cache-bytes", 0, "keep up to this many bytes of blobs fetched from peers; 0 keeps none")
 	f.StringVar(&o.publicURL, "public-url", "", "URL clients use to reach the registry (behind a load balancer), e.g. https://registry.example.com")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -86,8 +114,14 @@ func defaultNodeName() string {
 }
 
 func (o serveOptions) validate() error {
-	if o.bootstrapExpect != 1 {
-		return fmt.Errorf("--bootstrap-expect %d: this build runs single-node clusters only; use 1", o.bootstrapExpect)
+	if o.bootstrapExpect < 1 {
+		return fmt.Errorf("--bootstrap-expect %d: must be at least 1", o.bootstrapExpect)
+	}
+	if o.replicas < 1 || o.writeQuorum < 1 || o.writeQuorum > o.replicas {
+		return fmt.Errorf("--replicas %d --write-quorum %d: need 1 <= write quorum <= replicas", o.replicas, o.writeQuorum)
+	}
+	if o.clustered() && o.clusterKey == "" {
+		return errors.New("a cluster (--bootstrap-expect > 1 or --join) needs --cluster-key; create one with 'wharf keygen'")
 	}
 	if o.maxManifestBytes < 4<<20 {
 		return fmt.Errorf("--max-manifest-bytes %d: must be at least 4 MiB (%d)", o.maxManifestBytes, 4<<20)
@@ -98,11 +132,26 @@ func (o serveOptions) validate() error {
 	return nil
 }
 
+// clustered reports whether this node is meant to have peers.
+func (o serveOptions) clustered() bool { return o.bootstrapExpect > 1 || len(o.join) > 0 }
+
+// gossipAddress is where gossip listens: nowhere for a lone node without a
+// cluster key, so that no unauthenticated port is open.
+func (o serveOptions) gossipAddress() string {
+	if o.clusterKey == "" && !o.clustered() {
+		return ""
+	}
+	return o.gossipListen
+}
+
 // serve runs a node until ctx is cancelled (SIGINT or SIGTERM).
 func serve(ctx context.Context, o serveOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	// The admin API's Leave ends the process the way SIGTERM does.
+	ctx, leave := context.WithCancel(ctx)
+	defer leave()
 	logger, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
@@ -127,35 +176,69 @@ func serve(ctx context.Context, o serveOptions) error {
 		DataDir:         o.dataDir,
 		NodeName:        o.nodeName,
 		ClusterListen:   o.clusterListen,
+		Advertise:       o.advertise,
+		GossipListen:    o.gossipAddress(),
+		Join:            o.join,
 		BootstrapExpect: o.bootstrapExpect,
+		ClusterKey:      o.clusterKey,
+		TLSCertFile:     o.tlsCert,
+		TLSKeyFile:      o.tlsKey,
+		TLSCAFile:       o.tlsCA,
+		StaleReads:      o.staleReads,
+		DeadNodeTimeout: o.deadNodeTimeout,
 		Logger:          logger.With("component", "cluster"),
 		Registerer:      reg,
 	})
 	if err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
-	defer func() {
-		if err := node.Shutdown(context.Background()); err != nil {
-			logger.Error("cluster shutdown", "err", err)
-		}
-	}()
+	defer leaveOrShutdown(node, o, logger)
+
+	store, err := replica.New(replica.Config{
+		Local:           blobs,
+		Cluster:         replicaCluster{node},
+		Client:          node.PeerHTTPClient(),
+		Replicas:        o.replicas,
+		WriteQuorum:     o.writeQuorum,
+		FetchDir:        filepath.Join(o.dataDir, "fetch"),
+		FetchCacheBytes: o.fetchCacheBytes,
+		RepairInterval:  o.repairInterval,
+		Logger:          logger.With("component", "replica"),
+		Registerer:      reg,
+	})
+	if err != nil {
+		return fmt.Errorf("start blob replication: %w", err)
+	}
+	defer store.Close()
+	go store.RunRepair(ctx)
+
+	registry := oci.New(oci.Config{
+		Metadata:         node,
+		Blobs:            store,
+		Logger:           logger.With("component", "oci"),
+		MaxManifestBytes: o.maxManifestBytes,
+		SparseManifests:  o.sparseManifests,
+		PublicURL:        o.publicURL,
+		NodeID:           node.ID(),
+		Sessions:         oci.PeerSessions{Lookup: peerURL(node), Transport: node.PeerHTTPClient().Transport},
+		Replication:      store,
+	})
+	adminHandlers := admin.Handlers(admin.Config{
+		Node:       node,
+		Blobs:      blobs,
+		Catalog:    node.FSM(),
+		Replicas:   store,
+		PeerClient: node.PeerHTTPClient(),
+		DataDir:    o.dataDir,
+		Leave:      leave,
+		Version:    version,
+	})
+	mountInternal(node, blobs, registry, adminHandlers, logger)
 
 	handler := api.NewHandler(api.Config{
-		OCI: oci.New(oci.Config{
-			Metadata:         node,
-			Blobs:            blobs,
-			Logger:           logger.With("component", "oci"),
-			MaxManifestBytes: o.maxManifestBytes,
-			SparseManifests:  o.sparseManifests,
-			PublicURL:        o.publicURL,
-		}),
-		Route: oci.Route,
-		Connect: admin.Handlers(admin.Config{
-			Node:    node,
-			Blobs:   blobs,
-			Catalog: node.FSM(),
-			Version: version,
-		}),
+		OCI:      registry,
+		Route:    oci.Route,
+		Connect:  adminHandlers,
 		UI:       ui.Handler(version, registryHost(o.publicURL)),
 		Ready:    func() bool { return node.Status().Ready() },
 		Registry: reg,
@@ -164,6 +247,28 @@ func serve(ctx context.Context, o serveOptions) error {
 
 	go purgeUploads(ctx, blobs, o.uploadMaxAge, logger)
 	return runHTTP(ctx, o, handler, logger)
+}
+
+// mountInternal serves, on the cluster port behind mutual TLS, what peers
+// ask of this node: blob copies, proxied upload sessions (the OCI API) and
+// the admin services' node status.
+func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry http.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
+	mux := node.InternalMux()
+	peer.NewServer(blobs, logger.With("component", "peer")).Register(mux)
+	mux.Handle("/v2/", registry)
+	for prefix, h := range adminHandlers {
+		mux.Handle(prefix, h)
+	}
+}
+
+// leaveOrShutdown leaves the cluster gracefully when this node has peers,
+// so that the others need not wait for it to be declared dead.
+func leaveOrShutdown(node *cluster.Node, o serveOptions, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := node.Leave(ctx); err != nil {
+		logger.Error("leave the cluster", "err", err)
+	}
 }
 
 // runHTTP serves the public listener until ctx ends, then drains it.
