@@ -8,22 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/wharf-registry/wharf/api"
-	"github.com/wharf-registry/wharf/api/admin"
-	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
-	"github.com/wharf-registry/wharf/blobstore/peer"
-	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
-	"github.com/wharf-registry/wharf/ui"
 )
 
 // serveOptions are the flags of 'wharf serve'.
@@ -54,6 +45,9 @@ type serveOptions struct {
 	sparseManifests  bool
 	uploadMaxAge     time.Duration
 	shutdownTimeout  time.Duration
+
+	// tuneCluster adjusts the cluster config (tests shorten timeouts).
+	tuneCluster func(*cluster.Config)
 }
 
 func newServeCommand() *cobra.Command {
@@ -156,119 +150,12 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	blobs, err := blobstore.Open(blobstore.Config{Root: filepath.Join(o.dataDir, "blobs")})
+	n, err := startRegistryNode(ctx, o, logger, leave)
 	if err != nil {
-		return fmt.Errorf("open blob store: %w", err)
+		return err
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "wharf_upload_sessions_open",
-		Help: "Blob upload sessions in progress on this node.",
-	}, func() float64 { return float64(blobs.OpenUploads()) }))
-
-	node, err := cluster.Open(ctx, cluster.Config{
-		DataDir:         o.dataDir,
-		NodeName:        o.nodeName,
-		ClusterListen:   o.clusterListen,
-		Advertise:       o.advertise,
-		GossipListen:    o.gossipAddress(),
-		Join:            o.join,
-		BootstrapExpect: o.bootstrapExpect,
-		ClusterKey:      o.clusterKey,
-		TLSCertFile:     o.tlsCert,
-		TLSKeyFile:      o.tlsKey,
-		TLSCAFile:       o.tlsCA,
-		StaleReads:      o.staleReads,
-		DeadNodeTimeout: o.deadNodeTimeout,
-		Logger:          logger.With("component", "cluster"),
-		Registerer:      reg,
-	})
-	if err != nil {
-		return fmt.Errorf("start cluster node: %w", err)
-	}
-	defer leaveOrShutdown(node, o, logger)
-
-	store, err := replica.New(replica.Config{
-		Local:           blobs,
-		Cluster:         replicaCluster{node},
-		Client:          node.PeerHTTPClient(),
-		Replicas:        o.replicas,
-		WriteQuorum:     o.writeQuorum,
-		FetchDir:        filepath.Join(o.dataDir, "fetch"),
-		FetchCacheBytes: o.fetchCacheBytes,
-		RepairInterval:  o.repairInterval,
-		Logger:          logger.With("component", "replica"),
-		Registerer:      reg,
-	})
-	if err != nil {
-		return fmt.Errorf("start blob replication: %w", err)
-	}
-	defer store.Close()
-	go store.RunRepair(ctx)
-
-	registry := oci.New(oci.Config{
-		Metadata:         node,
-		Blobs:            store,
-		Logger:           logger.With("component", "oci"),
-		MaxManifestBytes: o.maxManifestBytes,
-		SparseManifests:  o.sparseManifests,
-		PublicURL:        o.publicURL,
-		NodeID:           node.ID(),
-		Sessions:         oci.PeerSessions{Lookup: peerURL(node), Transport: node.PeerHTTPClient().Transport},
-		Replication:      store,
-	})
-	adminHandlers := admin.Handlers(admin.Config{
-		Node:       node,
-		Blobs:      blobs,
-		Catalog:    node.FSM(),
-		Replicas:   store,
-		PeerClient: node.PeerHTTPClient(),
-		DataDir:    o.dataDir,
-		Leave:      leave,
-		Version:    version,
-	})
-	mountInternal(node, blobs, registry, adminHandlers, logger)
-
-	handler := api.NewHandler(api.Config{
-		OCI:      registry,
-		Route:    oci.Route,
-		Connect:  adminHandlers,
-		UI:       ui.Handler(version, registryHost(o.publicURL)),
-		Ready:    func() bool { return node.Status().Ready() },
-		Registry: reg,
-		Logger:   logger,
-	})
-
-	go purgeUploads(ctx, blobs, o.uploadMaxAge, logger)
-	return runHTTP(ctx, o, handler, logger)
-}
-
-// mountInternal serves, on the cluster port behind mutual TLS, what peers
-// ask of this node: blob copies, proxied upload sessions (the OCI API) and
-// the admin services' node status.
-func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry http.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
-	mux := node.InternalMux()
-	peer.NewServer(blobs, logger.With("component", "peer")).Register(mux)
-	mux.Handle("/v2/", registry)
-	for prefix, h := range adminHandlers {
-		mux.Handle(prefix, h)
-	}
-}
-
-// leaveOrShutdown leaves the cluster gracefully when this node has peers,
-// so that the others need not wait for it to be declared dead.
-func leaveOrShutdown(node *cluster.Node, o serveOptions, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := node.Leave(ctx); err != nil {
-		logger.Error("leave the cluster", "err", err)
-	}
+	defer n.close(o.shutdownTimeout)
+	return runHTTP(ctx, o, n.handler, logger)
 }
 
 // runHTTP serves the public listener until ctx ends, then drains it.

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wharf-registry/wharf/api"
+	"github.com/wharf-registry/wharf/api/admin"
+	"github.com/wharf-registry/wharf/api/oci"
+	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/peer"
+	"github.com/wharf-registry/wharf/blobstore/replica"
+	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/ui"
+)
+
+// registryNode is one running wharf node: a cluster member, its blob
+// storage and the handler of its public listener. serve runs one; tests
+// run several in one process.
+type registryNode struct {
+	node    *cluster.Node
+	blobs   *blobstore.Store
+	replica *replica.Store
+	handler http.Handler
+	logger  *slog.Logger
+
+	stop context.CancelFunc // ends the background loops
+	wg   sync.WaitGroup
+}
+
+// startRegistryNode opens the data dir, joins or forms the cluster and
+// assembles the public handler. leave, if not nil, is what the admin API's
+// Leave calls. close must be called to stop it.
+func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger, leave func()) (*registryNode, error) {
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	blobs, err := blobstore.Open(blobstore.Config{Root: filepath.Join(o.dataDir, "blobs"), Logger: logger.With("component", "blobstore")})
+	if err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wharf_upload_sessions_open",
+		Help: "Blob upload sessions in progress on this node.",
+	}, func() float64 { return float64(blobs.OpenUploads()) }))
+
+	node, err := cluster.Open(ctx, o.clusterConfig(logger, reg))
+	if err != nil {
+		return nil, fmt.Errorf("start cluster node: %w", err)
+	}
+	store, err := replica.New(replica.Config{
+		Local:           blobs,
+		Cluster:         replicaCluster{node},
+		Client:          node.PeerHTTPClient(),
+		Replicas:        o.replicas,
+		WriteQuorum:     o.writeQuorum,
+		FetchDir:        filepath.Join(o.dataDir, "fetch"),
+		FetchCacheBytes: o.fetchCacheBytes,
+		RepairInterval:  o.repairInterval,
+		Logger:          logger.With("component", "replica"),
+		Registerer:      reg,
+	})
+	if err != nil {
+		_ = node.Shutdown(ctx)
+		return nil, fmt.Errorf("start blob replication: %w", err)
+	}
+	n := &registryNode{node: node, blobs: blobs, replica: store, logger: logger}
+	n.handler = n.assemble(o, reg, leave)
+	n.startLoops(o)
+	return n, nil
+}
+
+// clusterConfig turns the serve flags into the cluster node's config.
+func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Registerer) cluster.Config {
+	cfg := cluster.Config{
+		DataDir:         o.dataDir,
+		NodeName:        o.nodeName,
+		ClusterListen:   o.clusterListen,
+		Advertise:       o.advertise,
+		GossipListen:    o.gossipAddress(),
+		Join:            o.join,
+		BootstrapExpect: o.bootstrapExpect,
+		ClusterKey:      o.clusterKey,
+		TLSCertFile:     o.tlsCert,
+		TLSKeyFile:      o.tlsKey,
+		TLSCAFile:       o.tlsCA,
+		StaleReads:      o.staleReads,
+		DeadNodeTimeout: o.deadNodeTimeout,
+		Logger:          logger.With("component", "cluster"),
+		Registerer:      reg,
+	}
+	if o.tuneCluster != nil {
+		o.tuneCluster(&cfg)
+	}
+	return cfg
+}
+
+// assemble builds the public handler and mounts the internal one.
+func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave func()) http.Handler {
+	registry := oci.New(oci.Config{
+		Metadata:         n.node,
+		Blobs:            n.replica,
+		Logger:           n.logger.With("component", "oci"),
+		MaxManifestBytes: o.maxManifestBytes,
+		SparseManifests:  o.sparseManifests,
+		PublicURL:        o.publicURL,
+		NodeID:           n.node.ID(),
+		Sessions:         oci.PeerSessions{Lookup: peerURL(n.node), Transport: n.node.PeerHTTPClient().Transport},
+		Replication:      n.replica,
+	})
+	adminHandlers := admin.Handlers(admin.Config{
+		Node:       n.node,
+		Blobs:      n.blobs,
+		Catalog:    n.node.FSM(),
+		Replicas:   n.replica,
+		PeerClient: n.node.PeerHTTPClient(),
+		DataDir:    o.dataDir,
+		Leave:      leave,
+		Version:    version,
+	})
+	mountInternal(n.node, n.blobs, registry, adminHandlers, n.logger)
+	return api.NewHandler(api.Config{
+		OCI:      registry,
+		Route:    oci.Route,
+		Connect:  adminHandlers,
+		UI:       ui.Handler(version, registryHost(o.publicURL)),
+		Ready:    func() bool { return n.node.Status().Ready() },
+		Registry: reg,
+		Logger:   n.logger,
+	})
+}
+
+// startLoops runs the node's background work: blob repair (on the
+// leader) and the purge of abandoned uploads.
+func (n *registryNode) startLoops(o serveOptions) {
+	ctx, stop := context.WithCancel(context.Background())
+	n.stop = stop
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.replica.RunRepair(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		purgeUploads(ctx, n.blobs, o.uploadMaxAge, n.logger)
+	}()
+}
+
+// close stops the background work and leaves the cluster gracefully (a
+// lone node just shuts down).
+func (n *registryNode) close(timeout time.Duration) {
+	n.stop()
+	n.wg.Wait()
+	_ = n.replica.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := n.node.Leave(ctx); err != nil {
+		n.logger.Error("leave the cluster", "err", err)
+	}
+}
+
+// crash stops the node without leaving the cluster, as a killed process
+// would appear to its peers (tests only).
+func (n *registryNode) crash() {
+	n.stop()
+	n.wg.Wait()
+	_ = n.replica.Close()
+	_ = n.node.Shutdown(context.Background())
+}
+
+// mountInternal serves, on the cluster port behind mutual TLS, what peers
+// ask of this node: blob copies, proxied upload sessions (the OCI API) and
+// the admin services' node status.
+func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry http.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
+	mux := node.InternalMux()
+	peer.NewServer(blobs, logger.With("component", "peer")).Register(mux)
+	mux.Handle("/v2/", registry)
+	for prefix, h := range adminHandlers {
+		mux.Handle(prefix, h)
+	}
+}
