@@ -10,7 +10,7 @@ BUF_VERSION          := v1.75.0
 PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-cluster bench bench-rss generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-cluster e2e-partition bench bench-rss generate clean
 
 ## run: start one wharf node on :5001 with its data in ./wharf-data
 run:
@@ -21,7 +21,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster
+test: lint unit fuzz conformance e2e e2e-cluster e2e-partition
 
 ## lint: gofmt and go vet must be clean
 lint:
@@ -49,6 +49,10 @@ e2e:
 ## e2e-cluster: three nodes behind haproxy: podman, conformance, kill -9
 e2e-cluster:
 	scripts/e2e-cluster.sh
+
+## e2e-partition: three nodes in network namespaces (root); cut one off, heal it
+e2e-partition:
+	scripts/e2e-partition.sh
 
 ## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
 bench:

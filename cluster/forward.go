@@ -26,18 +26,33 @@ const (
 var errRetry = errors.New("leader unavailable")
 
 // leader returns the leader's ID and cluster address, or errRetry when none
-// is known, or when this follower has not heard from its leader for longer
-// than QuorumTimeout (it is probably in a minority partition).
+// is known yet. A node that does not lead and has heard from no leader for
+// longer than QuorumTimeout (it is probably in a minority partition) gets
+// ErrNoQuorum at once: every request would otherwise wait another
+// QuorumTimeout, one after the other (a manifest push makes several).
 func (n *Node) leader() (raft.ServerID, raft.ServerAddress, error) {
 	if n.closed.Load() {
 		return "", "", fmt.Errorf("%w: node is shut down", ErrNoQuorum)
 	}
 	addr, id := n.raft.LeaderWithID()
+	if id == raft.ServerID(n.id) {
+		return id, addr, nil
+	}
+	// Raft sets LastContact on hearing from a leader, granting a vote and
+	// stepping down; a node just opened has not had the chance.
+	last := n.raft.LastContact()
+	if last.Before(n.opened) {
+		last = n.opened
+	}
+	if silent := time.Since(last); silent > n.cfg.QuorumTimeout {
+		who := "no leader"
+		if id != "" {
+			who = "leader " + string(id)
+		}
+		return "", "", fmt.Errorf("%w: %s heard from for %s", ErrNoQuorum, who, silent.Round(time.Millisecond))
+	}
 	if id == "" {
 		return "", "", fmt.Errorf("%w: no leader known", errRetry)
-	}
-	if id != raft.ServerID(n.id) && time.Since(n.raft.LastContact()) > n.cfg.QuorumTimeout {
-		return "", "", fmt.Errorf("%w: leader %s not heard from for %s", errRetry, id, time.Since(n.raft.LastContact()).Round(time.Millisecond))
 	}
 	return id, addr, nil
 }

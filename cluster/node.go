@@ -52,6 +52,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	opened       time.Time // when Open was called
 	closed       atomic.Bool
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
@@ -79,6 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:          cfg,
+		opened:       time.Now(),
 		logger:       cfg.Logger,
 		shutdownDone: make(chan struct{}),
 		internal:     http.NewServeMux(),
