@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -241,18 +242,62 @@ func (s *Store) renameLocked(src, dst string, size int64) (bool, error) {
 	if err := os.Rename(src, dst); err != nil {
 		return false, err
 	}
+	// The modification time says when the blob was last stored (see
+	// DeleteIfStoredBefore); the upload's data may be older.
+	now := time.Now()
+	if err := os.Chtimes(dst, now, now); err != nil {
+		s.logger.Warn("blobstore: set modification time", "path", dst, "err", err)
+	}
 	s.nblobs++
 	s.nbytes += size
 	return true, nil
 }
 
-// blobExists reports whether blob d is stored.
-func (s *Store) blobExists(d digest.Digest) (bool, error) {
-	_, err := os.Lstat(blobPath(s.blobsDir, d))
+// touch records that blob d was stored again (a commit found it present) by
+// setting its modification time, and reports whether it is stored.
+func (s *Store) touch(d digest.Digest) (bool, error) {
+	path := blobPath(s.blobsDir, d)
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := os.Chtimes(path, now, now)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// DeleteIfStoredBefore removes blob d unless it was stored (or stored again
+// by a commit that found it present) at or after cutoff. It reports the
+// bytes freed and whether a newer blob was kept; a missing blob frees
+// nothing and is not kept. Commits and this check exclude each other, so a
+// blob a commit has just reported stored is never removed under it.
+func (s *Store) DeleteIfStoredBefore(ctx context.Context, d digest.Digest, cutoff time.Time) (freed int64, kept bool, err error) {
+	if _, err := checkDigest(d); err != nil {
+		return 0, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	path := blobPath(s.blobsDir, d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("delete blob %s: %w", d, err)
+	}
+	if !info.ModTime().Before(cutoff) {
+		return 0, true, nil
+	}
+	if err := os.Remove(path); err != nil {
+		return 0, false, fmt.Errorf("delete blob %s: %w", d, err)
+	}
+	s.nblobs--
+	s.nbytes -= info.Size()
+	return info.Size(), false, nil
 }
 
 func blobError(d digest.Digest, err error) error {

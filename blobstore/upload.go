@@ -343,7 +343,7 @@ func (u *Upload) commit(ctx context.Context, d digest.Digest) (int64, error) {
 		return 0, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, got, d)
 	}
 	size := u.sess.size.Load()
-	exists, err := u.store.blobExists(d)
+	exists, err := u.store.touch(d)
 	if err != nil {
 		return 0, err
 	}

@@ -102,6 +102,14 @@ func resultError(res *fsmv1.Result) error {
 		sentinel = fsm.ErrNamespaceConflict
 	case fsmv1.ResultCode_RESULT_CODE_INVALID:
 		sentinel = fsm.ErrInvalid
+	case fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED:
+		sentinel = fsm.ErrBlobCollected
+	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
+		sentinel = fsm.ErrBlobNotCollectable
+	case fsmv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
+		sentinel = fsm.ErrAlreadyExists
+	case fsmv1.ResultCode_RESULT_CODE_FAILED_PRECONDITION:
+		sentinel = fsm.ErrFailedPrecondition
 	default:
 		return fmt.Errorf("command failed with %v: %s", res.GetCode(), res.GetMessage())
 	}

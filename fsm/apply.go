@@ -64,6 +64,9 @@ func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmv1.Result
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return invalid("decode command: %v", err), nil
 	}
+	if err := indexBlobRefs(b, cmd.GetUnixNanos()); err != nil {
+		return nil, fmt.Errorf("index blob references: %w", err)
+	}
 	id := cmd.GetRequestId()
 	if id != "" {
 		res, ok, err := lookupRequest(b, id)

@@ -16,15 +16,33 @@ type handler func(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 
 // handlers is the dispatch table, keyed by the type of Command.Op.
 var handlers = map[reflect.Type]handler{
-	reflect.TypeFor[*fsmv1.Command_PutManifest]():      applyPutManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteManifest]():   applyDeleteManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteTag]():        applyDeleteTag,
-	reflect.TypeFor[*fsmv1.Command_LinkBlob]():         applyLinkBlob,
-	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():       applyUnlinkBlob,
-	reflect.TypeFor[*fsmv1.Command_AddBlobHolder]():    applyAddBlobHolder,
-	reflect.TypeFor[*fsmv1.Command_RemoveBlobHolder](): applyRemoveBlobHolder,
-	reflect.TypeFor[*fsmv1.Command_RegisterNode]():     applyRegisterNode,
-	reflect.TypeFor[*fsmv1.Command_DeregisterNode]():   applyDeregisterNode,
+	reflect.TypeFor[*fsmv1.Command_PutManifest]():          applyPutManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteManifest]():       applyDeleteManifest,
+	reflect.TypeFor[*fsmv1.Command_DeleteTag]():            applyDeleteTag,
+	reflect.TypeFor[*fsmv1.Command_LinkBlob]():             applyLinkBlob,
+	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():           applyUnlinkBlob,
+	reflect.TypeFor[*fsmv1.Command_AddBlobHolder]():        applyAddBlobHolder,
+	reflect.TypeFor[*fsmv1.Command_RemoveBlobHolder]():     applyRemoveBlobHolder,
+	reflect.TypeFor[*fsmv1.Command_RegisterNode]():         applyRegisterNode,
+	reflect.TypeFor[*fsmv1.Command_DeregisterNode]():       applyDeregisterNode,
+	reflect.TypeFor[*fsmv1.Command_CollectBlob]():          applyCollectBlob,
+	reflect.TypeFor[*fsmv1.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
+	// Access control: access.go.
+	reflect.TypeFor[*fsmv1.Command_CreateUser]():        applyCreateUser,
+	reflect.TypeFor[*fsmv1.Command_SetUserPassword]():   applySetUserPassword,
+	reflect.TypeFor[*fsmv1.Command_SetUserSuperuser]():  applySetUserSuperuser,
+	reflect.TypeFor[*fsmv1.Command_DeleteUser]():        applyDeleteUser,
+	reflect.TypeFor[*fsmv1.Command_CreateGroup]():       applyCreateGroup,
+	reflect.TypeFor[*fsmv1.Command_DeleteGroup]():       applyDeleteGroup,
+	reflect.TypeFor[*fsmv1.Command_AddGroupMember]():    applyAddGroupMember,
+	reflect.TypeFor[*fsmv1.Command_RemoveGroupMember](): applyRemoveGroupMember,
+	reflect.TypeFor[*fsmv1.Command_GrantRole]():         applyGrantRole,
+	reflect.TypeFor[*fsmv1.Command_RevokeRole]():        applyRevokeRole,
+	reflect.TypeFor[*fsmv1.Command_ClaimNamespace]():    applyClaimNamespace,
+	reflect.TypeFor[*fsmv1.Command_SetVisibility]():     applySetVisibility,
+	reflect.TypeFor[*fsmv1.Command_CreateApiToken]():    applyCreateAPIToken,
+	reflect.TypeFor[*fsmv1.Command_DeleteApiToken]():    applyDeleteAPIToken,
+	reflect.TypeFor[*fsmv1.Command_RotateSigningKey]():  applyRotateSigningKey,
 }
 
 func dispatch(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
@@ -53,6 +71,9 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 	if res := validatePutManifest(op); res != nil {
 		return res, nil
 	}
+	if res, err := refuseCollected(b, op.GetBlobs()); res != nil || err != nil {
+		return res, err
+	}
 	if res, err := ensureRepository(b, op.GetRepository(), cmd.GetUnixNanos()); res != nil || err != nil {
 		return res, err
 	}
@@ -67,9 +88,9 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 	return success(), nil
 }
 
-// storeManifest writes the manifest record and its referrers index entry.
-// A manifest already stored keeps its record: the same digest is the same
-// content, and the first push's creation time stays.
+// storeManifest writes the manifest record, its referrers index entry and
+// its blob references. A manifest already stored keeps its record: the same
+// digest is the same content, and the first push's creation time stays.
 func storeManifest(b *pebble.Batch, op *fsmv1.PutManifest, now int64) error {
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	exists, err := has(b, manifestKey(repo, dgst))
@@ -88,6 +109,9 @@ func storeManifest(b *pebble.Batch, op *fsmv1.PutManifest, now int64) error {
 		CreatedUnixNanos: now,
 	}
 	if err := setProto(b, manifestKey(repo, dgst), m); err != nil {
+		return err
+	}
+	if err := addManifestRefs(b, repo, dgst, m.GetBlobs()); err != nil {
 		return err
 	}
 	if m.GetSubject() == "" {
@@ -119,6 +143,9 @@ func applyDeleteManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 		}
 	}
 	if err := deleteTagsPointingAt(b, repo, dgst); err != nil {
+		return nil, err
+	}
+	if err := dropManifestRefs(b, repo, dgst, m.GetBlobs(), cmd.GetUnixNanos()); err != nil {
 		return nil, err
 	}
 	return success(), nil
@@ -169,10 +196,16 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	if op.GetSize() < 0 {
 		return invalid("blob %s has negative size %d", dgst, op.GetSize()), nil
 	}
+	if res, err := refuseCollected(b, []string{dgst}); res != nil || err != nil {
+		return res, err
+	}
 	if res, err := ensureRepository(b, repo, cmd.GetUnixNanos()); res != nil || err != nil {
 		return res, err
 	}
 	if err := b.Set(blobKey(repo, dgst), encodeUint64(uint64(op.GetSize())), nil); err != nil {
+		return nil, err
+	}
+	if err := addBlobRef(b, dgst, linkRefKey(dgst, repo)); err != nil {
 		return nil, err
 	}
 	return success(), nil
@@ -184,9 +217,13 @@ func applyUnlinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
 		return res, nil
 	}
-	return deleteIfExists(b, blobKey(repo, dgst), func() *fsmv1.Result {
+	res, err := deleteIfExists(b, blobKey(repo, dgst), func() *fsmv1.Result {
 		return notFound("blob %s is not linked to repository %q", dgst, repo)
 	})
+	if err != nil || res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+		return res, err
+	}
+	return res, dropBlobRef(b, dgst, linkRefKey(dgst, repo), cmd.GetUnixNanos())
 }
 
 // deleteIfExists deletes k, or returns the result missing builds if k is absent.

@@ -47,6 +47,32 @@
 //	req/<request id>                         fsmv1.Result of the request
 //	reqlog/<log index>                       request ID applied at that index (8 bytes big endian index)
 //
+// Cluster membership and blob placement (nodes.go, holders.go, gc.go):
+//
+//	node/<node id>                           fsmv1.Node; a registered cluster member
+//	holder/<digest>                          fsmv1.BlobHolders; node IDs sorted, no duplicates
+//	bref/<digest>\x00l\x00<repository>        empty; the repository links the blob
+//	bref/<digest>\x00m\x00<repository>\x00<manifest>  empty; a stored manifest lists the blob
+//	gc/<digest>                              unreferenced since (unix nanos, 8 bytes big endian)
+//	collected/<digest>                       fsmv1.CollectedBlob; the nodes that must still delete their copy
+//	m/blobrefs                               set once the reference index covers the whole state
+//
+// Access control (access.go has the details):
+//
+//	user/<name>                              fsmv1.User
+//	m/userseq                                last assigned User.id, 8 bytes big endian
+//	group/<name>                             fsmv1.Group
+//	member/<group>\x00<user>                 empty; the members of a group
+//	memberof/<user>\x00<group>               empty; the groups of a user
+//	grant/<ns>\x00<kind>\x00<subject>\x00<role>  fsmv1.Grant; <ns> empty for global roles
+//	sgrant/<kind>\x00<subject>\x00<ns>\x00<role> empty; the grants of a subject
+//	nsowner/<namespace>                      fsmv1.NamespaceOwner; the creator, irrevocable
+//	nspublic/<namespace>                     empty; the namespace is public
+//	repopublic/<repository>                  empty; the repository is public
+//	token/<id>                               fsmv1.ApiToken
+//	usertoken/<user>\x00<id>                 empty; the API tokens of a user
+//	m/signingkeys                            fsmv1.SigningKeySet
+//
 // # Files and snapshots
 //
 // The FSM directory holds generations of the database, "db-000001",

@@ -26,7 +26,9 @@ const maxNodeIDLength = 255
 func holderKey(dgst string) []byte { return key(prefixHolder, dgst) }
 
 // applyAddBlobHolder adds a node to a blob's holders. Adding a node that is
-// already a holder succeeds and changes nothing. The first holder records the
+// already a holder succeeds and changes no holder record. Either way the
+// node is taken off the blob's tombstone, if collected, and an unreferenced
+// blob's grace period starts again (see gc.go). The first holder records the
 // blob's size; a later holder must report the same size, since a digest
 // names one content.
 func applyAddBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
@@ -45,6 +47,10 @@ func applyAddBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, err
 	}
 	if rec.GetSize() != op.GetSize() {
 		return invalid("blob %s is recorded with size %d, not %d", dgst, rec.GetSize(), op.GetSize()), nil
+	}
+	// Even a node already recorded has just stored (or copied) the blob.
+	if err := heldAgain(b, dgst, node, cmd.GetUnixNanos()); err != nil {
+		return nil, err
 	}
 	i, found := slices.BinarySearch(rec.NodeIds, node)
 	if found {

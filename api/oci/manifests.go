@@ -105,6 +105,12 @@ func (h *Handler) storeManifest(ctx context.Context, p *manifestPush) error {
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
 	}
+	if errors.Is(err, fsm.ErrBlobCollected) {
+		// Garbage collection removed a blob between validation and commit.
+		return newError(http.StatusBadRequest, CodeManifestBlobUnknown,
+			"%v, then the manifest", err).
+			withCause(err)
+	}
 	if err != nil {
 		return fmt.Errorf("put manifest %s into %s: %w", p.digest, repo, err)
 	}

@@ -68,7 +68,11 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 	if err != nil || !ok {
 		return false, err
 	}
-	return true, h.linkBlob(ctx, w, repo, d, size)
+	err = h.linkBlob(ctx, w, repo, d, size)
+	if errors.Is(err, fsm.ErrBlobCollected) {
+		return false, nil // collected since mountable looked: upload it instead
+	}
+	return true, err
 }
 
 // mountable reports whether blob d can be mounted, and its size.
@@ -262,6 +266,11 @@ func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo stri
 	err := h.meta.LinkBlob(ctx, repo, d, size)
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
+	}
+	if errors.Is(err, fsm.ErrBlobCollected) {
+		return newError(http.StatusNotFound, CodeBlobUnknown,
+			"blob %s was garbage-collected and this node could not record its new copy; upload it again", d).
+			withCause(err)
 	}
 	if err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/wharf-registry/wharf/api/admin"
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/gc"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
@@ -30,6 +31,7 @@ type registryNode struct {
 	node    *cluster.Node
 	blobs   *blobstore.Store
 	replica *replica.Store
+	gc      *gc.Collector
 	handler http.Handler
 	logger  *slog.Logger
 
@@ -76,7 +78,20 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		_ = node.Shutdown(ctx)
 		return nil, fmt.Errorf("start blob replication: %w", err)
 	}
-	n := &registryNode{node: node, blobs: blobs, replica: store, logger: logger}
+	collector, err := gc.New(gc.Config{
+		Local:      blobs,
+		Cluster:    gcCluster{node},
+		Grace:      o.gcGrace,
+		Interval:   o.gcInterval,
+		Logger:     logger.With("component", "gc"),
+		Registerer: reg,
+	})
+	if err != nil {
+		_ = store.Close()
+		_ = node.Shutdown(ctx)
+		return nil, fmt.Errorf("start garbage collection: %w", err)
+	}
+	n := &registryNode{node: node, blobs: blobs, replica: store, gc: collector, logger: logger}
 	n.handler = n.assemble(o, reg, leave)
 	n.startLoops(o)
 	return n, nil
@@ -143,14 +158,18 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 }
 
 // startLoops runs the node's background work: blob repair (on the
-// leader) and the purge of abandoned uploads.
+// leader), garbage collection and the purge of abandoned uploads.
 func (n *registryNode) startLoops(o serveOptions) {
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.replica.RunRepair(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.gc.Run(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -164,6 +183,7 @@ func (n *registryNode) close(timeout time.Duration) {
 	n.stop()
 	n.wg.Wait()
 	_ = n.replica.Close()
+	n.gc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := n.node.Leave(ctx); err != nil {
@@ -177,6 +197,7 @@ func (n *registryNode) crash() {
 	n.stop()
 	n.wg.Wait()
 	_ = n.replica.Close()
+	n.gc.Close()
 	_ = n.node.Shutdown(context.Background())
 }
 

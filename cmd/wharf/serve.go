@@ -44,6 +44,8 @@ type serveOptions struct {
 	maxManifestBytes int64
 	sparseManifests  bool
 	uploadMaxAge     time.Duration
+	gcGrace          time.Duration
+	gcInterval       time.Duration
 	shutdownTimeout  time.Duration
 
 	// tuneCluster adjusts the cluster config (tests shorten timeouts).
@@ -95,6 +97,8 @@ the command line wins over the environment, which wins over the file.`,
 	f.Int64Var(&o.maxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted, in bytes")
 	f.BoolVar(&o.sparseManifests, "sparse-manifests", false, "accept manifests whose layers or child manifests were not pushed (sparse images and indexes)")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "upload sessions idle for longer are removed")
+	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "how long a blob no manifest or repository references is kept before garbage collection removes it from every node")
+	f.DurationVar(&o.gcInterval, "gc-interval", time.Minute, "how often the leader collects unreferenced blobs and every node deletes its copies of collected ones")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
 	return cmd
 }
@@ -119,6 +123,9 @@ func (o serveOptions) validate() error {
 	}
 	if o.maxManifestBytes < 4<<20 {
 		return fmt.Errorf("--max-manifest-bytes %d: must be at least 4 MiB (%d)", o.maxManifestBytes, 4<<20)
+	}
+	if o.gcGrace <= 0 || o.gcInterval <= 0 {
+		return fmt.Errorf("--gc-grace %s --gc-interval %s: both must be positive", o.gcGrace, o.gcInterval)
 	}
 	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "http://") && !strings.HasPrefix(o.publicURL, "https://") {
 		return fmt.Errorf("--public-url %q: must start with http:// or https://", o.publicURL)

@@ -38,21 +38,41 @@ const (
 	ResultCode_RESULT_CODE_NOT_FOUND ResultCode = 2
 	// The command is malformed (empty names, bad digests).
 	ResultCode_RESULT_CODE_INVALID ResultCode = 3
+	// A blob the command references was garbage-collected and no node holds
+	// it again: the client must push the blob again.
+	ResultCode_RESULT_CODE_BLOB_COLLECTED ResultCode = 4
+	// CollectBlob found the blob referenced again, or not unreferenced for
+	// the whole grace period; nothing was collected.
+	ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE ResultCode = 5
+	// The user, group, grant, token or namespace claim already exists
+	// (access control; values 40-59 are reserved for it).
+	ResultCode_RESULT_CODE_ALREADY_EXISTS ResultCode = 40
+	// The state does not allow the command: a signing key rotation raced
+	// another, or a grant cannot be revoked.
+	ResultCode_RESULT_CODE_FAILED_PRECONDITION ResultCode = 41
 )
 
 // Enum value maps for ResultCode.
 var (
 	ResultCode_name = map[int32]string{
-		0: "RESULT_CODE_OK",
-		1: "RESULT_CODE_NAMESPACE_CONFLICT",
-		2: "RESULT_CODE_NOT_FOUND",
-		3: "RESULT_CODE_INVALID",
+		0:  "RESULT_CODE_OK",
+		1:  "RESULT_CODE_NAMESPACE_CONFLICT",
+		2:  "RESULT_CODE_NOT_FOUND",
+		3:  "RESULT_CODE_INVALID",
+		4:  "RESULT_CODE_BLOB_COLLECTED",
+		5:  "RESULT_CODE_BLOB_NOT_COLLECTABLE",
+		40: "RESULT_CODE_ALREADY_EXISTS",
+		41: "RESULT_CODE_FAILED_PRECONDITION",
 	}
 	ResultCode_value = map[string]int32{
-		"RESULT_CODE_OK":                 0,
-		"RESULT_CODE_NAMESPACE_CONFLICT": 1,
-		"RESULT_CODE_NOT_FOUND":          2,
-		"RESULT_CODE_INVALID":            3,
+		"RESULT_CODE_OK":                   0,
+		"RESULT_CODE_NAMESPACE_CONFLICT":   1,
+		"RESULT_CODE_NOT_FOUND":            2,
+		"RESULT_CODE_INVALID":              3,
+		"RESULT_CODE_BLOB_COLLECTED":       4,
+		"RESULT_CODE_BLOB_NOT_COLLECTABLE": 5,
+		"RESULT_CODE_ALREADY_EXISTS":       40,
+		"RESULT_CODE_FAILED_PRECONDITION":  41,
 	}
 )
 
@@ -102,6 +122,23 @@ type Command struct {
 	//	*Command_DeregisterNode
 	//	*Command_AddBlobHolder
 	//	*Command_RemoveBlobHolder
+	//	*Command_CollectBlob
+	//	*Command_CollectedBlobDeleted
+	//	*Command_CreateUser
+	//	*Command_SetUserPassword
+	//	*Command_SetUserSuperuser
+	//	*Command_DeleteUser
+	//	*Command_CreateGroup
+	//	*Command_DeleteGroup
+	//	*Command_AddGroupMember
+	//	*Command_RemoveGroupMember
+	//	*Command_GrantRole
+	//	*Command_RevokeRole
+	//	*Command_ClaimNamespace
+	//	*Command_SetVisibility
+	//	*Command_CreateApiToken
+	//	*Command_DeleteApiToken
+	//	*Command_RotateSigningKey
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -239,6 +276,159 @@ func (x *Command) GetRemoveBlobHolder() *RemoveBlobHolder {
 	return nil
 }
 
+func (x *Command) GetCollectBlob() *CollectBlob {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CollectBlob); ok {
+			return x.CollectBlob
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCollectedBlobDeleted() *CollectedBlobDeleted {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CollectedBlobDeleted); ok {
+			return x.CollectedBlobDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateUser() *CreateUser {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateUser); ok {
+			return x.CreateUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetUserPassword() *SetUserPassword {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetUserPassword); ok {
+			return x.SetUserPassword
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetUserSuperuser() *SetUserSuperuser {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetUserSuperuser); ok {
+			return x.SetUserSuperuser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteUser() *DeleteUser {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteUser); ok {
+			return x.DeleteUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateGroup() *CreateGroup {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateGroup); ok {
+			return x.CreateGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteGroup() *DeleteGroup {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteGroup); ok {
+			return x.DeleteGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddGroupMember() *AddGroupMember {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AddGroupMember); ok {
+			return x.AddGroupMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveGroupMember() *RemoveGroupMember {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveGroupMember); ok {
+			return x.RemoveGroupMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetGrantRole() *GrantRole {
+	if x != nil {
+		if x, ok := x.Op.(*Command_GrantRole); ok {
+			return x.GrantRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeRole() *RevokeRole {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeRole); ok {
+			return x.RevokeRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetClaimNamespace() *ClaimNamespace {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ClaimNamespace); ok {
+			return x.ClaimNamespace
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetVisibility() *SetVisibility {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetVisibility); ok {
+			return x.SetVisibility
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateApiToken() *CreateApiToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateApiToken); ok {
+			return x.CreateApiToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteApiToken() *DeleteApiToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteApiToken); ok {
+			return x.DeleteApiToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRotateSigningKey() *RotateSigningKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RotateSigningKey); ok {
+			return x.RotateSigningKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -279,6 +469,76 @@ type Command_RemoveBlobHolder struct {
 	RemoveBlobHolder *RemoveBlobHolder `protobuf:"bytes,18,opt,name=remove_blob_holder,json=removeBlobHolder,proto3,oneof"`
 }
 
+type Command_CollectBlob struct {
+	// Garbage collection of unreferenced blobs (see CollectBlob).
+	CollectBlob *CollectBlob `protobuf:"bytes,19,opt,name=collect_blob,json=collectBlob,proto3,oneof"`
+}
+
+type Command_CollectedBlobDeleted struct {
+	CollectedBlobDeleted *CollectedBlobDeleted `protobuf:"bytes,20,opt,name=collected_blob_deleted,json=collectedBlobDeleted,proto3,oneof"`
+}
+
+type Command_CreateUser struct {
+	// Access control (access.proto), field numbers 40-59.
+	CreateUser *CreateUser `protobuf:"bytes,40,opt,name=create_user,json=createUser,proto3,oneof"`
+}
+
+type Command_SetUserPassword struct {
+	SetUserPassword *SetUserPassword `protobuf:"bytes,41,opt,name=set_user_password,json=setUserPassword,proto3,oneof"`
+}
+
+type Command_SetUserSuperuser struct {
+	SetUserSuperuser *SetUserSuperuser `protobuf:"bytes,42,opt,name=set_user_superuser,json=setUserSuperuser,proto3,oneof"`
+}
+
+type Command_DeleteUser struct {
+	DeleteUser *DeleteUser `protobuf:"bytes,43,opt,name=delete_user,json=deleteUser,proto3,oneof"`
+}
+
+type Command_CreateGroup struct {
+	CreateGroup *CreateGroup `protobuf:"bytes,44,opt,name=create_group,json=createGroup,proto3,oneof"`
+}
+
+type Command_DeleteGroup struct {
+	DeleteGroup *DeleteGroup `protobuf:"bytes,45,opt,name=delete_group,json=deleteGroup,proto3,oneof"`
+}
+
+type Command_AddGroupMember struct {
+	AddGroupMember *AddGroupMember `protobuf:"bytes,46,opt,name=add_group_member,json=addGroupMember,proto3,oneof"`
+}
+
+type Command_RemoveGroupMember struct {
+	RemoveGroupMember *RemoveGroupMember `protobuf:"bytes,47,opt,name=remove_group_member,json=removeGroupMember,proto3,oneof"`
+}
+
+type Command_GrantRole struct {
+	GrantRole *GrantRole `protobuf:"bytes,48,opt,name=grant_role,json=grantRole,proto3,oneof"`
+}
+
+type Command_RevokeRole struct {
+	RevokeRole *RevokeRole `protobuf:"bytes,49,opt,name=revoke_role,json=revokeRole,proto3,oneof"`
+}
+
+type Command_ClaimNamespace struct {
+	ClaimNamespace *ClaimNamespace `protobuf:"bytes,50,opt,name=claim_namespace,json=claimNamespace,proto3,oneof"`
+}
+
+type Command_SetVisibility struct {
+	SetVisibility *SetVisibility `protobuf:"bytes,51,opt,name=set_visibility,json=setVisibility,proto3,oneof"`
+}
+
+type Command_CreateApiToken struct {
+	CreateApiToken *CreateApiToken `protobuf:"bytes,52,opt,name=create_api_token,json=createApiToken,proto3,oneof"`
+}
+
+type Command_DeleteApiToken struct {
+	DeleteApiToken *DeleteApiToken `protobuf:"bytes,53,opt,name=delete_api_token,json=deleteApiToken,proto3,oneof"`
+}
+
+type Command_RotateSigningKey struct {
+	RotateSigningKey *RotateSigningKey `protobuf:"bytes,54,opt,name=rotate_signing_key,json=rotateSigningKey,proto3,oneof"`
+}
+
 func (*Command_PutManifest) isCommand_Op() {}
 
 func (*Command_DeleteManifest) isCommand_Op() {}
@@ -296,6 +556,40 @@ func (*Command_DeregisterNode) isCommand_Op() {}
 func (*Command_AddBlobHolder) isCommand_Op() {}
 
 func (*Command_RemoveBlobHolder) isCommand_Op() {}
+
+func (*Command_CollectBlob) isCommand_Op() {}
+
+func (*Command_CollectedBlobDeleted) isCommand_Op() {}
+
+func (*Command_CreateUser) isCommand_Op() {}
+
+func (*Command_SetUserPassword) isCommand_Op() {}
+
+func (*Command_SetUserSuperuser) isCommand_Op() {}
+
+func (*Command_DeleteUser) isCommand_Op() {}
+
+func (*Command_CreateGroup) isCommand_Op() {}
+
+func (*Command_DeleteGroup) isCommand_Op() {}
+
+func (*Command_AddGroupMember) isCommand_Op() {}
+
+func (*Command_RemoveGroupMember) isCommand_Op() {}
+
+func (*Command_GrantRole) isCommand_Op() {}
+
+func (*Command_RevokeRole) isCommand_Op() {}
+
+func (*Command_ClaimNamespace) isCommand_Op() {}
+
+func (*Command_SetVisibility) isCommand_Op() {}
+
+func (*Command_CreateApiToken) isCommand_Op() {}
+
+func (*Command_DeleteApiToken) isCommand_Op() {}
+
+func (*Command_RotateSigningKey) isCommand_Op() {}
 
 // Result is what Apply returns for a Command.
 type Result struct {
@@ -1283,11 +1577,194 @@ func (x *BlobHolders) GetNodeIds() []string {
 	return nil
 }
 
+// CollectBlob removes a blob no repository or manifest has referenced for
+// at least grace_nanos before the command's unix_nanos. It removes the
+// blob's holder record and leaves a CollectedBlob tombstone naming the nodes
+// that must delete their copies. Apply re-checks both conditions, so a blob
+// referenced again after the leader decided is kept.
+type CollectBlob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	GraceNanos    int64                  `protobuf:"varint,2,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectBlob) Reset() {
+	*x = CollectBlob{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectBlob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectBlob) ProtoMessage() {}
+
+func (x *CollectBlob) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectBlob.ProtoReflect.Descriptor instead.
+func (*CollectBlob) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CollectBlob) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CollectBlob) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
+// CollectedBlobDeleted records that a node deleted its copy of a collected
+// blob (or no longer needs to: it left the cluster). The tombstone goes with
+// its last node.
+type CollectedBlobDeleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectedBlobDeleted) Reset() {
+	*x = CollectedBlobDeleted{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectedBlobDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectedBlobDeleted) ProtoMessage() {}
+
+func (x *CollectedBlobDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectedBlobDeleted.ProtoReflect.Descriptor instead.
+func (*CollectedBlobDeleted) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CollectedBlobDeleted) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CollectedBlobDeleted) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// CollectedBlob is the tombstone of a collected blob.
+type CollectedBlob struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Digest             string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size               int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	CollectedUnixNanos int64                  `protobuf:"varint,3,opt,name=collected_unix_nanos,json=collectedUnixNanos,proto3" json:"collected_unix_nanos,omitempty"`
+	// node_ids are the nodes that held the blob and have not yet reported
+	// deleting it; sorted, no duplicates.
+	NodeIds       []string `protobuf:"bytes,4,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectedBlob) Reset() {
+	*x = CollectedBlob{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectedBlob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectedBlob) ProtoMessage() {}
+
+func (x *CollectedBlob) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectedBlob.ProtoReflect.Descriptor instead.
+func (*CollectedBlob) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CollectedBlob) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CollectedBlob) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CollectedBlob) GetCollectedUnixNanos() int64 {
+	if x != nil {
+		return x.CollectedUnixNanos
+	}
+	return 0
+}
+
+func (x *CollectedBlob) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
 var File_wharf_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\"\xa7\x05\n" +
+	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\x1a\x19wharf/fsm/v1/access.proto\"\xe1\x0e\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -1304,7 +1781,28 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rregister_node\x18\x0f \x01(\v2\x1a.wharf.fsm.v1.RegisterNodeH\x00R\fregisterNode\x12G\n" +
 	"\x0fderegister_node\x18\x10 \x01(\v2\x1c.wharf.fsm.v1.DeregisterNodeH\x00R\x0ederegisterNode\x12E\n" +
 	"\x0fadd_blob_holder\x18\x11 \x01(\v2\x1b.wharf.fsm.v1.AddBlobHolderH\x00R\raddBlobHolder\x12N\n" +
-	"\x12remove_blob_holder\x18\x12 \x01(\v2\x1e.wharf.fsm.v1.RemoveBlobHolderH\x00R\x10removeBlobHolderB\x04\n" +
+	"\x12remove_blob_holder\x18\x12 \x01(\v2\x1e.wharf.fsm.v1.RemoveBlobHolderH\x00R\x10removeBlobHolder\x12>\n" +
+	"\fcollect_blob\x18\x13 \x01(\v2\x19.wharf.fsm.v1.CollectBlobH\x00R\vcollectBlob\x12Z\n" +
+	"\x16collected_blob_deleted\x18\x14 \x01(\v2\".wharf.fsm.v1.CollectedBlobDeletedH\x00R\x14collectedBlobDeleted\x12;\n" +
+	"\vcreate_user\x18( \x01(\v2\x18.wharf.fsm.v1.CreateUserH\x00R\n" +
+	"createUser\x12K\n" +
+	"\x11set_user_password\x18) \x01(\v2\x1d.wharf.fsm.v1.SetUserPasswordH\x00R\x0fsetUserPassword\x12N\n" +
+	"\x12set_user_superuser\x18* \x01(\v2\x1e.wharf.fsm.v1.SetUserSuperuserH\x00R\x10setUserSuperuser\x12;\n" +
+	"\vdelete_user\x18+ \x01(\v2\x18.wharf.fsm.v1.DeleteUserH\x00R\n" +
+	"deleteUser\x12>\n" +
+	"\fcreate_group\x18, \x01(\v2\x19.wharf.fsm.v1.CreateGroupH\x00R\vcreateGroup\x12>\n" +
+	"\fdelete_group\x18- \x01(\v2\x19.wharf.fsm.v1.DeleteGroupH\x00R\vdeleteGroup\x12H\n" +
+	"\x10add_group_member\x18. \x01(\v2\x1c.wharf.fsm.v1.AddGroupMemberH\x00R\x0eaddGroupMember\x12Q\n" +
+	"\x13remove_group_member\x18/ \x01(\v2\x1f.wharf.fsm.v1.RemoveGroupMemberH\x00R\x11removeGroupMember\x128\n" +
+	"\n" +
+	"grant_role\x180 \x01(\v2\x17.wharf.fsm.v1.GrantRoleH\x00R\tgrantRole\x12;\n" +
+	"\vrevoke_role\x181 \x01(\v2\x18.wharf.fsm.v1.RevokeRoleH\x00R\n" +
+	"revokeRole\x12G\n" +
+	"\x0fclaim_namespace\x182 \x01(\v2\x1c.wharf.fsm.v1.ClaimNamespaceH\x00R\x0eclaimNamespace\x12D\n" +
+	"\x0eset_visibility\x183 \x01(\v2\x1b.wharf.fsm.v1.SetVisibilityH\x00R\rsetVisibility\x12H\n" +
+	"\x10create_api_token\x184 \x01(\v2\x1c.wharf.fsm.v1.CreateApiTokenH\x00R\x0ecreateApiToken\x12H\n" +
+	"\x10delete_api_token\x185 \x01(\v2\x1c.wharf.fsm.v1.DeleteApiTokenH\x00R\x0edeleteApiToken\x12N\n" +
+	"\x12rotate_signing_key\x186 \x01(\v2\x1e.wharf.fsm.v1.RotateSigningKeyH\x00R\x10rotateSigningKeyB\x04\n" +
 	"\x02op\"P\n" +
 	"\x06Result\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.wharf.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
@@ -1393,13 +1891,29 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vBlobHolders\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x19\n" +
-	"\bnode_ids\x18\x03 \x03(\tR\anodeIds*x\n" +
+	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\"F\n" +
+	"\vCollectBlob\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x1f\n" +
+	"\vgrace_nanos\x18\x02 \x01(\x03R\n" +
+	"graceNanos\"G\n" +
+	"\x14CollectedBlobDeleted\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x88\x01\n" +
+	"\rCollectedBlob\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x120\n" +
+	"\x14collected_unix_nanos\x18\x03 \x01(\x03R\x12collectedUnixNanos\x12\x19\n" +
+	"\bnode_ids\x18\x04 \x03(\tR\anodeIds*\x83\x02\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\"\n" +
 	"\x1eRESULT_CODE_NAMESPACE_CONFLICT\x10\x01\x12\x19\n" +
 	"\x15RESULT_CODE_NOT_FOUND\x10\x02\x12\x17\n" +
-	"\x13RESULT_CODE_INVALID\x10\x03B<Z:github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1;fsmv1b\x06proto3"
+	"\x13RESULT_CODE_INVALID\x10\x03\x12\x1e\n" +
+	"\x1aRESULT_CODE_BLOB_COLLECTED\x10\x04\x12$\n" +
+	" RESULT_CODE_BLOB_NOT_COLLECTABLE\x10\x05\x12\x1e\n" +
+	"\x1aRESULT_CODE_ALREADY_EXISTS\x10(\x12#\n" +
+	"\x1fRESULT_CODE_FAILED_PRECONDITION\x10)B<Z:github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_wharf_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -1414,27 +1928,45 @@ func file_wharf_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_wharf_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wharf_fsm_v1_fsm_proto_goTypes = []any{
-	(ResultCode)(0),          // 0: wharf.fsm.v1.ResultCode
-	(*Command)(nil),          // 1: wharf.fsm.v1.Command
-	(*Result)(nil),           // 2: wharf.fsm.v1.Result
-	(*PutManifest)(nil),      // 3: wharf.fsm.v1.PutManifest
-	(*DeleteManifest)(nil),   // 4: wharf.fsm.v1.DeleteManifest
-	(*DeleteTag)(nil),        // 5: wharf.fsm.v1.DeleteTag
-	(*LinkBlob)(nil),         // 6: wharf.fsm.v1.LinkBlob
-	(*UnlinkBlob)(nil),       // 7: wharf.fsm.v1.UnlinkBlob
-	(*Namespace)(nil),        // 8: wharf.fsm.v1.Namespace
-	(*Repository)(nil),       // 9: wharf.fsm.v1.Repository
-	(*Manifest)(nil),         // 10: wharf.fsm.v1.Manifest
-	(*RegisterNode)(nil),     // 11: wharf.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),   // 12: wharf.fsm.v1.DeregisterNode
-	(*Node)(nil),             // 13: wharf.fsm.v1.Node
-	(*AddBlobHolder)(nil),    // 14: wharf.fsm.v1.AddBlobHolder
-	(*RemoveBlobHolder)(nil), // 15: wharf.fsm.v1.RemoveBlobHolder
-	(*BlobHolders)(nil),      // 16: wharf.fsm.v1.BlobHolders
-	nil,                      // 17: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                      // 18: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(ResultCode)(0),              // 0: wharf.fsm.v1.ResultCode
+	(*Command)(nil),              // 1: wharf.fsm.v1.Command
+	(*Result)(nil),               // 2: wharf.fsm.v1.Result
+	(*PutManifest)(nil),          // 3: wharf.fsm.v1.PutManifest
+	(*DeleteManifest)(nil),       // 4: wharf.fsm.v1.DeleteManifest
+	(*DeleteTag)(nil),            // 5: wharf.fsm.v1.DeleteTag
+	(*LinkBlob)(nil),             // 6: wharf.fsm.v1.LinkBlob
+	(*UnlinkBlob)(nil),           // 7: wharf.fsm.v1.UnlinkBlob
+	(*Namespace)(nil),            // 8: wharf.fsm.v1.Namespace
+	(*Repository)(nil),           // 9: wharf.fsm.v1.Repository
+	(*Manifest)(nil),             // 10: wharf.fsm.v1.Manifest
+	(*RegisterNode)(nil),         // 11: wharf.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),       // 12: wharf.fsm.v1.DeregisterNode
+	(*Node)(nil),                 // 13: wharf.fsm.v1.Node
+	(*AddBlobHolder)(nil),        // 14: wharf.fsm.v1.AddBlobHolder
+	(*RemoveBlobHolder)(nil),     // 15: wharf.fsm.v1.RemoveBlobHolder
+	(*BlobHolders)(nil),          // 16: wharf.fsm.v1.BlobHolders
+	(*CollectBlob)(nil),          // 17: wharf.fsm.v1.CollectBlob
+	(*CollectedBlobDeleted)(nil), // 18: wharf.fsm.v1.CollectedBlobDeleted
+	(*CollectedBlob)(nil),        // 19: wharf.fsm.v1.CollectedBlob
+	nil,                          // 20: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                          // 21: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(*CreateUser)(nil),           // 22: wharf.fsm.v1.CreateUser
+	(*SetUserPassword)(nil),      // 23: wharf.fsm.v1.SetUserPassword
+	(*SetUserSuperuser)(nil),     // 24: wharf.fsm.v1.SetUserSuperuser
+	(*DeleteUser)(nil),           // 25: wharf.fsm.v1.DeleteUser
+	(*CreateGroup)(nil),          // 26: wharf.fsm.v1.CreateGroup
+	(*DeleteGroup)(nil),          // 27: wharf.fsm.v1.DeleteGroup
+	(*AddGroupMember)(nil),       // 28: wharf.fsm.v1.AddGroupMember
+	(*RemoveGroupMember)(nil),    // 29: wharf.fsm.v1.RemoveGroupMember
+	(*GrantRole)(nil),            // 30: wharf.fsm.v1.GrantRole
+	(*RevokeRole)(nil),           // 31: wharf.fsm.v1.RevokeRole
+	(*ClaimNamespace)(nil),       // 32: wharf.fsm.v1.ClaimNamespace
+	(*SetVisibility)(nil),        // 33: wharf.fsm.v1.SetVisibility
+	(*CreateApiToken)(nil),       // 34: wharf.fsm.v1.CreateApiToken
+	(*DeleteApiToken)(nil),       // 35: wharf.fsm.v1.DeleteApiToken
+	(*RotateSigningKey)(nil),     // 36: wharf.fsm.v1.RotateSigningKey
 }
 var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -1446,15 +1978,32 @@ var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	12, // 6: wharf.fsm.v1.Command.deregister_node:type_name -> wharf.fsm.v1.DeregisterNode
 	14, // 7: wharf.fsm.v1.Command.add_blob_holder:type_name -> wharf.fsm.v1.AddBlobHolder
 	15, // 8: wharf.fsm.v1.Command.remove_blob_holder:type_name -> wharf.fsm.v1.RemoveBlobHolder
-	0,  // 9: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	17, // 10: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	18, // 11: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	13, // 12: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 9: wharf.fsm.v1.Command.collect_blob:type_name -> wharf.fsm.v1.CollectBlob
+	18, // 10: wharf.fsm.v1.Command.collected_blob_deleted:type_name -> wharf.fsm.v1.CollectedBlobDeleted
+	22, // 11: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
+	23, // 12: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
+	24, // 13: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
+	25, // 14: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
+	26, // 15: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
+	27, // 16: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
+	28, // 17: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
+	29, // 18: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
+	30, // 19: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
+	31, // 20: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
+	32, // 21: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
+	33, // 22: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
+	34, // 23: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
+	35, // 24: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
+	36, // 25: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
+	0,  // 26: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	20, // 27: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	21, // 28: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	13, // 29: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wharf_fsm_v1_fsm_proto_init() }
@@ -1462,6 +2011,7 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 	if File_wharf_fsm_v1_fsm_proto != nil {
 		return
 	}
+	file_wharf_fsm_v1_access_proto_init()
 	file_wharf_fsm_v1_fsm_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_PutManifest)(nil),
 		(*Command_DeleteManifest)(nil),
@@ -1472,6 +2022,23 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 		(*Command_DeregisterNode)(nil),
 		(*Command_AddBlobHolder)(nil),
 		(*Command_RemoveBlobHolder)(nil),
+		(*Command_CollectBlob)(nil),
+		(*Command_CollectedBlobDeleted)(nil),
+		(*Command_CreateUser)(nil),
+		(*Command_SetUserPassword)(nil),
+		(*Command_SetUserSuperuser)(nil),
+		(*Command_DeleteUser)(nil),
+		(*Command_CreateGroup)(nil),
+		(*Command_DeleteGroup)(nil),
+		(*Command_AddGroupMember)(nil),
+		(*Command_RemoveGroupMember)(nil),
+		(*Command_GrantRole)(nil),
+		(*Command_RevokeRole)(nil),
+		(*Command_ClaimNamespace)(nil),
+		(*Command_SetVisibility)(nil),
+		(*Command_CreateApiToken)(nil),
+		(*Command_DeleteApiToken)(nil),
+		(*Command_RotateSigningKey)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1479,7 +2046,7 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_fsm_v1_fsm_proto_rawDesc), len(file_wharf_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,219 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Store is the access-control state authentication and the token service
+// read. FSMStore serves it from a local FSM; a cluster node serves it
+// through its read path.
+type Store interface {
+	// User returns a user's record, or an error wrapping fsm.ErrNotFound.
+	User(ctx context.Context, name string) (*fsmv1.User, error)
+	// APIToken returns a token's record, or an error wrapping
+	// fsm.ErrNotFound.
+	APIToken(ctx context.Context, id string) (*fsmv1.ApiToken, error)
+	// Access returns what fsm.FSM.Access returns.
+	Access(ctx context.Context, user, repo string) (fsm.Access, error)
+}
+
+// FSMStore serves a Store from a local FSM, without a read index.
+func FSMStore(f *fsm.FSM) Store { return fsmStore{f} }
+
+type fsmStore struct{ f *fsm.FSM }
+
+func (s fsmStore) User(_ context.Context, name string) (*fsmv1.User, error) { return s.f.User(name) }
+func (s fsmStore) APIToken(_ context.Context, id string) (*fsmv1.ApiToken, error) {
+	return s.f.APIToken(id)
+}
+func (s fsmStore) Access(_ context.Context, user, repo string) (fsm.Access, error) {
+	return s.f.Access(user, repo)
+}
+
+// Authentication errors.
+var (
+	// ErrBadCredentials: unknown user, wrong password, or an unknown,
+	// expired or foreign API token. Clients are told no more than that.
+	ErrBadCredentials = errors.New("invalid username or password")
+	// ErrThrottled: too many failed logins for the user or the source
+	// address; wrapped by a *ThrottledError.
+	ErrThrottled = errors.New("too many failed logins")
+)
+
+// ThrottledError says how long to wait before trying again.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%v; try again in %v", ErrThrottled, e.RetryAfter.Round(time.Second))
+}
+
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }
+
+// Throttle limits for failed logins.
+const (
+	userFailuresPerMinute = 10
+	userFailureBurst      = 10
+	addrFailuresPerMinute = 30
+	addrFailureBurst      = 30
+	maxThrottleKeys       = 100_000
+)
+
+// Authenticator checks Basic credentials: a user's password, or an API
+// token given as the password of its owner.
+type Authenticator struct {
+	store  Store
+	log    *slog.Logger
+	now    func() time.Time
+	addr   func(*http.Request) string
+	users  *throttle
+	source *throttle
+}
+
+// AuthenticatorConfig configures NewAuthenticator.
+type AuthenticatorConfig struct {
+	Store Store
+	// Logger receives audit lines; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// ClientAddress returns the source address of a request for
+	// throttling (default: the host of RemoteAddr; behind a trusted load
+	// balancer, the client address it forwards).
+	ClientAddress func(*http.Request) string
+}
+
+// NewAuthenticator returns an Authenticator.
+func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
+	a := &Authenticator{
+		store:  cfg.Store,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		addr:   cfg.ClientAddress,
+		users:  newThrottle(userFailuresPerMinute, userFailureBurst, maxThrottleKeys),
+		source: newThrottle(addrFailuresPerMinute, addrFailureBurst, maxThrottleKeys),
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.addr == nil {
+		a.addr = remoteHost
+	}
+	return a
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Authenticate returns the caller creds name: anonymous for SchemeNone,
+// else the user of valid Basic credentials. It refuses with an error
+// wrapping ErrBadCredentials or ErrThrottled; other errors are faults of
+// the store. Bearer credentials are not its business.
+func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller, error) {
+	switch creds.Scheme {
+	case SchemeNone:
+		return Caller{}, nil
+	case SchemeBasic:
+	default:
+		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
+	}
+	now, src := a.now(), a.addr(r)
+	if err := a.throttled(creds.Username, src, now); err != nil {
+		Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
+		return Caller{}, err
+	}
+	c, method, err := a.check(r.Context(), creds, now)
+	if errors.Is(err, ErrBadCredentials) {
+		a.users.fail(creds.Username, now)
+		a.source.fail(src, now)
+		Audit(a.log, "login_failed", creds.Username, "registry", "source", src, "method", method)
+		return Caller{}, err
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	attrs := []any{"source", src, "method", method}
+	if c.Token != nil {
+		attrs = append(attrs, "token_id", c.Token.GetId())
+	}
+	Audit(a.log, "login", c.User, "registry", attrs...)
+	return c, nil
+}
+
+func (a *Authenticator) throttled(user, src string, now time.Time) error {
+	okUser, waitUser := a.users.allow(user, now)
+	okSrc, waitSrc := a.source.allow(src, now)
+	if okUser && okSrc {
+		return nil
+	}
+	return &ThrottledError{RetryAfter: max(waitUser, waitSrc, time.Second)}
+}
+
+// check verifies creds and names the method used ("password" or
+// "api_token").
+func (a *Authenticator) check(ctx context.Context, creds Credentials, now time.Time) (Caller, string, error) {
+	if id, secret, ok := ParseAPIToken(creds.Password); ok {
+		c, err := a.checkAPIToken(ctx, creds.Username, id, secret, now)
+		return c, "api_token", err
+	}
+	c, err := a.checkPassword(ctx, creds.Username, creds.Password)
+	return c, "password", err
+}
+
+func (a *Authenticator) checkPassword(ctx context.Context, name, password string) (Caller, error) {
+	u, err := a.store.User(ctx, name)
+	if err != nil && !errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, err
+	}
+	hash := u.GetPasswordHash()
+	if hash == "" {
+		hash = dummyHash // unknown user or no password: take as long, then refuse
+	}
+	ok, err := CheckPassword(hash, password)
+	if err != nil {
+		a.log.Error("stored password hash is unusable", "user", name, "error", err)
+	}
+	if !ok || u.GetPasswordHash() == "" {
+		return Caller{}, ErrBadCredentials
+	}
+	return Caller{User: u.GetName()}, nil
+}
+
+func (a *Authenticator) checkAPIToken(ctx context.Context, user, id, secret string, now time.Time) (Caller, error) {
+	t, err := a.store.APIToken(ctx, id)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, ErrBadCredentials
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	valid := CheckAPITokenSecret(t.GetSecretSha256(), secret)
+	if !valid || t.GetOwner() != user || now.UnixNano() >= t.GetExpiresUnixNanos() {
+		return Caller{}, ErrBadCredentials
+	}
+	return Caller{User: t.GetOwner(), Token: t}, nil
+}
+
+// Audit writes an audit log line: what happened, who did it (actor, empty
+// for anonymous) and to what (target). Never pass a secret in args.
+func Audit(l *slog.Logger, event, actor, target string, args ...any) {
+	l.LogAttrs(context.Background(), slog.LevelInfo, "audit",
+		slog.String("event", event), slog.String("actor", actor), slog.String("target", target),
+		slog.Group("details", args...))
+}

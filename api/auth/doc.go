@@ -1,0 +1,32 @@
+// Package auth is wharf's access control: the role → permission policy,
+// the decision whether a caller may act on a repository, and the Docker
+// token service that podman and docker log in through.
+//
+// # Policy
+//
+// Permissions live on namespaces, the first path component of a
+// repository name. A role is granted to a user or a group, on a namespace
+// (collaborator, owner) or globally (publisher, admin); a global role holds
+// on every namespace. Superusers pass every check. The user who pushes the
+// first repository of a namespace becomes its owner for good (the
+// ClaimNamespace command records it before the first write). Repositories
+// are private by default; a public namespace or repository may be pulled by
+// anyone, anonymous callers included. Decide is a pure function of the
+// caller, the action and an fsm.Access read from the state, so every node
+// decides alike.
+//
+// # Token service
+//
+// A registry request without credentials is answered 401 with a Bearer
+// challenge (Challenge) naming the realm, "<public URL>/token", the service
+// and the scopes the request needs. The client asks the realm for a token
+// with Basic credentials, a user's password or an API token; Handler checks
+// them, grants each requested scope only the actions Decide allows, and
+// returns a JWT signed ES256 with the cluster's current signing key, which
+// lives in the FSM so that every node can verify it (Verifier). A rotated
+// key keeps verifying until the tokens it signed expire.
+//
+// Failed logins are throttled per user and per source address; secrets are
+// compared in constant time and never logged; logins and token use are
+// written as audit log lines naming the actor and the target.
+package auth

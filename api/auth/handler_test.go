@@ -1,0 +1,216 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+const service = "registry.example"
+
+type tokenServer struct {
+	h      *Handler
+	tokens *Tokens
+	clk    *clock
+	logs   *bytes.Buffer
+	apiTok string // collab's API token: pull only, on acme
+}
+
+// newTokenServer serves the matrix state with real passwords: every user's
+// password is "pw-<name>". collab also holds a pull-only API token for
+// acme, expiring in an hour.
+func newTokenServer(t *testing.T) *tokenServer {
+	t.Helper()
+	f := matrixState(t)
+	a := &applier{t: t, f: f, index: f.AppliedIndex()}
+	for _, u := range []string{"collab", "pub", "nobody"} {
+		h, err := HashPassword("pw-" + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.apply(&fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: u, PasswordHash: h}}})
+	}
+	tokens, _, clk := newTestTokens(t, service)
+	id, secret, sum := NewAPIToken()
+	a.apply(&fsmv1.Command{UnixNanos: clk.Now().UnixNano(), Op: &fsmv1.Command_CreateApiToken{CreateApiToken: &fsmv1.CreateApiToken{Token: &fsmv1.ApiToken{
+		Id: id, Owner: "collab", Namespaces: []string{"acme"}, Actions: []string{"pull"},
+		ExpiresUnixNanos: clk.Now().Add(time.Hour).UnixNano(), SecretSha256: sum,
+	}}}})
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	store := FSMStore(f)
+	authn := NewAuthenticator(AuthenticatorConfig{Store: store, Logger: logger, Now: clk.Now})
+	h := NewHandler(HandlerConfig{Authenticator: authn, Store: store, Tokens: tokens, Service: service, Logger: logger})
+	return &tokenServer{h: h, tokens: tokens, clk: clk, logs: logs, apiTok: secret}
+}
+
+// get requests a token with the given Authorization header and scopes.
+func (s *tokenServer) get(t *testing.T, authz string, scopes ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	q := url.Values{"service": {service}, "scope": scopes}
+	r := httptest.NewRequest(http.MethodGet, "/token?"+q.Encode(), nil)
+	r.RemoteAddr = "192.0.2.1:40000"
+	if authz != "" {
+		r.Header.Set("Authorization", authz)
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, r)
+	return w
+}
+
+// access decodes a token answer and returns its access claims as strings.
+func (s *tokenServer) access(t *testing.T, w *httptest.ResponseRecorder) []string {
+	t.Helper()
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	var resp tokenResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Token == "" || resp.Token != resp.AccessToken || resp.ExpiresIn != 300 || resp.IssuedAt == "" {
+		t.Fatalf("response = %+v", resp)
+	}
+	c, err := s.tokens.Verify(context.Background(), resp.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scopeStrings(c.Access)
+}
+
+func TestTokenGrants(t *testing.T) {
+	s := newTokenServer(t)
+	collab := basic("collab", "pw-collab")
+	tests := []struct {
+		name   string
+		authz  string
+		scopes []string
+		want   []string
+	}{
+		{"anonymous pulls public", "", []string{"repository:acme/pub:pull"}, []string{"repository:acme/pub:pull"}},
+		{"anonymous empty basic", "Basic Og==", []string{"repository:acme/pub:pull"}, []string{"repository:acme/pub:pull"}},
+		{"anonymous gets nothing private", "", []string{"repository:acme/app:pull,push"}, []string{}},
+		{"anonymous login probe", "", nil, []string{}},
+		{"login without scope", collab, nil, []string{}},
+		{"push implies pull", collab, []string{"repository:acme/app:push"}, []string{"repository:acme/app:pull,push"}},
+		{"collaborator cannot create a repository", collab, []string{"repository:acme/new:pull,push"}, []string{"repository:acme/new:pull"}},
+		{"collaborator cannot delete", collab, []string{"repository:acme/app:delete,pull"}, []string{"repository:acme/app:pull"}},
+		{"star asks for everything", collab, []string{"repository:acme/app:*"}, []string{"repository:acme/app:pull,push"}},
+		{"mount adds pull on from", collab, []string{"repository:acme/app:pull,push", "repository:acme/pub:pull"}, []string{"repository:acme/app:pull,push", "repository:acme/pub:pull"}},
+		{"catalog", collab, []string{"registry:catalog:*"}, []string{"registry:catalog:*"}},
+		{"anonymous catalog", "", []string{"registry:catalog:*"}, []string{}},
+		{"publisher creates a namespace", basic("pub", "pw-pub"), []string{"repository:newns/app:pull,push"}, []string{"repository:newns/app:pull,push"}},
+		{"no role", basic("nobody", "pw-nobody"), []string{"repository:acme/app:pull,push"}, []string{}},
+		{"api token limits actions", basic("collab", s.apiTok), []string{"repository:acme/app:pull,push"}, []string{"repository:acme/app:pull"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.access(t, s.get(t, tt.authz, tt.scopes...)); !slices.Equal(got, tt.want) {
+				t.Fatalf("access = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTokenRefusals(t *testing.T) {
+	s := newTokenServer(t)
+	expired := newTokenServer(t)
+	expired.clk.advance(time.Hour)
+	tests := []struct {
+		name   string
+		s      *tokenServer
+		authz  string
+		status int
+	}{
+		{"wrong password", s, basic("collab", "nope"), http.StatusUnauthorized},
+		{"unknown user", s, basic("ghost", "pw-ghost"), http.StatusUnauthorized},
+		{"unusable stored hash", s, basic("adm", "x"), http.StatusUnauthorized},
+		{"api token of another user", s, basic("pub", s.apiTok), http.StatusUnauthorized},
+		{"api token with a wrong secret", s, basic("collab", s.apiTok[:len(s.apiTok)-2]+"xx"), http.StatusUnauthorized},
+		{"expired api token", expired, basic("collab", expired.apiTok), http.StatusUnauthorized},
+		{"bearer", s, "Bearer abc", http.StatusUnauthorized},
+		{"malformed header", s, "Basic !!!", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := tt.s.get(t, tt.authz, "repository:acme/app:pull")
+			if w.Code != tt.status {
+				t.Fatalf("status = %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+			if !strings.Contains(w.Body.String(), `"UNAUTHORIZED"`) || w.Header().Get("WWW-Authenticate") == "" {
+				t.Fatalf("answer = %v %s", w.Header(), w.Body)
+			}
+		})
+	}
+}
+
+func TestTokenBadRequests(t *testing.T) {
+	s := newTokenServer(t)
+	for name, target := range map[string]string{
+		"no service":    "/token?scope=repository:a/b:pull",
+		"other service": "/token?service=other&scope=repository:a/b:pull",
+		"bad scope":     "/token?service=" + service + "&scope=repository:A:pull",
+	} {
+		w := httptest.NewRecorder()
+		s.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("%s: status %d: %s", name, w.Code, w.Body)
+		}
+	}
+	w := httptest.NewRecorder()
+	s.h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/token?service="+service, nil))
+	if w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: status %d", w.Code)
+	}
+}
+
+func TestFailedLoginsThrottled(t *testing.T) {
+	s := newTokenServer(t)
+	for i := range userFailureBurst {
+		if w := s.get(t, basic("collab", "guess"), "repository:acme/app:pull"); w.Code != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: status %d", i, w.Code)
+		}
+	}
+	// Now even the right password waits, so guessing cannot go on.
+	w := s.get(t, basic("collab", "pw-collab"))
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("after %d failures: status %d, Retry-After %q", userFailureBurst, w.Code, w.Header().Get("Retry-After"))
+	}
+	// Other users from other addresses are not affected.
+	if w := s.get(t, basic("pub", "pw-pub")); w.Code != http.StatusOK {
+		t.Fatalf("another user: status %d", w.Code)
+	}
+	s.clk.advance(time.Minute)
+	if w := s.get(t, basic("collab", "pw-collab")); w.Code != http.StatusOK {
+		t.Fatalf("after a minute: status %d", w.Code)
+	}
+}
+
+func TestAuditLogNamesActorsNotSecrets(t *testing.T) {
+	s := newTokenServer(t)
+	s.get(t, basic("collab", "pw-collab"), "repository:acme/app:push")
+	s.get(t, basic("collab", "wrong-secret"))
+	s.get(t, basic("collab", s.apiTok), "repository:acme/app:pull")
+	logs := s.logs.String()
+	for _, want := range []string{`"event":"login"`, `"event":"login_failed"`, `"event":"token_issued"`, `"actor":"collab"`, `"method":"api_token"`, `"granted":["repository:acme/app:pull,push"]`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, logs)
+		}
+	}
+	_, secret, _ := ParseAPIToken(s.apiTok)
+	for _, secret := range []string{"pw-collab", "wrong-secret", secret} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("audit log holds a secret:\n%s", logs)
+		}
+	}
+}

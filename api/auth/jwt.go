@@ -1,0 +1,146 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+// DefaultTokenTTL is how long a registry token lasts unless configured
+// (Galaxy's default is the same).
+const DefaultTokenTTL = 5 * time.Minute
+
+// clockSkew is the leeway for exp and nbf between nodes' clocks.
+const clockSkew = 30 * time.Second
+
+// Claims are the claims of a registry token.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Access is what the token allows, one entry per resource.
+	Access []Scope `json:"access"`
+}
+
+// Allows reports whether c grants action on resource typ/name.
+func (c *Claims) Allows(typ, name, action string) bool {
+	for _, sc := range c.Access {
+		if sc.Type == typ && sc.Name == name && (slices.Contains(sc.Actions, action) || slices.Contains(sc.Actions, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+// KeySource returns the cluster's signing keys; fsm.FSM.SigningKeys
+// through the node's read path.
+type KeySource func(ctx context.Context) (*fsmv1.SigningKeySet, error)
+
+// Tokens issues and verifies registry tokens with the cluster's keys.
+type Tokens struct {
+	keys    KeySource
+	ring    *keyring
+	issuer  string
+	service string
+	ttl     time.Duration
+	now     func() time.Time
+}
+
+// TokensConfig configures NewTokens.
+type TokensConfig struct {
+	Keys KeySource
+	// Issuer is the "iss" of every token; the same on every node.
+	Issuer string
+	// Service is the "aud" of every token: the registry's service name.
+	Service string
+	// TTL is the lifetime of a token (default DefaultTokenTTL).
+	TTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// NewTokens returns a token issuer and verifier.
+func NewTokens(cfg TokensConfig) *Tokens {
+	t := &Tokens{keys: cfg.Keys, ring: newKeyring(), issuer: cfg.Issuer, service: cfg.Service, ttl: cfg.TTL, now: cfg.Now}
+	if t.ttl <= 0 {
+		t.ttl = DefaultTokenTTL
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	return t
+}
+
+// Issue signs a token for subject (empty for anonymous) granting access.
+// It returns the token and its issue time.
+func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (string, time.Time, error) {
+	set, err := t.keys(ctx)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+	}
+	kid, priv, err := t.ring.current(set)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
+	}
+	now := t.now().Truncate(time.Second)
+	if access == nil {
+		access = []Scope{}
+	}
+	claims := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   subject,
+			Audience:  jwt.ClaimStrings{t.service},
+			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
+			NotBefore: jwt.NewNumericDate(now),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        rand.Text(),
+		},
+		Access: access,
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = kid
+	signed, err := tok.SignedString(priv)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	return signed, now, nil
+}
+
+// ErrInvalidToken wraps every reason Verify refuses a token.
+var ErrInvalidToken = errors.New("invalid token")
+
+// Verify checks a token's signature (with a key the cluster still holds),
+// algorithm, issuer, audience, expiry and not-before, and returns its
+// claims.
+func (t *Tokens) Verify(ctx context.Context, raw string) (*Claims, error) {
+	set, err := t.keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("verify token: %w", err)
+	}
+	var claims Claims
+	_, err = jwt.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		priv, err := t.ring.find(set, kid)
+		if err != nil {
+			return nil, err
+		}
+		return &priv.PublicKey, nil
+	},
+		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
+		jwt.WithIssuer(t.issuer),
+		jwt.WithAudience(t.service),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(clockSkew),
+		jwt.WithTimeFunc(t.now),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return &claims, nil
+}

@@ -1,0 +1,406 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/peer"
+	"github.com/wharf-registry/wharf/blobstore/replica"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+const grace = time.Hour
+
+// testCluster is a set of nodes, each with a real blob store, a peer server
+// on loopback HTTP and a replica.Store, sharing one FSM that stands in for
+// Raft. Commands are stamped with a fake cluster clock.
+type testCluster struct {
+	t     *testing.T
+	mu    sync.Mutex // orders applies, like the Raft log
+	fsm   *fsm.FSM
+	index uint64
+	clock atomic.Int64 // unix nanos
+	ids   []string
+	urls  map[string]string
+	local map[string]*blobstore.Store
+	repl  map[string]*replica.Store
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	f, err := fsm.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, repl: map[string]*replica.Store{}}
+	tc.clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	for i := range n {
+		id := fmt.Sprintf("node%d", i)
+		store, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		peer.NewServer(store, nil).Register(mux)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		tc.ids = append(tc.ids, id)
+		tc.urls[id], tc.local[id] = srv.URL, store
+	}
+	for _, id := range tc.ids {
+		s, err := replica.New(replica.Config{
+			Local: tc.local[id], Cluster: view{tc, id}, Client: http.DefaultClient,
+			Replicas: n, WriteQuorum: n, DurableTimeout: 5 * time.Second, FetchDir: t.TempDir(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		tc.repl[id] = s
+	}
+	return tc
+}
+
+func (tc *testCluster) now() time.Time          { return time.Unix(0, tc.clock.Load()) }
+func (tc *testCluster) advance(d time.Duration) { tc.clock.Add(int64(d)) }
+
+// apply commits cmd, stamped with the cluster clock, and maps refusals to
+// the errors cluster.Node.Apply returns.
+func (tc *testCluster) apply(cmd *fsmv1.Command) error {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	cmd.UnixNanos = tc.clock.Load()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	tc.index++
+	res, _ := tc.fsm.Apply(&raft.Log{Index: tc.index, Type: raft.LogCommand, Data: data}).(*fsmv1.Result)
+	var sentinel error
+	switch res.GetCode() {
+	case fsmv1.ResultCode_RESULT_CODE_OK:
+		return nil
+	case fsmv1.ResultCode_RESULT_CODE_NOT_FOUND:
+		sentinel = fsm.ErrNotFound
+	case fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED:
+		sentinel = fsm.ErrBlobCollected
+	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
+		sentinel = fsm.ErrBlobNotCollectable
+	default:
+		sentinel = errors.New(res.GetCode().String())
+	}
+	return fmt.Errorf("%w: %s", sentinel, res.GetMessage())
+}
+
+// view is one node's replica.Cluster and gc.Cluster.
+type view struct {
+	tc *testCluster
+	id string
+}
+
+func (v view) LocalID() string { return v.id }
+func (v view) IsLeader() bool  { return v.id == "node0" }
+func (v view) NodeIDs() ([]string, error) {
+	return slices.Clone(v.tc.ids), nil
+}
+func (v view) Nodes() ([]replica.Node, error) {
+	var out []replica.Node
+	for _, id := range v.tc.ids {
+		out = append(out, replica.Node{ID: id, URL: v.tc.urls[id], Weight: 1, Alive: true})
+	}
+	return out, nil
+}
+func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+	return v.tc.fsm.BlobHolders(d)
+}
+func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+	return v.tc.fsm.ListBlobHolders(last, n)
+}
+func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node string) error {
+	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+		Digest: d.String(), Size: size, NodeId: node}}})
+}
+func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
+	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+		Digest: d.String(), NodeId: node}}})
+}
+func (v view) ListUnreferencedBlobs(last string, n int) ([]fsm.UnreferencedBlob, error) {
+	return v.tc.fsm.ListUnreferencedBlobs(last, n)
+}
+func (v view) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+	return v.tc.fsm.ListCollectedBlobs(last, n)
+}
+func (v view) CollectBlob(_ context.Context, d digest.Digest, grace time.Duration) error {
+	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+		Digest: d.String(), GraceNanos: int64(grace)}}})
+}
+func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node string) error {
+	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+		Digest: d.String(), NodeId: node}}})
+}
+
+// collector returns node id's Collector; Settle is tiny so that copies made
+// a moment ago may be deleted.
+func (tc *testCluster) collector(id string, settle time.Duration) *Collector {
+	tc.t.Helper()
+	c, err := New(Config{Local: tc.local[id], Cluster: view{tc, id}, Grace: grace, Settle: settle, Now: tc.now})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return c
+}
+
+// push stores content through node id as a client upload would, waits for
+// a copy on every node and links it into repo.
+func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
+	tc.t.Helper()
+	ctx := context.Background()
+	s := tc.repl[id]
+	d := digest.FromBytes(content)
+	size, err := s.Put(ctx, d, bytes.NewReader(content))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	s.Stored(ctx, d, size)
+	if err := s.WaitDurable(ctx, []digest.Digest{d}); err != nil {
+		tc.t.Fatal(err)
+	}
+	if err := tc.link(repo, d, size); err != nil {
+		tc.t.Fatal(err)
+	}
+	return d
+}
+
+func (tc *testCluster) link(repo string, d digest.Digest, size int64) error {
+	return tc.apply(&fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+		Repository: repo, Digest: d.String(), Size: size}}})
+}
+
+func (tc *testCluster) unlink(repo string, d digest.Digest) {
+	tc.t.Helper()
+	if err := tc.apply(&fsmv1.Command{Op: &fsmv1.Command_UnlinkBlob{UnlinkBlob: &fsmv1.UnlinkBlob{
+		Repository: repo, Digest: d.String()}}}); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+func (tc *testCluster) putManifest(repo, content string, blobs ...digest.Digest) error {
+	op := &fsmv1.PutManifest{Repository: repo, Digest: digest.FromString(content).String(),
+		Content: []byte(content), MediaType: "application/vnd.oci.image.manifest.v1+json"}
+	for _, b := range blobs {
+		op.Blobs = append(op.Blobs, b.String())
+	}
+	return tc.apply(&fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: op}})
+}
+
+// onDisk returns the nodes whose local store has d.
+func (tc *testCluster) onDisk(d digest.Digest) []string {
+	var ids []string
+	for _, id := range tc.ids {
+		if _, err := tc.local[id].Stat(context.Background(), d); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// round runs a collection on the leader and a sweep on every node.
+func (tc *testCluster) round(settle time.Duration) (CollectReport, SweepReport) {
+	tc.t.Helper()
+	ctx := context.Background()
+	crep, err := tc.collector("node0", settle).Collect(ctx)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	var srep SweepReport
+	for _, id := range tc.ids {
+		r, err := tc.collector(id, settle).Sweep(ctx)
+		if err != nil {
+			tc.t.Fatal(err)
+		}
+		srep.Deleted += r.Deleted
+		srep.BytesFreed += r.BytesFreed
+		srep.Settling += r.Settling
+	}
+	return crep, srep
+}
+
+func randomBlob(t *testing.T, size int) []byte {
+	t.Helper()
+	b := make([]byte, size)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestUnlinkedBlobIsDeletedFromEveryHolderAfterGrace(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	gone := tc.push("node1", "acme/app", randomBlob(t, 64<<10))
+	kept := tc.push("node2", "acme/app", randomBlob(t, 4096))
+	if got := tc.onDisk(gone); len(got) != 3 {
+		t.Fatalf("blob on %v before GC, want all 3 nodes", got)
+	}
+	tc.unlink("acme/app", gone)
+
+	tc.advance(grace - time.Minute)
+	if crep, srep := tc.round(time.Nanosecond); crep.Collected != 0 || srep.Deleted != 0 {
+		t.Fatalf("within the grace period: %+v %+v, want nothing collected", crep, srep)
+	}
+	tc.advance(2 * time.Minute)
+	crep, srep := tc.round(time.Nanosecond)
+	if crep.Collected != 1 || srep.Deleted != 3 || srep.BytesFreed != 3*64<<10 {
+		t.Fatalf("after the grace period: %+v %+v, want 1 collected, 3 copies (3*64KiB) deleted", crep, srep)
+	}
+	if got := tc.onDisk(gone); len(got) != 0 {
+		t.Fatalf("collected blob still on %v", got)
+	}
+	if _, err := tc.fsm.BlobHolders(gone); !errors.Is(err, fsm.ErrNotFound) {
+		t.Fatalf("holders of a collected blob: %v", err)
+	}
+	if _, err := tc.fsm.CollectedBlob(gone); !errors.Is(err, fsm.ErrNotFound) {
+		t.Fatalf("tombstone kept after every node deleted its copy: %v", err)
+	}
+	if got := tc.onDisk(kept); len(got) != 3 {
+		t.Fatalf("linked blob on %v, want all 3 nodes", got)
+	}
+	// Nothing left to do.
+	if crep, srep := tc.round(time.Nanosecond); crep.Collected != 0 || srep.Deleted != 0 {
+		t.Fatalf("second round: %+v %+v", crep, srep)
+	}
+}
+
+func TestBlobLinkedAgainBeforeGraceIsKept(t *testing.T) {
+	tc := newTestCluster(t, 2)
+	d := tc.push("node0", "acme/app", randomBlob(t, 4096))
+	tc.unlink("acme/app", d)
+	tc.advance(grace / 2)
+	if err := tc.link("acme/other", d, 4096); err != nil { // a mount
+		t.Fatal(err)
+	}
+	tc.advance(2 * grace)
+	if crep, srep := tc.round(time.Nanosecond); crep.Collected != 0 || srep.Deleted != 0 {
+		t.Fatalf("%+v %+v: want a re-linked blob kept", crep, srep)
+	}
+	if got := tc.onDisk(d); len(got) != 2 {
+		t.Fatalf("blob on %v, want both nodes", got)
+	}
+}
+
+func TestManifestKeepsBlobWhoseLinkWasDeleted(t *testing.T) {
+	tc := newTestCluster(t, 2)
+	d := tc.push("node1", "acme/app", randomBlob(t, 4096))
+	if err := tc.putManifest("acme/app", "manifest", d); err != nil {
+		t.Fatal(err)
+	}
+	tc.unlink("acme/app", d) // OCI DELETE of the blob; the manifest still lists it
+	tc.advance(3 * grace)
+	if crep, _ := tc.round(time.Nanosecond); crep.Collected != 0 {
+		t.Fatalf("%+v: a blob a manifest references was collected", crep)
+	}
+	if got := tc.onDisk(d); len(got) != 2 {
+		t.Fatalf("blob on %v, want both nodes", got)
+	}
+}
+
+func TestCollectedBlobFailsALaterManifestPushUntilPushedAgain(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	content := randomBlob(t, 4096)
+	d := tc.push("node0", "acme/app", content)
+	tc.unlink("acme/app", d)
+	tc.advance(grace + time.Second)
+	// Collect only: the nodes have not deleted their copies yet.
+	if rep, err := tc.collector("node0", time.Nanosecond).Collect(context.Background()); err != nil || rep.Collected != 1 {
+		t.Fatalf("collect: %+v, %v", rep, err)
+	}
+	// A manifest push validated before the collection commits after it.
+	err := tc.putManifest("acme/app", "manifest", d)
+	if !errors.Is(err, fsm.ErrBlobCollected) || !strings.Contains(err.Error(), d.String()) {
+		t.Fatalf("put manifest referencing a collected blob: %v, want ErrBlobCollected naming it", err)
+	}
+	// So does a mount.
+	if err := tc.link("acme/other", d, 4096); !errors.Is(err, fsm.ErrBlobCollected) {
+		t.Fatalf("mount of a collected blob: %v, want ErrBlobCollected", err)
+	}
+
+	// The client pushes the blob again through node1 (whose old copy is still
+	// there: the commit finds it and stores it again).
+	s := tc.repl["node1"]
+	if _, err := s.Put(context.Background(), d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	s.Stored(context.Background(), d, int64(len(content)))
+	if err := tc.putManifest("acme/app", "manifest", d); err != nil {
+		t.Fatalf("put manifest after pushing the blob again: %v", err)
+	}
+	_, srep := tc.round(time.Nanosecond)
+	if got := tc.onDisk(d); !slices.Contains(got, "node1") {
+		t.Fatalf("the new copy on node1 was deleted (blob on %v, sweep %+v)", got, srep)
+	}
+	if rec, err := tc.fsm.BlobHolders(d); err != nil || !slices.Contains(rec.GetNodeIds(), "node1") {
+		t.Fatalf("holders after pushing again: %v, %v", rec, err)
+	}
+}
+
+func TestSweepKeepsACopyStoredWithinSettle(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	content := randomBlob(t, 4096)
+	d := tc.push("node0", "acme/app", content)
+	tc.unlink("acme/app", d)
+	tc.advance(grace + time.Second)
+	// A commit that found the blob present has stored it again just now;
+	// its AddBlobHolder has not been applied yet.
+	if _, err := tc.local["node0"].Put(context.Background(), d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	crep, srep := tc.round(time.Hour)
+	if crep.Collected != 1 || srep.Deleted != 0 || srep.Settling != 1 {
+		t.Fatalf("%+v %+v: want the blob collected but its fresh copy kept", crep, srep)
+	}
+	if got := tc.onDisk(d); len(got) != 1 {
+		t.Fatal("fresh copy deleted")
+	}
+	// The commit's AddBlobHolder lands: node0 holds a copy again and has
+	// nothing left to delete.
+	if err := (view{tc, "node0"}).AddBlobHolder(context.Background(), d, int64(len(content)), "node0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.fsm.CollectedBlob(d); !errors.Is(err, fsm.ErrNotFound) {
+		t.Fatalf("tombstone after the node stored the blob again: %v", err)
+	}
+	if err := tc.link("acme/app", d, int64(len(content))); err != nil {
+		t.Fatalf("link after storing again: %v", err)
+	}
+}
+
+func TestCollectForgetsUnregisteredNodesOnTombstones(t *testing.T) {
+	tc := newTestCluster(t, 2)
+	d := tc.push("node0", "acme/app", randomBlob(t, 1024))
+	if err := (view{tc, "node0"}).AddBlobHolder(context.Background(), d, 1024, "gone-node"); err != nil {
+		t.Fatal(err)
+	}
+	tc.unlink("acme/app", d)
+	tc.advance(grace + time.Second)
+	tc.round(time.Nanosecond)
+	if _, err := tc.fsm.CollectedBlob(d); !errors.Is(err, fsm.ErrNotFound) {
+		t.Fatalf("tombstone waits for an unregistered node: %v", err)
+	}
+}

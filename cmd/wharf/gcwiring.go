@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/blobstore/gc"
+	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// gcCluster shows a cluster node to garbage collection as gc.Cluster:
+// records from the FSM, decisions as Raft commands.
+type gcCluster struct{ node *cluster.Node }
+
+var _ gc.Cluster = gcCluster{}
+
+func (c gcCluster) LocalID() string { return c.node.ID() }
+
+func (c gcCluster) IsLeader() bool { return c.node.Status().RaftState == "Leader" }
+
+func (c gcCluster) NodeIDs() ([]string, error) {
+	nodes, err := c.node.FSM().Nodes()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.GetId()
+	}
+	return ids, nil
+}
+
+func (c gcCluster) ListUnreferencedBlobs(last string, n int) ([]fsm.UnreferencedBlob, error) {
+	return c.node.FSM().ListUnreferencedBlobs(last, n)
+}
+
+func (c gcCluster) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+	return c.node.FSM().ListCollectedBlobs(last, n)
+}
+
+func (c gcCluster) CollectBlob(ctx context.Context, d digest.Digest, grace time.Duration) error {
+	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+		Digest: d.String(), GraceNanos: int64(grace),
+	}}})
+}
+
+func (c gcCluster) CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error {
+	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+		Digest: d.String(), NodeId: nodeID,
+	}}})
+}
+
+func (c gcCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {
+	if _, err := c.node.Apply(ctx, cmd); err != nil {
+		return fmt.Errorf("apply %T: %w", cmd.GetOp(), err)
+	}
+	return nil
+}

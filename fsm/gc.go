@@ -1,0 +1,447 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+// Garbage collection of blobs. The FSM keeps a reverse index of what
+// references each blob, and records when a held blob lost its last
+// reference:
+//
+//	bref/<digest>\x00l\x00<repository>              empty; repository links the blob (LinkBlob)
+//	bref/<digest>\x00m\x00<repository>\x00<manifest> empty; a stored manifest lists the blob in its blobs
+//	gc/<digest>                                     unix nanos since when the blob is unreferenced, 8 bytes big endian
+//	collected/<digest>                              fsmv1.CollectedBlob; tombstone of a collected blob
+//	m/blobrefs                                      present once the reverse index covers the whole state
+//
+// The commands that add or remove references (LinkBlob, UnlinkBlob,
+// PutManifest, DeleteManifest) update the index in the same batch. When the
+// last reference of a blob some node holds goes, gc/<digest> is set to the
+// command's unix_nanos; a new reference deletes it. AddBlobHolder sets it
+// afresh for an unreferenced blob, so a blob just uploaded (or copied) is
+// never collected before the client had a whole grace period to link it.
+//
+// CollectBlob, proposed by the leader's collector, re-checks that the blob is
+// unreferenced and has been for the grace period it carries, relative to its
+// own unix_nanos; then it removes the holder record and writes a tombstone
+// naming the former holders. Each of them deletes its file and reports it
+// with CollectedBlobDeleted; the tombstone goes with the last one. While a
+// tombstone exists and no node holds the blob again, LinkBlob and PutManifest
+// referencing the blob are refused with RESULT_CODE_BLOB_COLLECTED, so that a
+// mount or a manifest push that raced the collection fails instead of
+// pointing at bytes that are being deleted. AddBlobHolder of a former holder
+// takes it off the tombstone: it holds a new copy.
+//
+// Data written before the index existed is indexed by the first command
+// applied after an upgrade (m/blobrefs absent); held blobs without references
+// get gc records stamped with that command's time.
+const (
+	prefixBlobRef      = "bref/"
+	prefixUnreferenced = "gc/"
+	prefixCollected    = "collected/"
+)
+
+var keyBlobRefsIndexed = []byte("m/blobrefs")
+
+var (
+	// ErrBlobCollected: a command referenced a blob that was garbage-collected.
+	ErrBlobCollected = errors.New("blob was garbage-collected")
+	// ErrBlobNotCollectable: CollectBlob found the blob referenced, or not
+	// unreferenced for its grace period.
+	ErrBlobNotCollectable = errors.New("blob is not collectable")
+)
+
+func blobRefPrefix(dgst string) []byte    { return key(prefixBlobRef, dgst, "") }
+func linkRefKey(dgst, repo string) []byte { return key(prefixBlobRef, dgst, "l", repo) }
+func manifestRefKey(dgst, repo, manifest string) []byte {
+	return key(prefixBlobRef, dgst, "m", repo, manifest)
+}
+func decodeUint64(v []byte) uint64 { return binary.BigEndian.Uint64(v) }
+
+func unreferencedKey(dgst string) []byte { return key(prefixUnreferenced, dgst) }
+func collectedKey(dgst string) []byte    { return key(prefixCollected, dgst) }
+
+func blobCollected(format string, args ...any) *fsmv1.Result {
+	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED, Message: fmt.Sprintf(format, args...)}
+}
+
+func notCollectable(format string, args ...any) *fsmv1.Result {
+	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE, Message: fmt.Sprintf(format, args...)}
+}
+
+// referenced reports whether anything references blob dgst.
+func referenced(r pebble.Reader, dgst string) (bool, error) {
+	found := false
+	err := scanPrefix(r, blobRefPrefix(dgst), func(_, _ []byte) (bool, error) {
+		found = true
+		return false, nil
+	})
+	return found, err
+}
+
+// addBlobRef records reference k of blob dgst; the blob is referenced again.
+func addBlobRef(b *pebble.Batch, dgst string, k []byte) error {
+	if err := b.Set(k, nil, nil); err != nil {
+		return err
+	}
+	return b.Delete(unreferencedKey(dgst), nil)
+}
+
+// dropBlobRef removes reference k of blob dgst. If that was the last one and
+// some node holds the blob, its grace period starts now.
+func dropBlobRef(b *pebble.Batch, dgst string, k []byte, now int64) error {
+	if err := b.Delete(k, nil); err != nil {
+		return err
+	}
+	ref, err := referenced(b, dgst)
+	if err != nil || ref {
+		return err
+	}
+	held, err := has(b, holderKey(dgst))
+	if err != nil || !held {
+		return err
+	}
+	return b.Set(unreferencedKey(dgst), encodeUint64(uint64(now)), nil)
+}
+
+// uniqueBlobs returns ds without duplicates (a manifest may list a blob
+// twice), sorted so every replica writes in the same order.
+func uniqueBlobs(ds []string) []string {
+	out := slices.Clone(ds)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// addManifestRefs records that manifest dgst of repo references blobs.
+func addManifestRefs(b *pebble.Batch, repo, dgst string, blobs []string) error {
+	for _, d := range uniqueBlobs(blobs) {
+		if err := addBlobRef(b, d, manifestRefKey(d, repo, dgst)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropManifestRefs removes the references of a deleted manifest.
+func dropManifestRefs(b *pebble.Batch, repo, dgst string, blobs []string, now int64) error {
+	for _, d := range uniqueBlobs(blobs) {
+		if err := dropBlobRef(b, d, manifestRefKey(d, repo, dgst), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refuseCollected returns a BLOB_COLLECTED result if any of ds has been
+// collected and no node holds it again.
+func refuseCollected(r pebble.Reader, ds []string) (*fsmv1.Result, error) {
+	for _, d := range ds {
+		gone, err := has(r, collectedKey(d))
+		if err != nil || !gone {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		held, err := has(r, holderKey(d))
+		if err != nil {
+			return nil, err
+		}
+		if !held {
+			return blobCollected("blob %s was garbage-collected after no manifest or repository referenced it; push the blob again", d), nil
+		}
+	}
+	return nil, nil
+}
+
+// heldAgain is AddBlobHolder's part in collection: the node holds a new copy,
+// so it has nothing to delete, and an unreferenced blob gets a fresh grace
+// period.
+func heldAgain(b *pebble.Batch, dgst, node string, now int64) error {
+	var tomb fsmv1.CollectedBlob
+	found, err := getProto(b, collectedKey(dgst), &tomb)
+	if err != nil {
+		return err
+	}
+	if found {
+		if err := removeFromTombstone(b, &tomb, node); err != nil {
+			return err
+		}
+	}
+	ref, err := referenced(b, dgst)
+	if err != nil || ref {
+		return err
+	}
+	return b.Set(unreferencedKey(dgst), encodeUint64(uint64(now)), nil)
+}
+
+// removeFromTombstone takes node off tomb's list, deleting the tombstone
+// with its last node. A node not on the list changes nothing.
+func removeFromTombstone(b *pebble.Batch, tomb *fsmv1.CollectedBlob, node string) error {
+	i, ok := slices.BinarySearch(tomb.NodeIds, node)
+	if !ok {
+		return nil
+	}
+	tomb.NodeIds = slices.Delete(tomb.NodeIds, i, i+1)
+	if len(tomb.NodeIds) == 0 {
+		return b.Delete(collectedKey(tomb.GetDigest()), nil)
+	}
+	return setProto(b, collectedKey(tomb.GetDigest()), tomb)
+}
+
+// applyCollectBlob collects a blob that has been unreferenced for the grace
+// period, as of the command's time.
+func applyCollectBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetCollectBlob()
+	dgst, now := op.GetDigest(), cmd.GetUnixNanos()
+	if res := validateDigest(dgst); res != nil {
+		return res, nil
+	}
+	if op.GetGraceNanos() < 0 {
+		return invalid("negative grace period %d", op.GetGraceNanos()), nil
+	}
+	ref, err := referenced(b, dgst)
+	if err != nil {
+		return nil, err
+	}
+	if ref {
+		return notCollectable("blob %s is referenced", dgst), nil
+	}
+	v, found, err := get(b, unreferencedKey(dgst))
+	if err != nil {
+		return nil, err
+	}
+	if !found || len(v) != 8 {
+		return notCollectable("blob %s has no unreferenced record", dgst), nil
+	}
+	since := int64(decodeUint64(v))
+	if now-since < op.GetGraceNanos() {
+		return notCollectable("blob %s has been unreferenced for %dns, less than the grace period of %dns",
+			dgst, now-since, op.GetGraceNanos()), nil
+	}
+	var holders fsmv1.BlobHolders
+	held, err := getProto(b, holderKey(dgst), &holders)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Delete(unreferencedKey(dgst), nil); err != nil {
+		return nil, err
+	}
+	if !held {
+		return success(), nil
+	}
+	if err := b.Delete(holderKey(dgst), nil); err != nil {
+		return nil, err
+	}
+	tomb := &fsmv1.CollectedBlob{Digest: dgst}
+	if _, err := getProto(b, collectedKey(dgst), tomb); err != nil {
+		return nil, err
+	}
+	tomb.Size = holders.GetSize()
+	tomb.CollectedUnixNanos = now
+	tomb.NodeIds = slices.Compact(slices.Sorted(slices.Values(append(tomb.NodeIds, holders.GetNodeIds()...))))
+	if err := setProto(b, collectedKey(dgst), tomb); err != nil {
+		return nil, err
+	}
+	return success(), nil
+}
+
+// applyCollectedBlobDeleted takes a node off a collected blob's tombstone.
+func applyCollectedBlobDeleted(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	op := cmd.GetCollectedBlobDeleted()
+	dgst, node := op.GetDigest(), op.GetNodeId()
+	if res := validateHolder(dgst, node); res != nil {
+		return res, nil
+	}
+	var tomb fsmv1.CollectedBlob
+	found, err := getProto(b, collectedKey(dgst), &tomb)
+	if err != nil {
+		return nil, err
+	}
+	if _, listed := slices.BinarySearch(tomb.GetNodeIds(), node); !found || !listed {
+		return notFound("node %q has no copy of collected blob %s to delete", node, dgst), nil
+	}
+	if err := removeFromTombstone(b, &tomb, node); err != nil {
+		return nil, err
+	}
+	return success(), nil
+}
+
+// indexBlobRefs builds the reverse index of blob references from the links
+// and manifests, once: for state written before the index existed. It is a
+// function of the state alone (and of the command's time for gc records),
+// so every replica builds the same index at the same log entry.
+func indexBlobRefs(b *pebble.Batch, now int64) error {
+	done, err := has(b, keyBlobRefsIndexed)
+	if err != nil || done {
+		return err
+	}
+	type ref struct{ dgst, key string }
+	var refs []ref
+	err = scanPrefix(b, []byte(prefixBlob), func(k, _ []byte) (bool, error) {
+		repo, dgst, ok := strings.Cut(string(k[len(prefixBlob):]), sep)
+		if !ok {
+			return false, fmt.Errorf("malformed blob link key %q", k)
+		}
+		refs = append(refs, ref{dgst, string(linkRefKey(dgst, repo))})
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	err = scanPrefix(b, []byte(prefixManifest), func(k, v []byte) (bool, error) {
+		repo, _, ok := strings.Cut(string(k[len(prefixManifest):]), sep)
+		if !ok {
+			return false, fmt.Errorf("malformed manifest key %q", k)
+		}
+		var m fsmv1.Manifest
+		if err := proto.Unmarshal(v, &m); err != nil {
+			return false, fmt.Errorf("decode %q: %w", k, err)
+		}
+		for _, d := range uniqueBlobs(m.GetBlobs()) {
+			refs = append(refs, ref{d, string(manifestRefKey(d, repo, m.GetDigest()))})
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := addBlobRef(b, r.dgst, []byte(r.key)); err != nil {
+			return err
+		}
+	}
+	var unreferenced []string
+	err = scanPrefix(b, []byte(prefixHolder), func(k, _ []byte) (bool, error) {
+		dgst := string(k[len(prefixHolder):])
+		ref, err := referenced(b, dgst)
+		if err == nil && !ref {
+			unreferenced = append(unreferenced, dgst)
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range unreferenced {
+		if err := b.Set(unreferencedKey(d), encodeUint64(uint64(now)), nil); err != nil {
+			return err
+		}
+	}
+	return b.Set(keyBlobRefsIndexed, []byte{1}, nil)
+}
+
+// UnreferencedBlob is a held blob that nothing references.
+type UnreferencedBlob struct {
+	Digest digest.Digest
+	// SinceUnixNanos is when it lost its last reference, or was last stored.
+	SinceUnixNanos int64
+}
+
+// ListUnreferencedBlobs returns up to n unreferenced blobs whose digests sort
+// after last ("" starts at the beginning), in digest order; n <= 0 means no
+// limit.
+func (f *FSM) ListUnreferencedBlobs(last string, n int) ([]UnreferencedBlob, error) {
+	prefix := []byte(prefixUnreferenced)
+	lower := prefix
+	if last != "" {
+		lower = after(unreferencedKey(last))
+	}
+	var out []UnreferencedBlob
+	err := f.view(func(r pebble.Reader) error {
+		return scan(r, lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
+			if len(v) != 8 {
+				return false, fmt.Errorf("read %q: value has %d bytes, want 8", k, len(v))
+			}
+			out = append(out, UnreferencedBlob{
+				Digest:         digest.Digest(k[len(prefix):]),
+				SinceUnixNanos: int64(decodeUint64(v)),
+			})
+			return n <= 0 || len(out) < n, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list unreferenced blobs after %q: %w", last, err)
+	}
+	return out, nil
+}
+
+// ListCollectedBlobs returns up to n tombstones of collected blobs after
+// digest last, in digest order; n <= 0 means no limit.
+func (f *FSM) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+	prefix := []byte(prefixCollected)
+	lower := prefix
+	if last != "" {
+		lower = after(collectedKey(last))
+	}
+	var out []*fsmv1.CollectedBlob
+	err := f.view(func(r pebble.Reader) error {
+		return scan(r, lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
+			var rec fsmv1.CollectedBlob
+			if err := proto.Unmarshal(v, &rec); err != nil {
+				return false, fmt.Errorf("decode %q: %w", k, err)
+			}
+			out = append(out, &rec)
+			return n <= 0 || len(out) < n, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list collected blobs after %q: %w", last, err)
+	}
+	return out, nil
+}
+
+// CollectedBlob returns the tombstone of collected blob d, or ErrNotFound.
+func (f *FSM) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
+	var rec fsmv1.CollectedBlob
+	if err := f.getRecord(collectedKey(string(d)), &rec, "collected blob %s", d); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// BlobReferences counts what references blob d: repository links and
+// stored manifests.
+func (f *FSM) BlobReferences(d digest.Digest) (links, manifests int, err error) {
+	err = f.view(func(r pebble.Reader) error {
+		return scanPrefix(r, blobRefPrefix(string(d)), func(k, _ []byte) (bool, error) {
+			if strings.HasPrefix(string(k[len(blobRefPrefix(string(d))):]), "l"+sep) {
+				links++
+			} else {
+				manifests++
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("references of blob %s: %w", d, err)
+	}
+	return links, manifests, nil
+}
+
+// UnreferencedSince returns when blob d became unreferenced, or ok == false
+// if it has no unreferenced record.
+func (f *FSM) UnreferencedSince(d digest.Digest) (nanos int64, ok bool, err error) {
+	err = f.view(func(r pebble.Reader) error {
+		v, found, err := get(r, unreferencedKey(string(d)))
+		if err != nil || !found {
+			return err
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("read gc record of %s: value has %d bytes, want 8", d, len(v))
+		}
+		nanos, ok = int64(decodeUint64(v)), true
+		return nil
+	})
+	return nanos, ok, err
+}

@@ -1,0 +1,409 @@
+package fsm
+
+import (
+	"bytes"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/opencontainers/go-digest"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+)
+
+const (
+	codeCollected      = fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED
+	codeNotCollectable = fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE
+)
+
+// at stamps cmd with the proposer's clock.
+func at(nanos int64, cmd *fsmv1.Command) *fsmv1.Command {
+	cmd.UnixNanos = nanos
+	return cmd
+}
+
+// putImage is a manifest of repo that references blobs (by content).
+func putImage(repo, content string, blobs ...string) *fsmv1.Command {
+	cmd := putManifest(repo, content)
+	for _, b := range blobs {
+		cmd.GetPutManifest().Blobs = append(cmd.GetPutManifest().Blobs, dgst(b))
+	}
+	return cmd
+}
+
+func collectBlob(content string, grace int64) *fsmv1.Command {
+	return &fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+		Digest: dgst(content), GraceNanos: grace,
+	}}}
+}
+
+func collectedBlobDeleted(content, node string) *fsmv1.Command {
+	return &fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+		Digest: dgst(content), NodeId: node,
+	}}}
+}
+
+// wantUnreferenced checks blob content's gc record: since > 0 wants that
+// timestamp, since == 0 wants no record.
+func wantUnreferenced(t *testing.T, f *FSM, content string, since int64) {
+	t.Helper()
+	got, ok, err := f.UnreferencedSince(digest.Digest(dgst(content)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case since == 0 && ok:
+		t.Errorf("blob %s: unreferenced since %d, want referenced (no gc record)", content, got)
+	case since != 0 && (!ok || got != since):
+		t.Errorf("blob %s: gc record %d (present %v), want %d", content, got, ok, since)
+	}
+}
+
+func wantTombstone(t *testing.T, f *FSM, content string, nodes ...string) {
+	t.Helper()
+	rec, err := f.CollectedBlob(digest.Digest(dgst(content)))
+	if len(nodes) == 0 {
+		if err == nil {
+			t.Errorf("blob %s: tombstone %v, want none", content, rec)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("blob %s: %v, want a tombstone for %v", content, err, nodes)
+	}
+	if !slices.Equal(rec.GetNodeIds(), nodes) {
+		t.Errorf("blob %s: tombstone nodes %v, want %v", content, rec.GetNodeIds(), nodes)
+	}
+}
+
+const hour = int64(3600e9)
+
+func TestBlobReferencesAndCollection(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    []*fsmv1.Command
+		cmd      *fsmv1.Command
+		want     fsmv1.ResultCode
+		contains string
+		check    func(t *testing.T, f *FSM)
+	}{
+		{
+			name:  "a stored blob not yet linked is unreferenced since it was stored",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1"))},
+			cmd:   at(7, addHolder("b", 1, "n2")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 7) },
+		},
+		{
+			name:  "a link clears the gc record",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1"))},
+			cmd:   at(6, linkBlob("acme/app", "b", 1)),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantUnreferenced(t, f, "b", 0)
+				if l, m, _ := f.BlobReferences(digest.Digest(dgst("b"))); l != 1 || m != 0 {
+					t.Errorf("references = %d links, %d manifests; want 1, 0", l, m)
+				}
+			},
+		},
+		{
+			name:  "unlinking the last link starts the grace period",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1))},
+			cmd:   at(9, unlinkBlob("acme/app", "b")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 9) },
+		},
+		{
+			name: "a blob linked in another repository stays referenced",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+				at(7, linkBlob("acme/db", "b", 1))},
+			cmd:   at(9, unlinkBlob("acme/app", "b")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 0) },
+		},
+		{
+			name:  "a blob nobody holds gets no gc record",
+			setup: []*fsmv1.Command{at(6, linkBlob("acme/app", "b", 1))},
+			cmd:   at(9, unlinkBlob("acme/app", "b")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 0) },
+		},
+		{
+			name: "a manifest keeps its blobs referenced after their links go",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+				at(7, putImage("acme/app", "m", "b"))},
+			cmd:  at(9, unlinkBlob("acme/app", "b")),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantUnreferenced(t, f, "b", 0)
+				if l, m, _ := f.BlobReferences(digest.Digest(dgst("b"))); l != 0 || m != 1 {
+					t.Errorf("references = %d links, %d manifests; want 0, 1", l, m)
+				}
+			},
+		},
+		{
+			name: "deleting the last manifest that lists a blob (twice) starts its grace period",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(5, addHolder("c", 1, "n1")),
+				at(7, putImage("acme/app", "m", "b", "c", "b")), at(8, putImage("acme/db", "m2", "c"))},
+			cmd:  at(9, deleteManifest("acme/app", "m")),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantUnreferenced(t, f, "b", 9)
+				wantUnreferenced(t, f, "c", 0) // still in acme/db's manifest
+			},
+		},
+		{
+			name: "pushing the same manifest again adds no reference",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(7, putImage("acme/app", "m", "b")),
+				at(8, putImage("acme/app", "m", "b"))},
+			cmd:   at(9, deleteManifest("acme/app", "m")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 9) },
+		},
+		{
+			name: "storing the blob again restarts an unreferenced blob's grace period",
+			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+				at(7, unlinkBlob("acme/app", "b"))},
+			cmd:   at(2*hour, addHolder("b", 1, "n1")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 2*hour) },
+		},
+		{
+			name:     "collect refuses a blob within its grace period",
+			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1"))},
+			cmd:      at(2*hour-1, collectBlob("b", hour)),
+			want:     codeNotCollectable,
+			contains: "less than the grace period",
+		},
+		{
+			name:     "collect refuses a referenced blob",
+			setup:    []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, putImage("acme/app", "m", "b"))},
+			cmd:      at(3*hour, collectBlob("b", hour)),
+			want:     codeNotCollectable,
+			contains: "is referenced",
+		},
+		{
+			name:     "collect refuses a blob without gc record",
+			cmd:      at(3*hour, collectBlob("b", hour)),
+			want:     codeNotCollectable,
+			contains: "no unreferenced record",
+		},
+		{
+			name: "collect after the grace period removes the holders and leaves a tombstone",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n2")), at(hour, addHolder("b", 1, "n1")),
+				at(hour+1, linkBlob("acme/app", "b", 1)), at(hour+2, unlinkBlob("acme/app", "b"))},
+			cmd:  at(2*hour+2, collectBlob("b", hour)),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				if _, err := f.BlobHolders(digest.Digest(dgst("b"))); err == nil {
+					t.Error("holder record kept after collection")
+				}
+				wantUnreferenced(t, f, "b", 0)
+				wantTombstone(t, f, "b", "n1", "n2")
+				rec, _ := f.CollectedBlob(digest.Digest(dgst("b")))
+				if rec.GetSize() != 1 || rec.GetCollectedUnixNanos() != 2*hour+2 {
+					t.Errorf("tombstone %v: want size 1 collected at %d", rec, 2*hour+2)
+				}
+			},
+		},
+		{
+			name:  "collecting a blob nobody holds only drops its record",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, removeHolder("b", "n1"))},
+			cmd:   at(3*hour, collectBlob("b", hour)),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantUnreferenced(t, f, "b", 0)
+				wantTombstone(t, f, "b")
+			},
+		},
+		{
+			name:     "a manifest push referencing a collected blob fails clearly",
+			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
+			cmd:      at(3*hour+1, putImage("acme/app", "m", "b")),
+			want:     codeCollected,
+			contains: "blob " + dgst("b") + " was garbage-collected",
+			check: func(t *testing.T, f *FSM) {
+				if _, err := f.Manifest("acme/app", digest.Digest(dgst("m"))); err == nil {
+					t.Error("manifest stored although its blob was collected")
+				}
+			},
+		},
+		{
+			name:     "a link (mount) of a collected blob fails clearly",
+			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
+			cmd:      at(3*hour+1, linkBlob("acme/app", "b", 1)),
+			want:     codeCollected,
+			contains: "push the blob again",
+		},
+		{
+			name: "a blob stored again after collection can be linked; the node leaves the tombstone",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
+				at(3*hour, collectBlob("b", hour)), at(3*hour+1, addHolder("b", 1, "n1"))},
+			cmd:  at(3*hour+2, putImage("acme/app", "m", "b")),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantTombstone(t, f, "b", "n2")
+				wantUnreferenced(t, f, "b", 0)
+				wantHolders(t, f, dgst("b"), 1, []string{"n1"})
+			},
+		},
+		{
+			name: "nodes report deleting their copies; the tombstone goes with the last",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
+				at(3*hour, collectBlob("b", hour)), collectedBlobDeleted("b", "n2")},
+			cmd:   collectedBlobDeleted("b", "n1"),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantTombstone(t, f, "b") },
+		},
+		{
+			name: "a node that is not on the tombstone is NOT_FOUND",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")),
+				at(3*hour, collectBlob("b", hour))},
+			cmd:  collectedBlobDeleted("b", "n9"),
+			want: codeNotFound,
+		},
+		{
+			name: "collecting again merges the tombstone",
+			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour)),
+				at(3*hour, addHolder("b", 1, "n2"))},
+			cmd:   at(5*hour, collectBlob("b", hour)),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantTombstone(t, f, "b", "n1", "n2") },
+		},
+		{
+			name: "negative grace is invalid",
+			cmd:  collectBlob("b", -1),
+			want: codeInvalid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := openTest(t)
+			f.mustApply(tt.setup...)
+			res := f.apply(tt.cmd)
+			if res.GetCode() != tt.want || !strings.Contains(res.GetMessage(), tt.contains) {
+				t.Fatalf("result %v, want %v containing %q", res, tt.want, tt.contains)
+			}
+			if tt.check != nil {
+				tt.check(t, f.FSM)
+			}
+		})
+	}
+}
+
+// gcLog exercises every command that touches references or collection.
+func gcLog() []*fsmv1.Command {
+	return []*fsmv1.Command{
+		at(hour, addHolder("b1", 1, "n1")),
+		at(hour, addHolder("b2", 2, "n1")),
+		at(hour, addHolder("b2", 2, "n2")),
+		at(hour+1, linkBlob("acme/app", "b1", 1)),
+		at(hour+2, putImage("acme/app", "m", "b1", "b2")),
+		at(hour+3, unlinkBlob("acme/app", "b1")),
+		at(hour+4, deleteManifest("acme/app", "m")),
+		at(hour+5, addHolder("b3", 3, "n2")),
+		at(hour+6, linkBlob("acme/db", "b3", 3)),
+		at(3*hour, collectBlob("b1", hour)),
+		at(3*hour, collectBlob("b2", hour)),
+		collectedBlobDeleted("b2", "n1"),
+	}
+}
+
+func TestGCStateSurvivesSnapshotRestoreAndReplaysIdentically(t *testing.T) {
+	src := openTest(t)
+	src.mustApply(gcLog()...)
+	want := dump(t, src.FSM)
+	for _, prefix := range []string{prefixBlobRef, prefixCollected} {
+		if !slices.ContainsFunc(mapsKeys(want), func(k string) bool { return strings.HasPrefix(k, prefix) }) {
+			t.Fatalf("the log wrote no %s keys; state %v", prefix, want)
+		}
+	}
+
+	// A replica that applies the same log ends with the same bytes.
+	replay := openTest(t)
+	replay.mustApply(gcLog()...)
+	if got := dump(t, replay.FSM); !mapsEqual(got, want) {
+		t.Fatalf("replayed state differs:\n got %v\nwant %v", got, want)
+	}
+
+	dst := openTest(t)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(persist(t, src.FSM)))); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, dst.FSM); !mapsEqual(got, want) {
+		t.Fatalf("restored state differs:\n got %v\nwant %v", got, want)
+	}
+	wantTombstone(t, dst.FSM, "b1", "n1")
+	wantTombstone(t, dst.FSM, "b2", "n2")
+	// The restored FSM goes on: a new unreferenced blob, and a refusal.
+	dst.index = src.index
+	dst.mustApply(at(4*hour, unlinkBlob("acme/db", "b3")))
+	wantUnreferenced(t, dst.FSM, "b3", 4*hour)
+	if res := dst.apply(at(4*hour, linkBlob("acme/x", "b1", 1))); res.GetCode() != codeCollected {
+		t.Fatalf("link of a collected blob after restore: %v", res)
+	}
+	list, err := dst.ListUnreferencedBlobs("", 0)
+	if err != nil || len(list) != 1 || list[0].Digest != digest.Digest(dgst("b3")) {
+		t.Fatalf("ListUnreferencedBlobs = %v, %v", list, err)
+	}
+	tombs, err := dst.ListCollectedBlobs("", 1)
+	if err != nil || len(tombs) != 1 {
+		t.Fatalf("ListCollectedBlobs(n=1) = %v, %v", tombs, err)
+	}
+	rest, err := dst.ListCollectedBlobs(tombs[0].GetDigest(), 0)
+	if err != nil || len(rest) != 1 || rest[0].GetDigest() == tombs[0].GetDigest() {
+		t.Fatalf("ListCollectedBlobs after %s = %v, %v", tombs[0].GetDigest(), rest, err)
+	}
+}
+
+// State written before the reference index existed is indexed by the next
+// command, the same way on every replica.
+func TestReferenceIndexIsBuiltForOlderState(t *testing.T) {
+	f := openTest(t)
+	f.mustApply(
+		at(hour, addHolder("b1", 1, "n1")), // will be referenced by a manifest only
+		at(hour, addHolder("b2", 1, "n1")), // linked only
+		at(hour, addHolder("b3", 1, "n1")), // unreferenced
+		at(hour+1, putImage("acme/app", "m", "b1")),
+		at(hour+1, linkBlob("acme/app", "b2", 1)),
+	)
+	// Forget the index, as a data dir from before it would have none.
+	h, err := f.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.db.NewBatch()
+	for _, prefix := range []string{prefixBlobRef, prefixUnreferenced} {
+		if err := b.DeleteRange([]byte(prefix), prefixEnd([]byte(prefix)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(keyBlobRefsIndexed, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	h.release()
+
+	f.mustApply(at(2*hour, unlinkBlob("acme/app", "b2")))
+	wantUnreferenced(t, f.FSM, "b1", 0)
+	wantUnreferenced(t, f.FSM, "b2", 2*hour)
+	wantUnreferenced(t, f.FSM, "b3", 2*hour)
+	if l, m, _ := f.BlobReferences(digest.Digest(dgst("b1"))); l != 0 || m != 1 {
+		t.Errorf("b1 references = %d links, %d manifests; want the manifest", l, m)
+	}
+	if res := f.apply(at(4*hour, collectBlob("b1", hour))); res.GetCode() != codeNotCollectable {
+		t.Errorf("collect of a blob a manifest references: %v", res)
+	}
+}
+
+func mapsKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
