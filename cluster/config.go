@@ -74,12 +74,19 @@ type Config struct {
 	// ApplyTimeout bounds a write when the caller's context has no earlier
 	// deadline. Default 10s.
 	ApplyTimeout time.Duration
-	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
-	// CommitTimeout tune Raft; zero values take Raft's defaults.
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune Raft;
+	// zero values take Raft's defaults.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
+	// CommitTimeout is how long the leader waits without new entries
+	// before telling followers the new commit index. A follower serves a
+	// read after a write through it only once it has learned that index,
+	// so this bounds read-your-writes latency through followers. Default
+	// 5ms (Raft's own 50ms made a tag write read back through a follower
+	// take ~76ms at p50 instead of ~10ms, at the cost of a few hundred
+	// small messages a second per follower).
+	CommitTimeout time.Duration
 	// SnapshotInterval and SnapshotThreshold control how often Raft
 	// snapshots the FSM and compacts its log; TrailingLogs is how many
 	// entries it keeps after a snapshot. Zero values take Raft's defaults.
@@ -106,9 +113,15 @@ const (
 	transportTimeout   = 10 * time.Second
 )
 
+// defaultCommitTimeout: see Config.CommitTimeout.
+const defaultCommitTimeout = 5 * time.Millisecond
+
 func (c Config) withDefaults() Config {
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = defaultApplyTimeout
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = defaultCommitTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

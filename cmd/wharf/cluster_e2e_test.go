@@ -1,0 +1,567 @@
+package main
+
+// End-to-end tests of whole wharf nodes in one process, over real TCP on
+// loopback, with go-containerregistry as the client.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/wharf-registry/wharf/cluster"
+)
+
+func ref(t testing.TB, host, repoTag string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func randomImage(t testing.TB, layerBytes int64, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(layerBytes, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// imageBlobs returns the config and layer digests of img.
+func imageBlobs(t testing.TB, img v1.Image) []digest.Digest {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []digest.Digest{digest.Digest(m.Config.Digest.String())}
+	for _, l := range m.Layers {
+		out = append(out, digest.Digest(l.Digest.String()))
+	}
+	return out
+}
+
+// checkPull pulls ref and checks that it is img: same manifest digest and
+// bytes, and every layer's and the config's content verified (validate
+// reads and hashes them all).
+func checkPull(t testing.TB, r name.Reference, img v1.Image) {
+	t.Helper()
+	got, err := remote.Image(r)
+	if err != nil {
+		t.Fatalf("pull %s: %v", r, err)
+	}
+	wantDigest, _ := img.Digest()
+	gotDigest, err := got.Digest()
+	if err != nil {
+		t.Fatalf("pull %s: digest: %v", r, err)
+	}
+	if gotDigest != wantDigest {
+		t.Fatalf("pull %s: manifest digest %s, want %s", r, gotDigest, wantDigest)
+	}
+	wantRaw, _ := img.RawManifest()
+	gotRaw, _ := got.RawManifest()
+	if !bytes.Equal(wantRaw, gotRaw) {
+		t.Fatalf("pull %s: manifest bytes differ", r)
+	}
+	if err := validate.Image(got); err != nil {
+		t.Fatalf("pull %s: content: %v", r, err)
+	}
+}
+
+// ociError decodes an OCI error envelope.
+func ociError(t testing.TB, body []byte) (code, message string) {
+	t.Helper()
+	var env struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &env); err != nil || len(env.Errors) == 0 {
+		t.Fatalf("not an OCI error envelope: %q (%v)", body, err)
+	}
+	return env.Errors[0].Code, env.Errors[0].Message
+}
+
+// manifestFor builds an OCI image manifest over a config and layers that
+// are already pushed.
+func manifestFor(config []byte, layers ...[]byte) []byte {
+	desc := func(mt string, b []byte) map[string]any {
+		return map[string]any{"mediaType": mt, "digest": digest.FromBytes(b).String(), "size": len(b)}
+	}
+	var ls []map[string]any
+	for _, l := range layers {
+		ls = append(ls, desc("application/vnd.oci.image.layer.v1.tar", l))
+	}
+	m, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        desc("application/vnd.oci.image.config.v1+json", config),
+		"layers":        ls,
+	})
+	return m
+}
+
+func putManifest(t testing.TB, base, repo, tag string, m []byte) (int, []byte) {
+	t.Helper()
+	code, _, body := doRequest(t, http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag,
+		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}, bytes.NewReader(m))
+	return code, body
+}
+
+func randomBytes(t testing.TB, n int, seed byte) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7919/13) ^ seed ^ byte(i>>8)
+	}
+	// Make the blob unique per test run as well.
+	copy(b, []byte(fmt.Sprintf("%d-%d-", time.Now().UnixNano(), seed)))
+	return b
+}
+
+// TestClusterPushPullThroughLB: 3 nodes, R=3 W=2. An image pushed through
+// the round-robin balancer pulls intact through every node and the
+// balancer; every blob ends on all 3 nodes' disks and in the FSM as held by
+// all 3; and a chunked upload whose requests hit three different nodes
+// completes.
+func TestClusterPushPullThroughLB(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3, replicas: 3, writeQuorum: 2})
+	img := randomImage(t, 64<<10, 4)
+	if err := remote.Write(ref(t, h.lbHost(), "e2e/app:v1"), img); err != nil {
+		t.Fatalf("push through the balancer: %v", err)
+	}
+	checkPull(t, ref(t, h.lbHost(), "e2e/app:v1"), img)
+	for i := range h.nodes {
+		checkPull(t, ref(t, h.host(i), "e2e/app:v1"), img)
+	}
+	all := []int{0, 1, 2}
+	for _, d := range imageBlobs(t, img) {
+		waitUntil(t, 10*time.Second, func() error {
+			if got := h.onDisk(d); !slices.Equal(got, all) {
+				return fmt.Errorf("blob %s on disk of nodes %v, want %v", d, got, all)
+			}
+			for i := range h.nodes {
+				if got := h.holders(i, d); !slices.Equal(got, all) {
+					return fmt.Errorf("node %d's FSM: blob %s held by %v, want %v", i, d, got, all)
+				}
+			}
+			return nil
+		})
+	}
+
+	t.Run("chunked upload across nodes", func(t *testing.T) {
+		chunks := [][]byte{randomBytes(t, 300<<10, 1), randomBytes(t, 200<<10, 2), randomBytes(t, 100<<10, 3)}
+		whole := bytes.Join(chunks, nil)
+		d := digest.FromBytes(whole)
+		code, hdr, body := doRequest(t, http.MethodPost, h.nodes[0].baseURL+"/v2/e2e/chunked/blobs/uploads/", nil, nil)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST on node 0: %d %s", code, body)
+		}
+		loc := resolve(t, h.nodes[0].baseURL, hdr.Get("Location"))
+		if !strings.Contains(loc, h.nodes[0].id) {
+			t.Errorf("session location %s does not name node 0 (%s)", loc, h.nodes[0].id)
+		}
+		// PATCHes on nodes 1 and 2, then the rest with the PUT on node 1:
+		// none of them lands on the node holding the session.
+		offset := 0
+		for i, c := range chunks[:2] {
+			node := h.nodes[1+i]
+			code, hdr, body = doRequest(t, http.MethodPatch, onNode(t, loc, node.baseURL), http.Header{
+				"Content-Type":  {"application/octet-stream"},
+				"Content-Range": {fmt.Sprintf("%d-%d", offset, offset+len(c)-1)},
+			}, bytes.NewReader(c))
+			if code != http.StatusAccepted {
+				t.Fatalf("PATCH %d on node %d: %d %s", i, node.idx, code, body)
+			}
+			offset += len(c)
+			if want := fmt.Sprintf("0-%d", offset-1); hdr.Get("Range") != want {
+				t.Fatalf("PATCH %d on node %d: Range %q, want %q", i, node.idx, hdr.Get("Range"), want)
+			}
+			loc = resolve(t, node.baseURL, hdr.Get("Location"))
+		}
+		put := onNode(t, loc, h.nodes[1].baseURL)
+		put += map[bool]string{true: "&", false: "?"}[strings.Contains(put, "?")] + "digest=" + d.String()
+		code, _, body = doRequest(t, http.MethodPut, put, http.Header{
+			"Content-Type":  {"application/octet-stream"},
+			"Content-Range": {fmt.Sprintf("%d-%d", offset, len(whole)-1)},
+		}, bytes.NewReader(chunks[2]))
+		if code != http.StatusCreated {
+			t.Fatalf("PUT on node 1: %d %s", code, body)
+		}
+		for _, n := range h.nodes {
+			code, _, got := doRequest(t, http.MethodGet, n.baseURL+"/v2/e2e/chunked/blobs/"+d.String(), nil, nil)
+			if code != http.StatusOK || !bytes.Equal(got, whole) {
+				t.Fatalf("GET blob from node %d: %d, %d bytes (want %d)", n.idx, code, len(got), len(whole))
+			}
+		}
+		// The session was on node 0, so that is where the blob was written.
+		if got := h.onDisk(d); !slices.Contains(got, 0) {
+			t.Fatalf("chunked blob on disks %v, want node 0 among them", got)
+		}
+	})
+}
+
+// TestClusterPlacement: 5 nodes, R=3 W=2. A blob pushed to node i ends on
+// the disks of exactly owners(d) ∪ {i}, where owners are the 3 nodes
+// rendezvous hashing picks: 3 copies when the writer is an owner, 4 when it
+// is not (the writer keeps its copy). The FSM records exactly those
+// holders. An image pushed through the balancer (writer unknown) has every
+// blob on all 3 owners plus at most one other node.
+func TestClusterPlacement(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 5, replicas: 3, writeQuorum: 2})
+	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	writers := map[digest.Digest]int{digest.FromBytes(config): 0}
+	pushBlobMonolithic(t, h.nodes[0].baseURL, "place/raw", config)
+	var layers [][]byte
+	for i := range 10 {
+		b := randomBytes(t, 32<<10, byte(i))
+		writer := i % 5
+		writers[pushBlobMonolithic(t, h.nodes[writer].baseURL, "place/raw", b)] = writer
+		layers = append(layers, b)
+	}
+	if code, body := putManifest(t, h.lbURL(), "place/raw", "v1", manifestFor(config, layers...)); code != http.StatusCreated {
+		t.Fatalf("manifest PUT: %d %s", code, body)
+	}
+	extra := 0
+	for d, writer := range writers {
+		owners := h.owners(d, h.nodes, 3)
+		want := slices.Clone(owners)
+		if !slices.Contains(want, writer) {
+			want = append(want, writer)
+			slices.Sort(want)
+			extra++
+		}
+		waitUntil(t, 10*time.Second, func() error {
+			if got := h.onDisk(d); !slices.Equal(got, want) {
+				return fmt.Errorf("blob %s written on node %d with owners %v: on disks %v, want %v", d, writer, owners, got, want)
+			}
+			if got := h.holders(0, d); !slices.Equal(got, want) {
+				return fmt.Errorf("blob %s: FSM holders %v, want %v", d, got, want)
+			}
+			return nil
+		})
+	}
+	t.Logf("%d of %d blobs were written on a non-owner and have a 4th copy", extra, len(writers))
+
+	img := randomImage(t, 32<<10, 5)
+	if err := remote.Write(ref(t, h.lbHost(), "place/img:v1"), img); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range imageBlobs(t, img) {
+		owners := h.owners(d, h.nodes, 3)
+		waitUntil(t, 10*time.Second, func() error {
+			got := h.onDisk(d)
+			var others []int
+			for _, i := range got {
+				if !slices.Contains(owners, i) {
+					others = append(others, i)
+				}
+			}
+			if len(got)-len(others) != 3 || len(others) > 1 {
+				return fmt.Errorf("blob %s on disks %v, want owners %v plus at most one writer", d, got, owners)
+			}
+			return nil
+		})
+	}
+	checkPull(t, ref(t, h.lbHost(), "place/img:v1"), img)
+}
+
+// TestClusterRefusesBelowQuorum: 3 nodes, 2 crash. On the survivor a blob
+// push and a manifest push of 8 layers (already durable) each fail within
+// 3s (the quorum timeout is 1s) with 503 and an OCI UNAVAILABLE error
+// mentioning quorum; /readyz turns 503.
+func TestClusterRefusesBelowQuorum(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3, tune: func(c *cluster.Config) { c.QuorumTimeout = time.Second }})
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	pushBlobMonolithic(t, h.lbURL(), "quorum/app", config)
+	// Eight layers: the manifest push reads each one's link, and every
+	// read must not wait for a leader all over again.
+	var layers [][]byte
+	for i := range 8 {
+		layers = append(layers, randomBytes(t, 8<<10, byte(20+i)))
+		pushBlobMonolithic(t, h.lbURL(), "quorum/app", layers[i])
+	}
+	m := manifestFor(config, layers...)
+	if code, body := putManifest(t, h.lbURL(), "quorum/app", "v1", m); code != http.StatusCreated {
+		t.Fatalf("manifest PUT with all nodes up: %d %s", code, body)
+	}
+	// The survivor is a follower; the leader and the other follower die.
+	survivor := h.follower()
+	for i := range h.nodes {
+		if i != survivor {
+			h.crash(i)
+		}
+	}
+	base := h.nodes[survivor].baseURL
+	check := func(what string, code int, body []byte, took time.Duration) {
+		t.Helper()
+		t.Logf("%s refused after %v: %d %s", what, took.Round(time.Millisecond), code, bytes.TrimSpace(body))
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("%s: status %d, want 503: %s", what, code, body)
+		}
+		if c, msg := ociError(t, body); c != "UNAVAILABLE" || !strings.Contains(msg, "quorum") {
+			t.Fatalf("%s: error %s %q, want UNAVAILABLE mentioning quorum", what, c, msg)
+		}
+		if took > 3*time.Second {
+			t.Fatalf("%s took %v to fail, want < 3s", what, took)
+		}
+	}
+	start := time.Now()
+	blob := randomBytes(t, 16<<10, 10)
+	code, _, body := doRequest(t, http.MethodPost,
+		base+"/v2/quorum/app/blobs/uploads/?digest="+digest.FromBytes(blob).String(),
+		http.Header{"Content-Type": {"application/octet-stream"}}, bytes.NewReader(blob))
+	check("blob push", code, body, time.Since(start))
+
+	start = time.Now()
+	code, body = putManifest(t, base, "quorum/app", "v2", m)
+	check("manifest push", code, body, time.Since(start))
+
+	waitUntil(t, 5*time.Second, func() error {
+		code, _, _ := doRequest(t, http.MethodGet, base+"/readyz", nil, nil)
+		if code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz: %d, want 503", code)
+		}
+		return nil
+	})
+}
+
+// crashingTransport kills the node holding an upload session in the
+// middle of a push: once `after` blob uploads have completed, it sends the
+// next upload's POST to that node (as the balancer might have) and crashes
+// the node as soon as the session is open, so the upload's PATCH, sent
+// through the balancer, reaches a node whose session holder is gone.
+type crashingTransport struct {
+	next   http.RoundTripper
+	after  int32
+	target string // host:port the session POST is sent to
+	crash  func()
+
+	done      atomic.Int32
+	crashed   atomic.Bool
+	afterReqs atomic.Int32 // requests sent after the crash
+}
+
+func (c *crashingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.crashed.Load() {
+		c.afterReqs.Add(1)
+		return c.next.RoundTrip(r)
+	}
+	isPost := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") && r.URL.RawQuery == ""
+	if isPost && c.done.Load() >= c.after {
+		r = r.Clone(r.Context())
+		r.URL.Host, r.Host = c.target, c.target
+		resp, err := c.next.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusAccepted {
+			c.crash()
+			c.crashed.Store(true)
+		}
+		return resp, err
+	}
+	resp, err := c.next.RoundTrip(r)
+	if err == nil && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") &&
+		resp.StatusCode == http.StatusCreated {
+		c.done.Add(1)
+	}
+	return resp, err
+}
+
+// TestClusterLeaderDiesMidPush: 3 nodes, --public-url the balancer. After 2
+// of 6 layers are uploaded, the 3rd layer's upload session is opened on the
+// leader, which is then crashed; that push attempt (client retries off)
+// fails because the session is gone. Retrying the push through the balancer
+// succeeds, and the image pulls intact through the balancer and from both
+// surviving nodes, whose disks end up holding every blob.
+func TestClusterLeaderDiesMidPush(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3, lbPublicURL: true})
+	leader := h.leader()
+	img := randomImage(t, 128<<10, 6)
+	r := ref(t, h.lbHost(), "e2e/failover:v1")
+	ct := &crashingTransport{next: http.DefaultTransport, after: 2, target: h.host(leader),
+		crash: func() { h.crash(leader) }}
+	first := remote.Write(r, img, remote.WithTransport(ct), remote.WithJobs(1),
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		remote.WithRetryPredicate(func(error) bool { return false }))
+	if !ct.crashed.Load() || ct.afterReqs.Load() == 0 {
+		t.Fatalf("the leader was not crashed mid-push (crashed %v, requests after %d; push: %v)",
+			ct.crashed.Load(), ct.afterReqs.Load(), first)
+	}
+	if first == nil {
+		t.Fatal("the push whose upload session died with the leader succeeded")
+	}
+	t.Logf("leader n%d crashed holding the 3rd layer's session; first push attempt: %v", leader, first)
+	start := time.Now()
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("retry of the push through the balancer: %v", err)
+	}
+	t.Logf("retry succeeded in %v; new leader n%d", time.Since(start).Round(time.Millisecond), h.leader())
+	var survivors []int
+	for _, n := range h.live() {
+		survivors = append(survivors, n.idx)
+		checkPull(t, ref(t, h.host(n.idx), "e2e/failover:v1"), img)
+	}
+	checkPull(t, r, img)
+	for _, d := range imageBlobs(t, img) {
+		waitUntil(t, 10*time.Second, func() error {
+			if got := h.onDisk(d); !slices.Equal(got, survivors) {
+				return fmt.Errorf("blob %s on live disks %v, want %v", d, got, survivors)
+			}
+			return nil
+		})
+	}
+}
+
+// TestClusterRepairAfterHolderDies: 4 nodes, R=2 W=2. A follower that is
+// one of only two holders of some blobs crashes; the image still pulls
+// through the balancer, and the leader's repair brings every blob back to 2
+// live copies (on disk and in the FSM). The time it takes is logged. The
+// victim then restarts from its data dir, rejoins, and serves the image.
+func TestClusterRepairAfterHolderDies(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 4, replicas: 2, writeQuorum: 2})
+	img := randomImage(t, 256<<10, 8)
+	r := ref(t, h.lbHost(), "e2e/repair:v1")
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	blobs := imageBlobs(t, img)
+	for _, d := range blobs {
+		waitUntil(t, 10*time.Second, func() error {
+			if got := h.onDisk(d); len(got) < 2 {
+				return fmt.Errorf("blob %s on disks %v, want at least 2", d, got)
+			}
+			return nil
+		})
+	}
+	// The victim: the follower that is one of only two holders of the most
+	// blobs, so that its death leaves those blobs with one live copy (a
+	// blob written on a non-owner has a third copy and stays at 2).
+	leader := h.leader()
+	victim, most := -1, 0
+	for _, n := range h.nodes {
+		exposed := 0
+		for _, d := range blobs {
+			if disk := h.onDisk(d); len(disk) == 2 && slices.Contains(disk, n.idx) {
+				exposed++
+			}
+		}
+		if n.idx != leader && exposed > most {
+			victim, most = n.idx, exposed
+		}
+	}
+	if victim < 0 {
+		t.Fatal("no follower is one of only two holders of any blob")
+	}
+	var lost []digest.Digest // blobs the victim held
+	for _, d := range blobs {
+		if slices.Contains(h.onDisk(d), victim) {
+			lost = append(lost, d)
+		}
+	}
+	h.crash(victim)
+	died := time.Now()
+	checkPull(t, r, img)
+	t.Logf("pull through the balancer right after n%d died: ok (%v after the crash)", victim, time.Since(died).Round(time.Millisecond))
+	waitUntil(t, 30*time.Second, func() error {
+		for _, d := range blobs {
+			disk := h.onDisk(d)
+			if len(disk) < 2 {
+				return fmt.Errorf("blob %s on live disks %v, want 2", d, disk)
+			}
+			var liveHolders []int
+			for _, i := range h.holders(leader, d) {
+				if i != victim {
+					liveHolders = append(liveHolders, i)
+				}
+			}
+			if len(liveHolders) < 2 {
+				return fmt.Errorf("blob %s: live FSM holders %v, want 2", d, liveHolders)
+			}
+			for _, i := range liveHolders {
+				if !slices.Contains(disk, i) {
+					return fmt.Errorf("blob %s: FSM says n%d holds it, its disk does not", d, i)
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("repair: n%d died holding %d of %d blobs, %d of them left with one live copy; all back at 2 live copies %v after the crash",
+		victim, len(lost), len(blobs), most, time.Since(died).Round(time.Millisecond))
+	for _, n := range h.live() {
+		checkPull(t, ref(t, h.host(n.idx), "e2e/repair:v1"), img)
+	}
+	// The victim comes back from its data dir and serves the image again.
+	h.restart(victim)
+	h.waitHealthy(15 * time.Second)
+	checkPull(t, ref(t, h.host(victim), "e2e/repair:v1"), img)
+}
+
+// TestClusterFullRestart: 3 nodes; two images are pushed and a tag is
+// moved; every node crashes and all restart from their data dirs on the
+// same ports. Tags (including the moved one), manifests and blobs are all
+// there, through the balancer and every node.
+func TestClusterFullRestart(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3})
+	one, two := randomImage(t, 64<<10, 3), randomImage(t, 64<<10, 2)
+	for _, p := range []struct {
+		tag string
+		img v1.Image
+	}{{"one", one}, {"two", two}, {"latest", one}, {"latest", two}} {
+		if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:"+p.tag), p.img); err != nil {
+			t.Fatalf("push %s: %v", p.tag, err)
+		}
+	}
+	for _, n := range h.nodes {
+		h.crash(n.idx)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.nodes))
+	for i, n := range h.nodes {
+		wg.Go(func() { errs[i] = h.startNode(n) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	h.waitHealthy(20 * time.Second)
+	t.Logf("cluster healthy %v after the restart", time.Since(start).Round(time.Millisecond))
+	hosts := []string{h.lbHost()}
+	for i := range h.nodes {
+		hosts = append(hosts, h.host(i))
+	}
+	for _, host := range hosts {
+		repo, _ := name.NewRepository(host+"/e2e/restart", name.Insecure)
+		tags, err := remote.List(repo)
+		if err != nil {
+			t.Fatalf("list tags on %s: %v", host, err)
+		}
+		slices.Sort(tags)
+		if want := []string{"latest", "one", "two"}; !slices.Equal(tags, want) {
+			t.Fatalf("tags on %s: %v, want %v", host, tags, want)
+		}
+		checkPull(t, ref(t, host, "e2e/restart:one"), one)
+		checkPull(t, ref(t, host, "e2e/restart:two"), two)
+		checkPull(t, ref(t, host, "e2e/restart:latest"), two)
+	}
+	// And the restarted cluster takes writes again.
+	three := randomImage(t, 16<<10, 1)
+	if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:three"), three); err != nil {
+		t.Fatalf("push after restart: %v", err)
+	}
+	checkPull(t, ref(t, h.host(0), "e2e/restart:three"), three)
+}
