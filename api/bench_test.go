@@ -22,11 +22,13 @@ import (
 	"github.com/wharf-registry/wharf/api"
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
 )
 
-// startNode runs a complete single-node registry on a loopback port: real
-// Raft, Pebble and blob files under dir.
+// startNode runs a complete single-node registry on a loopback port, as
+// wharf serve assembles it: real Raft, Pebble, blob files under dir and the
+// replicated blob store.
 func startNode(tb testing.TB, dir string) string {
 	tb.Helper()
 	ctx := context.Background()
@@ -49,8 +51,19 @@ func startNode(tb testing.TB, dir string) string {
 	if err := node.WaitReady(ctx); err != nil {
 		tb.Fatal(err)
 	}
+	// The blob path of wharf serve: a replicated store, here with one node.
+	store, err := replica.New(replica.Config{
+		Local: blobs, Cluster: replica.NewRaftCluster(node), Client: node.PeerHTTPClient(),
+		FetchDir: filepath.Join(dir, "fetch"),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
 	srv := httptest.NewServer(api.NewHandler(api.Config{
-		OCI:      oci.New(oci.Config{Metadata: node, Blobs: blobs}),
+		OCI: oci.New(oci.Config{
+			Metadata: node, Blobs: store, Replication: store, NodeID: node.ID(),
+		}),
 		Route:    oci.Route,
 		Ready:    func() bool { return node.Status().Ready() },
 		Registry: reg,

@@ -64,7 +64,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	}
 	store, err := replica.New(replica.Config{
 		Local:           blobs,
-		Cluster:         replicaCluster{node},
+		Cluster:         replica.NewRaftCluster(node),
 		Client:          node.PeerHTTPClient(),
 		Replicas:        o.replicas,
 		WriteQuorum:     o.writeQuorum,

@@ -1,0 +1,74 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/cluster"
+)
+
+// RaftCluster is a cluster.Node seen as a Cluster: registered nodes from
+// the FSM, liveness from gossip, holder changes as Raft commands.
+type RaftCluster struct{ node *cluster.Node }
+
+var _ Cluster = RaftCluster{}
+
+// NewRaftCluster returns node as a Cluster.
+func NewRaftCluster(node *cluster.Node) RaftCluster { return RaftCluster{node: node} }
+
+func (c RaftCluster) LocalID() string { return c.node.ID() }
+
+func (c RaftCluster) IsLeader() bool { return c.node.Status().RaftState == "Leader" }
+
+func (c RaftCluster) Nodes() ([]Node, error) {
+	registered, err := c.node.FSM().Nodes()
+	if err != nil {
+		return nil, err
+	}
+	alive := map[string]bool{c.node.ID(): true}
+	for _, m := range c.node.Members() {
+		if m.Gossip == "alive" {
+			alive[m.ID] = true
+		}
+	}
+	out := make([]Node, 0, len(registered))
+	for _, n := range registered {
+		out = append(out, Node{
+			ID:     n.GetId(),
+			URL:    "https://" + n.GetClusterAddress(),
+			Weight: n.GetWeight(),
+			Alive:  alive[n.GetId()],
+		})
+	}
+	return out, nil
+}
+
+func (c RaftCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+	return c.node.FSM().BlobHolders(d)
+}
+
+func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+	return c.node.FSM().ListBlobHolders(last, n)
+}
+
+func (c RaftCluster) AddBlobHolder(ctx context.Context, d digest.Digest, size int64, nodeID string) error {
+	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+		Digest: d.String(), Size: size, NodeId: nodeID,
+	}}})
+}
+
+func (c RaftCluster) RemoveBlobHolder(ctx context.Context, d digest.Digest, nodeID string) error {
+	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+		Digest: d.String(), NodeId: nodeID,
+	}}})
+}
+
+func (c RaftCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {
+	if _, err := c.node.Apply(ctx, cmd); err != nil {
+		return fmt.Errorf("apply %T: %w", cmd.GetOp(), err)
+	}
+	return nil
+}
