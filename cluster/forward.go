@@ -120,7 +120,7 @@ func (n *Node) peer(addr raft.ServerAddress) clusterv1connect.PeerServiceClient 
 func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data []byte) (*fsmv1.Result, error) {
 	resp, err := n.peer(addr).Apply(ctx, connect.NewRequest(&clusterv1.ApplyRequest{Command: data}))
 	if err != nil {
-		return nil, peerError("forward write to leader "+string(addr), err)
+		return nil, peerError(ctx, "forward write to leader "+string(addr), err)
 	}
 	var res fsmv1.Result
 	if err := proto.Unmarshal(resp.Msg.GetResult(), &res); err != nil {
@@ -130,12 +130,18 @@ func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data [
 }
 
 // peerError classifies an error from a peer RPC: the leader refusing as a
-// non-leader, being unreachable or without quorum means try again.
-func peerError(what string, err error) error {
+// non-leader, being unreachable or without quorum means try again. So does
+// a stream the peer cancelled (a leader dying mid-request resets it) while
+// our own ctx is still live; once ctx is done, the cluster did not answer
+// in time.
+func peerError(ctx context.Context, what string, err error) error {
 	switch connect.CodeOf(err) {
 	case connect.CodeFailedPrecondition, connect.CodeUnavailable, connect.CodeUnknown:
 		return fmt.Errorf("%s: %w: %w", what, errRetry, err)
 	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		if ctx.Err() == nil {
+			return fmt.Errorf("%s: %w: %w", what, errRetry, err)
+		}
 		return fmt.Errorf("%s: %w: %w", what, ErrNoQuorum, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -163,6 +163,38 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	return conn, nil
 }
 
+// HTTP/2 tuning of the cluster port, for bulk blob copies and proxied
+// uploads between nodes. Go's defaults let a server receive only 1 MiB per
+// connection before the sender must wait for a WINDOW_UPDATE: every stream
+// of a connection (several blob copies from one peer at once) shares that
+// MiB, and on a link with a millisecond of round trip it caps a copy at
+// about 1 GB/s. Windows are memory a receiver may have to buffer for a slow
+// reader, so they are bounded per stream and per connection: at most
+// peerConnWindow per peer connection, whatever the blob sizes.
+const (
+	peerStreamWindow = 8 << 20
+	peerConnWindow   = 32 << 20
+	// peerFrameSize is the largest DATA frame a node reads (Go's default
+	// too; set for clarity). TLS records stay 16 KiB.
+	peerFrameSize = 1 << 20
+	// peerBufferSize sizes the HTTP/1.1 fallback's socket buffers (4 KiB by
+	// default), which bound each read and write syscall.
+	peerBufferSize = 256 << 10
+	// peerExpectContinue is how long a push waits for the peer's 100
+	// Continue before sending the body anyway. A peer that holds the blob,
+	// or is storing it from another sender, answers first, so the body is
+	// never sent; a wharf peer that wants it says so at once.
+	peerExpectContinue = 5 * time.Second
+)
+
+func peerHTTP2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     peerStreamWindow,
+		MaxReceiveBufferPerConnection: peerConnWindow,
+		MaxReadFrameSize:              peerFrameSize,
+	}
+}
+
 // newInternalServer returns the HTTP server of the cluster port, speaking
 // HTTP/2 and HTTP/1.1 over the mux's TLS connections.
 func newInternalServer(h http.Handler, logger *slog.Logger) *http.Server {
@@ -171,6 +203,7 @@ func newInternalServer(h http.Handler, logger *slog.Logger) *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		HTTP2:             peerHTTP2Config(),
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
@@ -181,12 +214,16 @@ func newInternalServer(h http.Handler, logger *slog.Logger) *http.Server {
 // newPeerClient returns the mTLS HTTP client for peers' cluster ports.
 func newPeerClient(conf *tls.Config) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig:     conf,
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: handshakeTimeout,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       conf,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   handshakeTimeout,
+		ExpectContinueTimeout: peerExpectContinue,
+		WriteBufferSize:       peerBufferSize,
+		ReadBufferSize:        peerBufferSize,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		HTTP2:                 peerHTTP2Config(),
 	}
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP1(true)

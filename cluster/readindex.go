@@ -109,7 +109,7 @@ func (n *Node) fetchReadIndex() (uint64, error) {
 		}
 		resp, err := n.peer(addr).ReadIndex(ctx, connect.NewRequest(&clusterv1.ReadIndexRequest{}))
 		if err != nil {
-			return peerError("read index from leader "+string(addr), err)
+			return peerError(ctx, "read index from leader "+string(addr), err)
 		}
 		idx = resp.Msg.GetIndex()
 		return nil

@@ -24,9 +24,23 @@
 // through Raft. A mount or manifest push that raced a collection fails with
 // fsm.ErrBlobCollected instead of referencing a blob that is being deleted.
 //
+// Sweep also deletes the local copies this node no longer holds: files of
+// blobs whose holder record exists but does not list this node, because the
+// leader's repair trimmed it as an extra holder that is not one of the
+// blob's owners (see package replica). It first waits until the local FSM
+// has caught up with the leader (a node replaying an old log must not act on
+// a record from the past), and deletes a copy only while the record lists at
+// least min(Replicas, other live nodes) live holders other than this node,
+// and only if the file was not stored (or stored again: a client upload, a
+// peer copy) less than Settle ago. A client that stores the blob here again
+// after the trim therefore keeps its copy: the commit refreshes the file's
+// time, and its AddBlobHolder lists the node again. Reads in progress keep
+// their open descriptors, which survive the unlink.
+//
 // Files on disk that no holder record names (a Stored call that failed, a
-// node that was deregistered and came back) are not swept; they are left for
-// a future orphan scan.
+// node that was deregistered and came back, a collected blob whose
+// tombstone does not name this node) are not swept; they are left for a
+// future orphan scan.
 package gc
 
 import (
@@ -66,6 +80,14 @@ type Cluster interface {
 	CollectBlob(ctx context.Context, d digest.Digest, grace time.Duration) error
 	// CollectedBlobDeleted commits that nodeID no longer has a copy of d.
 	CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error
+	// BlobHolders returns the holder record of d, or fsm.ErrNotFound.
+	BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error)
+	// LiveNodeIDs returns the IDs of the registered nodes gossip sees alive
+	// (this node included).
+	LiveNodeIDs() ([]string, error)
+	// CatchUp returns once the local FSM has applied every entry the leader
+	// committed before the call, or an error if that is not known.
+	CatchUp(ctx context.Context) error
 }
 
 // Config configures a Collector.
@@ -82,6 +104,10 @@ type Config struct {
 	// from deletion, whatever the FSM says: longer than a commit's
 	// AddBlobHolder takes to be applied. Default min(5m, Grace).
 	Settle time.Duration
+	// Replicas (R) is the number of copies each blob should have. A copy
+	// this node no longer holds is deleted only while at least
+	// min(R, other live nodes) other live nodes hold the blob. Default 3.
+	Replicas int
 	// Now is the clock Collect compares with the FSM's timestamps; default
 	// time.Now. Sweep compares file times with the local wall clock.
 	Now        func() time.Time
@@ -98,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Settle <= 0 {
 		c.Settle = min(5*time.Minute, c.Grace)
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 3
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -145,8 +174,9 @@ func (c *Collector) Run(ctx context.Context) {
 		}
 		if rep, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
 			c.cfg.Logger.Warn("delete collected blobs", "err", err)
-		} else if rep.Deleted > 0 {
-			c.cfg.Logger.Info("deleted collected blobs", "count", rep.Deleted, "bytes", rep.BytesFreed)
+		} else if rep.Deleted > 0 || rep.Unheld > 0 {
+			c.cfg.Logger.Info("deleted blob files", "collected", rep.Deleted, "bytes", rep.BytesFreed,
+				"unheld", rep.Unheld, "unheld_bytes", rep.UnheldBytesFreed)
 		}
 	}
 }
@@ -226,9 +256,17 @@ type SweepReport struct {
 	Deleted    int   // local copies deleted
 	BytesFreed int64 // their size
 	Settling   int   // copies kept because they were stored less than Settle ago
+	// Unheld and UnheldBytesFreed count the local copies of blobs whose
+	// holder record no longer lists this node (trimmed), deleted.
+	Unheld           int
+	UnheldBytesFreed int64
+	// UnheldKept counts such copies kept because too few other live nodes
+	// hold the blob.
+	UnheldKept int
 }
 
-// Sweep deletes this node's copies of collected blobs and reports them.
+// Sweep deletes this node's copies of collected blobs and reports them,
+// then deletes its copies of blobs it is no longer recorded as holding.
 func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	local := c.cfg.Cluster.LocalID()
@@ -260,7 +298,72 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 			errs = append(errs, fmt.Errorf("report deleting %s: %w", d, err))
 		}
 	})
-	return rep, errors.Join(append(errs, err)...)
+	errs = append(errs, err)
+	if ctx.Err() == nil {
+		errs = append(errs, c.sweepUnheld(ctx, cutoff, &rep))
+	}
+	return rep, errors.Join(errs...)
+}
+
+// sweepUnheld deletes the local copies of blobs whose holder record does not
+// list this node, stored before cutoff, while enough other live nodes hold
+// them (see the package documentation).
+func (c *Collector) sweepUnheld(ctx context.Context, cutoff time.Time, rep *SweepReport) error {
+	// cutoff was read before this: a copy stored before it had Settle for
+	// its AddBlobHolder to be committed, which the FSM has now applied.
+	if err := c.cfg.Cluster.CatchUp(ctx); err != nil {
+		return fmt.Errorf("holder records may be behind the leader; not deleting unheld copies: %w", err)
+	}
+	ids, err := c.cfg.Cluster.LiveNodeIDs()
+	if err != nil {
+		return fmt.Errorf("live nodes: %w", err)
+	}
+	local := c.cfg.Cluster.LocalID()
+	live := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if id != local {
+			live[id] = true
+		}
+	}
+	need := max(1, min(c.cfg.Replicas, len(live)))
+	var errs []error
+	err = c.cfg.Local.Blobs(ctx, func(d digest.Digest) error {
+		rec, err := c.cfg.Cluster.BlobHolders(d)
+		if errors.Is(err, fsm.ErrNotFound) {
+			return nil // collected (see Sweep above) or unrecorded: not ours to judge
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("holders of %s: %w", d, err))
+			return nil
+		}
+		if _, held := slices.BinarySearch(rec.GetNodeIds(), local); held {
+			return nil
+		}
+		elsewhere := 0
+		for _, id := range rec.GetNodeIds() {
+			if live[id] {
+				elsewhere++
+			}
+		}
+		if elsewhere < need {
+			rep.UnheldKept++
+			return nil
+		}
+		freed, kept, err := c.cfg.Local.DeleteIfStoredBefore(ctx, d, cutoff)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case kept:
+			rep.Settling++
+		case freed > 0:
+			rep.Unheld++
+			rep.UnheldBytesFreed += freed
+			c.metrics.unheldDeleted.Inc()
+			c.metrics.bytesFreed.Add(float64(freed))
+		}
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // eachTombstone calls fn for every tombstone, a page at a time.
@@ -286,6 +389,9 @@ type metrics struct {
 	collected  prometheus.Counter
 	deleted    prometheus.Counter
 	bytesFreed prometheus.Counter
+	// unheldDeleted counts deleted copies this node was no longer recorded
+	// as holding; their bytes count in bytesFreed.
+	unheldDeleted prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -300,11 +406,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		bytesFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_gc_bytes_freed_total",
-			Help: "Bytes of local disk freed by deleting collected blobs.",
+			Help: "Bytes of local disk freed by deleting collected blobs and copies this node no longer holds.",
+		}),
+		unheldDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_blob_unheld_files_deleted_total",
+			Help: "Local copies of blobs whose holder record no longer lists this node (trimmed extra copies) deleted.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.collected, m.deleted, m.bytesFreed)
+		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted)
 	}
 	return m
 }
@@ -316,4 +426,5 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	reg.Unregister(m.collected)
 	reg.Unregister(m.deleted)
 	reg.Unregister(m.bytesFreed)
+	reg.Unregister(m.unheldDeleted)
 }

@@ -41,16 +41,25 @@ type testCluster struct {
 	urls  map[string]string
 	local map[string]*blobstore.Store
 	repl  map[string]*replica.Store
+	r     int             // replicas
+	dead  map[string]bool // gossip's view; guarded by mu
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	return newTestClusterR(t, n, n)
+}
+
+// newTestClusterR is newTestCluster with r replicas and write quorum r.
+func newTestClusterR(t *testing.T, n, r int) *testCluster {
 	t.Helper()
 	f, err := fsm.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, repl: map[string]*replica.Store{}}
+	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, repl: map[string]*replica.Store{},
+		r: r, dead: map[string]bool{}}
 	tc.clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	for i := range n {
 		id := fmt.Sprintf("node%d", i)
@@ -68,7 +77,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	for _, id := range tc.ids {
 		s, err := replica.New(replica.Config{
 			Local: tc.local[id], Cluster: view{tc, id}, Client: http.DefaultClient,
-			Replicas: n, WriteQuorum: n, DurableTimeout: 5 * time.Second, FetchDir: t.TempDir(),
+			Replicas: r, WriteQuorum: r, DurableTimeout: 5 * time.Second, FetchDir: t.TempDir(),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -122,12 +131,26 @@ func (v view) NodeIDs() ([]string, error) {
 	return slices.Clone(v.tc.ids), nil
 }
 func (v view) Nodes() ([]replica.Node, error) {
+	v.tc.mu.Lock()
+	defer v.tc.mu.Unlock()
 	var out []replica.Node
 	for _, id := range v.tc.ids {
-		out = append(out, replica.Node{ID: id, URL: v.tc.urls[id], Weight: 1, Alive: true})
+		out = append(out, replica.Node{ID: id, URL: v.tc.urls[id], Weight: 1, Alive: !v.tc.dead[id]})
 	}
 	return out, nil
 }
+func (v view) LiveNodeIDs() ([]string, error) {
+	v.tc.mu.Lock()
+	defer v.tc.mu.Unlock()
+	var out []string
+	for _, id := range v.tc.ids {
+		if !v.tc.dead[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+func (v view) CatchUp(context.Context) error { return nil } // one FSM, always current
 func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.BlobHolders(d)
 }
@@ -161,7 +184,7 @@ func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node stri
 // a moment ago may be deleted.
 func (tc *testCluster) collector(id string, settle time.Duration) *Collector {
 	tc.t.Helper()
-	c, err := New(Config{Local: tc.local[id], Cluster: view{tc, id}, Grace: grace, Settle: settle, Now: tc.now})
+	c, err := New(Config{Local: tc.local[id], Cluster: view{tc, id}, Grace: grace, Settle: settle, Now: tc.now, Replicas: tc.r})
 	if err != nil {
 		tc.t.Fatal(err)
 	}

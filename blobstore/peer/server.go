@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -19,6 +20,9 @@ const PathPrefix = "/internal/blobs/"
 type Server struct {
 	store  *blobstore.Store
 	logger *slog.Logger
+
+	mu      sync.Mutex
+	ingests map[digest.Digest]chan struct{} // PUTs storing a blob; closed when done
 }
 
 // NewServer returns a Server for store. A nil logger discards messages.
@@ -26,7 +30,7 @@ func NewServer(store *blobstore.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{store: store, logger: logger}
+	return &Server{store: store, logger: logger, ingests: map[digest.Digest]chan struct{}{}}
 }
 
 // Register mounts the Server's routes on mux, under PathPrefix.
@@ -37,13 +41,56 @@ func (s *Server) Register(mux *http.ServeMux) {
 
 // put stores the request body as a blob, verified and fsynced before it
 // answers 201. A blob already held is acknowledged without reading the body,
-// which saves the transfer for clients that send Expect: 100-continue.
+// which saves the transfer for clients that send Expect: 100-continue; it
+// counts as stored again (Touch), since the pusher is about to record this
+// node as holding it and a node's sweep of copies it no longer holds spares
+// recently stored ones.
+//
+// Only one PUT of a digest is stored at a time: another one that arrives
+// meanwhile (the uploading node's copy and the leader's repair of the same
+// fresh blob, say) waits without reading its body, then answers 200 if the
+// first stored the blob, or stores it itself if the first failed.
 func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	d := digest.Digest(r.PathValue("digest"))
-	if _, err := s.store.Stat(r.Context(), d); err == nil {
-		w.WriteHeader(http.StatusOK)
-		return
+	for {
+		if held, err := s.store.Touch(r.Context(), d); err == nil && held {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		done, first := s.beginIngest(d)
+		if first {
+			s.ingest(w, r, d, done)
+			return
+		}
+		select {
+		case <-done:
+		case <-r.Context().Done():
+			return
+		}
 	}
+}
+
+// beginIngest returns the channel of the ingest of d in progress and false,
+// or, if there is none, registers a new one and returns it with true.
+func (s *Server) beginIngest(d digest.Digest) (chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if done, ok := s.ingests[d]; ok {
+		return done, false
+	}
+	done := make(chan struct{})
+	s.ingests[d] = done
+	return done, true
+}
+
+// ingest stores the body of r as blob d and ends the ingest done.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, d digest.Digest, done chan struct{}) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.ingests, d)
+		s.mu.Unlock()
+		close(done)
+	}()
 	if _, err := s.store.Put(r.Context(), d, r.Body); err != nil {
 		s.fail(w, r, err)
 		return

@@ -11,7 +11,9 @@
 //     and served from a file (one fetch shared by concurrent requests);
 //   - on the Raft leader, a repair loop finds blobs with fewer than R live
 //     holders (after a node died or was removed) and copies them to new
-//     owners.
+//     owners; a blob whose owners all hold it loses its other live holders
+//     from the record (a node that is not an owner keeps no permanent copy;
+//     each node's gc sweep deletes the file).
 //
 // Which nodes hold a blob is replicated state (fsm holder records);
 // everything here is a reconciler that acts on it through the Cluster

@@ -7,6 +7,7 @@ import (
 type metrics struct {
 	copies          *prometheus.CounterVec
 	repairs         prometheus.Counter
+	trims           prometheus.Counter
 	peerFetches     prometheus.Counter
 	underReplicated prometheus.GaugeFunc
 	durableWait     prometheus.Histogram
@@ -21,6 +22,10 @@ func newMetrics(reg prometheus.Registerer, underReplicated func() float64) *metr
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_blob_repairs_total",
 			Help: "Copies the leader made to bring under-replicated blobs back to R.",
+		}),
+		trims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_blob_trims_total",
+			Help: "Extra holders (not owners) the leader took off blobs' holder records once every owner held the blob.",
 		}),
 		peerFetches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_blob_peer_fetches_total",
@@ -37,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, underReplicated func() float64) *metr
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.copies, m.repairs, m.peerFetches, m.underReplicated, m.durableWait)
+		reg.MustRegister(m.copies, m.repairs, m.trims, m.peerFetches, m.underReplicated, m.durableWait)
 	}
 	return m
 }
@@ -48,6 +53,7 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	}
 	reg.Unregister(m.copies)
 	reg.Unregister(m.repairs)
+	reg.Unregister(m.trims)
 	reg.Unregister(m.peerFetches)
 	reg.Unregister(m.underReplicated)
 	reg.Unregister(m.durableWait)

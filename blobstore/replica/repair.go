@@ -43,11 +43,17 @@ type RepairReport struct {
 	UnderReplicated int // blobs with fewer than min(R, live nodes) live holders
 	Copied          int // copies made
 	Lost            int // blobs with no live holder at all
+	Trimmed         int // extra holders (not owners) taken off holder records
+	// Deferred counts under-replicated blobs left for the next round: all
+	// their holders are alive, so the copies their uploader started are
+	// probably still running.
+	Deferred int
 }
 
 // Repair scans every holder record once and copies each under-replicated
 // blob from a live holder to the owners that lack it. It also forgets
-// holders that are no longer registered nodes.
+// holders that are no longer registered nodes, and trims the extra holders
+// of a blob all of whose owners hold it (see trim.go).
 func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	nodes, err := s.cfg.Cluster.Nodes()
@@ -55,6 +61,7 @@ func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 		return rep, fmt.Errorf("cluster nodes: %w", err)
 	}
 	var errs []error
+	short := map[digest.Digest]bool{}
 	last := ""
 	for {
 		page, err := s.cfg.Cluster.ListBlobHolders(last, repairPage)
@@ -62,7 +69,7 @@ func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 			return rep, fmt.Errorf("list blob holders: %w", err)
 		}
 		for _, rec := range page {
-			if err := s.repairBlob(ctx, rec, nodes, &rep); err != nil {
+			if err := s.repairBlob(ctx, rec, nodes, short, &rep); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -73,11 +80,30 @@ func (s *Store) Repair(ctx context.Context) (RepairReport, error) {
 		last = page[len(page)-1].GetDigest()
 	}
 	s.underReplicated.Store(int64(rep.UnderReplicated))
+	s.mu.Lock()
+	s.shortLastRound = short
+	s.mu.Unlock()
 	return rep, errors.Join(errs...)
 }
 
-// repairBlob brings one blob back to min(R, live nodes) live holders.
-func (s *Store) repairBlob(ctx context.Context, rec *fsmv1.BlobHolders, nodes []Node, rep *RepairReport) error {
+// deferRepair reports whether to leave under-replicated blob d for the next
+// round, and notes it in short. A blob short of copies only because its
+// copies have not been made yet (no holder is dead) gets one round of
+// grace: copying it now would race the uploader's own copies to the same
+// owners. A blob that lost a holder is repaired at once.
+func (s *Store) deferRepair(d digest.Digest, lostHolder bool, short map[digest.Digest]bool) bool {
+	short[d] = true
+	if lostHolder {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.shortLastRound[d]
+}
+
+// repairBlob brings one blob back to min(R, live nodes) live holders, or
+// trims the holders it has beyond its owners.
+func (s *Store) repairBlob(ctx context.Context, rec *fsmv1.BlobHolders, nodes []Node, short map[digest.Digest]bool, rep *RepairReport) error {
 	d, err := digest.Parse(rec.GetDigest())
 	if err != nil {
 		return fmt.Errorf("holder record %q: %w", rec.GetDigest(), err)
@@ -88,25 +114,36 @@ func (s *Store) repairBlob(ctx context.Context, rec *fsmv1.BlobHolders, nodes []
 	}
 	live := liveNodes(nodes)
 	var sources []Node
+	lostHolder := false
 	for _, id := range rec.GetNodeIds() {
 		if !registered[id] {
 			if err := s.cfg.Cluster.RemoveBlobHolder(ctx, d, id); err != nil {
 				return fmt.Errorf("forget holder %s of %s: %w", id, d, err)
 			}
+			lostHolder = true
 			continue
 		}
 		if n, ok := live[id]; ok {
 			sources = append(sources, n)
+		} else {
+			lostHolder = true
 		}
 	}
 	want := min(s.cfg.Replicas, len(live))
 	if len(sources) >= want {
+		if len(sources) > want {
+			return s.trimExtra(ctx, d, rec, nodes, rep)
+		}
 		return nil
 	}
 	rep.UnderReplicated++
 	if len(sources) == 0 {
 		rep.Lost++
 		return fmt.Errorf("blob %s has no live holder", d)
+	}
+	if s.deferRepair(d, lostHolder, short) {
+		rep.Deferred++
+		return nil
 	}
 	return s.copyMissing(ctx, d, rec.GetSize(), sources, nodes, want-len(sources), rep)
 }

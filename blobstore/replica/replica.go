@@ -113,9 +113,14 @@ type Store struct {
 
 	mu      sync.Mutex
 	copying map[digest.Digest]bool // blobs with a background copy running
+	// shortLastRound: the blobs the previous repair round found short of
+	// copies (see deferRepair).
+	shortLastRound map[digest.Digest]bool
 	wg      sync.WaitGroup
 	ctx     context.Context // ends background copies on Close
 	cancel  context.CancelFunc
+
+	recorded notifier // wakes WaitDurable when this node records a holder
 }
 
 // New returns a Store. Close ends its background copies.

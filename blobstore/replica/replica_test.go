@@ -304,3 +304,35 @@ func TestRepairForgetsUnregisteredHolders(t *testing.T) {
 		}
 	}
 }
+
+func TestRepairGivesFreshUploadsOneRound(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	ctx := context.Background()
+	content, d := randomBlob(t, 4096)
+	// Stored on node0 and recorded, but its own copies not started: what
+	// the leader sees while an uploader's copies are still running.
+	if _, err := tc.local["node0"].Put(ctx, d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := (view{tc, "node0", false}).AddBlobHolder(ctx, d, int64(len(content)), "node0"); err != nil {
+		t.Fatal(err)
+	}
+	leader := tc.store("node1", 3, 2, true)
+	first, err := leader.Repair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Deferred != 1 || first.Copied != 0 {
+		t.Fatalf("first round %+v: want the fresh blob deferred, nothing copied", first)
+	}
+	second, err := leader.Repair(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Deferred != 0 || second.Copied != 2 {
+		t.Fatalf("second round %+v: want 2 copies of the blob still short", second)
+	}
+	if got := len(tc.holders(d)); got != 3 {
+		t.Errorf("holders %v after two rounds, want 3", tc.holders(d))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -21,6 +22,7 @@ func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
 		s.cfg.Logger.Warn("record blob holder", "digest", d, "err", err)
 		return
 	}
+	s.recorded.signal()
 	s.copyInBackground(d, size)
 }
 
@@ -72,12 +74,15 @@ func (s *Store) copyToOwners(ctx context.Context, d digest.Digest, size int64) e
 			errs = append(errs, fmt.Errorf("copy to %s: %w", byURL[url], err))
 			return
 		}
+		s.recorded.signal()
 		s.metrics.copies.WithLabelValues("ok").Inc()
 	})
 	return errors.Join(errs...)
 }
 
-// missingOwners returns d's owners among the live nodes that do not hold it.
+// missingOwners returns d's owners among the live nodes that do not hold
+// it, other than this node, which holds it (its own holder record may not
+// have been applied here yet).
 func (s *Store) missingOwners(d digest.Digest) ([]Node, error) {
 	nodes, err := s.cfg.Cluster.Nodes()
 	if err != nil {
@@ -90,7 +95,7 @@ func (s *Store) missingOwners(d digest.Digest) ([]Node, error) {
 	live := liveNodes(nodes)
 	var missing []Node
 	for _, o := range placement.Owners(d, placementNodes(nodes), s.cfg.Replicas) {
-		if !holders[o.ID] {
+		if !holders[o.ID] && o.ID != s.cfg.Cluster.LocalID() {
 			missing = append(missing, live[o.ID])
 		}
 	}
@@ -112,6 +117,16 @@ func (s *Store) holderSet(d digest.Digest) (map[string]bool, error) {
 	return set, nil
 }
 
+// Polling of WaitDurable: copies this node makes wake it at once (see
+// notifier), and it then polls closely until the record reaches the local
+// FSM; copies other nodes make are seen by polling the local FSM,
+// starting at durablePollMin and backing off to durablePollMax, which
+// bounds how long a manifest push waits after its last copy is recorded.
+const (
+	durablePollMin = 1 * time.Millisecond
+	durablePollMax = 10 * time.Millisecond
+)
+
 // WaitDurable blocks until every blob in ds has min(W, registered nodes)
 // recorded holders, for at most DurableTimeout. A blob still short of
 // copies that this node holds gets its copy restarted.
@@ -120,8 +135,13 @@ func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
 	defer cancel()
 	start := time.Now()
 	defer func() { s.metrics.durableWait.Observe(time.Since(start).Seconds()) }()
-	backoff := 5 * time.Millisecond
+	backoff := durablePollMin
+	timer := time.NewTimer(backoff)
+	defer timer.Stop()
 	for {
+		// Taken before the check, so that a holder recorded after it
+		// wakes the wait below.
+		recorded := s.recorded.wait()
 		short, err := s.shortOfQuorum(ds)
 		if err != nil || short == nil {
 			return err
@@ -129,13 +149,45 @@ func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
 		for _, b := range short.local {
 			s.copyInBackground(b.digest, b.size)
 		}
+		timer.Reset(backoff)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("blob %s has %d of the %d durable copies it needs: %w",
 				short.first, short.have, short.need, ctx.Err())
-		case <-time.After(backoff):
+		case <-recorded:
+			// A holder recorded through the leader reaches this node's
+			// FSM a moment later, with the next log replication: poll
+			// closely again.
+			backoff = durablePollMin
+		case <-timer.C:
+			backoff = min(2*backoff, durablePollMax)
 		}
-		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+// notifier wakes every goroutine waiting on it. The zero value is ready.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next signal.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+// signal wakes the current waiters.
+func (n *notifier) signal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
 	}
 }
 

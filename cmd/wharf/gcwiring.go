@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore/gc"
+	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
 )
@@ -53,6 +55,37 @@ func (c gcCluster) CollectedBlobDeleted(ctx context.Context, d digest.Digest, no
 	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
 		Digest: d.String(), NodeId: nodeID,
 	}}})
+}
+
+func (c gcCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+	return c.node.FSM().BlobHolders(d)
+}
+
+func (c gcCluster) LiveNodeIDs() ([]string, error) {
+	nodes, err := replica.NewRaftCluster(c.node).Nodes()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, n := range nodes {
+		if n.Alive {
+			ids = append(ids, n.ID)
+		}
+	}
+	return ids, nil
+}
+
+// CatchUp requires a ready node (it has a leader and has applied the log up
+// to its commit index), then takes a read index from the leader through a
+// linearizable read: once that returns, the FSM has applied every entry
+// committed before the call. (With --stale-reads the read is local and
+// readiness is all that is checked.)
+func (c gcCluster) CatchUp(ctx context.Context) error {
+	if !c.node.Status().Ready() {
+		return errors.New("node is not ready: its FSM may be behind the leader")
+	}
+	_, err := c.node.ListRepositories(ctx, "", 1)
+	return err
 }
 
 func (c gcCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {

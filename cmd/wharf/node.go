@@ -83,6 +83,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		Cluster:    gcCluster{node},
 		Grace:      o.gcGrace,
 		Interval:   o.gcInterval,
+		Replicas:   o.replicas,
 		Logger:     logger.With("component", "gc"),
 		Registerer: reg,
 	})
