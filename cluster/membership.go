@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"time"
 
@@ -183,8 +185,26 @@ func (n *Node) registeredNodes() (map[string]*fsmv1.Node, error) {
 
 // ensureMember registers an alive member and adds it to Raft: as a voter
 // while there are fewer voters than wanted, else as a non-voter.
+//
+// Gossip only proves the member holds the gossip key. Before the member is
+// registered, added or moved, the leader checks that mutual TLS with its
+// cluster port succeeds, so a member whose certificate comes from another
+// CA (operator-supplied TLS) never enters the FSM or Raft.
 func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string]*fsmv1.Node, alive int) error {
-	if r := registered[m.ID]; r == nil || r.GetClusterAddress() != m.ClusterAddr || r.GetName() != m.Name || r.GetGossipAddress() != m.GossipAddr {
+	conf, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	srv, found := findServer(conf, m.ID)
+	r := registered[m.ID]
+	current := r != nil && r.GetClusterAddress() == m.ClusterAddr && r.GetName() == m.Name && r.GetGossipAddress() == m.GossipAddr
+	if current && found && string(srv.Address) == m.ClusterAddr {
+		return nil
+	}
+	if err := n.probePeer(ctx, m.ClusterAddr); err != nil {
+		return fmt.Errorf("not adding member %s: its cluster port %s does not complete mutual TLS with this node (certificate from another CA?): %w", m.ID, m.ClusterAddr, err)
+	}
+	if !current {
 		node := &fsmv1.Node{Id: m.ID, Name: m.Name, ClusterAddress: m.ClusterAddr, GossipAddress: m.GossipAddr}
 		cmd := &fsmv1.Command{Op: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{Node: node}}}
 		if _, err := n.Apply(ctx, cmd); err != nil {
@@ -192,11 +212,6 @@ func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string
 		}
 		n.logger.Info("registered node", "member", m.ID, "address", m.ClusterAddr)
 	}
-	conf, err := n.configuration()
-	if err != nil {
-		return err
-	}
-	srv, found := findServer(conf, m.ID)
 	if found && string(srv.Address) == m.ClusterAddr {
 		return nil
 	}
@@ -206,6 +221,28 @@ func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string
 	}
 	n.logger.Info("adding non-voter", "member", m.ID, "address", m.ClusterAddr)
 	return n.raftChange(ctx, "add non-voter "+m.ID, n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.ClusterAddr), 0, n.cfg.ApplyTimeout))
+}
+
+// peerProbeTimeout bounds the check that a member's cluster port accepts
+// this node.
+const peerProbeTimeout = 3 * time.Second
+
+// probePeer makes one HTTP request to addr's cluster port. Any answer means
+// both sides accepted the other's certificate: the server checks the
+// client's before it reads a request.
+func (n *Node) probePeer(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, peerProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := n.peerClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // targetVoters is how many voters a cluster of alive members should have.
