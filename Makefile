@@ -10,9 +10,10 @@ BUF_VERSION          := v1.75.0
 PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-cluster e2e-partition bench bench-rss generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition bench bench-rss generate clean
 
-## run: start one wharf node on :5001 with its data in ./wharf-data
+## run: start one wharf node on :5001 with its data in ./wharf-data; the first
+## start prints the admin password and how to log in
 run:
 	$(GO) run ./cmd/wharf serve
 
@@ -37,14 +38,20 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./api/oci
 	$(GO) test -run='^$$' -fuzz='^FuzzParseReference$$' -fuzztime=$(FUZZTIME) ./api/oci
 	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./api/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthorization$$' -fuzztime=$(FUZZTIME) ./api/auth
 
 ## conformance: the OCI distribution-spec conformance suite; any failure fails
 conformance:
 	scripts/conformance.sh
 
-## e2e: real podman and skopeo against a real node, with a crash mid-push
-e2e:
+## e2e: real podman and skopeo against a real node, with a crash mid-push, and access control
+e2e: e2e-auth
 	scripts/e2e-podman.sh
+
+## e2e-auth: podman login, roles, namespace creation, public pulls, API tokens
+e2e-auth:
+	scripts/e2e-auth.sh
 
 ## e2e-cluster: three nodes behind haproxy: podman, conformance, kill -9
 e2e-cluster:

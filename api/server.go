@@ -18,6 +18,8 @@ import (
 type Config struct {
 	// OCI serves everything under /v2/.
 	OCI http.Handler
+	// Token serves the Docker token endpoint, /token; nil mounts none.
+	Token http.Handler
 	// Route names an OCI request for the metrics' route label.
 	Route func(*http.Request) string
 	// Connect maps Connect service path prefixes (from the generated
@@ -37,6 +39,9 @@ func NewHandler(cfg Config) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", m.instrument(cfg.Route, cfg.OCI))
+	if cfg.Token != nil {
+		mux.Handle("/token", m.instrument(staticRoute("token"), cfg.Token))
+	}
 	for prefix, h := range cfg.Connect {
 		mux.Handle(prefix, m.instrument(connectRoute(prefix), h))
 	}

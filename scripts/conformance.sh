@@ -36,6 +36,7 @@ run_conformance() {
 	log "conformance run '$name' against $CONFORMANCE_REGISTRY (sparse data: $sparse)"
 	set +e
 	env OCI_REGISTRY="$CONFORMANCE_REGISTRY" OCI_TLS=disabled OCI_RESULTS_DIR="$results" \
+		OCI_USERNAME="$ADMIN_USER" OCI_PASSWORD="$WHARF_ADMIN_PASSWORD" \
 		OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 OCI_LOG=error \
 		OCI_API_PULL=true OCI_API_PUSH=true \
 		OCI_API_BLOBS_ATOMIC=true OCI_API_BLOBS_DELETE=true OCI_API_BLOBS_DIGEST_HEADER=true \

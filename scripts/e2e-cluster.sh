@@ -62,7 +62,7 @@ CFG
 	haproxy -f "$cfg" -db >"$WORK/haproxy.log" 2>&1 &
 	HAPROXY_PID=$!
 	for _ in $(seq 1 100); do
-		curl -fsS "http://$LB/v2/" >/dev/null 2>&1 && return 0
+		curl -fsS "http://$LB/readyz" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
 	die "haproxy did not come up"
@@ -76,6 +76,10 @@ start_cluster
 start_haproxy
 
 log "2. podman push through haproxy, pull through haproxy and every node"
+podman_login "$LB"
+for i in 0 1 2; do
+	podman_login "localhost:$(node_port "$i")"
+done
 build_image localhost/e2e/cluster:v1 3 300000
 round_trip_podman localhost/e2e/cluster:v1 "$LB/e2e/cluster:v1"
 want=$(image_id "$LB/e2e/cluster:v1")

@@ -40,6 +40,7 @@ http() {
 	local i=$1 method=$2 path=$3
 	shift 3
 	in_node "$i" curl -sS --max-time 20 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' \
+		-u "$ADMIN_USER:$WHARF_ADMIN_PASSWORD" \
 		-X "$method" "$@" "http://127.0.0.1:$HTTP_PORT$path" || true # curl prints 000 itself
 }
 

@@ -31,6 +31,7 @@ verify_blobs() {
 
 build_wharf
 start_node node1 "$PORT"
+podman_login "$REG"
 
 log "1. podman round trip of a multi-layer image"
 build_image localhost/e2e/multi:v1 3 200000

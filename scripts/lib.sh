@@ -9,6 +9,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHARF=${WHARF:-$ROOT/bin/wharf}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wharf-e2e.XXXXXX")
 declare -A NODE_PIDS=()
+# Every node a script starts creates the superuser admin with this password.
+export WHARF_ADMIN_PASSWORD=${WHARF_ADMIN_PASSWORD:-wharf-e2e-admin-password}
+ADMIN_USER=admin
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }

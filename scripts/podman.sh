@@ -3,6 +3,15 @@
 
 PODMAN=(podman --storage-driver=vfs --root "$WORK/podman-root" --runroot "$WORK/podman-run")
 TLS=(--tls-verify=false)
+# podman and skopeo keep their logins under $WORK too.
+export REGISTRY_AUTH_FILE=$WORK/auth.json
+[ -f "$REGISTRY_AUTH_FILE" ] || echo '{}' >"$REGISTRY_AUTH_FILE"
+
+# podman_login REGISTRY [USER PASSWORD]: podman login, as admin by default.
+podman_login() {
+	local reg=$1 user=${2:-$ADMIN_USER} pass=${3:-$WHARF_ADMIN_PASSWORD}
+	"${PODMAN[@]}" login "${TLS[@]}" -u "$user" --password-stdin "$reg" <<<"$pass" >/dev/null
+}
 
 image_id() { "${PODMAN[@]}" image inspect --format '{{.Id}}' "$1"; }
 

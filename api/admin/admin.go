@@ -6,6 +6,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -63,16 +64,35 @@ type Config struct {
 	// end of its process; nil refuses Leave.
 	Leave   func()
 	Version string
+
+	// Auth, if set, authenticates every request and makes each RPC check
+	// the caller's permission; nil leaves the services open, as on the
+	// cluster port, where peers are authenticated by mutual TLS.
+	Auth *Auth
+	// Apply commits a command through Raft; with Auth, it enables the
+	// AccessService.
+	Apply func(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error)
+	// Logger receives the AccessService's audit lines.
+	Logger *slog.Logger
 }
 
 // Handlers returns the services' handlers keyed by their path prefix, for
 // api.Config.Connect.
 func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler {
-	handlers := make(map[string]http.Handler, 2)
+	handlers := make(map[string]http.Handler, 3)
 	path, h := wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...)
 	handlers[path] = h
 	path, h = wharfv1connect.NewRegistryServiceHandler(&registryService{cfg: cfg}, opts...)
 	handlers[path] = h
+	if cfg.Auth != nil && cfg.Apply != nil {
+		path, h = wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...)
+		handlers[path] = h
+	}
+	if cfg.Auth != nil {
+		for p, h := range handlers {
+			handlers[p] = cfg.Auth.wrap(h)
+		}
+	}
 	return handlers
 }
 
@@ -83,6 +103,9 @@ type clusterService struct {
 
 // Status describes the answering node.
 func (s *clusterService) Status(ctx context.Context, _ *connect.Request[wharfv1.StatusRequest]) (*connect.Response[wharfv1.StatusResponse], error) {
+	if _, err := requireLogin(ctx); err != nil {
+		return nil, err
+	}
 	st := s.cfg.Node.Status()
 	count, bytes, err := s.cfg.Blobs.Stats(ctx)
 	if err != nil {

@@ -20,6 +20,9 @@ const peerStatusTimeout = 2 * time.Second
 // Members lists every known node and asks each live one for its status,
 // in parallel, over the cluster port.
 func (s *clusterService) Members(ctx context.Context, _ *connect.Request[wharfv1.MembersRequest]) (*connect.Response[wharfv1.MembersResponse], error) {
+	if err := s.cfg.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	members := s.cfg.Node.Members()
 	out := make([]*wharfv1.Member, len(members))
 	var wg sync.WaitGroup
@@ -77,7 +80,10 @@ func (s *clusterService) peerStatus(ctx context.Context, m cluster.Member) (*wha
 
 // Leave starts this node's graceful departure; the process exits once it
 // has left.
-func (s *clusterService) Leave(context.Context, *connect.Request[wharfv1.LeaveRequest]) (*connect.Response[wharfv1.LeaveResponse], error) {
+func (s *clusterService) Leave(ctx context.Context, _ *connect.Request[wharfv1.LeaveRequest]) (*connect.Response[wharfv1.LeaveResponse], error) {
+	if err := s.cfg.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	if s.cfg.Leave == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this node cannot be asked to leave"))
 	}
@@ -88,6 +94,9 @@ func (s *clusterService) Leave(context.Context, *connect.Request[wharfv1.LeaveRe
 // TransferLeadership hands leadership to another voter, when the
 // answering node is the leader.
 func (s *clusterService) TransferLeadership(ctx context.Context, _ *connect.Request[wharfv1.TransferLeadershipRequest]) (*connect.Response[wharfv1.TransferLeadershipResponse], error) {
+	if err := s.cfg.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	st := s.cfg.Node.Status()
 	if st.RaftState != "Leader" {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,

@@ -24,6 +24,9 @@ type registryService struct {
 // ListRepositories pages through repositories in lexical order. The page
 // token is the last repository name of the previous page.
 func (s *registryService) ListRepositories(ctx context.Context, req *connect.Request[wharfv1.ListRepositoriesRequest]) (*connect.Response[wharfv1.ListRepositoriesResponse], error) {
+	if _, err := requireLogin(ctx); err != nil {
+		return nil, err
+	}
 	size, err := pageSize(req.Msg.PageSize)
 	if err != nil {
 		return nil, err
@@ -33,15 +36,21 @@ func (s *registryService) ListRepositories(ctx context.Context, req *connect.Req
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
 	resp := &wharfv1.ListRepositoriesResponse{}
+	if more && len(names) > 0 {
+		resp.NextPageToken = names[len(names)-1]
+	}
 	for _, name := range names {
+		if ok, err := s.cfg.mayPull(ctx, name); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		info, err := s.repositoryInfo(name)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("repository %q: %w", name, err))
 		}
 		resp.Repositories = append(resp.Repositories, info)
-	}
-	if more && len(names) > 0 {
-		resp.NextPageToken = names[len(names)-1]
 	}
 	return connect.NewResponse(resp), nil
 }

@@ -76,6 +76,10 @@ type Authenticator struct {
 	addr   func(*http.Request) string
 	users  *throttle
 	source *throttle
+	// verified remembers recent successful password checks, so that a
+	// client sending Basic credentials with every request does not pay
+	// for argon2id each time.
+	verified *verifiedCache
 }
 
 // AuthenticatorConfig configures NewAuthenticator.
@@ -94,12 +98,13 @@ type AuthenticatorConfig struct {
 // NewAuthenticator returns an Authenticator.
 func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 	a := &Authenticator{
-		store:  cfg.Store,
-		log:    cfg.Logger,
-		now:    cfg.Now,
-		addr:   cfg.ClientAddress,
-		users:  newThrottle(userFailuresPerMinute, userFailureBurst, maxThrottleKeys),
-		source: newThrottle(addrFailuresPerMinute, addrFailureBurst, maxThrottleKeys),
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		addr:     cfg.ClientAddress,
+		users:    newThrottle(userFailuresPerMinute, userFailureBurst, maxThrottleKeys),
+		source:   newThrottle(addrFailuresPerMinute, addrFailureBurst, maxThrottleKeys),
+		verified: newVerifiedCache(verifiedTTL, maxVerified),
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -185,6 +190,9 @@ func (a *Authenticator) checkPassword(ctx context.Context, name, password string
 	if hash == "" {
 		hash = dummyHash // unknown user or no password: take as long, then refuse
 	}
+	if u.GetPasswordHash() != "" && a.verified.hit(hash, password, a.now()) {
+		return Caller{User: u.GetName()}, nil
+	}
 	ok, err := CheckPassword(hash, password)
 	if err != nil {
 		a.log.Error("stored password hash is unusable", "user", name, "error", err)
@@ -192,6 +200,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, name, password string
 	if !ok || u.GetPasswordHash() == "" {
 		return Caller{}, ErrBadCredentials
 	}
+	a.verified.add(hash, password, a.now())
 	return Caller{User: u.GetName()}, nil
 }
 

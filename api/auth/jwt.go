@@ -44,6 +44,7 @@ type KeySource func(ctx context.Context) (*fsmv1.SigningKeySet, error)
 // Tokens issues and verifies registry tokens with the cluster's keys.
 type Tokens struct {
 	keys    KeySource
+	local   KeySource
 	ring    *keyring
 	issuer  string
 	service string
@@ -54,6 +55,10 @@ type Tokens struct {
 // TokensConfig configures NewTokens.
 type TokensConfig struct {
 	Keys KeySource
+	// LocalKeys, if set, is tried first to verify a token: the keys as this
+	// node has them, without asking the leader. Keys is asked only when
+	// they lack the token's key (rotated a moment ago).
+	LocalKeys KeySource
 	// Issuer is the "iss" of every token; the same on every node.
 	Issuer string
 	// Service is the "aud" of every token: the registry's service name.
@@ -66,7 +71,7 @@ type TokensConfig struct {
 
 // NewTokens returns a token issuer and verifier.
 func NewTokens(cfg TokensConfig) *Tokens {
-	t := &Tokens{keys: cfg.Keys, ring: newKeyring(), issuer: cfg.Issuer, service: cfg.Service, ttl: cfg.TTL, now: cfg.Now}
+	t := &Tokens{keys: cfg.Keys, local: cfg.LocalKeys, ring: newKeyring(), issuer: cfg.Issuer, service: cfg.Service, ttl: cfg.TTL, now: cfg.Now}
 	if t.ttl <= 0 {
 		t.ttl = DefaultTokenTTL
 	}
@@ -119,14 +124,27 @@ var ErrInvalidToken = errors.New("invalid token")
 // algorithm, issuer, audience, expiry and not-before, and returns its
 // claims.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Claims, error) {
-	set, err := t.keys(ctx)
-	if err != nil {
+	source := t.keys
+	if t.local != nil {
+		source = t.local
+	}
+	set, err := source(ctx)
+	if err != nil && t.local == nil {
 		return nil, fmt.Errorf("verify token: %w", err)
 	}
 	var claims Claims
+	var fault error
 	_, err = jwt.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
 		priv, err := t.ring.find(set, kid)
+		if err != nil && t.local != nil {
+			fresh, ferr := t.keys(ctx)
+			if ferr != nil {
+				fault = ferr
+				return nil, ferr
+			}
+			priv, err = t.ring.find(fresh, kid)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -139,6 +157,9 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (*Claims, error) {
 		jwt.WithLeeway(clockSkew),
 		jwt.WithTimeFunc(t.now),
 	)
+	if fault != nil {
+		return nil, fmt.Errorf("verify token: %w", fault)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}

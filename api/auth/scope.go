@@ -17,9 +17,9 @@ const (
 // Scope is one resource and the actions asked for or granted on it, as in
 // "repository:acme/app:pull,push" or "registry:catalog:*".
 type Scope struct {
-	Type    string
-	Name    string
-	Actions []string
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
 }
 
 // maxScopeLength bounds one scope so parsing stays cheap.

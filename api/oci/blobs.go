@@ -62,6 +62,7 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) e
 	if err != nil {
 		return fmt.Errorf("unlink blob %s from %s: %w", d, rt.name, err)
 	}
+	h.audit(r.Context(), "delete_blob", rt.name, "digest", d.String())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

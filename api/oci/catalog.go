@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 )
@@ -17,7 +18,7 @@ func (h *Handler) getCatalog(w http.ResponseWriter, r *http.Request, _ route) er
 		return err
 	}
 	repos, more, err := p.list(func(last string, n int) ([]string, error) {
-		return h.meta.ListRepositories(r.Context(), last, n)
+		return h.visibleRepositories(r.Context(), last, n)
 	})
 	if err != nil {
 		return fmt.Errorf("list repositories: %w", err)
@@ -26,4 +27,32 @@ func (h *Handler) getCatalog(w http.ResponseWriter, r *http.Request, _ route) er
 		setNextLink(w, "/v2/_catalog", p, repos)
 	}
 	return writeJSON(w, r, http.StatusOK, "application/json", catalog{Repositories: repos})
+}
+
+// visibleRepositories returns up to n repositories after last that the
+// caller may pull.
+func (h *Handler) visibleRepositories(ctx context.Context, last string, n int) ([]string, error) {
+	var out []string
+	for len(out) < n {
+		batch, err := h.meta.ListRepositories(ctx, last, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		last = batch[len(batch)-1]
+		full := len(batch) == n
+		if batch, err = h.visible(ctx, batch); err != nil {
+			return nil, err
+		}
+		out = append(out, batch...)
+		if !full {
+			break
+		}
+	}
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
 }

@@ -53,6 +53,10 @@ type apiError struct {
 	message string
 	detail  any
 	cause   error
+	// challenge is the WWW-Authenticate value of a 401.
+	challenge string
+	// retryAfter is the Retry-After value, in seconds.
+	retryAfter string
 }
 
 func (e *apiError) Error() string {
@@ -161,6 +165,12 @@ func writeEnvelope(w http.ResponseWriter, r *http.Request, errs []*apiError) {
 	status := errs[0].status
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+	}
+	if errs[0].retryAfter != "" {
+		w.Header().Set("Retry-After", errs[0].retryAfter)
+	}
+	if errs[0].challenge != "" {
+		w.Header().Set("WWW-Authenticate", errs[0].challenge)
 	}
 	env := errorEnvelope{Errors: make([]errorBody, len(errs))}
 	for i, e := range errs {

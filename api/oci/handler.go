@@ -44,6 +44,10 @@ type Config struct {
 	// pushes until their blobs are durable on enough nodes; nil when a
 	// local fsync is enough.
 	Replication Replication
+
+	// Authorizer authenticates callers and checks their permissions; nil
+	// leaves the registry open to anyone (tests only).
+	Authorizer Authorizer
 }
 
 // Handler serves the OCI distribution API under /v2/.
@@ -57,6 +61,7 @@ type Handler struct {
 	maxManifestBytes int64
 	sparse           bool
 	publicURL        string
+	authz            Authorizer
 	routes           map[routeKind]methodTable
 }
 
@@ -79,6 +84,7 @@ func New(cfg Config) *Handler {
 		maxManifestBytes: cfg.MaxManifestBytes,
 		sparse:           cfg.SparseManifests,
 		publicURL:        strings.TrimSuffix(cfg.PublicURL, "/"),
+		authz:            cfg.Authorizer,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -141,6 +147,10 @@ func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request) error {
 		if err := validateName(rt.name); err != nil {
 			return err
 		}
+	}
+	r, err := h.authorize(r, rt)
+	if err != nil {
+		return err
 	}
 	if rt.kind == routeUploadSession {
 		if proxied, err := h.proxySession(w, r, rt); proxied || err != nil {

@@ -38,9 +38,13 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if err != nil {
 		return err
 	}
+	if err := h.prepareWrite(r.Context(), rt.name); err != nil {
+		return err
+	}
 	if err := h.storeManifest(r.Context(), p); err != nil {
 		return err
 	}
+	h.audit(r.Context(), "push", rt.name, "digest", p.digest.String(), "tags", p.tags)
 	hdr := w.Header()
 	hdr.Set("Location", h.location("/v2/"+p.ref.name+"/manifests/"+p.digest.String()))
 	hdr.Set("Docker-Content-Digest", p.digest.String())
@@ -135,6 +139,7 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err != nil {
 		return fmt.Errorf("delete manifest %s from %s: %w", ref, ref.name, err)
 	}
+	h.audit(ctx, "delete", ref.name, "reference", rt.arg)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -23,6 +23,9 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if err := h.checkPushName(ctx, rt.name); err != nil {
 		return err
 	}
+	if err := h.prepareWrite(ctx, rt.name); err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	if q.Has("mount") {
 		mounted, err := h.mountBlob(ctx, w, rt.name, q)
@@ -63,6 +66,9 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 	d, err := parseDigest(q.Get("mount"))
 	if err != nil {
 		return false, err
+	}
+	if ok, err := h.mayMount(ctx, q.Get("from")); err != nil || !ok {
+		return false, err // not allowed: upload the blob instead
 	}
 	size, ok, err := h.mountable(ctx, d, q.Get("from"))
 	if err != nil || !ok {

@@ -116,9 +116,9 @@ type Store struct {
 	// shortLastRound: the blobs the previous repair round found short of
 	// copies (see deferRepair).
 	shortLastRound map[digest.Digest]bool
-	wg      sync.WaitGroup
-	ctx     context.Context // ends background copies on Close
-	cancel  context.CancelFunc
+	wg             sync.WaitGroup
+	ctx            context.Context // ends background copies on Close
+	cancel         context.CancelFunc
 
 	recorded notifier // wakes WaitDurable when this node records a holder
 }

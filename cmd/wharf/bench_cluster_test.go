@@ -60,6 +60,7 @@ func benchDo(b testing.TB, method, url string, hdr http.Header, body io.Reader, 
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	req.SetBasicAuth(adminUser, harnessAdminPassword)
 	resp, err := benchClient.Do(req)
 	if err != nil {
 		b.Fatalf("%s %s: %v", method, url, err)
@@ -291,6 +292,7 @@ func BenchmarkClusterTagWrite(b *testing.B) {
 
 func getBody(b testing.TB, url string) []byte {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth(adminUser, harnessAdminPassword)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
 	resp, err := benchClient.Do(req)
 	if err != nil {
@@ -329,6 +331,7 @@ func BenchmarkClusterManifestGet(b *testing.B) {
 			for range work {
 				t0 := time.Now()
 				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.SetBasicAuth(adminUser, harnessAdminPassword)
 				req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
 				resp, err := benchClient.Do(req)
 				if err != nil {

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,51 +21,206 @@ import (
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 )
 
-// clientOptions are the flags shared by the admin-API subcommands.
+// clientOptions are the global flags of the admin-API subcommands: which
+// node to ask and as whom.
 type clientOptions struct {
-	server  string
-	timeout time.Duration
+	server        string
+	username      string
+	passwordStdin bool
+	timeout       time.Duration
+
+	// password is read from stdin, WHARF_PASSWORD or the credentials file.
+	password       string
+	storedPassword bool // password came from the credentials file
+	resolved       bool
 }
 
-func (c *clientOptions) register(cmd *cobra.Command) {
-	server := os.Getenv("WHARF_SERVER")
-	if server == "" {
-		server = "http://localhost:5001"
+// registerGlobal adds the client flags to the root command.
+func (c *clientOptions) registerGlobal(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&c.server, "server", "", "wharf node to ask (env WHARF_SERVER; default: the server of 'wharf login', else http://localhost:5001)")
+	f.StringVarP(&c.username, "username", "u", "", "user to authenticate as (env WHARF_USERNAME)")
+	f.BoolVar(&c.passwordStdin, "password-stdin", false, "read the password (or an API token) from the first line of stdin (else env WHARF_PASSWORD)")
+	f.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
+}
+
+// resolve fills in the server and credentials: flags first, then the
+// environment, then the file 'wharf login' wrote.
+func (c *clientOptions) resolve(cmd *cobra.Command) error {
+	if c.resolved {
+		return nil
 	}
-	cmd.Flags().StringVar(&c.server, "server", server, "wharf node to ask (env WHARF_SERVER)")
-	cmd.Flags().DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
+	c.resolved = true
+	if c.server == "" {
+		c.server = os.Getenv("WHARF_SERVER")
+	}
+	if c.username == "" {
+		c.username = os.Getenv("WHARF_USERNAME")
+	}
+	if c.passwordStdin {
+		pw, err := readSecretLine(cmd.InOrStdin())
+		if err != nil {
+			return fmt.Errorf("--password-stdin: %w", err)
+		}
+		c.password = pw
+	} else {
+		c.password = os.Getenv("WHARF_PASSWORD")
+	}
+	creds, err := loadCredentials()
+	if err != nil {
+		return err
+	}
+	if c.server == "" {
+		c.server = creds.Current
+	}
+	if c.server == "" {
+		c.server = "http://localhost:5001"
+	}
+	if stored, ok := creds.Servers[normalizeServer(c.server)]; ok {
+		if c.username == "" {
+			c.username = stored.Username
+		}
+		if c.password == "" && c.username == stored.Username {
+			c.password, c.storedPassword = stored.Password, true
+		}
+	}
+	return nil
 }
 
-func (c *clientOptions) baseURL() string {
-	s := strings.TrimSuffix(c.server, "/")
+// readSecretLine reads the first line of r, without its line ending.
+func readSecretLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("stdin is empty")
+	}
+	return line, nil
+}
+
+func normalizeServer(s string) string {
+	s = strings.TrimSuffix(s, "/")
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
 	}
 	return s
 }
 
+func (c *clientOptions) baseURL() string { return normalizeServer(c.server) }
+
+// httpClient sends the credentials, if any, as HTTP Basic.
 func (c *clientOptions) httpClient() *http.Client {
-	return &http.Client{Timeout: c.timeout}
+	return &http.Client{Timeout: c.timeout, Transport: basicAuth{c.username, c.password}}
 }
 
-func newStatusCommand() *cobra.Command {
-	var c clientOptions
-	cmd := &cobra.Command{
+type basicAuth struct{ user, password string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.user != "" {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.user, b.password)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// credentials is the file 'wharf login' writes.
+type credentials struct {
+	// Current is the server of the last login, used when none is given.
+	Current string                      `json:"current,omitempty"`
+	Servers map[string]serverCredential `json:"servers"`
+}
+
+type serverCredential struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// credentialsPath is $XDG_CONFIG_HOME/wharf/credentials.json, or
+// ~/.config/wharf/credentials.json.
+func credentialsPath() (string, error) {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the credentials file: %w", err)
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "wharf", "credentials.json"), nil
+}
+
+func loadCredentials() (credentials, error) {
+	creds := credentials{Servers: map[string]serverCredential{}}
+	path, err := credentialsPath()
+	if err != nil {
+		return creds, nil // no home: no stored credentials
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return creds, nil
+	}
+	if err != nil {
+		return creds, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, &creds); err != nil {
+		return creds, fmt.Errorf("read %s: %w", path, err)
+	}
+	if creds.Servers == nil {
+		creds.Servers = map[string]serverCredential{}
+	}
+	return creds, nil
+}
+
+func saveCredentials(creds credentials) (string, error) {
+	path, err := credentialsPath()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	data, err := json.MarshalIndent(creds, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	return path, nil
+}
+
+// clientCommand wraps a subcommand's RunE so that the server and the
+// credentials are resolved first.
+func clientCommand(c *clientOptions, cmd *cobra.Command, run func(cmd *cobra.Command, args []string) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := c.resolve(cmd); err != nil {
+			return err
+		}
+		return run(cmd, args)
+	}
+	return cmd
+}
+
+func newStatusCommand(c *clientOptions) *cobra.Command {
+	return clientCommand(c, &cobra.Command{
 		Use:   "status",
 		Short: "Show the status of a wharf node",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			client := wharfv1connect.NewClusterServiceClient(c.httpClient(), c.baseURL())
-			resp, err := client.Status(cmd.Context(), connect.NewRequest(&wharfv1.StatusRequest{}))
-			if err != nil {
-				return fmt.Errorf("status of %s: %w", c.server, err)
-			}
-			printStatus(cmd, resp.Msg)
-			return nil
-		},
-	}
-	c.register(cmd)
-	return cmd
+	}, func(cmd *cobra.Command, _ []string) error {
+		client := wharfv1connect.NewClusterServiceClient(c.httpClient(), c.baseURL())
+		resp, err := client.Status(cmd.Context(), connect.NewRequest(&wharfv1.StatusRequest{}))
+		if err != nil {
+			return fmt.Errorf("status of %s: %w", c.server, err)
+		}
+		printStatus(cmd, resp.Msg)
+		return nil
+	})
 }
 
 func printStatus(cmd *cobra.Command, s *wharfv1.StatusResponse) {
@@ -81,37 +242,34 @@ func printStatus(cmd *cobra.Command, s *wharfv1.StatusResponse) {
 	_ = w.Flush()
 }
 
-func newReposCommand() *cobra.Command {
-	var c clientOptions
+func newReposCommand(c *clientOptions) *cobra.Command {
 	var namespace string
-	cmd := &cobra.Command{
+	cmd := clientCommand(c, &cobra.Command{
 		Use:   "repos",
 		Short: "List repositories",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			client := wharfv1connect.NewRegistryServiceClient(c.httpClient(), c.baseURL())
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "REPOSITORY\tNAMESPACE\tTAGS\tMANIFESTS\tCREATED")
-			token := ""
-			for {
-				resp, err := client.ListRepositories(cmd.Context(), connect.NewRequest(&wharfv1.ListRepositoriesRequest{
-					Namespace: namespace, PageSize: 500, PageToken: token,
-				}))
-				if err != nil {
-					return fmt.Errorf("list repositories on %s: %w", c.server, err)
-				}
-				for _, r := range resp.Msg.Repositories {
-					created := time.Unix(0, r.CreatedUnixNanos).UTC().Format(time.RFC3339)
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.Namespace, r.TagCount, r.ManifestCount, created)
-				}
-				if token = resp.Msg.NextPageToken; token == "" {
-					break
-				}
+	}, func(cmd *cobra.Command, _ []string) error {
+		client := wharfv1connect.NewRegistryServiceClient(c.httpClient(), c.baseURL())
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "REPOSITORY\tNAMESPACE\tTAGS\tMANIFESTS\tCREATED")
+		token := ""
+		for {
+			resp, err := client.ListRepositories(cmd.Context(), connect.NewRequest(&wharfv1.ListRepositoriesRequest{
+				Namespace: namespace, PageSize: 500, PageToken: token,
+			}))
+			if err != nil {
+				return fmt.Errorf("list repositories on %s: %w", c.server, err)
 			}
-			return w.Flush()
-		},
-	}
-	c.register(cmd)
+			for _, r := range resp.Msg.Repositories {
+				created := time.Unix(0, r.CreatedUnixNanos).UTC().Format(time.RFC3339)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.Namespace, r.TagCount, r.ManifestCount, created)
+			}
+			if token = resp.Msg.NextPageToken; token == "" {
+				break
+			}
+		}
+		return w.Flush()
+	})
 	cmd.Flags().StringVar(&namespace, "namespace", "", "list only this namespace's repositories")
 	return cmd
 }

@@ -63,7 +63,7 @@ func imageBlobs(t testing.TB, img v1.Image) []digest.Digest {
 // reads and hashes them all).
 func checkPull(t testing.TB, r name.Reference, img v1.Image) {
 	t.Helper()
-	got, err := remote.Image(r)
+	got, err := remote.Image(r, asAdmin())
 	if err != nil {
 		t.Fatalf("pull %s: %v", r, err)
 	}
@@ -142,7 +142,7 @@ func randomBytes(t testing.TB, n int, seed byte) []byte {
 func TestClusterPushPullThroughLB(t *testing.T) {
 	h := startHarness(t, harnessOpts{nodes: 3, replicas: 3, writeQuorum: 2})
 	img := randomImage(t, 64<<10, 4)
-	if err := remote.Write(ref(t, h.lbHost(), "e2e/app:v1"), img); err != nil {
+	if err := remote.Write(ref(t, h.lbHost(), "e2e/app:v1"), img, asAdmin()); err != nil {
 		t.Fatalf("push through the balancer: %v", err)
 	}
 	checkPull(t, ref(t, h.lbHost(), "e2e/app:v1"), img)
@@ -264,7 +264,7 @@ func TestClusterPlacement(t *testing.T) {
 	t.Logf("%d of %d blobs were written on a non-owner; their extra copy was trimmed", extra, len(writers))
 
 	img := randomImage(t, 32<<10, 5)
-	if err := remote.Write(ref(t, h.lbHost(), "place/img:v1"), img); err != nil {
+	if err := remote.Write(ref(t, h.lbHost(), "place/img:v1"), img, asAdmin()); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range imageBlobs(t, img) {
@@ -403,7 +403,7 @@ func TestClusterLeaderDiesMidPush(t *testing.T) {
 	r := ref(t, h.lbHost(), "e2e/failover:v1")
 	ct := &crashingTransport{next: http.DefaultTransport, after: 2, target: h.host(leader),
 		crash: func() { h.crash(leader) }}
-	first := remote.Write(r, img, remote.WithTransport(ct), remote.WithJobs(1),
+	first := remote.Write(r, img, asAdmin(), remote.WithTransport(ct), remote.WithJobs(1),
 		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
 		remote.WithRetryPredicate(func(error) bool { return false }))
 	if !ct.crashed.Load() || ct.afterReqs.Load() == 0 {
@@ -415,7 +415,7 @@ func TestClusterLeaderDiesMidPush(t *testing.T) {
 	}
 	t.Logf("leader n%d crashed holding the 3rd layer's session; first push attempt: %v", leader, first)
 	start := time.Now()
-	if err := remote.Write(r, img); err != nil {
+	if err := remote.Write(r, img, asAdmin()); err != nil {
 		t.Fatalf("retry of the push through the balancer: %v", err)
 	}
 	t.Logf("retry succeeded in %v; new leader n%d", time.Since(start).Round(time.Millisecond), h.leader())
@@ -444,7 +444,7 @@ func TestClusterRepairAfterHolderDies(t *testing.T) {
 	h := startHarness(t, harnessOpts{nodes: 4, replicas: 2, writeQuorum: 2})
 	img := randomImage(t, 256<<10, 8)
 	r := ref(t, h.lbHost(), "e2e/repair:v1")
-	if err := remote.Write(r, img); err != nil {
+	if err := remote.Write(r, img, asAdmin()); err != nil {
 		t.Fatal(err)
 	}
 	blobs := imageBlobs(t, img)
@@ -530,7 +530,7 @@ func TestClusterFullRestart(t *testing.T) {
 		tag string
 		img v1.Image
 	}{{"one", one}, {"two", two}, {"latest", one}, {"latest", two}} {
-		if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:"+p.tag), p.img); err != nil {
+		if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:"+p.tag), p.img, asAdmin()); err != nil {
 			t.Fatalf("push %s: %v", p.tag, err)
 		}
 	}
@@ -555,7 +555,7 @@ func TestClusterFullRestart(t *testing.T) {
 	}
 	for _, host := range hosts {
 		repo, _ := name.NewRepository(host+"/e2e/restart", name.Insecure)
-		tags, err := remote.List(repo)
+		tags, err := remote.List(repo, asAdmin())
 		if err != nil {
 			t.Fatalf("list tags on %s: %v", host, err)
 		}
@@ -569,7 +569,7 @@ func TestClusterFullRestart(t *testing.T) {
 	}
 	// And the restarted cluster takes writes again.
 	three := randomImage(t, 16<<10, 1)
-	if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:three"), three); err != nil {
+	if err := remote.Write(ref(t, h.lbHost(), "e2e/restart:three"), three, asAdmin()); err != nil {
 		t.Fatalf("push after restart: %v", err)
 	}
 	checkPull(t, ref(t, h.host(0), "e2e/restart:three"), three)

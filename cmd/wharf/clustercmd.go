@@ -32,16 +32,16 @@ mutual-TLS certificates chain to a CA derived from it. Keep it secret.`,
 	}
 }
 
-func newClusterCommand() *cobra.Command {
+func newClusterCommand(c *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Inspect and operate the cluster",
 	}
 	cmd.AddCommand(
-		newClusterStatusCommand(),
-		newClusterMembersCommand(),
-		newClusterLeaveCommand(),
-		newClusterTransferCommand(),
+		newClusterStatusCommand(c),
+		newClusterMembersCommand(c),
+		newClusterLeaveCommand(c),
+		newClusterTransferCommand(c),
 	)
 	return cmd
 }
@@ -50,58 +50,50 @@ func (c *clientOptions) clusterClient() wharfv1connect.ClusterServiceClient {
 	return wharfv1connect.NewClusterServiceClient(c.httpClient(), c.baseURL())
 }
 
-func newClusterStatusCommand() *cobra.Command {
-	var c clientOptions
-	cmd := &cobra.Command{
+func newClusterStatusCommand(c *clientOptions) *cobra.Command {
+	return clientCommand(c, &cobra.Command{
 		Use:   "status",
 		Short: "Summarise the cluster: leader, members, under-replicated blobs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := c.clusterClient().Members(cmd.Context(), connect.NewRequest(&wharfv1.MembersRequest{}))
-			if err != nil {
-				return fmt.Errorf("members of %s: %w", c.server, err)
+	}, func(cmd *cobra.Command, _ []string) error {
+		resp, err := c.clusterClient().Members(cmd.Context(), connect.NewRequest(&wharfv1.MembersRequest{}))
+		if err != nil {
+			return fmt.Errorf("members of %s: %w", c.server, err)
+		}
+		counts := map[string]int{}
+		leader := "none"
+		for _, m := range resp.Msg.Members {
+			counts[m.State]++
+			if m.RaftRole == "leader" {
+				leader = fmt.Sprintf("%s (%s)", m.NodeName, m.NodeId)
 			}
-			counts := map[string]int{}
-			leader := "none"
-			for _, m := range resp.Msg.Members {
-				counts[m.State]++
-				if m.RaftRole == "leader" {
-					leader = fmt.Sprintf("%s (%s)", m.NodeName, m.NodeId)
-				}
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "Leader:\t%s\n", leader)
-			fmt.Fprintf(w, "Members:\t%d (%d alive, %d suspect, %d dead, %d left)\n", len(resp.Msg.Members),
-				counts["alive"], counts["suspect"], counts["dead"], counts["left"])
-			fmt.Fprintf(w, "Under-replicated blobs:\t%d\n", resp.Msg.UnderReplicatedBlobs)
-			return w.Flush()
-		},
-	}
-	c.register(cmd)
-	return cmd
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "Leader:\t%s\n", leader)
+		fmt.Fprintf(w, "Members:\t%d (%d alive, %d suspect, %d dead, %d left)\n", len(resp.Msg.Members),
+			counts["alive"], counts["suspect"], counts["dead"], counts["left"])
+		fmt.Fprintf(w, "Under-replicated blobs:\t%d\n", resp.Msg.UnderReplicatedBlobs)
+		return w.Flush()
+	})
 }
 
-func newClusterMembersCommand() *cobra.Command {
-	var c clientOptions
-	cmd := &cobra.Command{
+func newClusterMembersCommand(c *clientOptions) *cobra.Command {
+	return clientCommand(c, &cobra.Command{
 		Use:   "members",
 		Short: "List the cluster's nodes with their state, role, indexes and disk",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := c.clusterClient().Members(cmd.Context(), connect.NewRequest(&wharfv1.MembersRequest{}))
-			if err != nil {
-				return fmt.Errorf("members of %s: %w", c.server, err)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tID\tSTATE\tROLE\tCLUSTER ADDRESS\tGOSSIP ADDRESS\tLAST CONTACT\tAPPLIED\tBLOBS\tDISK USED\tDISK FREE")
-			for _, m := range resp.Msg.Members {
-				fmt.Fprintln(w, memberRow(m))
-			}
-			return w.Flush()
-		},
-	}
-	c.register(cmd)
-	return cmd
+	}, func(cmd *cobra.Command, _ []string) error {
+		resp, err := c.clusterClient().Members(cmd.Context(), connect.NewRequest(&wharfv1.MembersRequest{}))
+		if err != nil {
+			return fmt.Errorf("members of %s: %w", c.server, err)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tID\tSTATE\tROLE\tCLUSTER ADDRESS\tGOSSIP ADDRESS\tLAST CONTACT\tAPPLIED\tBLOBS\tDISK USED\tDISK FREE")
+		for _, m := range resp.Msg.Members {
+			fmt.Fprintln(w, memberRow(m))
+		}
+		return w.Flush()
+	})
 }
 
 func memberRow(m *wharfv1.Member) string {
@@ -119,39 +111,31 @@ func memberRow(m *wharfv1.Member) string {
 		m.ClusterAddress, m.GossipAddress, contact, applied, blobs, used, free)
 }
 
-func newClusterLeaveCommand() *cobra.Command {
-	var c clientOptions
-	cmd := &cobra.Command{
+func newClusterLeaveCommand(c *clientOptions) *cobra.Command {
+	return clientCommand(c, &cobra.Command{
 		Use:   "leave",
 		Short: "Make the node named by --server leave the cluster and stop",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := c.clusterClient().Leave(cmd.Context(), connect.NewRequest(&wharfv1.LeaveRequest{})); err != nil {
-				return fmt.Errorf("leave %s: %w", c.server, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is leaving the cluster\n", c.server)
-			return nil
-		},
-	}
-	c.register(cmd)
-	return cmd
+	}, func(cmd *cobra.Command, _ []string) error {
+		if _, err := c.clusterClient().Leave(cmd.Context(), connect.NewRequest(&wharfv1.LeaveRequest{})); err != nil {
+			return fmt.Errorf("leave %s: %w", c.server, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s is leaving the cluster\n", c.server)
+		return nil
+	})
 }
 
-func newClusterTransferCommand() *cobra.Command {
-	var c clientOptions
-	cmd := &cobra.Command{
+func newClusterTransferCommand(c *clientOptions) *cobra.Command {
+	return clientCommand(c, &cobra.Command{
 		Use:   "transfer-leadership",
 		Short: "Make the leader named by --server hand leadership to another voter",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := c.clusterClient().TransferLeadership(cmd.Context(), connect.NewRequest(&wharfv1.TransferLeadershipRequest{}))
-			if err != nil {
-				return fmt.Errorf("transfer leadership from %s: %w", c.server, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "leadership moved to %s\n", resp.Msg.NewLeaderId)
-			return nil
-		},
-	}
-	c.register(cmd)
-	return cmd
+	}, func(cmd *cobra.Command, _ []string) error {
+		resp, err := c.clusterClient().TransferLeadership(cmd.Context(), connect.NewRequest(&wharfv1.TransferLeadershipRequest{}))
+		if err != nil {
+			return fmt.Errorf("transfer leadership from %s: %w", c.server, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "leadership moved to %s\n", resp.Msg.NewLeaderId)
+		return nil
+	})
 }

@@ -18,11 +18,14 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/blobstore"
@@ -72,6 +75,15 @@ type harness struct {
 	next  atomic.Uint64
 	// lbTransport forwards the balancer's requests to the nodes.
 	lbTransport *http.Transport
+}
+
+// harnessAdminPassword is the password of every harness node's admin
+// user; the tests act as admin.
+const harnessAdminPassword = "harness-admin-password"
+
+// asAdmin makes a go-containerregistry call log in as admin.
+func asAdmin() remote.Option {
+	return remote.WithAuth(&authn.Basic{Username: adminUser, Password: harnessAdminPassword})
 }
 
 func harnessPort(t testing.TB) string {
@@ -135,6 +147,7 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 			gcGrace:          time.Hour,
 			gcInterval:       time.Minute,
 			shutdownTimeout:  5 * time.Second,
+			adminPassword:    harnessAdminPassword,
 			tuneCluster: func(c *cluster.Config) {
 				tuneTestCluster(c)
 				if opts.tune != nil {
@@ -147,7 +160,10 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 			o.join, o.clusterKey = nil, ""
 		}
 		if opts.lbPublicURL {
-			o.publicURL = h.lb.URL
+			// By name: clients refuse a token realm on a loopback or
+			// private IP literal other than the registry's own host,
+			// and nodes are also reached directly.
+			o.publicURL = strings.Replace(h.lb.URL, "127.0.0.1", "localhost", 1)
 		}
 		if err := o.validate(); err != nil {
 			t.Fatalf("node %d options: %v", i, err)
@@ -308,7 +324,11 @@ func (h *harness) balance(w http.ResponseWriter, r *http.Request) {
 func (h *harness) lbURL() string { return h.lb.URL }
 
 // lbHost is the load balancer's host:port, for image references.
-func (h *harness) lbHost() string { return h.lb.Listener.Addr().String() }
+// It names the host "localhost", as --public-url does with lbPublicURL, so
+// that clients send their token to the Location URLs the nodes return.
+func (h *harness) lbHost() string {
+	return strings.Replace(h.lb.Listener.Addr().String(), "127.0.0.1", "localhost", 1)
+}
 
 // host returns node i's public host:port.
 func (h *harness) host(i int) string { return h.nodes[i].opts.listen }
@@ -497,6 +517,9 @@ func doRequest(t testing.TB, method, url string, hdr http.Header, body io.Reader
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
+	}
+	if req.Header.Get("Authorization") == "" {
+		req.SetBasicAuth(adminUser, harnessAdminPassword)
 	}
 	if b, ok := body.(*bytes.Reader); ok {
 		req.ContentLength = int64(b.Len())

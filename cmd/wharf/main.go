@@ -32,13 +32,22 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	c := &clientOptions{}
+	c.registerGlobal(root)
 	root.AddCommand(
 		newServeCommand(),
-		newStatusCommand(),
-		newReposCommand(),
+		newStatusCommand(c),
+		newReposCommand(c),
 		newVersionCommand(),
 		newKeygenCommand(),
-		newClusterCommand(),
+		newClusterCommand(c),
+		newLoginCommand(c),
+		newUserCommand(c),
+		newGroupCommand(c),
+		newRoleCommand(c),
+		newRepoCommand(c),
+		newTokenCommand(c),
+		newWhoAmICommand(c),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,11 @@ type registryNode struct {
 	gc      *gc.Collector
 	handler http.Handler
 	logger  *slog.Logger
+
+	// accessBootstrapped is set once the admin user and the token signing
+	// key exist here: until then no one could log in, so the node is not
+	// ready.
+	accessBootstrapped atomic.Bool
 
 	stop context.CancelFunc // ends the background loops
 	wg   sync.WaitGroup
@@ -125,7 +131,8 @@ func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Register
 
 // assemble builds the public handler and mounts the internal one.
 func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave func()) http.Handler {
-	registry := oci.New(oci.Config{
+	ac := newAccessControl(n.node, o, n.logger)
+	ociConfig := oci.Config{
 		Metadata:         n.node,
 		Blobs:            n.replica,
 		Logger:           n.logger.With("component", "oci"),
@@ -135,8 +142,13 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		NodeID:           n.node.ID(),
 		Sessions:         oci.PeerSessions{Lookup: peerURL(n.node), Transport: n.node.PeerHTTPClient().Transport},
 		Replication:      n.replica,
-	})
-	adminHandlers := admin.Handlers(admin.Config{
+	}
+	// Peers proxy upload sessions they authorized to the internal
+	// listener, behind mutual TLS; the public one checks every caller.
+	internalRegistry := oci.New(ociConfig)
+	ociConfig.Authorizer = oci.RegistryAuthorizer(ac.registry)
+	registry := oci.New(ociConfig)
+	adminConfig := admin.Config{
 		Node:       n.node,
 		Blobs:      n.blobs,
 		Catalog:    n.node.FSM(),
@@ -145,14 +157,18 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		DataDir:    o.dataDir,
 		Leave:      leave,
 		Version:    version,
-	})
-	mountInternal(n.node, n.blobs, registry, adminHandlers, n.logger)
+	}
+	mountInternal(n.node, n.blobs, internalRegistry, admin.Handlers(adminConfig), n.logger)
+	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
+	adminConfig.Apply = n.node.Apply
+	adminConfig.Logger = n.logger.With("component", "auth")
 	return api.NewHandler(api.Config{
 		OCI:      registry,
+		Token:    ac.token,
 		Route:    oci.Route,
-		Connect:  adminHandlers,
+		Connect:  admin.Handlers(adminConfig),
 		UI:       ui.Handler(version, registryHost(o.publicURL)),
-		Ready:    func() bool { return n.node.Status().Ready() },
+		Ready:    func() bool { return n.node.Status().Ready() && n.accessReady() },
 		Registry: reg,
 		Logger:   n.logger,
 	})
@@ -163,7 +179,11 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 func (n *registryNode) startLoops(o serveOptions) {
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		bootstrapAccess(ctx, n.node, o, os.Stderr, n.logger.With("component", "auth"))
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.replica.RunRepair(ctx)
@@ -212,4 +232,17 @@ func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry http.Han
 	for prefix, h := range adminHandlers {
 		mux.Handle(prefix, h)
 	}
+}
+
+// accessReady reports whether access control can authenticate callers.
+func (n *registryNode) accessReady() bool {
+	if n.accessBootstrapped.Load() {
+		return true
+	}
+	f := n.node.FSM()
+	if hasUsers(f) && hasKeys(f) {
+		n.accessBootstrapped.Store(true)
+		return true
+	}
+	return false
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wharf-registry/wharf/api/auth"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
 )
@@ -47,6 +48,12 @@ type serveOptions struct {
 	gcGrace          time.Duration
 	gcInterval       time.Duration
 	shutdownTimeout  time.Duration
+	tokenService     string
+	tokenTTL         time.Duration
+	// adminPassword is the password of the admin user created on first
+	// start (from WHARF_ADMIN_PASSWORD, never a flag: command lines are
+	// visible to every local user); empty generates one.
+	adminPassword string
 
 	// tuneCluster adjusts the cluster config (tests shorten timeouts).
 	tuneCluster func(*cluster.Config)
@@ -68,6 +75,7 @@ the command line wins over the environment, which wins over the file.`,
 			if err := applyConfigSources(cmd.Flags(), "config"); err != nil {
 				return err
 			}
+			o.adminPassword = os.Getenv(adminPasswordEnv)
 			return serve(cmd.Context(), o)
 		},
 	}
@@ -100,6 +108,8 @@ the command line wins over the environment, which wins over the file.`,
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "how long a blob no manifest or repository references is kept before garbage collection removes it from every node")
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Minute, "how often the leader collects unreferenced blobs and every node deletes its copies of collected ones")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
+	f.StringVar(&o.tokenService, "token-service", "", "service name of registry tokens (the same on every node); default: the host of --public-url, else \"wharf\"")
+	f.DurationVar(&o.tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of the registry tokens /token issues")
 	return cmd
 }
 
@@ -126,6 +136,9 @@ func (o serveOptions) validate() error {
 	}
 	if o.gcGrace <= 0 || o.gcInterval <= 0 {
 		return fmt.Errorf("--gc-grace %s --gc-interval %s: both must be positive", o.gcGrace, o.gcInterval)
+	}
+	if o.tokenTTL < 0 || o.tokenTTL > 24*time.Hour {
+		return fmt.Errorf("--token-ttl %s: must be between 0 (the default, %s) and 24h", o.tokenTTL, auth.DefaultTokenTTL)
 	}
 	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "http://") && !strings.HasPrefix(o.publicURL, "https://") {
 		return fmt.Errorf("--public-url %q: must start with http:// or https://", o.publicURL)

@@ -1,0 +1,176 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"connectrpc.com/connect"
+
+	"github.com/wharf-registry/wharf/api/auth"
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// AccessStore is the access-control state the services read; a
+// cluster.Node serves it with linearizable reads.
+type AccessStore interface {
+	auth.Store
+	// Principal returns what fsm.FSM.Principal returns.
+	Principal(ctx context.Context, user string) (fsm.Principal, error)
+	// AccessState returns the FSM for listings, current as of the call.
+	AccessState(ctx context.Context) (*fsm.FSM, error)
+}
+
+// Auth is the services' access control: callers present the registry's
+// credentials, HTTP Basic with a password or an API token.
+type Auth struct {
+	Authenticator *auth.Authenticator
+	Store         AccessStore
+}
+
+type callerKey struct{}
+
+// wrap authenticates each request and passes the caller to the services
+// in its context; bad credentials are refused before any service runs.
+func (a *Auth) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		creds, err := auth.ParseAuthorization(r.Header.Get("Authorization"))
+		if err == nil && creds.Scheme == auth.SchemeBearer {
+			err = errors.New("the admin API takes Basic credentials (a password or an API token)")
+		}
+		code := connect.CodeUnauthenticated
+		var c auth.Caller
+		if err == nil {
+			c, err = a.Authenticator.Authenticate(r, creds)
+			switch {
+			case err == nil, errors.Is(err, auth.ErrBadCredentials):
+			case errors.Is(err, auth.ErrThrottled):
+				code = connect.CodeResourceExhausted
+			default:
+				code = connect.CodeUnavailable
+				err = fmt.Errorf("cannot check credentials now: %w", err)
+			}
+		}
+		if err != nil {
+			if code == connect.CodeUnauthenticated {
+				w.Header().Set("WWW-Authenticate", `Basic realm="wharf"`)
+			}
+			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(code, err))
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+// caller returns the authenticated caller and whether access control is
+// on; it is off for the handlers on the cluster port, whose peers are
+// authenticated by mutual TLS.
+func caller(ctx context.Context) (auth.Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(auth.Caller)
+	return c, ok
+}
+
+var errLogin = connect.NewError(connect.CodeUnauthenticated, errors.New("log in first: give --username and a password (or an API token), or run 'wharf login'"))
+
+// requireLogin refuses anonymous callers.
+func requireLogin(ctx context.Context) (auth.Caller, error) {
+	c, on := caller(ctx)
+	if on && c.Anonymous() {
+		return c, errLogin
+	}
+	return c, nil
+}
+
+// requireGlobal refuses callers without permission p on every namespace.
+func (cfg Config) requireGlobal(ctx context.Context, p auth.Permission) (auth.Caller, error) {
+	c, err := requireLogin(ctx)
+	if _, on := caller(ctx); err != nil || !on {
+		return c, err
+	}
+	pr, err := cfg.Auth.Store.Principal(ctx, c.User)
+	if err != nil {
+		return c, stateError(err)
+	}
+	if !auth.HasPermission(c, p, pr) {
+		return c, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("user %q lacks the %s permission%s", c.User, p, viaToken(c)))
+	}
+	return c, nil
+}
+
+// requireAdmin refuses callers that are neither superusers nor hold the
+// global admin role: cluster operations.
+func (cfg Config) requireAdmin(ctx context.Context) error {
+	c, err := requireLogin(ctx)
+	if _, on := caller(ctx); err != nil || !on {
+		return err
+	}
+	pr, err := cfg.Auth.Store.Principal(ctx, c.User)
+	if err != nil {
+		return stateError(err)
+	}
+	if c.Token != nil || pr.User == nil || !(pr.User.GetSuperuser() || slices.Contains(pr.Global, fsmv1.Role_ROLE_ADMIN)) {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("cluster operations need the admin role; user %q does not hold it%s", c.User, viaToken(c)))
+	}
+	return nil
+}
+
+// requireOn refuses callers that may not do a on repository (or
+// namespace) name.
+func (cfg Config) requireOn(ctx context.Context, a auth.Action, name string) (auth.Caller, error) {
+	c, err := requireLogin(ctx)
+	if _, on := caller(ctx); err != nil || !on {
+		return c, err
+	}
+	st, err := cfg.Auth.Store.Access(ctx, c.User, name)
+	if err != nil {
+		return c, stateError(err)
+	}
+	if !auth.Decide(c, a, name, st) {
+		return c, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("user %q may not %s on %q%s", c.User, a, name, viaToken(c)))
+	}
+	return c, nil
+}
+
+// mayPull reports whether the caller may see repo in listings.
+func (cfg Config) mayPull(ctx context.Context, repo string) (bool, error) {
+	c, on := caller(ctx)
+	if !on {
+		return true, nil
+	}
+	st, err := cfg.Auth.Store.Access(ctx, c.User, repo)
+	if err != nil {
+		return false, stateError(err)
+	}
+	return auth.Decide(c, auth.ActionPull, repo, st), nil
+}
+
+func viaToken(c auth.Caller) string {
+	if c.Token != nil {
+		return " with API token " + c.Token.GetId() + " (tokens only pull, push and delete)"
+	}
+	return ""
+}
+
+// stateError reports a failure to read or change the state.
+func stateError(err error) error {
+	var code connect.Code
+	switch {
+	case errors.Is(err, fsm.ErrNotFound):
+		code = connect.CodeNotFound
+	case errors.Is(err, fsm.ErrAlreadyExists):
+		code = connect.CodeAlreadyExists
+	case errors.Is(err, fsm.ErrFailedPrecondition):
+		code = connect.CodeFailedPrecondition
+	case errors.Is(err, fsm.ErrInvalid):
+		code = connect.CodeInvalidArgument
+	case errors.Is(err, cluster.ErrNoQuorum):
+		code = connect.CodeUnavailable
+	default:
+		code = connect.CodeInternal
+	}
+	return connect.NewError(code, err)
+}

@@ -1,0 +1,289 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Registry authenticates and authorizes requests to the registry API
+// (/v2/): Bearer tokens from the token service, verified with the
+// cluster's keys, or Basic credentials (a password or an API token) given
+// directly, for simple clients.
+type Registry struct {
+	authn     *Authenticator
+	tokens    *Tokens
+	store     Store
+	service   string
+	publicURL string
+	claim     func(ctx context.Context, namespace, user string) error
+	log       *slog.Logger
+}
+
+// RegistryConfig configures NewRegistry.
+type RegistryConfig struct {
+	Authenticator *Authenticator
+	Tokens        *Tokens
+	Store         Store
+	// Service is the token service name, in challenges.
+	Service string
+	// PublicURL, if set, makes the realm of challenges PublicURL/token.
+	PublicURL string
+	// Claim records user as the creator of namespace (the ClaimNamespace
+	// command); it returns an error wrapping fsm.ErrAlreadyExists when the
+	// namespace exists or another user claimed it.
+	Claim  func(ctx context.Context, namespace, user string) error
+	Logger *slog.Logger
+}
+
+// NewRegistry returns the registry API's authorizer.
+func NewRegistry(cfg RegistryConfig) *Registry {
+	r := &Registry{
+		authn: cfg.Authenticator, tokens: cfg.Tokens, store: cfg.Store, service: cfg.Service,
+		publicURL: cfg.PublicURL, claim: cfg.Claim, log: cfg.Logger,
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r
+}
+
+// Refusal is a request the registry refuses for want of authorization.
+type Refusal struct {
+	// Status is 401, 403, 429 or 503.
+	Status int
+	// Code is the OCI error code: UNAUTHORIZED, DENIED, TOOMANYREQUESTS or
+	// UNAVAILABLE.
+	Code    string
+	Message string
+	// Challenge is the WWW-Authenticate value of a 401.
+	Challenge string
+	// RetryAfter is set for 429.
+	RetryAfter time.Duration
+	// Err is the cause, for the log.
+	Err error
+}
+
+func (e *Refusal) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Refusal) Unwrap() error { return e.Err }
+
+// Grant is an authorized caller of the registry API.
+type Grant struct {
+	reg    *Registry
+	caller Caller
+	// claims is set for a Bearer caller: what its token allows.
+	claims    *Claims
+	superuser bool
+}
+
+// User is the caller's user name; empty for an anonymous caller.
+func (g *Grant) User() string { return g.caller.User }
+
+// Superuser reports whether the caller is a superuser acting with its
+// full rights (a password, or a token the token service issued for it).
+func (g *Grant) Superuser() bool { return g.superuser }
+
+// Authorize authenticates r and checks that the caller holds every action
+// of every scope in need (push implies pull; none for /v2/ itself). The
+// challenge of a refusal asks for need and optional, scopes the request
+// can use but does without (the source of a blob mount). It returns the
+// Grant, or a *Refusal, or another error when the state cannot be read.
+func (reg *Registry) Authorize(r *http.Request, need []Scope, optional ...Scope) (*Grant, error) {
+	creds, err := ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return nil, reg.unauthorized(r, need, optional, "", err.Error())
+	}
+	switch creds.Scheme {
+	case SchemeBearer:
+		return reg.bearer(r, creds.Token, need, optional)
+	case SchemeBasic:
+		return reg.basic(r, creds, need, optional)
+	}
+	g := &Grant{reg: reg}
+	if len(need) == 0 {
+		return nil, reg.unauthorized(r, need, optional, "", "authentication required; log in to this registry")
+	}
+	ok, err := g.holds(r.Context(), need)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, reg.unauthorized(r, need, optional, "", "authentication required; log in to this registry")
+	}
+	return g, nil
+}
+
+func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope) (*Grant, error) {
+	claims, err := reg.tokens.Verify(r.Context(), raw)
+	if errors.Is(err, ErrInvalidToken) {
+		return nil, reg.unauthorized(r, need, optional, ErrorInvalidToken, "the token is invalid or expired; log in again")
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	g := &Grant{reg: reg, caller: Caller{User: claims.Subject}, claims: claims}
+	if g.caller.User != "" {
+		u, err := reg.store.User(r.Context(), g.caller.User)
+		switch {
+		case errors.Is(err, fsm.ErrNotFound):
+			return nil, reg.unauthorized(r, need, optional, ErrorInvalidToken, "the token's user no longer exists")
+		case err != nil:
+			return nil, unavailable(err)
+		}
+		g.superuser = u.GetSuperuser()
+	}
+	ok, err := g.holds(r.Context(), need)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		msg := fmt.Sprintf("the token of user %q does not grant %s: the user lacks the permission, or the client must ask for a token with this scope", g.caller.User, scopeList(need))
+		if g.caller.Anonymous() {
+			msg = "authentication required to " + scopeList(need) + "; log in to this registry (anonymous clients pull only public repositories)"
+		}
+		return nil, reg.unauthorized(r, need, optional, ErrorInsufficientScope, msg)
+	}
+	return g, nil
+}
+
+func (reg *Registry) basic(r *http.Request, creds Credentials, need, optional []Scope) (*Grant, error) {
+	c, err := reg.authn.Authenticate(r, creds)
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		return nil, &Refusal{Status: http.StatusTooManyRequests, Code: "TOOMANYREQUESTS", Message: throttled.Error(), RetryAfter: throttled.RetryAfter}
+	case errors.Is(err, ErrBadCredentials):
+		return nil, reg.unauthorized(r, need, optional, "", ErrBadCredentials.Error())
+	case err != nil:
+		return nil, unavailable(err)
+	}
+	g := &Grant{reg: reg, caller: c}
+	if c.Token == nil {
+		u, err := reg.store.User(r.Context(), c.User)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		g.superuser = u.GetSuperuser()
+	}
+	ok, err := g.holds(r.Context(), need)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, &Refusal{Status: http.StatusForbidden, Code: "DENIED",
+			Message: fmt.Sprintf("user %q may not %s", c.User, scopeList(need))}
+	}
+	return g, nil
+}
+
+// holds reports whether g holds every action of every scope.
+func (g *Grant) holds(ctx context.Context, scopes []Scope) (bool, error) {
+	for _, sc := range scopes {
+		for _, a := range sc.Actions {
+			ok, err := g.Allowed(ctx, sc.Type, sc.Name, a)
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// Allowed reports whether g may do action on resource typ/name: a
+// repository ("pull", "push", "delete") or the catalog.
+func (g *Grant) Allowed(ctx context.Context, typ, name, action string) (bool, error) {
+	if g.claims != nil && (g.claims.Allows(typ, name, action) ||
+		(action == "pull" && g.claims.Allows(typ, name, "push"))) {
+		return true, nil
+	}
+	if g.claims != nil && action != "pull" {
+		return false, nil // only public pulls go beyond a token's scopes
+	}
+	repo, a := name, Action(action)
+	if typ == TypeRegistry {
+		repo, a = "", ActionCatalog
+	}
+	st, err := g.reg.store.Access(ctx, g.caller.User, repo)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if g.claims != nil {
+		return st.Public, nil
+	}
+	return Decide(g.caller, a, repo, st), nil
+}
+
+// MayPull reports whether g may pull repo, for listings filtered to what
+// the caller can see: with its permissions now, not a token's scopes.
+func (g *Grant) MayPull(ctx context.Context, repo string) (bool, error) {
+	if g.superuser {
+		return true, nil
+	}
+	st, err := g.reg.store.Access(ctx, g.caller.User, repo)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return Decide(g.caller, ActionPull, repo, st), nil
+}
+
+// PrepareWrite is called before a push writes into repo: if the
+// namespace does not exist yet, the caller claims it and becomes its
+// owner, which needs the permission to create namespaces.
+func (g *Grant) PrepareWrite(ctx context.Context, repo string) error {
+	st, err := g.reg.store.Access(ctx, g.caller.User, repo)
+	if err != nil {
+		return unavailable(err)
+	}
+	if st.NamespaceExists {
+		return nil
+	}
+	if !Decide(Caller{User: g.caller.User, Token: g.caller.Token}, ActionPush, repo, st) {
+		return &Refusal{Status: http.StatusForbidden, Code: "DENIED",
+			Message: fmt.Sprintf("namespace %q does not exist and %q may not create namespaces; ask an administrator for the publisher role or a namespace", st.Namespace, g.caller.User)}
+	}
+	err = g.reg.claim(ctx, st.Namespace, g.caller.User)
+	if errors.Is(err, fsm.ErrAlreadyExists) {
+		return nil // another push created it first; its own permissions decide
+	}
+	if err != nil {
+		return fmt.Errorf("claim namespace %q: %w", st.Namespace, err)
+	}
+	Audit(g.reg.log, "namespace_created", g.caller.User, st.Namespace)
+	return nil
+}
+
+// unauthorized is a 401 with a Bearer challenge for need and optional.
+func (reg *Registry) unauthorized(r *http.Request, need, optional []Scope, errCode, msg string) *Refusal {
+	ch := Challenge{Realm: Realm(reg.publicURL, r), Service: reg.service, Error: errCode}
+	for _, sc := range slices.Concat(need, optional) {
+		ch.Scopes = mergeScope(ch.Scopes, Scope{Type: sc.Type, Name: sc.Name, Actions: slices.Clone(sc.Actions)})
+	}
+	return &Refusal{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: msg, Challenge: ch.String()}
+}
+
+func unavailable(err error) error {
+	if _, ok := errors.AsType[*Refusal](err); ok {
+		return err
+	}
+	return &Refusal{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE",
+		Message: "cannot check permissions now (the cluster may have no quorum); retry later", Err: err}
+}
+
+func scopeList(scopes []Scope) string {
+	if len(scopes) == 0 {
+		return "use this registry"
+	}
+	return fmt.Sprint(scopeStrings(scopes))
+}

@@ -1,0 +1,173 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wharf-registry/wharf/api/auth"
+)
+
+// Authorizer decides who may use the API. A nil Authorizer leaves the
+// registry open to anyone, which only tests use.
+type Authorizer interface {
+	// Authorize authenticates r and checks that the caller holds every
+	// action of need (nil for /v2/ itself); optional scopes are asked for
+	// in challenges but not required. A refusal is an *auth.Refusal.
+	Authorize(r *http.Request, need []auth.Scope, optional ...auth.Scope) (Grant, error)
+}
+
+// Grant is an authorized caller.
+type Grant interface {
+	// User names the caller; empty when anonymous.
+	User() string
+	// Superuser reports whether the caller passes every check.
+	Superuser() bool
+	// Allowed reports whether the caller may do action on resource
+	// typ/name (as in a token scope).
+	Allowed(ctx context.Context, typ, name, action string) (bool, error)
+	// MayPull reports whether the caller may pull repo, for listings.
+	MayPull(ctx context.Context, repo string) (bool, error)
+	// PrepareWrite runs before a push writes into repo: it claims the
+	// namespace for the caller if the push creates it.
+	PrepareWrite(ctx context.Context, repo string) error
+}
+
+// RegistryAuthorizer adapts the auth package's registry authorizer.
+func RegistryAuthorizer(reg *auth.Registry) Authorizer { return registryAuthorizer{reg} }
+
+type registryAuthorizer struct{ reg *auth.Registry }
+
+func (a registryAuthorizer) Authorize(r *http.Request, need []auth.Scope, optional ...auth.Scope) (Grant, error) {
+	g, err := a.reg.Authorize(r, need, optional...)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+type grantKey struct{}
+
+// grantOf returns the caller's Grant, or nil in an open registry.
+func grantOf(ctx context.Context) Grant {
+	g, _ := ctx.Value(grantKey{}).(Grant)
+	return g
+}
+
+// actor names the caller in audit lines.
+func actor(ctx context.Context) string {
+	if g := grantOf(ctx); g != nil {
+		return g.User()
+	}
+	return ""
+}
+
+// authorize checks r against the Authorizer and returns r with the Grant
+// in its context.
+func (h *Handler) authorize(r *http.Request, rt route) (*http.Request, error) {
+	if h.authz == nil {
+		return r, nil
+	}
+	need, optional := requiredScopes(r, rt)
+	g, err := h.authz.Authorize(r, need, optional...)
+	if err != nil {
+		return nil, refusalError(err)
+	}
+	return r.WithContext(context.WithValue(r.Context(), grantKey{}, g)), nil
+}
+
+// requiredScopes returns the token scopes r needs, and those it can use.
+func requiredScopes(r *http.Request, rt route) (need, optional []auth.Scope) {
+	switch rt.kind {
+	case routeBase:
+		return nil, nil
+	case routeCatalog:
+		return []auth.Scope{auth.CatalogScope()}, nil
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if rt.kind != routeUploadSession {
+			return []auth.Scope{auth.RepositoryScope(rt.name, "pull")}, nil
+		}
+	case http.MethodDelete:
+		if rt.kind == routeManifest || rt.kind == routeBlob {
+			return []auth.Scope{auth.RepositoryScope(rt.name, "delete")}, nil
+		}
+	}
+	need = []auth.Scope{auth.RepositoryScope(rt.name, "pull", "push")}
+	if from := r.URL.Query().Get("from"); rt.kind == routeUploadStart && from != "" && from != rt.name && validateName(from) == nil {
+		optional = []auth.Scope{auth.RepositoryScope(from, "pull")}
+	}
+	return need, optional
+}
+
+// refusalError turns an authorization failure into the API error.
+func refusalError(err error) error {
+	ref, ok := errors.AsType[*auth.Refusal](err)
+	if !ok {
+		return err
+	}
+	e := newError(ref.Status, ErrorCode(ref.Code), "%s", ref.Message).withCause(ref.Err)
+	e.challenge = ref.Challenge
+	if ref.RetryAfter > 0 {
+		e.retryAfter = strconv.Itoa(int((ref.RetryAfter + time.Second - 1) / time.Second))
+	}
+	return e
+}
+
+// prepareWrite lets the Grant claim a new namespace before a push writes.
+func (h *Handler) prepareWrite(ctx context.Context, repo string) error {
+	g := grantOf(ctx)
+	if g == nil {
+		return nil
+	}
+	return refusalError(g.PrepareWrite(ctx, repo))
+}
+
+// mayMount reports whether the caller may mount a blob from repository
+// from, or, with from empty, from anywhere in the store (superusers only:
+// a digest alone must not open private content).
+func (h *Handler) mayMount(ctx context.Context, from string) (bool, error) {
+	g := grantOf(ctx)
+	if g == nil {
+		return true, nil
+	}
+	if from == "" {
+		return g.Superuser(), nil
+	}
+	// The caller's own permission on the source, not only its token's
+	// scopes: clients reuse a push token for mounts.
+	ok, err := g.MayPull(ctx, from)
+	if err != nil {
+		return false, refusalError(err)
+	}
+	return ok, nil
+}
+
+// visible filters repository names to those the caller may pull.
+func (h *Handler) visible(ctx context.Context, names []string) ([]string, error) {
+	g := grantOf(ctx)
+	if g == nil || g.Superuser() {
+		return names, nil
+	}
+	out := names[:0]
+	for _, name := range names {
+		ok, err := g.MayPull(ctx, name)
+		if err != nil {
+			return nil, refusalError(err)
+		}
+		if ok {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// audit writes an audit line for a change made through the API.
+func (h *Handler) audit(ctx context.Context, event, target string, args ...any) {
+	if h.authz != nil {
+		auth.Audit(h.log, event, actor(ctx), target, args...)
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wharf-registry/wharf/api/auth"
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Access control wiring.
+const (
+	// tokenIssuer is the "iss" of every registry token, the same on every
+	// node so that any node verifies any other's tokens.
+	tokenIssuer = "wharf-token-service"
+	// adminUser is the superuser created on first start.
+	adminUser = "admin"
+	// adminPasswordFile, in the data dir, keeps a generated admin
+	// password.
+	adminPasswordFile = "admin-password"
+	// adminPasswordEnv gives the first admin password.
+	adminPasswordEnv = "WHARF_ADMIN_PASSWORD"
+)
+
+// accessControl is a node's authentication and authorization: the
+// Basic-credentials checker, the token issuer and verifier, the /token
+// endpoint and the registry API's authorizer.
+type accessControl struct {
+	authn    *auth.Authenticator
+	tokens   *auth.Tokens
+	token    *auth.Handler
+	registry *auth.Registry
+}
+
+// tokenService is the registry's token service name: --token-service,
+// else the host of --public-url, else "wharf".
+func (o serveOptions) tokenServiceName() string {
+	if o.tokenService != "" {
+		return o.tokenService
+	}
+	if u, err := url.Parse(o.publicURL); err == nil && o.publicURL != "" && u.Host != "" {
+		return u.Host
+	}
+	return "wharf"
+}
+
+func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *accessControl {
+	log := logger.With("component", "auth")
+	service := o.tokenServiceName()
+	authn := auth.NewAuthenticator(auth.AuthenticatorConfig{Store: node, Logger: log})
+	tokens := auth.NewTokens(auth.TokensConfig{
+		Keys:      node.SigningKeys,
+		LocalKeys: func(context.Context) (*fsmv1.SigningKeySet, error) { return node.FSM().SigningKeys() },
+		Issuer:    tokenIssuer, Service: service, TTL: o.tokenTTL,
+	})
+	return &accessControl{
+		authn:  authn,
+		tokens: tokens,
+		token:  auth.NewHandler(auth.HandlerConfig{Authenticator: authn, Store: node, Tokens: tokens, Service: service, Logger: log}),
+		registry: auth.NewRegistry(auth.RegistryConfig{
+			Authenticator: authn, Tokens: tokens, Store: node, Service: service, PublicURL: o.publicURL, Logger: log,
+			Claim: func(ctx context.Context, ns, user string) error {
+				_, err := node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: ns, User: user}}})
+				return err
+			},
+		}),
+	}
+}
+
+// bootstrapAccess runs on every node and acts on the leader: it creates
+// the admin user when there is no user at all, and the first token
+// signing key. It returns once both exist.
+func bootstrapAccess(ctx context.Context, node *cluster.Node, o serveOptions, banner io.Writer, logger *slog.Logger) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	reported := false
+	for {
+		if node.Status().RaftState == "Leader" {
+			done, err := ensureAccess(ctx, node, o, banner, logger)
+			if done {
+				return
+			}
+			if err != nil && ctx.Err() == nil && !reported {
+				logger.Warn("access control bootstrap", "err", err)
+				reported = true
+			}
+		} else if f := node.FSM(); hasUsers(f) && hasKeys(f) {
+			return // done by the leader, and replicated here
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func hasUsers(f *fsm.FSM) bool {
+	users, err := f.Users()
+	return err == nil && len(users) > 0
+}
+
+func hasKeys(f *fsm.FSM) bool {
+	_, err := f.SigningKeys()
+	return err == nil
+}
+
+// ensureAccess creates what is missing; done reports that nothing is.
+func ensureAccess(ctx context.Context, node *cluster.Node, o serveOptions, banner io.Writer, logger *slog.Logger) (bool, error) {
+	f, err := node.AccessState(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !hasKeys(f) {
+		key, err := auth.NewSigningKey()
+		if err != nil {
+			return false, err
+		}
+		_, err = node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RotateSigningKey{RotateSigningKey: &fsmv1.RotateSigningKey{Key: key}}})
+		if err != nil && !errors.Is(err, fsm.ErrFailedPrecondition) {
+			return false, fmt.Errorf("create the token signing key: %w", err)
+		}
+		if err == nil {
+			logger.Info("created the registry token signing key", "kid", key.GetId())
+		}
+	}
+	if !hasUsers(f) {
+		if err := createAdmin(ctx, node, o, banner, logger); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// createAdmin creates the superuser admin, with the password from
+// WHARF_ADMIN_PASSWORD or a generated one, printed once and kept in the
+// data dir.
+func createAdmin(ctx context.Context, node *cluster.Node, o serveOptions, banner io.Writer, logger *slog.Logger) error {
+	password, generated := o.adminPassword, false
+	if password == "" {
+		password, generated = rand.Text(), true
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(o.dataDir, adminPasswordFile)
+	if generated {
+		if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write the admin password: %w", err)
+		}
+	}
+	_, err = node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: adminUser, PasswordHash: hash, Superuser: true}}})
+	if errors.Is(err, fsm.ErrAlreadyExists) {
+		if generated {
+			_ = os.Remove(file)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create the admin user: %w", err)
+	}
+	auth.Audit(logger, "user_created", "", adminUser, "superuser", true, "bootstrap", true)
+	if generated {
+		printBanner(banner, o, password, file)
+	} else {
+		logger.Info("created the superuser admin with the password from " + adminPasswordEnv)
+	}
+	return nil
+}
+
+// printBanner tells the operator, once, how to log in as admin.
+func printBanner(w io.Writer, o serveOptions, password, file string) {
+	server := o.publicURL
+	if server == "" {
+		server = "http://" + o.listen
+		if o.listen != "" && o.listen[0] == ':' {
+			server = "http://localhost" + o.listen
+		}
+	}
+	host := server
+	if u, err := url.Parse(server); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	tls := ""
+	if len(server) >= 7 && server[:7] == "http://" {
+		tls = " --tls-verify=false"
+	}
+	fmt.Fprintf(w, `
+================================================================================
+ wharf created the superuser "admin" with this password (shown only once,
+ also saved in %s):
+
+     %s
+
+ Log in with:
+
+     podman login%s -u admin %s
+     wharf login %s -u admin
+
+ Set %s before the first start to choose the password instead.
+================================================================================
+
+`, file, password, tls, host, server, adminPasswordEnv)
+}

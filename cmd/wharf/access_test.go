@@ -1,0 +1,476 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/wharf-registry/wharf/api/auth"
+	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
+	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
+	"github.com/wharf-registry/wharf/cluster"
+)
+
+const accAdminPassword = "access-test-admin-password"
+
+// accNode is one node of an access-control test, served by httptest.
+type accNode struct {
+	reg *registryNode
+	srv *httptest.Server
+}
+
+func (n *accNode) host() string { return strings.TrimPrefix(n.srv.URL, "http://") }
+
+func accPort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startAccessNodes starts count nodes forming one cluster, the way wharf
+// serve does, each behind its own httptest server.
+func startAccessNodes(t *testing.T, count int) []*accNode {
+	t.Helper()
+	key := ""
+	gossips := make([]string, count)
+	if count > 1 {
+		var err error
+		if key, err = cluster.GenerateKey(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range gossips {
+			gossips[i] = accPort(t)
+		}
+	}
+	nodes := make([]*accNode, count)
+	errs := make([]error, count)
+	done := make(chan int, count)
+	for i := range count {
+		o := serveOptions{
+			dataDir: t.TempDir(), clusterListen: accPort(t), nodeName: fmt.Sprintf("a%d", i),
+			bootstrapExpect: count, advertise: "127.0.0.1", clusterKey: key,
+			replicas: count, writeQuorum: 1, deadNodeTimeout: time.Hour, repairInterval: time.Hour,
+			maxManifestBytes: 4 << 20, uploadMaxAge: time.Hour, gcGrace: time.Hour, gcInterval: time.Hour,
+			shutdownTimeout: 5 * time.Second, adminPassword: accAdminPassword,
+			tuneCluster: func(c *cluster.Config) {
+				c.HeartbeatTimeout = 300 * time.Millisecond
+				c.ElectionTimeout = 300 * time.Millisecond
+				c.LeaderLeaseTimeout = 150 * time.Millisecond
+				c.QuorumTimeout = 2 * time.Second
+				c.GossipProbeInterval = 100 * time.Millisecond
+				c.ReconcileInterval = 200 * time.Millisecond
+				c.RetryJoinInterval = 100 * time.Millisecond
+			},
+		}
+		if count > 1 {
+			o.gossipListen = gossips[i]
+			o.join = slices.Delete(slices.Clone(gossips), i, i+1)
+		}
+		go func() {
+			defer func() { done <- i }()
+			n, err := startRegistryNode(context.Background(), o, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			nodes[i] = &accNode{reg: n, srv: httptest.NewServer(n.handler)}
+		}()
+	}
+	for range count {
+		<-done
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.srv.Close()
+				n.reg.crash()
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	// Ready once the admin can log in through every node (the bootstrap
+	// has created the user and the signing key, and both replicated).
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range nodes {
+		for {
+			_, err := accAccess(n, "admin", accAdminPassword).WhoAmI(context.Background(), connect.NewRequest(&wharfv1.WhoAmIRequest{}))
+			_, kerr := n.reg.node.FSM().SigningKeys()
+			if err == nil && kerr == nil && n.reg.node.Status().Ready() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node not ready for logins: %v %v", err, kerr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+type basicTransport struct{ user, password string }
+
+func (b basicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if b.user != "" {
+		r.SetBasicAuth(b.user, b.password)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func accAccess(n *accNode, user, password string) wharfv1connect.AccessServiceClient {
+	return wharfv1connect.NewAccessServiceClient(&http.Client{Transport: basicTransport{user, password}}, n.srv.URL)
+}
+
+func accRef(t testing.TB, n *accNode, repoTag string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(n.host()+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func accImage(t testing.TB) v1.Image {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func keychainOf(user, password string) remote.Option {
+	if user == "" {
+		return remote.WithAuth(authn.Anonymous)
+	}
+	return remote.WithAuth(&authn.Basic{Username: user, Password: password})
+}
+
+// refusal reports whether err is a registry refusal (401 or 403), and
+// fails the test on any other error.
+func refused(t *testing.T, what string, err error) bool {
+	t.Helper()
+	if err == nil {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return true
+	}
+	t.Fatalf("%s: want success or a 401/403 refusal, got %v", what, err)
+	return false
+}
+
+// TestPermissionMatrix checks, through the HTTP APIs of a real node, what
+// each role may do: the registry API with the Docker token flow (as
+// podman uses it) and the AccessService for role management.
+func TestPermissionMatrix(t *testing.T) {
+	n := startAccessNodes(t, 1)[0]
+	ctx := context.Background()
+	admin := accAccess(n, "admin", accAdminPassword)
+	users := map[string]string{"none": "", "collaborator": "", "owner": "", "publisher": "", "admin": ""}
+	for role := range users {
+		user := "u-" + role
+		users[role] = user
+		if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: user, Password: user + "-password"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "target", Password: "target-password"})); err != nil {
+		t.Fatal(err)
+	}
+	// The superuser creates namespace acme with one private repository.
+	adminAuth := keychainOf("admin", accAdminPassword)
+	base := accImage(t)
+	if err := remote.Write(accRef(t, n, "acme/app:v1"), base, adminAuth); err != nil {
+		t.Fatal(err)
+	}
+	grants := []*wharfv1.RoleGrant{
+		{Role: "collaborator", Namespace: "acme", User: users["collaborator"]},
+		{Role: "owner", Namespace: "acme", User: users["owner"]},
+		{Role: "publisher", User: users["publisher"]},
+		{Role: "admin", User: users["admin"]},
+	}
+	for _, g := range grants {
+		if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{Grant: g})); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type outcome struct{ pull, pushNewNamespace, pushNewRepo, pushExisting, tag, del, manageRoles, catalog bool }
+	want := map[string]outcome{
+		"anonymous":    {},
+		"none":         {},
+		"collaborator": {pull: true, pushExisting: true, tag: true, catalog: true},
+		"owner":        {pull: true, pushNewRepo: true, pushExisting: true, tag: true, manageRoles: true, catalog: true},
+		"publisher":    {pull: true, pushNewNamespace: true, pushNewRepo: true, pushExisting: true, tag: true, manageRoles: true, catalog: true},
+		"admin":        {pull: true, pushNewNamespace: true, pushNewRepo: true, pushExisting: true, tag: true, del: true, manageRoles: true, catalog: true},
+	}
+	baseDigest, err := base.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"anonymous", "none", "collaborator", "owner", "publisher", "admin"} {
+		t.Run(role, func(t *testing.T) {
+			user, password := users[role], users[role]+"-password"
+			if role == "anonymous" {
+				password = ""
+			}
+			opt := keychainOf(user, password)
+			var got outcome
+
+			_, err := remote.Image(accRef(t, n, "acme/app:v1"), opt)
+			got.pull = !refused(t, "pull", err)
+
+			err = remote.Write(accRef(t, n, "ns-"+role+"/app:v1"), accImage(t), opt)
+			got.pushNewNamespace = !refused(t, "push to a new namespace", err)
+
+			err = remote.Write(accRef(t, n, "acme/new-"+role+":v1"), accImage(t), opt)
+			got.pushNewRepo = !refused(t, "push a new repository", err)
+
+			err = remote.Write(accRef(t, n, "acme/app:"+role), accImage(t), opt)
+			got.pushExisting = !refused(t, "push to an existing repository", err)
+
+			err = remote.Tag(accRef(t, n, "acme/app:tag-"+role).(name.Tag), base, opt)
+			got.tag = !refused(t, "tag", err)
+
+			// Each role deletes its own copy, pushed by the superuser.
+			victim := accRef(t, n, "acme/del-"+role+":v1")
+			if err := remote.Write(victim, base, adminAuth); err != nil {
+				t.Fatal(err)
+			}
+			err = remote.Delete(victim.Context().Digest(baseDigest.String()), opt)
+			got.del = !refused(t, "delete", err)
+
+			_, err = accAccess(n, user, password).GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{
+				Grant: &wharfv1.RoleGrant{Role: "collaborator", Namespace: "acme", User: "target"},
+			}))
+			switch code := connect.CodeOf(err); {
+			case err == nil:
+				got.manageRoles = true
+			case code != connect.CodePermissionDenied && code != connect.CodeUnauthenticated:
+				t.Fatalf("manage roles: want success or a refusal, got %v", err)
+			}
+
+			got.catalog = catalogHas(t, n, user, password, "acme/app")
+			if got != want[role] {
+				t.Errorf("role %s:\n got %+v\nwant %+v", role, got, want[role])
+			}
+		})
+	}
+
+	// The creator of a namespace owns it for good.
+	pub := users["publisher"]
+	roles, err := accAccess(n, pub, pub+"-password").ListRoles(ctx, connect.NewRequest(&wharfv1.ListRolesRequest{Namespace: "ns-publisher"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(roles.Msg.Grants) != 1 || !roles.Msg.Grants[0].Creator || roles.Msg.Grants[0].User != pub {
+		t.Fatalf("grants on ns-publisher: %v", roles.Msg.Grants)
+	}
+	_, err = admin.RevokeRole(ctx, connect.NewRequest(&wharfv1.RevokeRoleRequest{Grant: &wharfv1.RoleGrant{Role: "owner", Namespace: "ns-publisher", User: pub}}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("revoking the creator's ownership: %v", err)
+	}
+}
+
+// catalogHas lists the catalog as user with Basic credentials on /v2/
+// and reports whether repo is in it; anonymous callers are refused.
+func catalogHas(t *testing.T, n *accNode, user, password, repo string) bool {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/_catalog", nil)
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if user == "" {
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+			t.Fatalf("anonymous catalog: HTTP %d, challenge %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		return false
+	}
+	var body struct{ Repositories []string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("catalog as %s: HTTP %d, %v", user, resp.StatusCode, err)
+	}
+	return slices.Contains(body.Repositories, repo)
+}
+
+// TestChallengesAndPublicPulls checks the challenges of /v2/ and of a
+// repository, direct Basic credentials, and anonymous pulls of a public
+// repository.
+func TestChallengesAndPublicPulls(t *testing.T) {
+	n := startAccessNodes(t, 1)[0]
+	ctx := context.Background()
+	status, hdr, _ := accGet(t, n.srv.URL+"/v2/", "", "")
+	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != fmt.Sprintf(`Bearer realm="%s/token",service="wharf"`, n.srv.URL) {
+		t.Fatalf("GET /v2/: HTTP %d, challenge %q", status, hdr.Get("WWW-Authenticate"))
+	}
+	status, _, _ = accGet(t, n.srv.URL+"/v2/", "admin", accAdminPassword)
+	if status != http.StatusOK {
+		t.Fatalf("GET /v2/ with Basic credentials: HTTP %d", status)
+	}
+	status, _, body := accGet(t, n.srv.URL+"/v2/", "admin", "wrong")
+	if status != http.StatusUnauthorized || !strings.Contains(string(body), "UNAUTHORIZED") {
+		t.Fatalf("GET /v2/ with a wrong password: HTTP %d %s", status, body)
+	}
+	img := accImage(t)
+	if err := remote.Write(accRef(t, n, "pub/app:v1"), img, keychainOf("admin", accAdminPassword)); err != nil {
+		t.Fatal(err)
+	}
+	status, hdr, _ = accGet(t, n.srv.URL+"/v2/pub/app/manifests/v1", "", "")
+	wantChallenge := fmt.Sprintf(`Bearer realm="%s/token",service="wharf",scope="repository:pub/app:pull"`, n.srv.URL)
+	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != wantChallenge {
+		t.Fatalf("anonymous GET of a private manifest: HTTP %d, challenge %q", status, hdr.Get("WWW-Authenticate"))
+	}
+	// Behind a proxy, the realm follows X-Forwarded-Proto and -Host.
+	req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", "registry.example.com")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `realm="https://registry.example.com/token"`) {
+		t.Fatalf("challenge behind a proxy: %q", got)
+	}
+	if _, err := accAccess(n, "admin", accAdminPassword).SetVisibility(ctx, connect.NewRequest(&wharfv1.SetVisibilityRequest{Repository: "pub/app", Public: true})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Image(accRef(t, n, "pub/app:v1"), keychainOf("", "")); err != nil {
+		t.Fatalf("anonymous pull of a public repository: %v", err)
+	}
+	status, _, _ = accGet(t, n.srv.URL+"/v2/pub/app/manifests/v1", "", "")
+	if status != http.StatusOK {
+		t.Fatalf("anonymous GET of a public manifest without a token: HTTP %d", status)
+	}
+	// A public repository still refuses anonymous pushes.
+	if err := remote.Write(accRef(t, n, "pub/app:v2"), accImage(t), keychainOf("", "")); !refused(t, "anonymous push", err) {
+		t.Fatal("an anonymous push to a public repository succeeded")
+	}
+}
+
+func accGet(t *testing.T, u, user, password string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	return accDo(t, req)
+}
+
+func accDo(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+// fetchToken asks node n's token endpoint for a token.
+func fetchToken(t *testing.T, n *accNode, user, password, scope string) string {
+	t.Helper()
+	q := url.Values{"service": {"wharf"}, "scope": {scope}}
+	status, _, body := accGet(t, n.srv.URL+"/token?"+q.Encode(), user, password)
+	if status != http.StatusOK {
+		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)
+	}
+	var tok struct{ Token string }
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
+}
+
+func bearerGet(t *testing.T, u, token string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	status, hdr, _ := accDo(t, req)
+	return status, hdr
+}
+
+// TestTokensAcrossNodes checks that a token one node issues works on
+// another, and that tampered, expired and foreign tokens are refused.
+func TestTokensAcrossNodes(t *testing.T) {
+	nodes := startAccessNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	if err := remote.Write(accRef(t, a, "acme/app:v1"), accImage(t), keychainOf("admin", accAdminPassword)); err != nil {
+		t.Fatal(err)
+	}
+	token := fetchToken(t, a, "admin", accAdminPassword, "repository:acme/app:pull")
+	tags := "/v2/acme/app/tags/list"
+	for _, n := range nodes {
+		if status, _ := bearerGet(t, n.srv.URL+tags, token); status != http.StatusOK {
+			t.Fatalf("token of node %s on node %s: HTTP %d", a.host(), n.host(), status)
+		}
+	}
+	// The token carries pull only: a push through the other node asks
+	// for more.
+	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/v2/acme/app/blobs/uploads/", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	status, hdr, _ := accDo(t, req)
+	if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="insufficient_scope"`) ||
+		!strings.Contains(hdr.Get("WWW-Authenticate"), `scope="repository:acme/app:pull,push"`) {
+		t.Fatalf("push with a pull token: HTTP %d, challenge %q", status, hdr.Get("WWW-Authenticate"))
+	}
+
+	// Tampered: one character of the signature changed.
+	sig := []byte(token)
+	i := len(sig) - 5
+	sig[i] = map[bool]byte{true: 'A', false: 'B'}[sig[i] != 'A']
+	// Expired, and for another service, signed with the cluster's own key.
+	keys := b.reg.node.SigningKeys
+	expired, _, err := auth.NewTokens(auth.TokensConfig{Keys: keys, Issuer: tokenIssuer, Service: "wharf",
+		Now: func() time.Time { return time.Now().Add(-time.Hour) }}).
+		Issue(context.Background(), "admin", []auth.Scope{auth.RepositoryScope("acme/app", "pull")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _, err := auth.NewTokens(auth.TokensConfig{Keys: keys, Issuer: tokenIssuer, Service: "elsewhere"}).
+		Issue(context.Background(), "admin", []auth.Scope{auth.RepositoryScope("acme/app", "pull")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, bad := range map[string]string{"tampered": string(sig), "expired": expired, "wrong-audience": foreign} {
+		for _, n := range nodes {
+			status, hdr := bearerGet(t, n.srv.URL+tags, bad)
+			if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Errorf("%s token on %s: HTTP %d, challenge %q", what, n.host(), status, hdr.Get("WWW-Authenticate"))
+			}
+		}
+	}
+}
