@@ -516,3 +516,32 @@ func (s *accessService) MyPermissions(ctx context.Context, _ *connect.Request[wh
 	}
 	return connect.NewResponse(resp), nil
 }
+
+// RotateSigningKey replaces the registry token signing key. The expected
+// current key ID makes two concurrent rotations fail one of them instead of
+// dropping a key still in use.
+func (s *accessService) RotateSigningKey(ctx context.Context, _ *connect.Request[wharfv1.RotateSigningKeyRequest]) (*connect.Response[wharfv1.RotateSigningKeyResponse], error) {
+	c, err := s.cfg.requireGlobal(ctx, auth.PermManageAccounts)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	current, err := f.SigningKeys()
+	if err != nil {
+		return nil, stateError(err)
+	}
+	key, err := auth.NewSigningKey()
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	cmd := &fsmv1.Command{Op: &fsmv1.Command_RotateSigningKey{RotateSigningKey: &fsmv1.RotateSigningKey{
+		Key: key, ExpectCurrentId: current.GetCurrentId(),
+	}}}
+	if err := s.apply(ctx, c, "signing_key_rotated", key.GetId(), cmd, "previous", current.GetCurrentId()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&wharfv1.RotateSigningKeyResponse{KeyId: key.GetId(), PreviousKeyId: current.GetCurrentId()}), nil
+}

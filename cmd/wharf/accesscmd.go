@@ -412,6 +412,18 @@ func newTokenCommand(c *clientOptions) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s\n", args[0])
 			return nil
 		})
-	cmd.AddCommand(create, list, revoke)
+	rotate := clientCommand(c, &cobra.Command{
+		Use:   "rotate-signing-key",
+		Short: "Replace the key that signs registry tokens (superusers); tokens signed with the previous key stay valid until they expire",
+		Args:  cobra.NoArgs,
+	}, func(cmd *cobra.Command, _ []string) error {
+		resp, err := c.accessClient().RotateSigningKey(cmd.Context(), connect.NewRequest(&wharfv1.RotateSigningKeyRequest{}))
+		if err != nil {
+			return fmt.Errorf("rotate signing key: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "tokens are now signed with key %s (previous: %s)\n", resp.Msg.KeyId, resp.Msg.PreviousKeyId)
+		return nil
+	})
+	cmd.AddCommand(create, list, revoke, rotate)
 	return cmd
 }

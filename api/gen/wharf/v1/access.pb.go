@@ -2125,6 +2125,94 @@ func (x *MyPermissionsResponse) GetNamespaces() []*NamespacePermissions {
 	return nil
 }
 
+type RotateSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyRequest) Reset() {
+	*x = RotateSigningKeyRequest{}
+	mi := &file_wharf_v1_access_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyRequest) ProtoMessage() {}
+
+func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_access_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_access_proto_rawDescGZIP(), []int{44}
+}
+
+type RotateSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PreviousKeyId string                 `protobuf:"bytes,2,opt,name=previous_key_id,json=previousKeyId,proto3" json:"previous_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyResponse) Reset() {
+	*x = RotateSigningKeyResponse{}
+	mi := &file_wharf_v1_access_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyResponse) ProtoMessage() {}
+
+func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_access_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_access_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RotateSigningKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RotateSigningKeyResponse) GetPreviousKeyId() string {
+	if x != nil {
+		return x.PreviousKeyId
+	}
+	return ""
+}
+
 var File_wharf_v1_access_proto protoreflect.FileDescriptor
 
 const file_wharf_v1_access_proto_rawDesc = "" +
@@ -2243,7 +2331,11 @@ const file_wharf_v1_access_proto_rawDesc = "" +
 	"\x06global\x18\x01 \x03(\tR\x06global\x12>\n" +
 	"\n" +
 	"namespaces\x18\x02 \x03(\v2\x1e.wharf.v1.NamespacePermissionsR\n" +
-	"namespaces2\xe8\v\n" +
+	"namespaces\"\x19\n" +
+	"\x17RotateSigningKeyRequest\"Y\n" +
+	"\x18RotateSigningKeyResponse\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12&\n" +
+	"\x0fprevious_key_id\x18\x02 \x01(\tR\rpreviousKeyId2\xc5\f\n" +
 	"\rAccessService\x12I\n" +
 	"\n" +
 	"CreateUser\x12\x1b.wharf.v1.CreateUserRequest\x1a\x1c.wharf.v1.CreateUserResponse\"\x00\x12F\n" +
@@ -2266,7 +2358,8 @@ const file_wharf_v1_access_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1c.wharf.v1.CreateTokenRequest\x1a\x1d.wharf.v1.CreateTokenResponse\"\x00\x12I\n" +
 	"\n" +
 	"ListTokens\x12\x1b.wharf.v1.ListTokensRequest\x1a\x1c.wharf.v1.ListTokensResponse\"\x00\x12L\n" +
-	"\vRevokeToken\x12\x1c.wharf.v1.RevokeTokenRequest\x1a\x1d.wharf.v1.RevokeTokenResponse\"\x00\x12=\n" +
+	"\vRevokeToken\x12\x1c.wharf.v1.RevokeTokenRequest\x1a\x1d.wharf.v1.RevokeTokenResponse\"\x00\x12[\n" +
+	"\x10RotateSigningKey\x12!.wharf.v1.RotateSigningKeyRequest\x1a\".wharf.v1.RotateSigningKeyResponse\"\x00\x12=\n" +
 	"\x06WhoAmI\x12\x17.wharf.v1.WhoAmIRequest\x1a\x18.wharf.v1.WhoAmIResponse\"\x00\x12R\n" +
 	"\rMyPermissions\x12\x1e.wharf.v1.MyPermissionsRequest\x1a\x1f.wharf.v1.MyPermissionsResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
 
@@ -2282,7 +2375,7 @@ func file_wharf_v1_access_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_access_proto_rawDescData
 }
 
-var file_wharf_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_wharf_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_wharf_v1_access_proto_goTypes = []any{
 	(*User)(nil),                        // 0: wharf.v1.User
 	(*CreateUserRequest)(nil),           // 1: wharf.v1.CreateUserRequest
@@ -2328,6 +2421,8 @@ var file_wharf_v1_access_proto_goTypes = []any{
 	(*NamespacePermissions)(nil),        // 41: wharf.v1.NamespacePermissions
 	(*MyPermissionsRequest)(nil),        // 42: wharf.v1.MyPermissionsRequest
 	(*MyPermissionsResponse)(nil),       // 43: wharf.v1.MyPermissionsResponse
+	(*RotateSigningKeyRequest)(nil),     // 44: wharf.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),    // 45: wharf.v1.RotateSigningKeyResponse
 }
 var file_wharf_v1_access_proto_depIdxs = []int32{
 	0,  // 0: wharf.v1.ListUsersResponse.users:type_name -> wharf.v1.User
@@ -2356,29 +2451,31 @@ var file_wharf_v1_access_proto_depIdxs = []int32{
 	33, // 23: wharf.v1.AccessService.CreateToken:input_type -> wharf.v1.CreateTokenRequest
 	35, // 24: wharf.v1.AccessService.ListTokens:input_type -> wharf.v1.ListTokensRequest
 	37, // 25: wharf.v1.AccessService.RevokeToken:input_type -> wharf.v1.RevokeTokenRequest
-	39, // 26: wharf.v1.AccessService.WhoAmI:input_type -> wharf.v1.WhoAmIRequest
-	42, // 27: wharf.v1.AccessService.MyPermissions:input_type -> wharf.v1.MyPermissionsRequest
-	2,  // 28: wharf.v1.AccessService.CreateUser:output_type -> wharf.v1.CreateUserResponse
-	4,  // 29: wharf.v1.AccessService.ListUsers:output_type -> wharf.v1.ListUsersResponse
-	6,  // 30: wharf.v1.AccessService.DeleteUser:output_type -> wharf.v1.DeleteUserResponse
-	8,  // 31: wharf.v1.AccessService.SetPassword:output_type -> wharf.v1.SetPasswordResponse
-	11, // 32: wharf.v1.AccessService.CreateGroup:output_type -> wharf.v1.CreateGroupResponse
-	13, // 33: wharf.v1.AccessService.ListGroups:output_type -> wharf.v1.ListGroupsResponse
-	15, // 34: wharf.v1.AccessService.DeleteGroup:output_type -> wharf.v1.DeleteGroupResponse
-	17, // 35: wharf.v1.AccessService.AddGroupMember:output_type -> wharf.v1.AddGroupMemberResponse
-	19, // 36: wharf.v1.AccessService.RemoveGroupMember:output_type -> wharf.v1.RemoveGroupMemberResponse
-	22, // 37: wharf.v1.AccessService.GrantRole:output_type -> wharf.v1.GrantRoleResponse
-	24, // 38: wharf.v1.AccessService.RevokeRole:output_type -> wharf.v1.RevokeRoleResponse
-	26, // 39: wharf.v1.AccessService.ListRoles:output_type -> wharf.v1.ListRolesResponse
-	29, // 40: wharf.v1.AccessService.ListRolePermissions:output_type -> wharf.v1.ListRolePermissionsResponse
-	31, // 41: wharf.v1.AccessService.SetVisibility:output_type -> wharf.v1.SetVisibilityResponse
-	34, // 42: wharf.v1.AccessService.CreateToken:output_type -> wharf.v1.CreateTokenResponse
-	36, // 43: wharf.v1.AccessService.ListTokens:output_type -> wharf.v1.ListTokensResponse
-	38, // 44: wharf.v1.AccessService.RevokeToken:output_type -> wharf.v1.RevokeTokenResponse
-	40, // 45: wharf.v1.AccessService.WhoAmI:output_type -> wharf.v1.WhoAmIResponse
-	43, // 46: wharf.v1.AccessService.MyPermissions:output_type -> wharf.v1.MyPermissionsResponse
-	28, // [28:47] is the sub-list for method output_type
-	9,  // [9:28] is the sub-list for method input_type
+	44, // 26: wharf.v1.AccessService.RotateSigningKey:input_type -> wharf.v1.RotateSigningKeyRequest
+	39, // 27: wharf.v1.AccessService.WhoAmI:input_type -> wharf.v1.WhoAmIRequest
+	42, // 28: wharf.v1.AccessService.MyPermissions:input_type -> wharf.v1.MyPermissionsRequest
+	2,  // 29: wharf.v1.AccessService.CreateUser:output_type -> wharf.v1.CreateUserResponse
+	4,  // 30: wharf.v1.AccessService.ListUsers:output_type -> wharf.v1.ListUsersResponse
+	6,  // 31: wharf.v1.AccessService.DeleteUser:output_type -> wharf.v1.DeleteUserResponse
+	8,  // 32: wharf.v1.AccessService.SetPassword:output_type -> wharf.v1.SetPasswordResponse
+	11, // 33: wharf.v1.AccessService.CreateGroup:output_type -> wharf.v1.CreateGroupResponse
+	13, // 34: wharf.v1.AccessService.ListGroups:output_type -> wharf.v1.ListGroupsResponse
+	15, // 35: wharf.v1.AccessService.DeleteGroup:output_type -> wharf.v1.DeleteGroupResponse
+	17, // 36: wharf.v1.AccessService.AddGroupMember:output_type -> wharf.v1.AddGroupMemberResponse
+	19, // 37: wharf.v1.AccessService.RemoveGroupMember:output_type -> wharf.v1.RemoveGroupMemberResponse
+	22, // 38: wharf.v1.AccessService.GrantRole:output_type -> wharf.v1.GrantRoleResponse
+	24, // 39: wharf.v1.AccessService.RevokeRole:output_type -> wharf.v1.RevokeRoleResponse
+	26, // 40: wharf.v1.AccessService.ListRoles:output_type -> wharf.v1.ListRolesResponse
+	29, // 41: wharf.v1.AccessService.ListRolePermissions:output_type -> wharf.v1.ListRolePermissionsResponse
+	31, // 42: wharf.v1.AccessService.SetVisibility:output_type -> wharf.v1.SetVisibilityResponse
+	34, // 43: wharf.v1.AccessService.CreateToken:output_type -> wharf.v1.CreateTokenResponse
+	36, // 44: wharf.v1.AccessService.ListTokens:output_type -> wharf.v1.ListTokensResponse
+	38, // 45: wharf.v1.AccessService.RevokeToken:output_type -> wharf.v1.RevokeTokenResponse
+	45, // 46: wharf.v1.AccessService.RotateSigningKey:output_type -> wharf.v1.RotateSigningKeyResponse
+	40, // 47: wharf.v1.AccessService.WhoAmI:output_type -> wharf.v1.WhoAmIResponse
+	43, // 48: wharf.v1.AccessService.MyPermissions:output_type -> wharf.v1.MyPermissionsResponse
+	29, // [29:49] is the sub-list for method output_type
+	9,  // [9:29] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2395,7 +2492,7 @@ func file_wharf_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_access_proto_rawDesc), len(file_wharf_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

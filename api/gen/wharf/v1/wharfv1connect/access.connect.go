@@ -86,6 +86,9 @@ const (
 	// AccessServiceRevokeTokenProcedure is the fully-qualified name of the AccessService's RevokeToken
 	// RPC.
 	AccessServiceRevokeTokenProcedure = "/wharf.v1.AccessService/RevokeToken"
+	// AccessServiceRotateSigningKeyProcedure is the fully-qualified name of the AccessService's
+	// RotateSigningKey RPC.
+	AccessServiceRotateSigningKeyProcedure = "/wharf.v1.AccessService/RotateSigningKey"
 	// AccessServiceWhoAmIProcedure is the fully-qualified name of the AccessService's WhoAmI RPC.
 	AccessServiceWhoAmIProcedure = "/wharf.v1.AccessService/WhoAmI"
 	// AccessServiceMyPermissionsProcedure is the fully-qualified name of the AccessService's
@@ -133,6 +136,10 @@ type AccessServiceClient interface {
 	// RevokeToken revokes one of the caller's tokens (any, for a superuser).
 	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 	// WhoAmI describes the caller.
+	// RotateSigningKey replaces the key that signs registry tokens (superusers
+	// only). Tokens signed with the previous key stay valid until they expire;
+	// the one before that is dropped.
+	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 	// MyPermissions lists what the caller may do, globally and per namespace.
 	MyPermissions(context.Context, *connect.Request[v1.MyPermissionsRequest]) (*connect.Response[v1.MyPermissionsResponse], error)
@@ -251,6 +258,12 @@ func NewAccessServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(accessServiceMethods.ByName("RevokeToken")),
 			connect.WithClientOptions(opts...),
 		),
+		rotateSigningKey: connect.NewClient[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse](
+			httpClient,
+			baseURL+AccessServiceRotateSigningKeyProcedure,
+			connect.WithSchema(accessServiceMethods.ByName("RotateSigningKey")),
+			connect.WithClientOptions(opts...),
+		),
 		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
 			httpClient,
 			baseURL+AccessServiceWhoAmIProcedure,
@@ -285,6 +298,7 @@ type accessServiceClient struct {
 	createToken         *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
 	listTokens          *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
 	revokeToken         *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
+	rotateSigningKey    *connect.Client[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse]
 	whoAmI              *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
 	myPermissions       *connect.Client[v1.MyPermissionsRequest, v1.MyPermissionsResponse]
 }
@@ -374,6 +388,11 @@ func (c *accessServiceClient) RevokeToken(ctx context.Context, req *connect.Requ
 	return c.revokeToken.CallUnary(ctx, req)
 }
 
+// RotateSigningKey calls wharf.v1.AccessService.RotateSigningKey.
+func (c *accessServiceClient) RotateSigningKey(ctx context.Context, req *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error) {
+	return c.rotateSigningKey.CallUnary(ctx, req)
+}
+
 // WhoAmI calls wharf.v1.AccessService.WhoAmI.
 func (c *accessServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
 	return c.whoAmI.CallUnary(ctx, req)
@@ -424,6 +443,10 @@ type AccessServiceHandler interface {
 	// RevokeToken revokes one of the caller's tokens (any, for a superuser).
 	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 	// WhoAmI describes the caller.
+	// RotateSigningKey replaces the key that signs registry tokens (superusers
+	// only). Tokens signed with the previous key stay valid until they expire;
+	// the one before that is dropped.
+	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 	// MyPermissions lists what the caller may do, globally and per namespace.
 	MyPermissions(context.Context, *connect.Request[v1.MyPermissionsRequest]) (*connect.Response[v1.MyPermissionsResponse], error)
@@ -538,6 +561,12 @@ func NewAccessServiceHandler(svc AccessServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(accessServiceMethods.ByName("RevokeToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	accessServiceRotateSigningKeyHandler := connect.NewUnaryHandler(
+		AccessServiceRotateSigningKeyProcedure,
+		svc.RotateSigningKey,
+		connect.WithSchema(accessServiceMethods.ByName("RotateSigningKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	accessServiceWhoAmIHandler := connect.NewUnaryHandler(
 		AccessServiceWhoAmIProcedure,
 		svc.WhoAmI,
@@ -586,6 +615,8 @@ func NewAccessServiceHandler(svc AccessServiceHandler, opts ...connect.HandlerOp
 			accessServiceListTokensHandler.ServeHTTP(w, r)
 		case AccessServiceRevokeTokenProcedure:
 			accessServiceRevokeTokenHandler.ServeHTTP(w, r)
+		case AccessServiceRotateSigningKeyProcedure:
+			accessServiceRotateSigningKeyHandler.ServeHTTP(w, r)
 		case AccessServiceWhoAmIProcedure:
 			accessServiceWhoAmIHandler.ServeHTTP(w, r)
 		case AccessServiceMyPermissionsProcedure:
@@ -665,6 +696,10 @@ func (UnimplementedAccessServiceHandler) ListTokens(context.Context, *connect.Re
 
 func (UnimplementedAccessServiceHandler) RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.AccessService.RevokeToken is not implemented"))
+}
+
+func (UnimplementedAccessServiceHandler) RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.AccessService.RotateSigningKey is not implemented"))
 }
 
 func (UnimplementedAccessServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
