@@ -281,6 +281,19 @@ func (u *Upload) ID() string { return u.sess.id }
 // Size is the number of bytes received so far.
 func (u *Upload) Size() int64 { return u.sess.size.Load() }
 
+// OpenData opens the session's data file for reading, for a caller that
+// follows the bytes as they are appended (a mirror to another node). The
+// file only grows: bytes once written never change, and they stay readable
+// through the returned descriptor after the session commits or ends. The
+// caller closes it.
+func (u *Upload) OpenData() (*os.File, error) {
+	f, err := os.Open(u.sess.dataPath())
+	if err != nil {
+		return nil, fmt.Errorf("open upload %s data: %w", u.sess.id, err)
+	}
+	return f, nil
+}
+
 // Append copies r to the end of the upload until EOF and returns the bytes written.
 func (u *Upload) Append(ctx context.Context, r io.Reader) (int64, error) {
 	u.mu.Lock()

@@ -53,6 +53,22 @@ type Replication interface {
 	WaitDurable(ctx context.Context, ds []digest.Digest) error
 }
 
+// UploadMirror is optionally implemented by a Replication that copies an
+// upload session's bytes to other nodes while the client still sends them,
+// so that the copies are done, or nearly, when the upload commits. None of
+// its methods may block on other nodes or fail the client's request.
+type UploadMirror interface {
+	// Appending is called, while the caller holds upload u, before bytes
+	// are appended to it; the returned function is called whenever more
+	// bytes may have arrived.
+	Appending(ctx context.Context, u *blobstore.Upload) (progress func())
+	// Committed replaces Replication.Stored for a blob committed from
+	// upload session id.
+	Committed(ctx context.Context, id string, d digest.Digest, size int64)
+	// Cancelled reports that upload session id ended without a blob.
+	Cancelled(id string)
+}
+
 // sessionSeparator joins a node ID and a local upload ID into the session ID
 // clients see. Neither part contains it.
 const sessionSeparator = "."
@@ -98,6 +114,52 @@ func (h *Handler) proxySession(w http.ResponseWriter, r *http.Request, rt route)
 func (h *Handler) stored(ctx context.Context, d digest.Digest, size int64) {
 	if h.replication != nil {
 		h.replication.Stored(ctx, d, size)
+	}
+}
+
+// mirror returns the replication's UploadMirror, or nil.
+func (h *Handler) mirror() UploadMirror {
+	m, _ := h.replication.(UploadMirror)
+	return m
+}
+
+// appendMirrored appends r to u, mirroring the bytes if the replication can.
+func (h *Handler) appendMirrored(ctx context.Context, u *blobstore.Upload, r io.Reader) (int64, error) {
+	m := h.mirror()
+	if m == nil {
+		return u.Append(ctx, r)
+	}
+	progress := m.Appending(ctx, u)
+	n, err := u.Append(ctx, progressReader{r, progress})
+	progress()
+	return n, err
+}
+
+// progressReader calls progress before each read: the bytes of the reads
+// before it have reached the upload's file by then.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	p.progress()
+	return p.r.Read(b)
+}
+
+// storedUpload reports a blob committed from upload session id.
+func (h *Handler) storedUpload(ctx context.Context, id string, d digest.Digest, size int64) {
+	if m := h.mirror(); m != nil {
+		m.Committed(ctx, id, d, size)
+		return
+	}
+	h.stored(ctx, d, size)
+}
+
+// uploadEnded reports an upload session that ended without a blob.
+func (h *Handler) uploadEnded(id string) {
+	if m := h.mirror(); m != nil {
+		m.Cancelled(id)
 	}
 }
 

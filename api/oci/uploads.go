@@ -111,12 +111,48 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 	if err != nil {
 		return err
 	}
+	if h.mirror() != nil && d.Algorithm() == digest.SHA256 &&
+		(r.ContentLength < 0 || r.ContentLength >= mirrorMonolithicBytes) {
+		size, err := h.putMirrored(r.Context(), d, r.Body)
+		if err != nil {
+			return storeError(d, err)
+		}
+		return h.linkBlob(r.Context(), w, rt.name, d, size)
+	}
 	size, err := h.blobs.Put(r.Context(), d, r.Body)
 	if err != nil {
 		return storeError(d, err)
 	}
 	h.stored(r.Context(), d, size)
 	return h.linkBlob(r.Context(), w, rt.name, d, size)
+}
+
+// mirrorMonolithicBytes is the size from which a monolithic upload is
+// mirrored to other nodes while it arrives; smaller ones are copied after.
+const mirrorMonolithicBytes = 1 << 20
+
+// putMirrored stores body as blob d through an upload session whose bytes
+// are mirrored while they arrive, as Put would without the mirror.
+func (h *Handler) putMirrored(ctx context.Context, d digest.Digest, body io.Reader) (int64, error) {
+	u, err := h.blobs.NewUpload(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer h.release(ctx, u)
+	if _, err := h.appendMirrored(ctx, u, body); err != nil {
+		h.uploadEnded(u.ID())
+		return 0, errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
+	}
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		if errors.Is(err, blobstore.ErrDigestMismatch) {
+			err = errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
+		}
+		h.uploadEnded(u.ID())
+		return 0, err
+	}
+	h.storedUpload(ctx, u.ID(), d, size)
+	return size, nil
 }
 
 // getUpload reports the progress of an upload session.
@@ -183,6 +219,7 @@ func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route)
 	if err := u.Cancel(ctx); err != nil {
 		return fmt.Errorf("cancel upload %s: %w", rt.arg, err)
 	}
+	h.uploadEnded(u.ID())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -211,7 +248,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 	ctx := r.Context()
 	cr := r.Header.Get("Content-Range")
 	if cr == "" {
-		if _, err := u.Append(ctx, r.Body); err != nil {
+		if _, err := h.appendMirrored(ctx, u, r.Body); err != nil {
 			return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 		}
 		return nil
@@ -232,7 +269,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
 			"Content-Length %d does not match Content-Range %s (%d bytes)", r.ContentLength, cr, length)
 	}
-	n, err := u.Append(ctx, io.LimitReader(r.Body, length))
+	n, err := h.appendMirrored(ctx, u, io.LimitReader(r.Body, length))
 	if err != nil {
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
@@ -246,14 +283,17 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 
 // commit appends rest to u, commits it as blob d and links the blob into repo.
 func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string, u *blobstore.Upload, d digest.Digest, rest io.Reader) error {
-	if _, err := u.Append(ctx, rest); err != nil {
+	if _, err := h.appendMirrored(ctx, u, rest); err != nil {
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
 	size, err := u.Commit(ctx, d)
 	if err != nil {
+		if !errors.Is(err, blobstore.ErrDigestMismatch) {
+			h.uploadEnded(u.ID()) // the session ended
+		}
 		return storeError(d, err)
 	}
-	h.stored(ctx, d, size)
+	h.storedUpload(ctx, u.ID(), d, size)
 	return h.linkBlob(ctx, w, repo, d, size)
 }
 

@@ -12,6 +12,17 @@
 //	                                digest); 404 if this node does not hold it
 //	HEAD /internal/blobs/<digest>   as GET, without the body
 //
+// and, for mirroring a client's upload to other nodes while it arrives, upload
+// sessions in the local store (purged like clients' sessions when abandoned):
+//
+//	POST   /internal/uploads/                          start a session: 201, Location /internal/uploads/<id>
+//	PATCH  /internal/uploads/<id>                      append the body, streamed and hashed as it arrives;
+//	                                                   Upload-Offset must equal the session's size (else 416);
+//	                                                   204 with the new size in Upload-Offset
+//	PUT    /internal/uploads/<id>?digest=<d>&size=<n>  verify, fsync and store the session as blob <d>: 201;
+//	                                                   400 if the size or digest does not match
+//	DELETE /internal/uploads/<id>                      cancel: 204; 404 for an unknown session
+//
 // The package knows nothing about TLS or authentication: callers pass an
 // *http.Client, and mount the Server on an *http.ServeMux, that already
 // provide them (wharf's cluster listener uses mutual TLS).

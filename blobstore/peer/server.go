@@ -33,10 +33,12 @@ func NewServer(store *blobstore.Store, logger *slog.Logger) *Server {
 	return &Server{store: store, logger: logger, ingests: map[digest.Digest]chan struct{}{}}
 }
 
-// Register mounts the Server's routes on mux, under PathPrefix.
+// Register mounts the Server's routes on mux, under PathPrefix and
+// UploadPathPrefix.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+PathPrefix+"{digest}", s.put)
 	mux.HandleFunc("GET "+PathPrefix+"{digest}", s.get) // GET patterns match HEAD too
+	s.registerUploads(mux)
 }
 
 // put stores the request body as a blob, verified and fsynced before it

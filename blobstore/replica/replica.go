@@ -112,7 +112,8 @@ type Store struct {
 	underReplicated atomic.Int64 // as of the last repair scan
 
 	mu      sync.Mutex
-	copying map[digest.Digest]bool // blobs with a background copy running
+	copying map[digest.Digest]bool   // blobs with a background copy running
+	mirrors map[string]*uploadMirror // by local upload session ID (mirror.go)
 	// shortLastRound: the blobs the previous repair round found short of
 	// copies (see deferRepair).
 	shortLastRound map[digest.Digest]bool
@@ -142,7 +143,7 @@ func New(cfg Config) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
 		Store: cfg.Local, cfg: cfg, fetcher: fetcher, replicator: replicator,
-		copying: map[digest.Digest]bool{}, ctx: ctx, cancel: cancel,
+		copying: map[digest.Digest]bool{}, mirrors: map[string]*uploadMirror{}, ctx: ctx, cancel: cancel,
 	}
 	s.metrics = newMetrics(cfg.Registerer, func() float64 { return float64(s.underReplicated.Load()) })
 	return s, nil

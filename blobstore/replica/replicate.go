@@ -27,10 +27,18 @@ func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
 }
 
 // copyInBackground copies d to its owners unless a copy is already running.
-func (s *Store) copyInBackground(d digest.Digest, size int64) {
+func (s *Store) copyInBackground(d digest.Digest, size int64) { s.copyAfter(d, size, nil) }
+
+// copyAfter copies d to its owners unless a copy is already running: first
+// through the upload's mirror m, if not nil, then to the owners still
+// missing. A mirror not used is cancelled.
+func (s *Store) copyAfter(d digest.Digest, size int64, m *uploadMirror) {
 	s.mu.Lock()
 	if s.copying[d] || s.ctx.Err() != nil {
 		s.mu.Unlock()
+		if m != nil {
+			m.cancel()
+		}
 		return
 	}
 	s.copying[d] = true
@@ -45,6 +53,9 @@ func (s *Store) copyInBackground(d digest.Digest, size int64) {
 		}()
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CopyTimeout)
 		defer cancel()
+		if m != nil {
+			s.finishMirror(ctx, m, d, size)
+		}
 		if err := s.copyToOwners(ctx, d, size); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("copy blob to its owners", "digest", d, "err", err)
 		}

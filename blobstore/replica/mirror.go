@@ -1,0 +1,329 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/blobstore/peer"
+	"github.com/wharf-registry/wharf/blobstore/placement"
+)
+
+// Mirroring: while a client uploads a blob to this node, the bytes are
+// copied to up to R-1 other nodes at once, so that the copies are done, or
+// nearly, when the upload commits, instead of starting then.
+//
+// The digest is not known before the commit, so mirrors run only while
+// every live node is an owner of every blob (at most R live nodes; see
+// mirrorTargets); the targets are ranked over the session ID. A mirror reads the session's data file behind the client's
+// appends (the file only grows, and its bytes never change), never from
+// memory, so it needs no buffer and can neither slow nor fail the client:
+// a mirror that lags just catches up later, and one that fails is dropped,
+// and the copy after commit covers its target if it is an owner. At the
+// commit, each mirror sends the rest of the file and commits its session
+// with the digest, which the peer verifies; each copy stored so is
+// recorded as a holder, and then the usual copy to the owners still
+// missing runs (should the membership change meanwhile, a target that is
+// no longer an owner is an extra holder, which repair trims: trim.go). A session cancelled here cancels its mirrors; one abandoned
+// is dropped after mirrorIdle, and the peers purge their sessions like
+// their own clients'.
+const (
+	// mirrorPoll is how often a mirror that caught up looks at the data
+	// file again when no append wakes it.
+	mirrorPoll = 20 * time.Millisecond
+	// mirrorIdle drops a mirror whose session received no bytes for this long.
+	mirrorIdle = 10 * time.Minute
+	// mirrorCommitTimeout bounds how long a commit waits for its mirrors;
+	// the copy to the owners follows either way.
+	mirrorCommitTimeout = 2 * time.Minute
+	// mirrorCancelTimeout bounds the cancel of a failed mirror's session.
+	mirrorCancelTimeout = 5 * time.Second
+)
+
+// uploadMirror copies one local upload session to its targets.
+type uploadMirror struct {
+	f      *os.File // the session's data file, read-only
+	ctx    context.Context
+	cancel context.CancelFunc
+	kicks  []chan struct{} // one per target: more bytes may have arrived
+
+	final chan struct{} // closed once d and size are set
+	d     digest.Digest
+	size  int64
+
+	results chan mirrorResult // one per target
+	done    chan struct{}     // closed when every target's worker has ended
+}
+
+type mirrorResult struct {
+	node Node
+	err  error
+}
+
+// Appending starts mirroring upload u unless it is mirrored already, and
+// returns a function to call whenever more bytes may have arrived. The
+// caller holds u's session. It never blocks on the network.
+func (s *Store) Appending(ctx context.Context, u *blobstore.Upload) (progress func()) {
+	s.mu.Lock()
+	m := s.mirrors[u.ID()]
+	s.mu.Unlock()
+	if m == nil {
+		m = s.startMirror(u)
+		if m == nil {
+			return func() {}
+		}
+	}
+	return m.kick
+}
+
+// Committed records this node as a holder of blob d, just committed from
+// upload session id, commits the session's mirrors, records the copies they
+// stored, and then copies d to the owners still missing, in the background.
+func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size int64) {
+	m := s.takeMirror(id)
+	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
+		s.cfg.Logger.Warn("record blob holder", "digest", d, "err", err)
+		if m != nil {
+			m.cancel()
+		}
+		return
+	}
+	s.recorded.signal()
+	s.copyAfter(d, size, m)
+}
+
+// Cancelled drops the mirrors of upload session id, which ended without a blob.
+func (s *Store) Cancelled(id string) {
+	if m := s.takeMirror(id); m != nil {
+		m.cancel()
+	}
+}
+
+func (s *Store) takeMirror(id string) *uploadMirror {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.mirrors[id]
+	delete(s.mirrors, id)
+	return m
+}
+
+// mirrorTargets returns the live nodes other than this one, ranked over
+// the session ID, when there are at most R live nodes: then every live node
+// is an owner of every blob, so the mirrors copy to owners only. In a
+// larger cluster it returns none, and blobs are copied after their commit:
+// targets chosen before the digest is known would mostly not be owners,
+// costing a copy more per target and a trim.
+func (s *Store) mirrorTargets(id string) []Node {
+	nodes, err := s.cfg.Cluster.Nodes()
+	if err != nil {
+		return nil
+	}
+	live := liveNodes(nodes)
+	if len(live) > s.cfg.Replicas {
+		return nil
+	}
+	want := len(live) - 1
+	var out []Node
+	for _, n := range placement.Rank(digest.FromString(id), placementNodes(nodes)) {
+		if len(out) >= want {
+			break
+		}
+		if n.ID != s.cfg.Cluster.LocalID() {
+			out = append(out, live[n.ID])
+		}
+	}
+	return out
+}
+
+// startMirror starts mirroring u to its targets, or returns nil if there
+// are none.
+func (s *Store) startMirror(u *blobstore.Upload) *uploadMirror {
+	targets := s.mirrorTargets(u.ID())
+	if len(targets) == 0 {
+		return nil
+	}
+	f, err := u.OpenData()
+	if err != nil {
+		s.cfg.Logger.Debug("mirror upload", "upload", u.ID(), "err", err)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		f.Close()
+		return nil
+	}
+	for id, old := range s.mirrors { // ended, abandoned mirrors
+		select {
+		case <-old.done:
+			delete(s.mirrors, id)
+		default:
+		}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	m := &uploadMirror{
+		f: f, ctx: ctx, cancel: cancel, final: make(chan struct{}),
+		results: make(chan mirrorResult, len(targets)), done: make(chan struct{}),
+	}
+	var workers sync.WaitGroup
+	for _, n := range targets {
+		kick := make(chan struct{}, 1)
+		m.kicks = append(m.kicks, kick)
+		workers.Add(1)
+		s.wg.Go(func() {
+			defer workers.Done()
+			err := s.mirrorTo(m, n, kick)
+			m.results <- mirrorResult{node: n, err: err}
+		})
+	}
+	s.wg.Go(func() {
+		workers.Wait()
+		cancel()
+		f.Close()
+		close(m.done)
+	})
+	s.mirrors[u.ID()] = m
+	return m
+}
+
+// kick wakes the mirror's workers; it never blocks.
+func (m *uploadMirror) kick() {
+	for _, k := range m.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// mirrorTo copies the session to node n, from its start to its commit.
+func (s *Store) mirrorTo(m *uploadMirror, n Node, kick chan struct{}) (err error) {
+	// Not cancelled with the mirror, so that a session started is known
+	// and cancelled below rather than left for the peer's purge.
+	startCtx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
+	sess, err := peer.StartUpload(startCtx, s.cfg.Client, n.URL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := m.ctx.Err(); err != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
+		defer cancel()
+		_ = sess.Cancel(ctx)
+		return err
+	}
+	defer func() {
+		if err == nil || s.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
+		defer cancel()
+		if cerr := sess.Cancel(ctx); cerr != nil {
+			s.cfg.Logger.Debug("cancel mirror session", "node", n.ID, "err", cerr)
+		}
+	}()
+	got, err := sess.Append(m.ctx, 0, &dataTail{m: m, kick: kick, last: time.Now()})
+	if err != nil {
+		return err
+	}
+	// The tail ends only at the final size, so d and size are set.
+	if got != m.size {
+		return fmt.Errorf("mirror to %s: %w: peer has %d bytes, the blob %d", n.ID, blobstore.ErrDigestMismatch, got, m.size)
+	}
+	return sess.Commit(m.ctx, m.d, m.size)
+}
+
+// finish tells the mirror's workers the blob's digest and size, waits for
+// them (for at most mirrorCommitTimeout) and records each copy stored.
+func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Digest, size int64) {
+	m.d, m.size = d, size
+	close(m.final)
+	timeout := time.NewTimer(mirrorCommitTimeout)
+	defer timeout.Stop()
+	for range m.kicks {
+		var res mirrorResult
+		select {
+		case res = <-m.results:
+		case <-timeout.C:
+			m.cancel() // the workers end at once
+			res = <-m.results
+		}
+		err := res.err
+		if err == nil {
+			err = s.cfg.Cluster.AddBlobHolder(ctx, d, size, res.node.ID)
+		}
+		if err != nil {
+			if ctx.Err() == nil && m.ctx.Err() == nil {
+				s.cfg.Logger.Info("mirror upload", "digest", d, "node", res.node.ID, "err", err)
+			}
+			continue
+		}
+		s.recorded.signal()
+		s.metrics.copies.WithLabelValues("mirrored").Inc()
+	}
+	m.cancel()
+}
+
+// dataTail reads a session's data file as it grows, until the final size.
+type dataTail struct {
+	m    *uploadMirror
+	kick chan struct{}
+	off  int64
+	last time.Time // when bytes last arrived
+}
+
+func (t *dataTail) Read(p []byte) (int, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		final := false
+		select {
+		case <-t.m.final:
+			final = true
+			left := t.m.size - t.off
+			if left <= 0 {
+				return 0, io.EOF
+			}
+			p = p[:min(int64(len(p)), left)]
+		default:
+		}
+		n, err := t.m.f.ReadAt(p, t.off)
+		if n > 0 {
+			t.off += int64(n)
+			t.last = time.Now()
+			return n, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if final {
+			return 0, fmt.Errorf("upload data ends at %d of %d bytes: %w", t.off, t.m.size, io.ErrUnexpectedEOF)
+		}
+		if time.Since(t.last) > mirrorIdle {
+			return 0, errors.New("upload idle: mirror dropped")
+		}
+		if timer == nil {
+			timer = time.NewTimer(mirrorPoll)
+		} else {
+			timer.Reset(mirrorPoll)
+		}
+		select {
+		case <-t.kick:
+		case <-t.m.final:
+		case <-timer.C:
+		case <-t.m.ctx.Done():
+			return 0, context.Cause(t.m.ctx)
+		}
+	}
+}

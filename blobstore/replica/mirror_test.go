@@ -1,0 +1,199 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/wharf-registry/wharf/blobstore/peer"
+)
+
+// clientUploads uploads content to s through an upload session in two
+// appends, as the OCI handler does with a mirror, and commits it.
+func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, string) {
+	t.Helper()
+	ctx := context.Background()
+	d := digest.FromBytes(content)
+	u, err := s.NewUpload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	half := len(content) / 2
+	for _, part := range [][]byte{content[:half], content[half:]} {
+		progress := s.Appending(ctx, u)
+		if _, err := u.Append(ctx, bytes.NewReader(part)); err != nil {
+			t.Fatal(err)
+		}
+		progress()
+		time.Sleep(20 * time.Millisecond) // let the mirrors follow
+	}
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Committed(ctx, u.ID(), d, size)
+	return d, u.ID()
+}
+
+func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	s := tc.store("node0", 3, 2, false)
+	content, _ := randomBlob(t, 3<<20)
+	d, _ := clientUploads(t, s, content)
+	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(tc.holders(d)) < 3 || copiesOf(t, s, "mirrored") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("holders %v, want all 3 nodes", tc.holders(d))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for id, store := range tc.local {
+		if _, err := store.Stat(context.Background(), d); err != nil {
+			t.Errorf("%s does not hold the blob: %v", id, err)
+		}
+		if n := store.OpenUploads(); n != 0 {
+			t.Errorf("%s has %d upload sessions open", id, n)
+		}
+	}
+	if got := copiesOf(t, s, "mirrored"); got != 2 {
+		t.Errorf("%v mirrored copies, want 2", got)
+	}
+	if got := copiesOf(t, s, "ok"); got != 0 {
+		t.Errorf("%v copies after the commit, want 0: the mirrors did them", got)
+	}
+}
+
+// A peer that fails, or takes the session and then never reads, neither
+// fails nor slows the client's upload; the blob still reaches W (and R)
+// copies, the stuck peer's through the copy after commit.
+func TestMirrorToFailingOrStuckPeer(t *testing.T) {
+	for _, mode := range []string{"failing", "stuck"} {
+		t.Run(mode, func(t *testing.T) {
+			tc := newTestCluster(t, 3)
+			release := make(chan struct{})
+			// Which node gets which role depends on the session ID; make
+			// both other nodes bad at mirrors, good at whole-blob copies.
+			for _, id := range []string{"node1", "node2"} {
+				good := tc.srvs[id].Config.Handler
+				bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if !bytes.HasPrefix([]byte(r.URL.Path), []byte(peer.UploadPathPrefix)) {
+						good.ServeHTTP(w, r)
+						return
+					}
+					if mode == "failing" {
+						http.Error(w, "broken", http.StatusInternalServerError)
+						return
+					}
+					if r.Method == http.MethodPost {
+						good.ServeHTTP(w, r)
+						return
+					}
+					select { // never reads the body
+					case <-release:
+					case <-r.Context().Done():
+					}
+					http.Error(w, "gave up", http.StatusServiceUnavailable)
+				}))
+				t.Cleanup(bad.Close)
+				tc.mu.Lock()
+				for i := range tc.nodes {
+					if tc.nodes[i].ID == id {
+						tc.nodes[i].URL = bad.URL
+					}
+				}
+				tc.mu.Unlock()
+			}
+			s := tc.store("node0", 3, 2, false)
+			content, _ := randomBlob(t, 4<<20)
+			start := time.Now()
+			d, _ := clientUploads(t, s, content)
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("the upload took %v", took)
+			}
+			if mode == "stuck" {
+				// Stuck mirrors hold the copy back until they end; a
+				// stuck peer's own timeouts end them in production.
+				close(release)
+			}
+			if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(tc.holders(d)) < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("holders %v, want all 3 nodes", tc.holders(d))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := copiesOf(t, s, "mirrored"); got != 0 {
+				t.Errorf("%v mirrored copies, want 0", got)
+			}
+		})
+	}
+}
+
+// A cancelled upload cancels the peers' sessions.
+func TestCancelledUploadCancelsMirrors(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	s := tc.store("node0", 3, 2, false)
+	ctx := context.Background()
+	u, err := s.NewUpload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := s.Appending(ctx, u)
+	if _, err := u.Append(ctx, bytes.NewReader(make([]byte, 1<<20))); err != nil {
+		t.Fatal(err)
+	}
+	progress()
+	open := func() []string {
+		var ids []string
+		for _, id := range []string{"node1", "node2"} {
+			if tc.local[id].OpenUploads() > 0 {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(open()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror sessions on %v, want node1 and node2", open())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := u.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Cancelled(u.ID())
+	deadline = time.Now().Add(10 * time.Second)
+	for len(open()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror sessions still open on %v", open())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if slices.Contains(tc.holders(digest.FromBytes(make([]byte, 1<<20))), "node1") {
+		t.Fatal("a cancelled upload was recorded")
+	}
+}
+
+func copiesOf(t *testing.T, s *Store, result string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.metrics.copies.WithLabelValues(result).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
