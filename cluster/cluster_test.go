@@ -56,7 +56,9 @@ func (tc *testCluster) config(gossip string, join []string) Config {
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
-	cfg.QuorumTimeout = time.Second
+	// Well above the heartbeat timeout: a loaded CI machine can delay
+	// heartbeats, and a shorter one refuses writes on a healthy cluster.
+	cfg.QuorumTimeout = 2 * time.Second
 	cfg.ReconcileInterval = 200 * time.Millisecond
 	cfg.DeadNodeTimeout = cmpOr(tc.opts.deadNodeTimeout, time.Second)
 	cfg.GossipProbeInterval = 100 * time.Millisecond
