@@ -106,3 +106,20 @@ func TestMissingConfigFile(t *testing.T) {
 		t.Fatal("a missing config file was accepted")
 	}
 }
+
+// TestDeployExampleConfig keeps deploy/wharf.yaml valid: every key is a
+// flag of wharf serve and every value parses.
+func TestDeployExampleConfig(t *testing.T) {
+	cmd := newServeCommand()
+	if err := cmd.Flags().Parse([]string{"--config", filepath.Join("..", "..", "deploy", "wharf.yaml")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyConfigSources(cmd.Flags(), "config"); err != nil {
+		t.Fatalf("deploy/wharf.yaml: %v", err)
+	}
+	for flag, want := range map[string]string{"bootstrap-expect": "3", "join": "[10.0.0.1:5003,10.0.0.2:5003,10.0.0.3:5003]", "write-quorum": "2"} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("%s = %s, want %s", flag, got, want)
+		}
+	}
+}
