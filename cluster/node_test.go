@@ -45,13 +45,24 @@ func openNode(t testing.TB, cfg Config) *Node {
 		t.Fatal(err)
 	}
 	// Let the leader loop finish its first reconciliation (it registers
-	// the node), so tests that count log entries see no stray writes.
+	// the node and moves it to its new address in the Raft configuration),
+	// so tests that count log entries see no stray writes.
 	waitFor(t, 10*time.Second, func() error {
 		rec, err := n.FSM().Node(n.id)
 		if err == nil && rec.GetClusterAddress() != n.ClusterAddress() {
 			err = fmt.Errorf("registered at %s, listening at %s", rec.GetClusterAddress(), n.ClusterAddress())
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		conf, err := n.configuration()
+		if err != nil {
+			return err
+		}
+		if srv, ok := findServer(conf, n.id); !ok || string(srv.Address) != n.ClusterAddress() {
+			return fmt.Errorf("raft configuration has %v, listening at %s", conf.Servers, n.ClusterAddress())
+		}
+		return nil
 	})
 	return n
 }
