@@ -117,7 +117,9 @@ start_nodes() {
 	joins=$(printf '%s:5003,' "${IPS[@]}")
 	joins=${joins%,}
 	for i in 0 1 2; do
-		in_node "$i" "$WHARF" serve --data-dir "$WORK/${NODES[$i]}" --node-name "${NODES[$i]}" \
+		# Not through in_node: $! must be the node itself (ip netns exec
+		# execs it), not a subshell whose death would orphan it.
+		ip netns exec "${NS[$i]}" "$WHARF" serve --data-dir "$WORK/${NODES[$i]}" --node-name "${NODES[$i]}" \
 			--listen "0.0.0.0:$HTTP_PORT" --cluster-listen "${IPS[$i]}:5002" --gossip-listen "${IPS[$i]}:5003" \
 			--advertise "${IPS[$i]}" --bootstrap-expect 3 --join "$joins" --cluster-key "$key" \
 			--dead-node-timeout 10m --replicas 3 --write-quorum 2 \
