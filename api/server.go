@@ -7,6 +7,7 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -32,6 +33,9 @@ type Config struct {
 	// Registry receives the HTTP metrics and is exposed on /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// RequestContext, if set, derives each request's context; the node
+	// uses it to give every request its own read scope.
+	RequestContext func(context.Context) context.Context
 }
 
 // NewHandler returns the handler for the public listener.
@@ -59,7 +63,12 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.UI != nil {
 		mux.Handle("/", m.instrument(staticRoute("ui"), cfg.UI))
 	}
-	return mux
+	if cfg.RequestContext == nil {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(cfg.RequestContext(r.Context())))
+	})
 }
 
 func writePlain(w http.ResponseWriter, status int, body string) {

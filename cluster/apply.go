@@ -35,6 +35,9 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
+	// Whatever the outcome, the command may have been committed: reads in
+	// this scope must look again.
+	defer readScopeOf(ctx).wrote()
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	res, err := n.applyAnywhere(ctx, data)

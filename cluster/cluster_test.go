@@ -23,6 +23,8 @@ import (
 type clusterOpts struct {
 	// deadNodeTimeout overrides the short test default.
 	deadNodeTimeout time.Duration
+	// commitTimeout overrides Raft's (the default's) 50ms.
+	commitTimeout time.Duration
 }
 
 // testCluster is a set of in-process nodes on loopback.
@@ -61,6 +63,7 @@ func (tc *testCluster) config(gossip string, join []string) Config {
 	cfg.QuorumTimeout = 2 * time.Second
 	cfg.ReconcileInterval = 200 * time.Millisecond
 	cfg.DeadNodeTimeout = cmpOr(tc.opts.deadNodeTimeout, time.Second)
+	cfg.CommitTimeout = tc.opts.commitTimeout
 	cfg.GossipProbeInterval = 100 * time.Millisecond
 	cfg.RetryJoinInterval = 100 * time.Millisecond
 	if os.Getenv("WHARF_TEST_LOG") != "" {
@@ -414,6 +417,79 @@ func TestClusterReadIndexBatching(t *testing.T) {
 	t.Logf("%d readers used %d read index round trips", readers, rounds)
 	if rounds < 1 || rounds > 5 {
 		t.Fatalf("%d round trips for %d concurrent readers", rounds, readers)
+	}
+}
+
+// TestClusterReadScope: the reads of one request share a read index, and
+// a write through the request makes its next read fetch a new one, which
+// sees the write even on a follower.
+func TestClusterReadScope(t *testing.T) {
+	tc := startCluster(t, 3, clusterOpts{})
+	ctx := ctxTimeout(t, 10*time.Second)
+	follower := tc.follower()
+	if err := follower.PutManifest(ctx, manifestOp("acme/app", "m1", "v1")); err != nil {
+		t.Fatal(err)
+	}
+	rounds := func() uint64 { return follower.reads.rounds.Load() }
+	req := WithReadScope(ctx)
+	before := rounds()
+	for range 5 {
+		if d, err := follower.ResolveTag(req, "acme/app", "v1"); err != nil || d != digest.FromString("m1") {
+			t.Fatalf("ResolveTag = %s, %v; want m1", d, err)
+		}
+	}
+	if got := rounds() - before; got != 1 {
+		t.Fatalf("5 reads in one scope made %d read index round trips, want 1", got)
+	}
+	// Another request (another scope) fetches its own.
+	before = rounds()
+	if _, err := follower.ResolveTag(WithReadScope(ctx), "acme/app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rounds() - before; got != 1 {
+		t.Fatalf("a new scope made %d round trips, want 1", got)
+	}
+	// A write in the scope: its next read must see it, through a new read
+	// index, at once.
+	for i := 2; i < 12; i++ {
+		content := fmt.Sprint("m", i)
+		before = rounds()
+		if err := follower.PutManifest(req, manifestOp("acme/app", content, "v1")); err != nil {
+			t.Fatal(err)
+		}
+		d, err := follower.ResolveTag(req, "acme/app", "v1")
+		if err != nil || d != digest.FromString(content) {
+			t.Fatalf("after moving v1 to %s in the scope, it resolves to %s, %v", content, d, err)
+		}
+		if got := rounds() - before; got != 1 {
+			t.Fatalf("a read after a write in the scope made %d round trips, want 1", got)
+		}
+	}
+}
+
+// TestClusterReadsDoNotWaitForCommitTimeout: with a CommitTimeout far
+// longer than the test allows, a follower still reads the leader's latest
+// write at once, because the leader, asked for a read index its followers
+// have not learned as committed, tells them with a barrier.
+func TestClusterReadsDoNotWaitForCommitTimeout(t *testing.T) {
+	tc := startCluster(t, 3, clusterOpts{commitTimeout: time.Minute})
+	leader := tc.leader()
+	follower := tc.follower()
+	for i := range 5 {
+		// Each read gets 5s: without the nudge it would wait for the
+		// leader's next message, up to two minutes away.
+		ctx := ctxTimeout(t, 5*time.Second)
+		content := fmt.Sprint("m", i)
+		if err := leader.PutManifest(ctx, manifestOp("acme/app", content, "v1")); err != nil {
+			t.Fatal(err)
+		}
+		d, err := follower.ResolveTag(ctx, "acme/app", "v1")
+		if err != nil || d != digest.FromString(content) {
+			t.Fatalf("follower resolves v1 to %s, %v; want %s", d, err, content)
+		}
+	}
+	if leader.nudge.nudges.Load() == 0 {
+		t.Fatal("the leader never nudged its followers")
 	}
 }
 

@@ -60,7 +60,7 @@ func TestCrashChild(t *testing.T) {
 			// The parent checks every acknowledged tag after the crash.
 			fmt.Printf("ack %s %s %s\n", repo, tag, digest.FromString(content))
 		case 2:
-			if err := n.LinkBlob(ctx, "solo", digest.FromString(tag), int64(i)); err != nil {
+			if err := n.LinkBlob(ctx, "solo", digest.FromString(tag), int64(i), ""); err != nil {
 				t.Fatal(err)
 			}
 		case 3:

@@ -172,10 +172,13 @@ func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterv1.A
 }
 
 // ReadIndex answers a follower's read index request if this node leads.
-func (p peerService) ReadIndex(ctx context.Context, _ *connect.Request[clusterv1.ReadIndexRequest]) (*connect.Response[clusterv1.ReadIndexResponse], error) {
+func (p peerService) ReadIndex(ctx context.Context, req *connect.Request[clusterv1.ReadIndexRequest]) (*connect.Response[clusterv1.ReadIndexResponse], error) {
 	idx, err := p.n.leaderReadIndex(ctx)
 	if err != nil {
 		return nil, toConnect(err)
+	}
+	if idx > req.Msg.GetCommitIndex() {
+		p.n.nudgeFollowers(idx)
 	}
 	return connect.NewResponse(&clusterv1.ReadIndexResponse{Index: idx}), nil
 }

@@ -46,6 +46,7 @@ type Node struct {
 	leaderReadyTerm atomic.Uint64
 	applied         *notifier
 	reads           *readIndexer
+	nudge           commitNudge
 
 	// ctx ends at shutdown; background goroutines watch it.
 	ctx    context.Context

@@ -94,7 +94,7 @@ func TestNodeRestartKeepsData(t *testing.T) {
 	if err := n.PutManifest(ctx, manifestOp("acme/app", "m1", "latest")); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.LinkBlob(ctx, "acme/app", digest.FromString("layer"), 5); err != nil {
+	if err := n.LinkBlob(ctx, "acme/app", digest.FromString("layer"), 5, ""); err != nil {
 		t.Fatal(err)
 	}
 	shutdown(t, n)
@@ -131,7 +131,7 @@ func TestNodeApplyErrors(t *testing.T) {
 		{"missing tag", n.DeleteTag(ctx, "solo", "nope"), fsm.ErrNotFound},
 		{"missing manifest", n.DeleteManifest(ctx, "solo", digest.FromString("nope")), fsm.ErrNotFound},
 		{"missing blob", n.UnlinkBlob(ctx, "solo", digest.FromString("nope")), fsm.ErrNotFound},
-		{"invalid name", n.LinkBlob(ctx, "Solo", digest.FromString("b"), 1), fsm.ErrInvalid},
+		{"invalid name", n.LinkBlob(ctx, "Solo", digest.FromString("b"), 1, ""), fsm.ErrInvalid},
 		{"check name", n.CheckRepositoryName(ctx, "solo/y"), fsm.ErrNamespaceConflict},
 	}
 	for _, tt := range tests {

@@ -107,7 +107,8 @@ func (n *Node) fetchReadIndex() (uint64, error) {
 			}
 			return err
 		}
-		resp, err := n.peer(addr).ReadIndex(ctx, connect.NewRequest(&clusterv1.ReadIndexRequest{}))
+		req := &clusterv1.ReadIndexRequest{CommitIndex: n.raft.CommitIndex()}
+		resp, err := n.peer(addr).ReadIndex(ctx, connect.NewRequest(req))
 		if err != nil {
 			return peerError(ctx, "read index from leader "+string(addr), err)
 		}
@@ -138,17 +139,122 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
+// A follower learns the leader's commit index only from the leader's next
+// AppendEntries message: with the next write, or after Raft's
+// CommitTimeout (50ms by default, randomized up to twice that) when no
+// write follows. A read index past the follower's commit index would make
+// its reader wait that long. So the leader, asked for such a read index,
+// appends a barrier entry, which it replicates at once with its current
+// commit index; the follower then applies up to the read index within a
+// round trip. Nudges are coalesced: one whose barrier went out with a
+// commit index at or past idx covers idx.
+//
+// The alternative, a short CommitTimeout, costs the idle cluster a
+// message per follower every few milliseconds: 3 idle nodes used 27% of a
+// core at 5ms, against 4% at 50ms.
+type commitNudge struct {
+	mu      sync.Mutex
+	carried uint64 // the commit index when the last barrier was issued
+	nudges  atomic.Uint64
+}
+
+// nudgeFollowers makes sure the followers learn a commit index of at least
+// idx promptly. It does not wait for them.
+func (n *Node) nudgeFollowers(idx uint64) {
+	n.nudge.mu.Lock()
+	if n.nudge.carried >= idx {
+		n.nudge.mu.Unlock()
+		return
+	}
+	n.nudge.carried = n.raft.CommitIndex()
+	n.nudge.mu.Unlock()
+	n.nudge.nudges.Add(1)
+	// Barrier only enqueues here; its entry is sent to every follower as
+	// soon as it is appended, with the commit index it finds then.
+	f := n.raft.Barrier(n.cfg.ApplyTimeout)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := f.Error(); err != nil {
+			n.logger.Debug("nudge followers with a barrier", "err", err)
+		}
+	}()
+}
+
 // linearize returns once the local FSM reflects every write acknowledged
-// before the call, unless StaleReads is set.
+// before the call, unless StaleReads is set. Within a read scope (see
+// WithReadScope) only the first read since the scope's last write pays for
+// a read index; the others read the state it reached, or newer.
 func (n *Node) linearize(ctx context.Context) error {
 	if n.cfg.StaleReads {
+		return nil
+	}
+	scope := readScopeOf(ctx)
+	if scope.current() {
 		return nil
 	}
 	idx, err := n.reads.index(ctx)
 	if err != nil {
 		return err
 	}
-	return n.waitApplied(ctx, idx)
+	if err := n.waitApplied(ctx, idx); err != nil {
+		return err
+	}
+	scope.reached()
+	return nil
+}
+
+// Sync returns once the local FSM reflects every write acknowledged before
+// the call (unless StaleReads is set), whatever ctx's read scope: for
+// callers that poll the local state for other nodes' writes.
+func (n *Node) Sync(ctx context.Context) error {
+	return n.linearize(context.WithValue(ctx, readScopeKey{}, (*readScope)(nil)))
+}
+
+// A read scope lets the reads of one request share one read index: a
+// request that authenticates its caller, checks its permissions and then
+// reads a manifest would otherwise make a round trip to the leader for
+// each, and wait for the commit index each time.
+//
+// It is safe because a request is one operation: its reads take effect
+// at the scope's read index, which was fetched after the request began,
+// and the local state only moves forward from there. A write through the
+// scope's context invalidates it, so that the request's next read sees
+// that write (which may have been applied on the leader only).
+type readScope struct {
+	linearized atomic.Bool
+}
+
+type readScopeKey struct{}
+
+// WithReadScope returns a context whose linearizable reads share one read
+// index until the next write made with it. Give each request its own.
+func WithReadScope(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readScopeKey{}, &readScope{})
+}
+
+func readScopeOf(ctx context.Context) *readScope {
+	s, _ := ctx.Value(readScopeKey{}).(*readScope)
+	return s
+}
+
+// current reports whether the scope's reads need no new read index.
+func (s *readScope) current() bool { return s != nil && s.linearized.Load() }
+
+// reached records that the local state reflects a read index fetched
+// within the scope.
+func (s *readScope) reached() {
+	if s != nil {
+		s.linearized.Store(true)
+	}
+}
+
+// wrote records a write made within the scope: the next read needs a new
+// read index.
+func (s *readScope) wrote() {
+	if s != nil {
+		s.linearized.Store(false)
+	}
 }
 
 // waitApplied waits until the FSM has applied every command at or below

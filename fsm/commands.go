@@ -196,6 +196,12 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	if op.GetSize() < 0 {
 		return invalid("blob %s has negative size %d", dgst, op.GetSize()), nil
 	}
+	if holder := op.GetHolderNodeId(); holder != "" {
+		res, err := recordHolder(b, dgst, op.GetSize(), holder, cmd.GetUnixNanos())
+		if err != nil || res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+			return res, err
+		}
+	}
 	if res, err := refuseCollected(b, []string{dgst}); res != nil || err != nil {
 		return res, err
 	}

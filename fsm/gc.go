@@ -27,8 +27,9 @@ import (
 // The commands that add or remove references (LinkBlob, UnlinkBlob,
 // PutManifest, DeleteManifest) update the index in the same batch. When the
 // last reference of a blob some node holds goes, gc/<digest> is set to the
-// command's unix_nanos; a new reference deletes it. AddBlobHolder sets it
-// afresh for an unreferenced blob, so a blob just uploaded (or copied) is
+// command's unix_nanos; a new reference deletes it. AddBlobHolder (and
+// LinkBlob's holder, recorded before the link) sets it afresh for an
+// unreferenced blob, so a blob just uploaded (or copied) is
 // never collected before the client had a whole grace period to link it.
 //
 // CollectBlob, proposed by the leader's collector, re-checks that the blob is

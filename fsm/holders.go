@@ -33,23 +33,28 @@ func holderKey(dgst string) []byte { return key(prefixHolder, dgst) }
 // names one content.
 func applyAddBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	op := cmd.GetAddBlobHolder()
-	dgst, node := op.GetDigest(), op.GetNodeId()
+	return recordHolder(b, op.GetDigest(), op.GetSize(), op.GetNodeId(), cmd.GetUnixNanos())
+}
+
+// recordHolder records node as a holder of blob dgst of the given size, at
+// time now; AddBlobHolder and LinkBlob with a holder share it.
+func recordHolder(b *pebble.Batch, dgst string, size int64, node string, now int64) (*fsmv1.Result, error) {
 	if res := validateHolder(dgst, node); res != nil {
 		return res, nil
 	}
-	if op.GetSize() < 0 {
-		return invalid("blob %s has negative size %d", dgst, op.GetSize()), nil
+	if size < 0 {
+		return invalid("blob %s has negative size %d", dgst, size), nil
 	}
 	// A stored record replaces this new one entirely (Unmarshal resets it).
-	rec := &fsmv1.BlobHolders{Digest: dgst, Size: op.GetSize()}
+	rec := &fsmv1.BlobHolders{Digest: dgst, Size: size}
 	if _, err := getProto(b, holderKey(dgst), rec); err != nil {
 		return nil, err
 	}
-	if rec.GetSize() != op.GetSize() {
-		return invalid("blob %s is recorded with size %d, not %d", dgst, rec.GetSize(), op.GetSize()), nil
+	if rec.GetSize() != size {
+		return invalid("blob %s is recorded with size %d, not %d", dgst, rec.GetSize(), size), nil
 	}
 	// Even a node already recorded has just stored (or copied) the blob.
-	if err := heldAgain(b, dgst, node, cmd.GetUnixNanos()); err != nil {
+	if err := heldAgain(b, dgst, node, now); err != nil {
 		return nil, err
 	}
 	i, found := slices.BinarySearch(rec.NodeIds, node)

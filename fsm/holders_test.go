@@ -17,6 +17,14 @@ func addHolder(content string, size int64, node string) *fsmv1.Command {
 	}}}
 }
 
+// linkHeld links a blob the way an upload does: recording the node that
+// stored it in the same command.
+func linkHeld(repo, content string, size int64, node string) *fsmv1.Command {
+	cmd := linkBlob(repo, content, size)
+	cmd.GetLinkBlob().HolderNodeId = node
+	return cmd
+}
+
 func removeHolder(content, node string) *fsmv1.Command {
 	return &fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
 		Digest: dgst(content), NodeId: node,
@@ -74,6 +82,38 @@ func TestBlobHolders(t *testing.T) {
 			cmd: &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
 				Digest: "sha256:nope", Size: 1, NodeId: "n1",
 			}}},
+			want: codeInvalid,
+		},
+		{
+			name:    "a link with a holder records it",
+			cmd:     linkHeld("team/app", "b1", 7, "n1"),
+			want:    codeOK,
+			holders: []string{"n1"},
+		},
+		{
+			name:    "a link with a holder adds to the holders",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			cmd:     linkHeld("team/app", "b1", 7, "n1"),
+			want:    codeOK,
+			holders: []string{"n1", "n2"},
+		},
+		{
+			name:    "a refused link keeps its holder: the node has the bytes",
+			setup:   []*fsmv1.Command{linkBlob("foo", "b0", 1)},
+			cmd:     linkHeld("foo/bar", "b1", 7, "n1"),
+			want:    codeConflict,
+			holders: []string{"n1"},
+		},
+		{
+			name:    "a link whose holder has another size is refused whole",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			cmd:     linkHeld("team/app", "b1", 8, "n1"),
+			want:    codeInvalid,
+			holders: []string{"n2"},
+		},
+		{
+			name: "a link to an invalid repository records no holder",
+			cmd:  linkHeld("Team/App", "b1", 7, "n1"),
 			want: codeInvalid,
 		},
 		{

@@ -44,10 +44,16 @@ type SessionRouter interface {
 // Replication copies blobs to the nodes that should hold them. In a
 // cluster, a manifest is accepted only once every blob it references is
 // durable on enough nodes.
+//
+// A blob a client stores on this node is recorded as held by the node in
+// the same write that links it into the repository (LinkBlob's holder);
+// when that write fails, the handler records the holder with Hold.
 type Replication interface {
 	// Stored reports a blob a client has just stored on this node, so that
 	// copies to its owners can start.
 	Stored(ctx context.Context, d digest.Digest, size int64)
+	// Hold records this node as a holder of blob d, which it stores.
+	Hold(ctx context.Context, d digest.Digest, size int64) error
 	// WaitDurable blocks until every blob in ds is durable, or fails with an
 	// error that says which blob is not and why. It must return when ctx ends.
 	WaitDurable(ctx context.Context, ds []digest.Digest) error
@@ -63,7 +69,8 @@ type UploadMirror interface {
 	// bytes may have arrived.
 	Appending(ctx context.Context, u *blobstore.Upload) (progress func())
 	// Committed replaces Replication.Stored for a blob committed from
-	// upload session id.
+	// upload session id: the session's mirrors finish, and copies to the
+	// owners still missing follow.
 	Committed(ctx context.Context, id string, d digest.Digest, size int64)
 	// Cancelled reports that upload session id ended without a blob.
 	Cancelled(id string)
@@ -114,6 +121,27 @@ func (h *Handler) proxySession(w http.ResponseWriter, r *http.Request, rt route)
 func (h *Handler) stored(ctx context.Context, d digest.Digest, size int64) {
 	if h.replication != nil {
 		h.replication.Stored(ctx, d, size)
+	}
+}
+
+// holder is the node to record as the holder of a blob a client stores
+// here, in the write that links it: none without replication.
+func (h *Handler) holder() string {
+	if h.replication == nil {
+		return ""
+	}
+	return h.nodeID
+}
+
+// hold records this node as a holder of blob d after the link that should
+// have did not commit. A failure only costs the manifest push its wait for
+// this copy (it then fails and the client retries); nothing is lost.
+func (h *Handler) hold(ctx context.Context, d digest.Digest, size int64) {
+	if h.replication == nil {
+		return
+	}
+	if err := h.replication.Hold(ctx, d, size); err != nil {
+		h.log.WarnContext(ctx, "record blob holder", "digest", d, "err", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
 // twoNodes starts node A, and node B sharing A's metadata but with a blob
@@ -99,8 +100,16 @@ func TestSessionsOfUnknownNodes(t *testing.T) {
 type recordingReplication struct {
 	mu     sync.Mutex
 	stored []digest.Digest
+	held   []digest.Digest
 	asked  []digest.Digest
 	err    error
+}
+
+func (r *recordingReplication) Hold(_ context.Context, d digest.Digest, _ int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held = append(r.held, d)
+	return nil
 }
 
 func (r *recordingReplication) Stored(_ context.Context, d digest.Digest, _ int64) {
@@ -118,9 +127,28 @@ func (r *recordingReplication) WaitDurable(_ context.Context, ds []digest.Digest
 
 func TestReplicationHooks(t *testing.T) {
 	dur := &recordingReplication{}
-	ts := newTestServer(t, func(c *Config) { c.Replication = dur })
+	var node *cluster.Node
+	ts := newTestServer(t, func(c *Config) {
+		c.Replication = dur
+		node = c.Metadata.(*cluster.Node)
+		c.NodeID = node.ID()
+	})
 	cfg, layer := []byte(`{"os":"linux"}`), []byte("layer")
 	cd, ld := ts.pushBlob("team/app", cfg), ts.pushBlob("team/app", layer)
+	// The write that linked each blob recorded this node as its holder;
+	// no separate record was needed.
+	for _, d := range []digest.Digest{cd, ld} {
+		rec, err := node.FSM().BlobHolders(d)
+		if err != nil {
+			t.Fatalf("holders of %s: %v", d, err)
+		}
+		if !slices.Equal(rec.GetNodeIds(), []string{node.ID()}) {
+			t.Errorf("holders of %s: %v, want [%s]", d, rec.GetNodeIds(), node.ID())
+		}
+	}
+	if len(dur.held) != 0 {
+		t.Errorf("holders recorded separately after a successful link: %v", dur.held)
+	}
 	body := imageManifest(
 		v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cd, Size: int64(len(cfg))},
 		v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: ld, Size: int64(len(layer))})

@@ -74,7 +74,7 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 	if err != nil || !ok {
 		return false, err
 	}
-	err = h.linkBlob(ctx, w, repo, d, size)
+	err = h.linkBlob(ctx, w, repo, d, size, "")
 	if errors.Is(err, fsm.ErrBlobCollected) {
 		return false, nil // collected since mountable looked: upload it instead
 	}
@@ -117,14 +117,14 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 		if err != nil {
 			return storeError(d, err)
 		}
-		return h.linkBlob(r.Context(), w, rt.name, d, size)
+		return h.linkStored(r.Context(), w, rt.name, d, size)
 	}
 	size, err := h.blobs.Put(r.Context(), d, r.Body)
 	if err != nil {
 		return storeError(d, err)
 	}
 	h.stored(r.Context(), d, size)
-	return h.linkBlob(r.Context(), w, rt.name, d, size)
+	return h.linkStored(r.Context(), w, rt.name, d, size)
 }
 
 // mirrorMonolithicBytes is the size from which a monolithic upload is
@@ -294,7 +294,7 @@ func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string
 		return storeError(d, err)
 	}
 	h.storedUpload(ctx, u.ID(), d, size)
-	return h.linkBlob(ctx, w, repo, d, size)
+	return h.linkStored(ctx, w, repo, d, size)
 }
 
 // storeError translates a failure to store blob d.
@@ -307,9 +307,24 @@ func storeError(d digest.Digest, err error) error {
 	return fmt.Errorf("store blob %s: %w", d, err)
 }
 
-// linkBlob links stored blob d into repo and answers 201.
-func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) error {
-	err := h.meta.LinkBlob(ctx, repo, d, size)
+// linkStored links blob d, which a client has just stored on this node,
+// into repo, recording the node as its holder, and answers 201. The copies
+// to the blob's owners were started before, so that they overlap with the
+// write.
+func (h *Handler) linkStored(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) error {
+	err := h.linkBlob(ctx, w, repo, d, size, h.holder())
+	if err != nil && h.holder() != "" {
+		// The holder may be recorded already (a refused link keeps it);
+		// recording it again changes nothing.
+		h.hold(context.WithoutCancel(ctx), d, size)
+	}
+	return err
+}
+
+// linkBlob links stored blob d into repo and answers 201. A holder other
+// than "" is recorded as holding the blob by the same write.
+func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, holder string) error {
+	err := h.meta.LinkBlob(ctx, repo, d, size, holder)
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
 	}

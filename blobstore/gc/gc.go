@@ -15,12 +15,13 @@
 //     CollectedBlobDeleted; the tombstone goes with the last node.
 //
 // A running upload never loses its blob: its bytes live in the upload
-// session until commit; the commit's AddBlobHolder gives an unreferenced blob
+// session until commit; the commit's holder record (LinkBlob's holder, or
+// AddBlobHolder) gives an unreferenced blob
 // a fresh grace period, and takes this node off a tombstone if the blob was
 // collected in the meantime, so the link that follows succeeds and the new
 // copy is not deleted. A local delete is also skipped while the file was
 // stored (or stored again by a commit that found it present) less than
-// Settle ago: that covers a commit whose AddBlobHolder is still on its way
+// Settle ago: that covers a commit whose holder record is still on its way
 // through Raft. A mount or manifest push that raced a collection fails with
 // fsm.ErrBlobCollected instead of referencing a blob that is being deleted.
 //
@@ -34,7 +35,7 @@
 // and only if the file was not stored (or stored again: a client upload, a
 // peer copy) less than Settle ago. A client that stores the blob here again
 // after the trim therefore keeps its copy: the commit refreshes the file's
-// time, and its AddBlobHolder lists the node again. Reads in progress keep
+// time, and its holder record lists the node again. Reads in progress keep
 // their open descriptors, which survive the unlink.
 //
 // Files on disk that no holder record names (a Stored call that failed, a
@@ -310,7 +311,7 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 // them (see the package documentation).
 func (c *Collector) sweepUnheld(ctx context.Context, cutoff time.Time, rep *SweepReport) error {
 	// cutoff was read before this: a copy stored before it had Settle for
-	// its AddBlobHolder to be committed, which the FSM has now applied.
+	// its holder record to be committed, which the FSM has now applied.
 	if err := c.cfg.Cluster.CatchUp(ctx); err != nil {
 		return fmt.Errorf("holder records may be behind the leader; not deleting unheld copies: %w", err)
 	}

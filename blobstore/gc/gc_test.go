@@ -151,6 +151,8 @@ func (v view) LiveNodeIDs() ([]string, error) {
 	return out, nil
 }
 func (v view) CatchUp(context.Context) error { return nil } // one FSM, always current
+// Sync has nothing to do: the views share one FSM, applied synchronously.
+func (v view) Sync(context.Context) error { return nil }
 func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.BlobHolders(d)
 }
@@ -191,6 +193,17 @@ func (tc *testCluster) collector(id string, settle time.Duration) *Collector {
 	return c
 }
 
+// clientStored tells s about a blob a client just stored on it, as the
+// upload handler does: copies start, and the node is recorded as a holder
+// (by the link that follows an upload; here by Hold).
+func clientStored(t testing.TB, s *replica.Store, d digest.Digest, size int64) {
+	t.Helper()
+	s.Stored(context.Background(), d, size)
+	if err := s.Hold(context.Background(), d, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // push stores content through node id as a client upload would, waits for
 // a copy on every node and links it into repo.
 func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
@@ -202,7 +215,7 @@ func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
 	if err != nil {
 		tc.t.Fatal(err)
 	}
-	s.Stored(ctx, d, size)
+	clientStored(tc.t, s, d, size)
 	if err := s.WaitDurable(ctx, []digest.Digest{d}); err != nil {
 		tc.t.Fatal(err)
 	}
@@ -370,7 +383,7 @@ func TestCollectedBlobFailsALaterManifestPushUntilPushedAgain(t *testing.T) {
 	if _, err := s.Put(context.Background(), d, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	s.Stored(context.Background(), d, int64(len(content)))
+	clientStored(t, s, d, int64(len(content)))
 	if err := tc.putManifest("acme/app", "manifest", d); err != nil {
 		t.Fatalf("put manifest after pushing the blob again: %v", err)
 	}

@@ -183,7 +183,7 @@ func TestCopyStoredAgainAfterTheTrimSurvivesTheSweep(t *testing.T) {
 		t.Fatalf("sweep right after the commit: %+v, want the fresh copy settling", rep)
 	}
 	// The AddBlobHolder lands: the writer holds the blob again, however old.
-	s.Stored(context.Background(), d, int64(len(content)))
+	clientStored(t, s, d, int64(len(content)))
 	time.Sleep(2 * settle)
 	if rep := tc.sweep(settle); rep.Unheld != 0 || rep.Settling != 0 {
 		t.Fatalf("sweep after the holder was added again: %+v", rep)

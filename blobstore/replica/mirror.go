@@ -83,20 +83,12 @@ func (s *Store) Appending(ctx context.Context, u *blobstore.Upload) (progress fu
 	return m.kick
 }
 
-// Committed records this node as a holder of blob d, just committed from
-// upload session id, commits the session's mirrors, records the copies they
-// stored, and then copies d to the owners still missing, in the background.
+// Committed commits the mirrors of upload session id, just committed here
+// as blob d, records the copies they stored, and then copies d to the
+// owners still missing, all in the background. As for Stored, the node's
+// own holder record is written by the command that links the blob.
 func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size int64) {
-	m := s.takeMirror(id)
-	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
-		s.cfg.Logger.Warn("record blob holder", "digest", d, "err", err)
-		if m != nil {
-			m.cancel()
-		}
-		return
-	}
-	s.recorded.signal()
-	s.copyAfter(d, size, m)
+	s.copyAfter(d, size, s.takeMirror(id))
 }
 
 // Cancelled drops the mirrors of upload session id, which ended without a blob.

@@ -40,6 +40,9 @@ func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, strin
 		t.Fatal(err)
 	}
 	s.Committed(ctx, u.ID(), d, size)
+	if err := s.Hold(ctx, d, size); err != nil { // as the link would
+		t.Fatal(err)
+	}
 	return d, u.ID()
 }
 

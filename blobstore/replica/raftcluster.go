@@ -50,6 +50,8 @@ func (c RaftCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return c.node.FSM().BlobHolders(d)
 }
 
+func (c RaftCluster) Sync(ctx context.Context) error { return c.node.Sync(ctx) }
+
 func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
 	return c.node.FSM().ListBlobHolders(last, n)
 }

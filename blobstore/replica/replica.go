@@ -40,8 +40,12 @@ type Cluster interface {
 	Nodes() ([]Node, error)
 	// IsLeader reports whether this node is the Raft leader.
 	IsLeader() bool
-	// BlobHolders returns the holder record of d, or fsm.ErrNotFound.
+	// BlobHolders returns the holder record of d, or fsm.ErrNotFound, from
+	// the local state.
 	BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error)
+	// Sync returns once the local state reflects every change committed
+	// before the call.
+	Sync(ctx context.Context) error
 	// ListBlobHolders returns up to n holder records after digest last.
 	ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error)
 	// AddBlobHolder and RemoveBlobHolder commit holder changes.

@@ -110,6 +110,9 @@ func (v view) Nodes() ([]Node, error) {
 func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.fsm.BlobHolders(d)
 }
+
+// Sync has nothing to do: every view shares one FSM, applied synchronously.
+func (v view) Sync(context.Context) error { return nil }
 func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.fsm.ListBlobHolders(last, n)
 }
@@ -166,6 +169,11 @@ func clientStores(t *testing.T, s *Store, content []byte) digest.Digest {
 		t.Fatal(err)
 	}
 	s.Stored(ctx, d, size)
+	// The link that follows an upload records the holder; Hold does the
+	// same here.
+	if err := s.Hold(ctx, d, size); err != nil {
+		t.Fatal(err)
+	}
 	return d
 }
 

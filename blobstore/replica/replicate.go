@@ -13,17 +13,20 @@ import (
 	"github.com/wharf-registry/wharf/fsm"
 )
 
-// Stored records that this node holds a blob a client just stored, and
-// starts copying it to its owners in the background.
+// Stored starts copying a blob a client just stored on this node to its
+// owners, in the background. The node's own holder record is written by
+// the command that links the blob (or by Hold).
 func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
+	s.copyInBackground(d, size)
+}
+
+// Hold records that this node holds blob d.
+func (s *Store) Hold(ctx context.Context, d digest.Digest, size int64) error {
 	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
-		// WaitDurable will not see this copy, so the manifest push fails
-		// with a clear error and the client retries; nothing is lost.
-		s.cfg.Logger.Warn("record blob holder", "digest", d, "err", err)
-		return
+		return err
 	}
 	s.recorded.signal()
-	s.copyInBackground(d, size)
+	return nil
 }
 
 // copyInBackground copies d to its owners unless a copy is already running.
@@ -128,11 +131,12 @@ func (s *Store) holderSet(d digest.Digest) (map[string]bool, error) {
 	return set, nil
 }
 
-// Polling of WaitDurable: copies this node makes wake it at once (see
-// notifier), and it then polls closely until the record reaches the local
-// FSM; copies other nodes make are seen by polling the local FSM,
-// starting at durablePollMin and backing off to durablePollMax, which
-// bounds how long a manifest push waits after its last copy is recorded.
+// Polling of WaitDurable: each check first catches the local FSM up with
+// the leader (Cluster.Sync), so a record committed anywhere is seen at the
+// next check. Copies this node records wake it at once (see notifier);
+// copies other nodes make are seen by polling, starting at durablePollMin
+// and backing off to durablePollMax, which bounds how long a manifest push
+// waits after its last copy is recorded.
 const (
 	durablePollMin = 1 * time.Millisecond
 	durablePollMax = 10 * time.Millisecond
@@ -153,6 +157,11 @@ func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
 		// Taken before the check, so that a holder recorded after it
 		// wakes the wait below.
 		recorded := s.recorded.wait()
+		// Holders recorded through the leader reach the local state
+		// later; catch up with it first.
+		if err := s.cfg.Cluster.Sync(ctx); err != nil {
+			return fmt.Errorf("read the blobs' holders: %w", err)
+		}
 		short, err := s.shortOfQuorum(ds)
 		if err != nil || short == nil {
 			return err
@@ -166,9 +175,6 @@ func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
 			return fmt.Errorf("blob %s has %d of the %d durable copies it needs: %w",
 				short.first, short.have, short.need, ctx.Err())
 		case <-recorded:
-			// A holder recorded through the leader reaches this node's
-			// FSM a moment later, with the next log replication: poll
-			// closely again.
 			backoff = durablePollMin
 		case <-timer.C:
 			backoff = min(2*backoff, durablePollMax)

@@ -76,16 +76,14 @@ func (c gcCluster) LiveNodeIDs() ([]string, error) {
 }
 
 // CatchUp requires a ready node (it has a leader and has applied the log up
-// to its commit index), then takes a read index from the leader through a
-// linearizable read: once that returns, the FSM has applied every entry
-// committed before the call. (With --stale-reads the read is local and
-// readiness is all that is checked.)
+// to its commit index), then takes a read index from the leader: once that
+// returns, the FSM has applied every entry committed before the call.
+// (With --stale-reads readiness is all that is checked.)
 func (c gcCluster) CatchUp(ctx context.Context) error {
 	if !c.node.Status().Ready() {
 		return errors.New("node is not ready: its FSM may be behind the leader")
 	}
-	_, err := c.node.ListRepositories(ctx, "", 1)
-	return err
+	return c.node.Sync(ctx)
 }
 
 func (c gcCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {

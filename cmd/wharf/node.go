@@ -171,6 +171,8 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Ready:    func() bool { return n.node.Status().Ready() && n.accessReady() },
 		Registry: reg,
 		Logger:   n.logger,
+		// The reads of one request share one read index.
+		RequestContext: cluster.WithReadScope,
 	})
 }
 

@@ -113,7 +113,12 @@ func (x *ApplyResponse) GetResult() []byte {
 }
 
 type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commit_index is the asking node's commit index. If the read index is
+	// past it, the leader tells the followers its commit index at once
+	// rather than with its next periodic message, so that the asker can
+	// apply up to the read index without waiting for that.
+	CommitIndex   uint64 `protobuf:"varint,1,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -146,6 +151,13 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
 	return file_wharf_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReadIndexRequest) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
 }
 
 type ReadIndexResponse struct {
@@ -200,8 +212,9 @@ const file_wharf_cluster_v1_peer_proto_rawDesc = "" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\rApplyResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\x12\n" +
-	"\x10ReadIndexRequest\")\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"5\n" +
+	"\x10ReadIndexRequest\x12!\n" +
+	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index2\xb1\x01\n" +
 	"\vPeerService\x12J\n" +

@@ -876,10 +876,15 @@ func (x *DeleteTag) GetTag() string {
 // LinkBlob makes a stored blob part of a repository, after an upload or a
 // mount. It creates the repository and namespace like PutManifest.
 type LinkBlob struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Digest     string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size       int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// holder_node_id, if set, names the node that has just stored the blob:
+	// it is recorded as a holder first, as AddBlobHolder would, so that an
+	// upload costs one Raft entry rather than two. The holder stays recorded
+	// even if the link itself is then refused: the node has the bytes.
+	HolderNodeId  string `protobuf:"bytes,4,opt,name=holder_node_id,json=holderNodeId,proto3" json:"holder_node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +938,13 @@ func (x *LinkBlob) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *LinkBlob) GetHolderNodeId() string {
+	if x != nil {
+		return x.HolderNodeId
+	}
+	return ""
 }
 
 // UnlinkBlob removes a blob from a repository. The bytes stay on disk until
@@ -1834,13 +1846,14 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x10\n" +
-	"\x03tag\x18\x02 \x01(\tR\x03tag\"V\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\"|\n" +
 	"\bLinkBlob\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"D\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12$\n" +
+	"\x0eholder_node_id\x18\x04 \x01(\tR\fholderNodeId\"D\n" +
 	"\n" +
 	"UnlinkBlob\x12\x1e\n" +
 	"\n" +
