@@ -36,7 +36,10 @@
 // chunk is hashed while it is written and the next one is read, so memory use
 // does not grow with blob size and each byte is hashed exactly once. On
 // Linux, writeback of each chunk starts as soon as it is written, so the
-// fsync at commit has little left to flush. The running hash of a session
+// fsync at commit has little left to flush, and chunks more than
+// cachedWindow behind the end are dropped from the page cache once on disk
+// (the rest at commit), so a large push neither floods the cache nor pays
+// for fresh pages; blobs up to cachedWindow stay cached. The running hash of a session
 // lives in memory between requests; after a restart, or when a commit asks
 // for another algorithm, Commit re-reads the data file instead.
 package blobstore

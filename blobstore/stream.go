@@ -11,6 +11,12 @@ import (
 // chunkSize is the size of each of the two streaming buffers of an ingest.
 const chunkSize = 1 << 20
 
+// cachedWindow is how far behind the end of an upload its bytes stay in
+// the page cache: older chunks are dropped once on disk (dropWritten). It
+// leaves a mirror that reads the upload's file behind the client room to
+// lag without going to disk, and keeps small blobs cached whole.
+const cachedWindow = 32 << 20
+
 // chunks is a pair of streaming buffers, recycled through Store.buffers.
 type chunks [2][]byte
 
@@ -43,6 +49,9 @@ func ingest(ctx context.Context, f *os.File, off int64, h hash.Hash, r io.Reader
 				return n, false, fmt.Errorf("write upload data: %w", werr)
 			}
 			startWriteback(f, at, int64(wn))
+			if old := at - cachedWindow; old >= 0 {
+				dropWritten(f, old, int64(wn))
+			}
 		}
 		switch {
 		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:

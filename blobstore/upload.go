@@ -366,6 +366,11 @@ func (u *Upload) commit(ctx context.Context, d digest.Digest) (int64, error) {
 	if err := u.f.Sync(); err != nil {
 		return 0, fmt.Errorf("sync upload data: %w", err)
 	}
+	if size > cachedWindow {
+		// A large blob keeps none of its pages cached (see ingest); a
+		// small one stays cached whole for the pulls that follow a push.
+		dropCached(u.f)
+	}
 	if _, err := u.store.place(u.sess.dataPath(), d, size); err != nil {
 		return 0, fmt.Errorf("store blob %s: %w", d, err)
 	}
