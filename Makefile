@@ -10,7 +10,7 @@ BUF_VERSION          := v1.75.0
 PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition bench bench-rss generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition bench bench-rss bench-cluster generate clean
 
 ## run: start one wharf node on :5001 with its data in ./wharf-data; the first
 ## start prints the admin password and how to log in
@@ -68,6 +68,11 @@ bench:
 ## bench-rss: peak RSS of a node while a 1 GiB blob is pushed in one PATCH
 bench-rss:
 	scripts/bench-rss.sh
+
+## bench-cluster: 3 nodes (R=3 W=2) behind haproxy against a lone node, each
+## node in a cgroup limited to BENCH_CPUS (0.5) CPUs; root
+bench-cluster:
+	BENCHTIME=$(BENCHTIME) scripts/bench-cluster.sh
 
 ## generate: regenerate Go code from api/proto with buf
 generate:

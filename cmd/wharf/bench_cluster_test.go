@@ -29,6 +29,11 @@ var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 6
 
 func benchLarge() bool { return os.Getenv("WHARF_BENCH_LARGE") == "1" }
 
+// benchPassword is the admin password benchDo sends: the harness nodes'
+// one, unless a benchmark of nodes started elsewhere sets theirs
+// (BenchmarkExternalPush).
+var benchPassword = harnessAdminPassword
+
 // blobSource is a blob generated on the fly from a seed, so that no blob
 // is ever held in memory: Digest hashes one pass, Reader streams another.
 type blobSource struct {
@@ -60,7 +65,7 @@ func benchDo(b testing.TB, method, url string, hdr http.Header, body io.Reader, 
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	req.SetBasicAuth(adminUser, harnessAdminPassword)
+	req.SetBasicAuth(adminUser, benchPassword)
 	resp, err := benchClient.Do(req)
 	if err != nil {
 		b.Fatalf("%s %s: %v", method, url, err)
