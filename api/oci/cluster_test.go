@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,6 +21,13 @@ import (
 // twoNodes starts node A, and node B sharing A's metadata but with a blob
 // store of its own; A proxies B's sessions to B over HTTP.
 func twoNodes(t *testing.T) (a, b *testServer, srvB *httptest.Server) {
+	t.Helper()
+	return twoNodesReleasing(t, true)
+}
+
+// twoNodesReleasing is twoNodes where B serves session releases only if
+// releases is true.
+func twoNodesReleasing(t *testing.T, releases bool) (a, b *testServer, srvB *httptest.Server) {
 	t.Helper()
 	urls := map[string]string{}
 	var meta Metadata
@@ -39,7 +47,14 @@ func twoNodes(t *testing.T) (a, b *testServer, srvB *httptest.Server) {
 		t.Fatal(err)
 	}
 	handlerB := New(Config{Metadata: meta, Blobs: blobsB, NodeID: "NODEB"})
-	srvB = httptest.NewServer(handlerB)
+	// B's one server stands for both its listeners: the API and, for
+	// session handover, the internal release endpoint.
+	muxB := http.NewServeMux()
+	muxB.Handle("/", handlerB)
+	if releases {
+		muxB.Handle(handlerB.ReleaseHandler())
+	}
+	srvB = httptest.NewServer(muxB)
 	t.Cleanup(srvB.Close)
 	urls["NODEB"] = srvB.URL
 	return a, &testServer{t: t, url: srvB.URL, blobs: blobsB}, srvB
@@ -58,23 +73,110 @@ func TestUploadSessionsAreProxiedToTheirNode(t *testing.T) {
 	content := []byte("bytes that live on node B")
 	d := digest.FromBytes(content)
 
+	// The first bytes reach B itself; from then on the session is B's.
 	loc := b.startUpload("team/app")
-	resp := a.do(request{method: http.MethodPatch, path: loc, body: content[:10],
+	resp := b.do(request{method: http.MethodPatch, path: loc, body: content[:10],
 		header: map[string]string{"Content-Range": "0-9"}})
 	wantStatus(t, resp, http.StatusAccepted)
-	wantHeader(t, resp, "Range", "0-9")
 
 	resp = a.do(request{method: http.MethodGet, path: loc})
 	wantStatus(t, resp, http.StatusNoContent)
 	wantHeader(t, resp, "Range", "0-9")
 
-	resp = a.do(request{method: http.MethodPut, path: loc + "?digest=" + d.String(), body: content[10:]})
+	resp = a.do(request{method: http.MethodPatch, path: loc, body: content[10:15],
+		header: map[string]string{"Content-Range": "10-14"}})
+	wantStatus(t, resp, http.StatusAccepted)
+	wantHeader(t, resp, "Range", "0-14")
+	if got := resp.header.Get("Location"); got != loc {
+		t.Errorf("Location after a proxied PATCH = %q, want the same session %q", got, loc)
+	}
+
+	// A PATCH without Content-Range might be a first chunk: A asks B to
+	// release the session, B refuses (it holds bytes), and A proxies it.
+	resp = a.do(request{method: http.MethodPatch, path: loc, body: content[15:20]})
+	wantStatus(t, resp, http.StatusAccepted)
+	wantHeader(t, resp, "Range", "0-19")
+
+	resp = a.do(request{method: http.MethodPut, path: loc + "?digest=" + d.String(), body: content[20:]})
 	wantStatus(t, resp, http.StatusCreated)
 	if _, err := b.blobs.Stat(context.Background(), d); err != nil {
 		t.Errorf("the blob is not on node B: %v", err)
 	}
 	if _, err := a.blobs.Stat(context.Background(), d); !errors.Is(err, blobstore.ErrBlobUnknown) {
 		t.Errorf("node A stored the blob itself: %v", err)
+	}
+}
+
+// TestEmptySessionsAreAdoptedWhereTheirBytesArrive: the first bytes of a
+// session opened on B that reach A are stored on A, in a session of A's
+// that replaces B's; the Location sends the client there.
+func TestEmptySessionsAreAdoptedWhereTheirBytesArrive(t *testing.T) {
+	content := []byte("bytes stored where they arrive")
+	d := digest.FromBytes(content)
+	tests := []struct {
+		name  string
+		first request // sent to A for a session started on B; path is added
+	}{
+		{"PATCH with Content-Range", request{method: http.MethodPatch, body: content,
+			header: map[string]string{"Content-Range": fmt.Sprintf("0-%d", len(content)-1)}}},
+		{"PATCH without Content-Range", request{method: http.MethodPatch, body: content}},
+		{"chunked PATCH", request{method: http.MethodPatch, body: content, chunked: true}},
+		{"PUT with the whole blob", request{method: http.MethodPut, body: content}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b, _ := twoNodes(t)
+			loc := b.startUpload("team/app")
+			req := tt.first
+			req.path = loc
+			if req.method == http.MethodPut {
+				req.path += "?digest=" + d.String()
+			}
+			resp := a.do(req)
+			if req.method == http.MethodPatch {
+				wantStatus(t, resp, http.StatusAccepted)
+				wantHeader(t, resp, "Range", fmt.Sprintf("0-%d", len(content)-1))
+				next := resp.header.Get("Location")
+				if !strings.Contains(next, "/blobs/uploads/NODEA.") {
+					t.Fatalf("Location after the first bytes = %q, want a session of node A", next)
+				}
+				resp = a.do(request{method: http.MethodPut, path: next + "?digest=" + d.String()})
+			}
+			wantStatus(t, resp, http.StatusCreated)
+			if _, err := a.blobs.Stat(context.Background(), d); err != nil {
+				t.Errorf("the blob is not on node A, where its bytes arrived: %v", err)
+			}
+			if _, err := b.blobs.Stat(context.Background(), d); !errors.Is(err, blobstore.ErrBlobUnknown) {
+				t.Errorf("node B has the blob: %v", err)
+			}
+			// B's session is gone.
+			wantError(t, b.do(request{method: http.MethodGet, path: loc}), http.StatusNotFound, CodeBlobUploadUnknown)
+			if n := b.blobs.OpenUploads(); n != 0 {
+				t.Errorf("node B still has %d upload sessions", n)
+			}
+		})
+	}
+}
+
+// TestSessionsAreNotAdoptedWithoutAReleasingNode: a node that cannot
+// release (it answers nothing for the release path) keeps its sessions,
+// and their requests are proxied.
+func TestSessionsAreNotAdoptedWithoutAReleasingNode(t *testing.T) {
+	a, b, _ := twoNodesReleasing(t, false)
+	content := []byte("stays on B")
+	d := digest.FromBytes(content)
+	loc := b.startUpload("team/app")
+	resp := a.do(request{method: http.MethodPatch, path: loc, body: content})
+	wantStatus(t, resp, http.StatusAccepted)
+	if got := resp.header.Get("Location"); got != loc {
+		t.Fatalf("Location = %q, want B's session %q", got, loc)
+	}
+	wantStatus(t, a.do(request{method: http.MethodPut, path: loc + "?digest=" + d.String()}), http.StatusCreated)
+	if _, err := b.blobs.Stat(context.Background(), d); err != nil {
+		t.Errorf("the blob is not on node B: %v", err)
+	}
+	if n := a.blobs.OpenUploads(); n != 0 {
+		t.Errorf("node A kept %d unused upload sessions", n)
 	}
 }
 

@@ -153,6 +153,9 @@ func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if rt.kind == routeUploadSession {
+		if adopted, err := h.adoptSession(w, r, rt, ep); adopted || err != nil {
+			return err
+		}
 		if proxied, err := h.proxySession(w, r, rt); proxied || err != nil {
 			return err
 		}

@@ -174,8 +174,9 @@ func TestClusterPushPullThroughLB(t *testing.T) {
 		if !strings.Contains(loc, h.nodes[0].id) {
 			t.Errorf("session location %s does not name node 0 (%s)", loc, h.nodes[0].id)
 		}
-		// PATCHes on nodes 1 and 2, then the rest with the PUT on node 1:
-		// none of them lands on the node holding the session.
+		// PATCHes on nodes 1 and 2, then the rest with the PUT on node 0.
+		// The first bytes reach node 1, which adopts the empty session
+		// (node 0 releases it); the later requests are proxied to node 1.
 		offset := 0
 		for i, c := range chunks[:2] {
 			node := h.nodes[1+i]
@@ -191,15 +192,18 @@ func TestClusterPushPullThroughLB(t *testing.T) {
 				t.Fatalf("PATCH %d on node %d: Range %q, want %q", i, node.idx, hdr.Get("Range"), want)
 			}
 			loc = resolve(t, node.baseURL, hdr.Get("Location"))
+			if !strings.Contains(loc, h.nodes[1].id) {
+				t.Fatalf("after PATCH %d on node %d the session is %s, want node 1's (%s)", i, node.idx, loc, h.nodes[1].id)
+			}
 		}
-		put := onNode(t, loc, h.nodes[1].baseURL)
+		put := onNode(t, loc, h.nodes[0].baseURL)
 		put += map[bool]string{true: "&", false: "?"}[strings.Contains(put, "?")] + "digest=" + d.String()
 		code, _, body = doRequest(t, http.MethodPut, put, http.Header{
 			"Content-Type":  {"application/octet-stream"},
 			"Content-Range": {fmt.Sprintf("%d-%d", offset, len(whole)-1)},
 		}, bytes.NewReader(chunks[2]))
 		if code != http.StatusCreated {
-			t.Fatalf("PUT on node 1: %d %s", code, body)
+			t.Fatalf("PUT on node 0: %d %s", code, body)
 		}
 		for _, n := range h.nodes {
 			code, _, got := doRequest(t, http.MethodGet, n.baseURL+"/v2/e2e/chunked/blobs/"+d.String(), nil, nil)
@@ -207,9 +211,14 @@ func TestClusterPushPullThroughLB(t *testing.T) {
 				t.Fatalf("GET blob from node %d: %d, %d bytes (want %d)", n.idx, code, len(got), len(whole))
 			}
 		}
-		// The session was on node 0, so that is where the blob was written.
-		if got := h.onDisk(d); !slices.Contains(got, 0) {
-			t.Fatalf("chunked blob on disks %v, want node 0 among them", got)
+		// The session moved to node 1, so that is where the blob was written.
+		if got := h.onDisk(d); !slices.Contains(got, 1) {
+			t.Fatalf("chunked blob on disks %v, want node 1 among them", got)
+		}
+		for _, n := range h.nodes {
+			if open := n.reg.blobs.OpenUploads(); open != 0 {
+				t.Errorf("node %d still has %d upload sessions", n.idx, open)
+			}
 		}
 	})
 }

@@ -227,10 +227,11 @@ func (n *registryNode) crash() {
 // mountInternal serves, on the cluster port behind mutual TLS, what peers
 // ask of this node: blob copies, proxied upload sessions (the OCI API) and
 // the admin services' node status.
-func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry http.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
+func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry *oci.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
 	mux := node.InternalMux()
 	peer.NewServer(blobs, logger.With("component", "peer")).Register(mux)
 	mux.Handle("/v2/", registry)
+	mux.Handle(registry.ReleaseHandler())
 	for prefix, h := range adminHandlers {
 		mux.Handle(prefix, h)
 	}
