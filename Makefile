@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./api/oci
 	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthorization$$' -fuzztime=$(FUZZTIME) ./api/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTokenForm$$' -fuzztime=$(FUZZTIME) ./api/auth
 
 ## conformance: the OCI distribution-spec conformance suite; any failure fails
 conformance:

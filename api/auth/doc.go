@@ -26,6 +26,12 @@
 // lives in the FSM so that every node can verify it (Verifier). A rotated
 // key keeps verifying until the tokens it signed expire.
 //
+// Clients of the OAuth2 flow POST a form instead (serveOAuth): a password
+// grant, which with access_type=offline also returns a refresh token, or a
+// refresh grant. Refresh tokens are JWTs signed with the same keys, for a
+// distinct audience, bound to the account's ID and to the password hash or
+// API token of the login, which each refresh checks again (RefreshClaims).
+//
 // Failed logins are throttled per user and per source address; secrets are
 // compared in constant time and never logged; logins and token use are
 // written as audit log lines naming the actor and the target.

@@ -12,7 +12,8 @@ import (
 )
 
 // Handler serves the Docker token endpoint, GET /token?service=S&scope=…,
-// for podman login, docker login and every pull and push after it.
+// for podman login, docker login and every pull and push after it, and its
+// OAuth2 flow, POST /token with a form (serveOAuth).
 type Handler struct {
 	authn   *Authenticator
 	store   Store
@@ -53,9 +54,13 @@ type tokenResponse struct {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost {
+		h.serveOAuth(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "the token endpoint answers GET")
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "the token endpoint answers GET and POST")
 		return
 	}
 	q := r.URL.Query()
@@ -81,15 +86,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.issue(w, r, c, scopes)
 }
 
-// issue answers with a token for c granting what Decide allows of scopes.
-func (h *Handler) issue(w http.ResponseWriter, r *http.Request, c Caller, scopes []Scope) {
+// Faults of mint, as told to the client.
+var (
+	errGrantFault = errors.New("cannot read permissions now; try again")
+	errSignFault  = errors.New("cannot sign tokens now; try again")
+)
+
+// mint signs a token for c granting what Decide allows of scopes, and
+// returns it with the scopes granted and its issue time. Its errors, after
+// it logged the cause, are errGrantFault and errSignFault.
+func (h *Handler) mint(r *http.Request, c Caller, scopes []Scope) (string, []Scope, time.Time, error) {
 	granted := make([]Scope, 0, len(scopes))
 	for _, sc := range scopes {
 		g, err := h.grant(r, c, sc)
 		if err != nil {
 			h.log.Error("token request failed", "user", c.User, "scope", sc.String(), "error", err)
-			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "cannot read permissions now; try again")
-			return
+			return "", nil, time.Time{}, errGrantFault
 		}
 		if len(g.Actions) > 0 {
 			granted = append(granted, g)
@@ -98,11 +110,20 @@ func (h *Handler) issue(w http.ResponseWriter, r *http.Request, c Caller, scopes
 	token, issued, err := h.tokens.Issue(r.Context(), c.User, granted)
 	if err != nil {
 		h.log.Error("token request failed", "user", c.User, "error", err)
-		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "cannot sign tokens now; try again")
-		return
+		return "", nil, time.Time{}, errSignFault
 	}
 	if len(scopes) > 0 && !c.Anonymous() {
 		Audit(h.log, "token_issued", c.User, h.service, "requested", scopeStrings(scopes), "granted", scopeStrings(granted))
+	}
+	return token, granted, issued, nil
+}
+
+// issue answers with a token for c granting what Decide allows of scopes.
+func (h *Handler) issue(w http.ResponseWriter, r *http.Request, c Caller, scopes []Scope) {
+	token, _, issued, err := h.mint(r, c, scopes)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
+		return
 	}
 	body, _ := json.Marshal(tokenResponse{
 		Token: token, AccessToken: token,

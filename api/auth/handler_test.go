@@ -24,6 +24,8 @@ type tokenServer struct {
 	clk    *clock
 	logs   *bytes.Buffer
 	apiTok string // collab's API token: pull only, on acme
+	a      *applier
+	keys   *memKeys
 }
 
 // newTokenServer serves the matrix state with real passwords: every user's
@@ -40,7 +42,7 @@ func newTokenServer(t *testing.T) *tokenServer {
 		}
 		a.apply(&fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: u, PasswordHash: h}}})
 	}
-	tokens, _, clk := newTestTokens(t, service)
+	tokens, keys, clk := newTestTokens(t, service)
 	id, secret, sum := NewAPIToken()
 	a.apply(&fsmv1.Command{UnixNanos: clk.Now().UnixNano(), Op: &fsmv1.Command_CreateApiToken{CreateApiToken: &fsmv1.CreateApiToken{Token: &fsmv1.ApiToken{
 		Id: id, Owner: "collab", Namespaces: []string{"acme"}, Actions: []string{"pull"},
@@ -51,7 +53,7 @@ func newTokenServer(t *testing.T) *tokenServer {
 	store := FSMStore(f)
 	authn := NewAuthenticator(AuthenticatorConfig{Store: store, Logger: logger, Now: clk.Now})
 	h := NewHandler(HandlerConfig{Authenticator: authn, Store: store, Tokens: tokens, Service: service, Logger: logger})
-	return &tokenServer{h: h, tokens: tokens, clk: clk, logs: logs, apiTok: secret}
+	return &tokenServer{h: h, tokens: tokens, clk: clk, logs: logs, apiTok: secret, a: a, keys: keys}
 }
 
 // get requests a token with the given Authorization header and scopes.
@@ -168,9 +170,9 @@ func TestTokenBadRequests(t *testing.T) {
 		}
 	}
 	w := httptest.NewRecorder()
-	s.h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/token?service="+service, nil))
-	if w.Code != http.StatusMethodNotAllowed {
-		t.Errorf("POST: status %d", w.Code)
+	s.h.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/token?service="+service, nil))
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD, POST" {
+		t.Errorf("PUT: status %d, Allow %q", w.Code, w.Header().Get("Allow"))
 	}
 }
 

@@ -84,14 +84,6 @@ func NewTokens(cfg TokensConfig) *Tokens {
 // Issue signs a token for subject (empty for anonymous) granting access.
 // It returns the token and its issue time.
 func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (string, time.Time, error) {
-	set, err := t.keys(ctx)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
-	}
-	kid, priv, err := t.ring.current(set)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
-	}
 	now := t.now().Truncate(time.Second)
 	if access == nil {
 		access = []Scope{}
@@ -108,13 +100,30 @@ func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (str
 		},
 		Access: access,
 	}
+	signed, err := t.sign(ctx, claims)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return signed, now, nil
+}
+
+// sign signs claims ES256 with the cluster's current key, named by "kid".
+func (t *Tokens) sign(ctx context.Context, claims jwt.Claims) (string, error) {
+	set, err := t.keys(ctx)
+	if err != nil {
+		return "", fmt.Errorf("issue token: %w", err)
+	}
+	kid, priv, err := t.ring.current(set)
+	if err != nil {
+		return "", fmt.Errorf("issue token: %w", err)
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	tok.Header["kid"] = kid
 	signed, err := tok.SignedString(priv)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+		return "", fmt.Errorf("sign token: %w", err)
 	}
-	return signed, now, nil
+	return signed, nil
 }
 
 // ErrInvalidToken wraps every reason Verify refuses a token.
@@ -124,17 +133,27 @@ var ErrInvalidToken = errors.New("invalid token")
 // algorithm, issuer, audience, expiry and not-before, and returns its
 // claims.
 func (t *Tokens) Verify(ctx context.Context, raw string) (*Claims, error) {
+	var claims Claims
+	if err := t.parse(ctx, raw, &claims, t.service); err != nil {
+		return nil, err
+	}
+	return &claims, nil
+}
+
+// parse verifies raw as Verify does, for tokens of audience, into claims.
+// It returns an error wrapping ErrInvalidToken for a token to refuse, and
+// another error when the keys cannot be read.
+func (t *Tokens) parse(ctx context.Context, raw string, claims jwt.Claims, audience string) error {
 	source := t.keys
 	if t.local != nil {
 		source = t.local
 	}
 	set, err := source(ctx)
 	if err != nil && t.local == nil {
-		return nil, fmt.Errorf("verify token: %w", err)
+		return fmt.Errorf("verify token: %w", err)
 	}
-	var claims Claims
 	var fault error
-	_, err = jwt.ParseWithClaims(raw, &claims, func(tok *jwt.Token) (any, error) {
+	_, err = jwt.ParseWithClaims(raw, claims, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
 		priv, err := t.ring.find(set, kid)
 		if err != nil && t.local != nil {
@@ -152,16 +171,16 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (*Claims, error) {
 	},
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 		jwt.WithIssuer(t.issuer),
-		jwt.WithAudience(t.service),
+		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(clockSkew),
 		jwt.WithTimeFunc(t.now),
 	)
 	if fault != nil {
-		return nil, fmt.Errorf("verify token: %w", fault)
+		return fmt.Errorf("verify token: %w", fault)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return &claims, nil
+	return nil
 }

@@ -1,0 +1,181 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// RefreshTokenTTL is how long a refresh token of the OAuth2 flow lasts (at
+// most: one issued for an API token ends with it).
+const RefreshTokenTTL = 30 * 24 * time.Hour
+
+// refreshUse is the token_use claim of every refresh token.
+const refreshUse = "refresh"
+
+// refreshAudience is the audience of refresh tokens for service. It never
+// equals a service name, so a refresh token is never an access token, and
+// an access token (audience service) never a refresh token.
+func refreshAudience(service string) string { return "wharf-refresh:" + service }
+
+// RefreshClaims are the claims of a refresh token: a login, bound to the
+// user account and to what it logged in with, that the OAuth2 flow of the
+// token endpoint trades for access tokens. Signed with the cluster's keys
+// like access tokens, any node verifies it.
+type RefreshClaims struct {
+	jwt.RegisteredClaims
+	// Use is "refresh".
+	Use string `json:"token_use"`
+	// UserID is the account's ID, never reused: a later account of the
+	// same name does not inherit the token.
+	UserID uint64 `json:"uid"`
+	// APIToken is the ID of the API token the login used; its
+	// restrictions, expiry and revocation hold for every refresh.
+	APIToken string `json:"api_token,omitempty"`
+	// Password, for a password login, fingerprints the password hash the
+	// login matched: changing or removing the password revokes the token.
+	Password string `json:"pwd,omitempty"`
+}
+
+// passwordFingerprint names a stored password hash without revealing
+// anything about the password: the hash carries a random salt the token
+// holder does not know.
+func passwordFingerprint(hash string) string {
+	sum := sha256.Sum256([]byte("wharf refresh token\x00" + hash))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// IssueRefresh signs a refresh token for user, who logged in with a
+// password, or with apiToken if it is not nil.
+func (t *Tokens) IssueRefresh(ctx context.Context, user *fsmv1.User, apiToken *fsmv1.ApiToken) (string, error) {
+	if user.GetName() == "" {
+		return "", errors.New("issue refresh token: no user")
+	}
+	now := t.now().Truncate(time.Second)
+	exp := now.Add(RefreshTokenTTL)
+	claims := RefreshClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   user.GetName(),
+			Audience:  jwt.ClaimStrings{refreshAudience(t.service)},
+			NotBefore: jwt.NewNumericDate(now),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        rand.Text(),
+		},
+		Use:    refreshUse,
+		UserID: user.GetId(),
+	}
+	if apiToken != nil {
+		claims.APIToken = apiToken.GetId()
+		if end := time.Unix(0, apiToken.GetExpiresUnixNanos()); end.Before(exp) {
+			exp = end
+		}
+	} else {
+		claims.Password = passwordFingerprint(user.GetPasswordHash())
+	}
+	claims.ExpiresAt = jwt.NewNumericDate(exp)
+	return t.sign(ctx, claims)
+}
+
+// VerifyRefresh checks a refresh token like Verify checks an access token,
+// and that it is a refresh token. It refuses with an error wrapping
+// ErrInvalidToken; other errors mean the keys cannot be read. Whether the
+// login it stands for still holds is Authenticator.AuthenticateRefresh's
+// business.
+func (t *Tokens) VerifyRefresh(ctx context.Context, raw string) (*RefreshClaims, error) {
+	var claims RefreshClaims
+	if err := t.parse(ctx, raw, &claims, refreshAudience(t.service)); err != nil {
+		return nil, err
+	}
+	if claims.Use != refreshUse || claims.Subject == "" || (claims.APIToken == "") == (claims.Password == "") {
+		return nil, fmt.Errorf("%w: not a refresh token", ErrInvalidToken)
+	}
+	return &claims, nil
+}
+
+// AuthenticateRefresh returns the caller a refresh token stands for,
+// checked against the state now: the account still exists (the same one),
+// can still log in with the password the token was issued for (unchanged),
+// or the API token it was issued for is still valid, whose restrictions
+// the caller carries. It refuses with an error wrapping ErrBadCredentials
+// or ErrThrottled; other errors are faults of the store or the keys.
+// Refused refresh tokens count as failed logins of the source address.
+func (a *Authenticator) AuthenticateRefresh(r *http.Request, tokens *Tokens, raw string) (Caller, error) {
+	const method = "refresh_token"
+	now, src := a.now(), a.addr(r)
+	if ok, wait := a.source.allow(src, now); !ok {
+		Audit(a.log, "login_throttled", "", "registry", "source", src, "method", method)
+		return Caller{}, &ThrottledError{RetryAfter: max(wait, time.Second)}
+	}
+	claims, err := tokens.VerifyRefresh(r.Context(), raw)
+	var c Caller
+	if err == nil {
+		c, err = a.checkRefresh(r.Context(), claims, now)
+	} else if errors.Is(err, ErrInvalidToken) {
+		err = fmt.Errorf("%w: %w", ErrBadCredentials, err)
+	}
+	if errors.Is(err, ErrBadCredentials) {
+		a.source.fail(src, now)
+		Audit(a.log, "login_failed", claims.subject(), "registry", "source", src, "method", method)
+		return Caller{}, err
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	attrs := []any{"source", src, "method", method, "refresh_id", claims.ID}
+	if c.Token != nil {
+		attrs = append(attrs, "token_id", c.Token.GetId())
+	}
+	Audit(a.log, "login", c.User, "registry", attrs...)
+	return c, nil
+}
+
+// subject returns the subject of c, nil included.
+func (c *RefreshClaims) subject() string {
+	if c == nil {
+		return ""
+	}
+	return c.Subject
+}
+
+func (a *Authenticator) checkRefresh(ctx context.Context, claims *RefreshClaims, now time.Time) (Caller, error) {
+	u, err := a.store.User(ctx, claims.Subject)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, fmt.Errorf("%w: the user no longer exists", ErrBadCredentials)
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	if u.GetId() != claims.UserID {
+		return Caller{}, fmt.Errorf("%w: the user was deleted and created again", ErrBadCredentials)
+	}
+	if claims.APIToken != "" {
+		t, err := a.store.APIToken(ctx, claims.APIToken)
+		if errors.Is(err, fsm.ErrNotFound) {
+			return Caller{}, fmt.Errorf("%w: the API token was revoked", ErrBadCredentials)
+		}
+		if err != nil {
+			return Caller{}, err
+		}
+		if t.GetOwner() != u.GetName() || now.UnixNano() >= t.GetExpiresUnixNanos() {
+			return Caller{}, fmt.Errorf("%w: the API token expired", ErrBadCredentials)
+		}
+		return Caller{User: u.GetName(), Token: t}, nil
+	}
+	fp := passwordFingerprint(u.GetPasswordHash())
+	if u.GetPasswordHash() == "" || subtle.ConstantTimeCompare([]byte(fp), []byte(claims.Password)) != 1 {
+		return Caller{}, fmt.Errorf("%w: the password changed", ErrBadCredentials)
+	}
+	return Caller{User: u.GetName()}, nil
+}
