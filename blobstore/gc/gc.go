@@ -38,10 +38,22 @@
 // time, and its holder record lists the node again. Reads in progress keep
 // their open descriptors, which survive the unlink.
 //
-// Files on disk that no holder record names (a Stored call that failed, a
-// node that was deregistered and came back, a collected blob whose
-// tombstone does not name this node) are not swept; they are left for a
-// future orphan scan.
+// Sweep deletes orphans too: files of blobs that no holder record names at
+// all, such as a blob committed here whose holder record was never written
+// (the link's Raft write failed), a copy a peer pushed whose AddBlobHolder
+// was lost, the files of a node that was deregistered and came back, or a
+// collected blob whose tombstone did not name this node, once the tombstone
+// is gone. After the same catch-up with the leader, a file is an orphan only
+// if the FSM has no holder record for its blob and no tombstone either (a
+// tombstone is the collected-blob path's business, above). An orphan is
+// deleted only if the file was not stored (or stored again, or touched by a
+// peer copy) less than Grace ago, not merely Settle: it may be a fresh
+// upload whose holder record is about to be written, or one whose link
+// failed and that the client will retry. An orphan whose blob something
+// still references (a repository link or a manifest) is kept whatever its
+// age: no node is recorded as holding that blob, so this file may be its
+// last copy; the sweep counts it (SweepReport.OrphansReferenced) and Run
+// logs a warning.
 package gc
 
 import (
@@ -83,6 +95,12 @@ type Cluster interface {
 	CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error
 	// BlobHolders returns the holder record of d, or fsm.ErrNotFound.
 	BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error)
+	// CollectedBlob returns the tombstone of collected blob d, or
+	// fsm.ErrNotFound.
+	CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error)
+	// BlobReferences counts what references blob d: repository links and
+	// stored manifests.
+	BlobReferences(d digest.Digest) (links, manifests int, err error)
 	// LiveNodeIDs returns the IDs of the registered nodes gossip sees alive
 	// (this node included).
 	LiveNodeIDs() ([]string, error)
@@ -96,7 +114,8 @@ type Config struct {
 	Local   *blobstore.Store
 	Cluster Cluster
 	// Grace is how long a blob must stay unreferenced before it is
-	// collected. Default 1h.
+	// collected, and how long after its last local store a file that no
+	// holder record names (an orphan) is kept. Default 1h.
 	Grace time.Duration
 	// Interval is how often the leader collects and every node sweeps.
 	// Default 1m.
@@ -173,12 +192,29 @@ func (c *Collector) Run(ctx context.Context) {
 				c.cfg.Logger.Info("collected unreferenced blobs", "count", rep.Collected)
 			}
 		}
-		if rep, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
-			c.cfg.Logger.Warn("delete collected blobs", "err", err)
-		} else if rep.Deleted > 0 || rep.Unheld > 0 {
-			c.cfg.Logger.Info("deleted blob files", "collected", rep.Deleted, "bytes", rep.BytesFreed,
-				"unheld", rep.Unheld, "unheld_bytes", rep.UnheldBytesFreed)
+		rep, err := c.Sweep(ctx)
+		if ctx.Err() != nil {
+			err = nil // stopped, not failed
 		}
+		c.logSweep(rep, err)
+	}
+}
+
+// logSweep logs a sweep's outcome: one info line if it deleted any file,
+// even if it also failed, then a warning for what went wrong.
+func (c *Collector) logSweep(rep SweepReport, err error) {
+	if rep.Deleted > 0 || rep.Unheld > 0 || rep.Orphans > 0 {
+		c.cfg.Logger.Info("deleted blob files", "collected", rep.Deleted, "bytes", rep.BytesFreed,
+			"unheld", rep.Unheld, "unheld_bytes", rep.UnheldBytesFreed,
+			"orphans", rep.Orphans, "orphan_bytes", rep.OrphanBytesFreed)
+	}
+	if rep.OrphansReferenced > 0 {
+		c.cfg.Logger.Warn("kept blob files that no holder record names although their blobs are referenced: "+
+			"no node is recorded as holding those blobs, these files may be their last copies",
+			"count", rep.OrphansReferenced)
+	}
+	if err != nil {
+		c.cfg.Logger.Warn("sweep blob files", "err", err)
 	}
 }
 
@@ -264,16 +300,28 @@ type SweepReport struct {
 	// UnheldKept counts such copies kept because too few other live nodes
 	// hold the blob.
 	UnheldKept int
+	// Orphans and OrphanBytesFreed count the local files of blobs that no
+	// holder record (and no tombstone) names, deleted.
+	Orphans          int
+	OrphanBytesFreed int64
+	// OrphansKept counts orphans kept because they were stored less than
+	// Grace ago.
+	OrphansKept int
+	// OrphansReferenced counts orphans kept because something references
+	// their blob (see the package documentation).
+	OrphansReferenced int
 }
 
 // Sweep deletes this node's copies of collected blobs and reports them,
-// then deletes its copies of blobs it is no longer recorded as holding.
+// then deletes its copies of blobs it is no longer recorded as holding, and
+// its orphans (see the package documentation).
 func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	local := c.cfg.Cluster.LocalID()
 	// Read the clock before the FSM: a copy stored before cutoff had Settle
 	// for its holder record to reach this node's FSM.
-	cutoff := time.Now().Add(-c.cfg.Settle)
+	start := time.Now()
+	cutoff := start.Add(-c.cfg.Settle)
 	var errs []error
 	err := c.eachTombstone(ctx, func(tomb *fsmv1.CollectedBlob) {
 		if _, ok := slices.BinarySearch(tomb.GetNodeIds(), local); !ok {
@@ -301,70 +349,135 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	})
 	errs = append(errs, err)
 	if ctx.Err() == nil {
-		errs = append(errs, c.sweepUnheld(ctx, cutoff, &rep))
+		errs = append(errs, c.sweepFiles(ctx, start, &rep))
 	}
 	return rep, errors.Join(errs...)
 }
 
-// sweepUnheld deletes the local copies of blobs whose holder record does not
-// list this node, stored before cutoff, while enough other live nodes hold
-// them (see the package documentation).
-func (c *Collector) sweepUnheld(ctx context.Context, cutoff time.Time, rep *SweepReport) error {
-	// cutoff was read before this: a copy stored before it had Settle for
-	// its holder record to be committed, which the FSM has now applied.
+// sweepFiles walks the local blob files once the FSM has caught up with the
+// leader: it deletes the copies of blobs whose holder record does not list
+// this node (sweepUnheld) and the orphans, files of blobs that no holder
+// record names (sweepOrphan). start is when Sweep read the clock, before
+// reading the FSM.
+func (c *Collector) sweepFiles(ctx context.Context, start time.Time, rep *SweepReport) error {
+	// start was read before this: a copy stored before start-Settle had
+	// Settle for its holder record to be committed, which the FSM has now
+	// applied. The same catch-up covers orphans, stored before start-Grace.
 	if err := c.cfg.Cluster.CatchUp(ctx); err != nil {
-		return fmt.Errorf("holder records may be behind the leader; not deleting unheld copies: %w", err)
+		return fmt.Errorf("holder records may be behind the leader; not deleting unheld copies or orphans: %w", err)
 	}
 	ids, err := c.cfg.Cluster.LiveNodeIDs()
 	if err != nil {
 		return fmt.Errorf("live nodes: %w", err)
 	}
 	local := c.cfg.Cluster.LocalID()
-	live := make(map[string]bool, len(ids))
+	u := unheld{
+		local:  local,
+		live:   make(map[string]bool, len(ids)),
+		cutoff: start.Add(-c.cfg.Settle),
+	}
 	for _, id := range ids {
 		if id != local {
-			live[id] = true
+			u.live[id] = true
 		}
 	}
-	need := max(1, min(c.cfg.Replicas, len(live)))
+	u.need = max(1, min(c.cfg.Replicas, len(u.live)))
+	orphanCutoff := start.Add(-c.cfg.Grace)
 	var errs []error
 	err = c.cfg.Local.Blobs(ctx, func(d digest.Digest) error {
 		rec, err := c.cfg.Cluster.BlobHolders(d)
-		if errors.Is(err, fsm.ErrNotFound) {
-			return nil // collected (see Sweep above) or unrecorded: not ours to judge
+		switch {
+		case errors.Is(err, fsm.ErrNotFound):
+			err = c.sweepOrphan(ctx, d, orphanCutoff, rep)
+		case err != nil:
+			err = fmt.Errorf("holders of %s: %w", d, err)
+		default:
+			err = c.sweepUnheld(ctx, d, rec, u, rep)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("holders of %s: %w", d, err))
-			return nil
-		}
-		if _, held := slices.BinarySearch(rec.GetNodeIds(), local); held {
-			return nil
-		}
-		elsewhere := 0
-		for _, id := range rec.GetNodeIds() {
-			if live[id] {
-				elsewhere++
-			}
-		}
-		if elsewhere < need {
-			rep.UnheldKept++
-			return nil
-		}
-		freed, kept, err := c.cfg.Local.DeleteIfStoredBefore(ctx, d, cutoff)
-		switch {
-		case err != nil:
 			errs = append(errs, err)
-		case kept:
-			rep.Settling++
-		case freed > 0:
-			rep.Unheld++
-			rep.UnheldBytesFreed += freed
-			c.metrics.unheldDeleted.Inc()
-			c.metrics.bytesFreed.Add(float64(freed))
 		}
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
+}
+
+// unheld is what sweepUnheld needs to know for every file.
+type unheld struct {
+	local  string
+	live   map[string]bool // live nodes other than this one
+	need   int             // min(Replicas, len(live)), at least 1
+	cutoff time.Time       // start of the sweep less Settle
+}
+
+// sweepUnheld deletes the local copy of blob d if its holder record rec
+// does not list this node, the copy was stored before u.cutoff and enough
+// other live nodes hold the blob (see the package documentation).
+func (c *Collector) sweepUnheld(ctx context.Context, d digest.Digest, rec *fsmv1.BlobHolders, u unheld, rep *SweepReport) error {
+	if _, held := slices.BinarySearch(rec.GetNodeIds(), u.local); held {
+		return nil
+	}
+	elsewhere := 0
+	for _, id := range rec.GetNodeIds() {
+		if u.live[id] {
+			elsewhere++
+		}
+	}
+	if elsewhere < u.need {
+		rep.UnheldKept++
+		return nil
+	}
+	freed, kept, err := c.cfg.Local.DeleteIfStoredBefore(ctx, d, u.cutoff)
+	switch {
+	case err != nil:
+		return err
+	case kept:
+		rep.Settling++
+	case freed > 0:
+		rep.Unheld++
+		rep.UnheldBytesFreed += freed
+		c.metrics.unheldDeleted.Inc()
+		c.metrics.bytesFreed.Add(float64(freed))
+	}
+	return nil
+}
+
+// sweepOrphan deletes the local file of blob d, which no holder record
+// names, if no tombstone names the blob either, nothing references it, and
+// the file was stored before cutoff (the start of the sweep less Grace).
+func (c *Collector) sweepOrphan(ctx context.Context, d digest.Digest, cutoff time.Time, rep *SweepReport) error {
+	// Looked up after the holder record: a collection removes the record
+	// and writes the tombstone in one command, so a blob collected since
+	// the tombstones were listed is seen here, and left to the next sweep.
+	if _, err := c.cfg.Cluster.CollectedBlob(d); err == nil {
+		return nil
+	} else if !errors.Is(err, fsm.ErrNotFound) {
+		return fmt.Errorf("tombstone of %s: %w", d, err)
+	}
+	links, manifests, err := c.cfg.Cluster.BlobReferences(d)
+	if err != nil {
+		return fmt.Errorf("references of %s: %w", d, err)
+	}
+	if links+manifests > 0 {
+		rep.OrphansReferenced++
+		return nil
+	}
+	// A holder record of this node written from now on follows a store of
+	// the file here (an upload's commit, a peer copy or Touch), which makes
+	// it newer than cutoff: DeleteIfStoredBefore then keeps it.
+	freed, kept, err := c.cfg.Local.DeleteIfStoredBefore(ctx, d, cutoff)
+	switch {
+	case err != nil:
+		return err
+	case kept:
+		rep.OrphansKept++
+	case freed > 0:
+		rep.Orphans++
+		rep.OrphanBytesFreed += freed
+		c.metrics.orphanDeleted.Inc()
+		c.metrics.bytesFreed.Add(float64(freed))
+	}
+	return nil
 }
 
 // eachTombstone calls fn for every tombstone, a page at a time.
@@ -393,6 +506,9 @@ type metrics struct {
 	// unheldDeleted counts deleted copies this node was no longer recorded
 	// as holding; their bytes count in bytesFreed.
 	unheldDeleted prometheus.Counter
+	// orphanDeleted counts deleted files that no holder record named; their
+	// bytes count in bytesFreed.
+	orphanDeleted prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -407,15 +523,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		bytesFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_gc_bytes_freed_total",
-			Help: "Bytes of local disk freed by deleting collected blobs and copies this node no longer holds.",
+			Help: "Bytes of local disk freed by deleting collected blobs, copies this node no longer holds and orphan files.",
 		}),
 		unheldDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_blob_unheld_files_deleted_total",
 			Help: "Local copies of blobs whose holder record no longer lists this node (trimmed extra copies) deleted.",
 		}),
+		orphanDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_gc_orphan_files_deleted_total",
+			Help: "Local blob files that no holder record named (orphans), deleted after the grace period.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted)
+		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted, m.orphanDeleted)
 	}
 	return m
 }
@@ -428,4 +548,5 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	reg.Unregister(m.deleted)
 	reg.Unregister(m.bytesFreed)
 	reg.Unregister(m.unheldDeleted)
+	reg.Unregister(m.orphanDeleted)
 }

@@ -40,9 +40,12 @@ type testCluster struct {
 	ids   []string
 	urls  map[string]string
 	local map[string]*blobstore.Store
+	roots map[string]string // each node's blob store root
 	repl  map[string]*replica.Store
 	r     int             // replicas
 	dead  map[string]bool // gossip's view; guarded by mu
+	// catchUpErr is what every view's CatchUp returns; guarded by mu.
+	catchUpErr error
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -58,15 +61,17 @@ func newTestClusterR(t *testing.T, n, r int) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, repl: map[string]*replica.Store{},
-		r: r, dead: map[string]bool{}}
+	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, roots: map[string]string{},
+		repl: map[string]*replica.Store{}, r: r, dead: map[string]bool{}}
 	tc.clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	for i := range n {
 		id := fmt.Sprintf("node%d", i)
-		store, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
+		root := t.TempDir()
+		store, err := blobstore.Open(blobstore.Config{Root: root})
 		if err != nil {
 			t.Fatal(err)
 		}
+		tc.roots[id] = root
 		mux := http.NewServeMux()
 		peer.NewServer(store, nil).Register(mux)
 		srv := httptest.NewServer(mux)
@@ -150,11 +155,25 @@ func (v view) LiveNodeIDs() ([]string, error) {
 	}
 	return out, nil
 }
-func (v view) CatchUp(context.Context) error { return nil } // one FSM, always current
+
+// CatchUp has nothing to wait for (one FSM, always current); it fails with
+// tc.catchUpErr, standing in for a node that cannot reach the leader.
+func (v view) CatchUp(context.Context) error {
+	v.tc.mu.Lock()
+	defer v.tc.mu.Unlock()
+	return v.tc.catchUpErr
+}
+
 // Sync has nothing to do: the views share one FSM, applied synchronously.
 func (v view) Sync(context.Context) error { return nil }
 func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.BlobHolders(d)
+}
+func (v view) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
+	return v.tc.fsm.CollectedBlob(d)
+}
+func (v view) BlobReferences(d digest.Digest) (links, manifests int, err error) {
+	return v.tc.fsm.BlobReferences(d)
 }
 func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.ListBlobHolders(last, n)

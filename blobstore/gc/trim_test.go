@@ -90,6 +90,8 @@ func (tc *testCluster) sweep(settle time.Duration) SweepReport {
 		total.UnheldKept += r.UnheldKept
 		total.Settling += r.Settling
 		total.Deleted += r.Deleted
+		total.Orphans += r.Orphans
+		total.OrphansKept += r.OrphansKept
 	}
 	return total
 }

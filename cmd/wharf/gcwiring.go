@@ -61,6 +61,14 @@ func (c gcCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return c.node.FSM().BlobHolders(d)
 }
 
+func (c gcCluster) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
+	return c.node.FSM().CollectedBlob(d)
+}
+
+func (c gcCluster) BlobReferences(d digest.Digest) (links, manifests int, err error) {
+	return c.node.FSM().BlobReferences(d)
+}
+
 func (c gcCluster) LiveNodeIDs() ([]string, error) {
 	nodes, err := replica.NewRaftCluster(c.node).Nodes()
 	if err != nil {
