@@ -59,6 +59,15 @@ func (m *metrics) addNodeGauges(n *Node) {
 		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
 			func() float64 { return float64(g.value()) }))
 	}
+	m.collectors = append(m.collectors,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wharf_raft_commit_nudges_total",
+			Help: "Barriers this node appended as leader so that followers learn a commit index a read waits for.",
+		}, func() float64 { return float64(n.nudge.nudges.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wharf_read_index_rounds_total",
+			Help: "Read index round trips this node made for linearizable reads (one serves every read waiting when it starts).",
+		}, func() float64 { return float64(n.reads.rounds.Load()) }))
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

@@ -256,7 +256,10 @@ func TestNodeMetrics(t *testing.T) {
 	for _, f := range families {
 		series[f.GetName()] = len(f.GetMetric())
 	}
-	for name, want := range map[string]int{"wharf_fsm_apply_seconds": 1, "wharf_raft_state": 4, "wharf_raft_commit_index": 1} {
+	for name, want := range map[string]int{
+		"wharf_fsm_apply_seconds": 1, "wharf_raft_state": 4, "wharf_raft_commit_index": 1,
+		"wharf_raft_commit_nudges_total": 1, "wharf_read_index_rounds_total": 1,
+	} {
 		if series[name] != want {
 			t.Errorf("%s has %d series, want %d", name, series[name], want)
 		}
