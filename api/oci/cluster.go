@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
 // BlobStore holds blob content and upload sessions. *blobstore.Store is the
@@ -207,7 +209,11 @@ func (h *Handler) waitDurable(ctx context.Context, ds []digest.Digest) error {
 	if h.replication == nil || len(ds) == 0 {
 		return nil
 	}
-	if err := h.replication.WaitDurable(ctx, ds); err != nil {
+	err := h.replication.WaitDurable(ctx, ds)
+	if errors.Is(err, cluster.ErrNoQuorum) {
+		return err // answered as "no quorum", which is what happened
+	}
+	if err != nil {
 		return newError(http.StatusServiceUnavailable, CodeUnavailable,
 			"the manifest's blobs are not yet stored on enough nodes (%v); retry the push", err).
 			withCause(err)

@@ -273,6 +273,14 @@ func TestReplicationHooks(t *testing.T) {
 	if resp := ts.get("/v2/team/app/manifests/v2"); resp.status != http.StatusNotFound {
 		t.Errorf("a manifest refused for durability was stored: %d", resp.status)
 	}
+
+	// Without quorum the holders cannot be read: the answer says so.
+	dur.err = fmt.Errorf("read the blobs' holders: %w: no leader", cluster.ErrNoQuorum)
+	resp = ts.putManifest("team/app", "v3", v1.MediaTypeImageManifest, body)
+	wantError(t, resp, http.StatusServiceUnavailable, CodeUnavailable)
+	if !strings.Contains(string(resp.body), "no quorum") || strings.Contains(string(resp.body), "enough nodes") {
+		t.Errorf("refusal without quorum does not say so: %s", resp.body)
+	}
 }
 
 func TestSessionOfAnUnreachableNode(t *testing.T) {
