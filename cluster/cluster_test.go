@@ -491,6 +491,18 @@ func TestClusterReadsDoNotWaitForCommitTimeout(t *testing.T) {
 	if leader.nudge.nudges.Load() == 0 {
 		t.Fatal("the leader never nudged its followers")
 	}
+	// Reads without writes need no more nudges: a barrier is no command,
+	// so the follower need not learn that it committed.
+	before := leader.nudge.nudges.Load()
+	ctx := ctxTimeout(t, 5*time.Second)
+	for range 50 {
+		if _, err := follower.ResolveTag(WithReadScope(ctx), "acme/app", "v1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := leader.nudge.nudges.Load() - before; got > 1 {
+		t.Fatalf("50 reads without writes cost %d nudges, want at most 1", got)
+	}
 }
 
 func TestClusterRefusesWrongKey(t *testing.T) {

@@ -177,9 +177,7 @@ func (p peerService) ReadIndex(ctx context.Context, req *connect.Request[cluster
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	if idx > req.Msg.GetCommitIndex() {
-		p.n.nudgeFollowers(idx)
-	}
+	idx = p.n.followerReadIndex(idx, req.Msg.GetCommitIndex())
 	return connect.NewResponse(&clusterv1.ReadIndexResponse{Index: idx}), nil
 }
 

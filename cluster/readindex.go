@@ -158,6 +158,24 @@ type commitNudge struct {
 	nudges  atomic.Uint64
 }
 
+// followerReadIndex is the leader's answer to a follower whose commit index
+// is known: the read index idx, or known itself when no command lies in
+// (known, idx], since the follower's state at known is then the state at
+// idx. Otherwise the followers are nudged to learn idx. Without this, each
+// nudge's barrier, once committed, would put the next read index past
+// what the followers know, and a stream of reads would append a barrier
+// per read.
+func (n *Node) followerReadIndex(idx, known uint64) uint64 {
+	if idx <= known {
+		return idx
+	}
+	if !n.commandBetween(known, idx, true) {
+		return known
+	}
+	n.nudgeFollowers(idx)
+	return idx
+}
+
 // nudgeFollowers makes sure the followers learn a commit index of at least
 // idx promptly. It does not wait for them.
 func (n *Node) nudgeFollowers(idx uint64) {
@@ -291,19 +309,20 @@ func (n *Node) appliedThrough(idx uint64) bool {
 	if n.raft.AppliedIndex() < idx {
 		return false
 	}
-	return !n.commandBetween(fsmApplied, idx)
+	// Compacted entries are in a snapshot, which the FSM has.
+	return !n.commandBetween(fsmApplied, idx, false)
 }
 
-// commandBetween reports whether a command entry lies in (from, to].
-func (n *Node) commandBetween(from, to uint64) bool {
+// commandBetween reports whether a command entry lies in (from, to]. An
+// entry no longer in the log counts as a command if compacted is true.
+func (n *Node) commandBetween(from, to uint64, compacted bool) bool {
 	for i := to; i > from; i-- {
 		if to-i >= maxLogScan {
 			return true // assume so; the next check will see more applied
 		}
 		var l raft.Log
 		if err := n.logs.GetLog(i, &l); err != nil {
-			// Compacted: a snapshot, which the FSM has, covers it.
-			return false
+			return compacted
 		}
 		if l.Type == raft.LogCommand {
 			return true
