@@ -7,6 +7,7 @@
 //
 //	blobs/<alg>/<first two hex digits>/<hex>   a stored blob, e.g. blobs/sha256/ab/ab12…
 //	uploads/<id>/data                           bytes received so far by upload session <id>
+//	uploads/<id>/owner                          what the session was started for (NewUploadFor), if anything
 //
 // <alg> is sha256 or sha512. Upload IDs are 26 lowercase base32 characters
 // (128 random bits), so they are URL-safe, unguessable and cannot name a path

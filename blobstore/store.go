@@ -200,7 +200,7 @@ func (s *Store) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, e
 	if err != nil {
 		return 0, err
 	}
-	u, err := s.newUpload(ctx, alg)
+	u, err := s.newUpload(ctx, alg, "")
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", d, err)
 	}

@@ -557,6 +557,40 @@ func TestOpenRecoversUploads(t *testing.T) {
 	}
 }
 
+func TestUploadOwnerSurvivesRestart(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := openStore(t, root)
+	owned, err := s.NewUploadFor(ctx, "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyone, err := s.NewUpload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owned.Owner() != "team/app" || anyone.Owner() != "" {
+		t.Fatalf("owners %q and %q, want team/app and none", owned.Owner(), anyone.Owner())
+	}
+	owned.Close()
+	anyone.Close()
+	if _, err := s.NewUploadFor(ctx, strings.Repeat("x", maxOwnerLength+1)); err == nil {
+		t.Fatal("an owner over the limit was accepted")
+	}
+
+	s = openStore(t, root)
+	for id, want := range map[string]string{owned.ID(): "team/app", anyone.ID(): ""} {
+		u, err := s.OpenUpload(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Owner() != want {
+			t.Errorf("after a restart session %s has owner %q, want %q", id, u.Owner(), want)
+		}
+		u.Close()
+	}
+}
+
 // failingReader returns its data, then err.
 type failingReader struct {
 	r   io.Reader

@@ -20,6 +20,12 @@ import (
 // dataFile is the name of a session's data file inside uploads/<id>/.
 const dataFile = "data"
 
+// ownerFile holds the owner a session was started for (NewUploadFor).
+const ownerFile = "owner"
+
+// maxOwnerLength bounds an owner; a repository name is far shorter.
+const maxOwnerLength = 4096
+
 // idLen is the length of a session ID: 128 random bits in base32.
 const idLen = 26
 
@@ -27,10 +33,11 @@ const idLen = 26
 // a handle holds the session's lock from NewUpload or OpenUpload until Close,
 // Commit or Cancel.
 type session struct {
-	id   string
-	dir  string
-	lock chan struct{} // holds a token while a handle owns the session
-	size atomic.Int64  // bytes in the data file
+	id    string
+	dir   string
+	owner string        // what the session was started for; "" for anything
+	lock  chan struct{} // holds a token while a handle owns the session
+	size  atomic.Int64  // bytes in the data file
 
 	// Owned by the lock holder.
 	h     hash.Hash        // running hash of the data file, nil when unknown
@@ -90,17 +97,35 @@ func uploadUnknown(id string) error {
 // NewUpload starts an upload session. The returned handle owns the session
 // until it is closed.
 func (s *Store) NewUpload(ctx context.Context) (*Upload, error) {
-	return s.newUpload(ctx, digest.SHA256)
+	return s.newUpload(ctx, digest.SHA256, "")
+}
+
+// NewUploadFor starts an upload session that belongs to owner (for the
+// registry, a repository): Owner reports it, also after a restart, so that
+// a session's requests can be held to what it was started for. The owner
+// is written without fsync: after a crash it may read as "".
+func (s *Store) NewUploadFor(ctx context.Context, owner string) (*Upload, error) {
+	if len(owner) > maxOwnerLength {
+		return nil, fmt.Errorf("new upload: owner of %d bytes, the limit is %d", len(owner), maxOwnerLength)
+	}
+	return s.newUpload(ctx, digest.SHA256, owner)
 }
 
 // newUpload starts a session whose bytes are hashed with alg as they arrive.
-func (s *Store) newUpload(ctx context.Context, alg digest.Algorithm) (*Upload, error) {
+func (s *Store) newUpload(ctx context.Context, alg digest.Algorithm, owner string) (*Upload, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	ss := newSession(s.uploadsDir, newID())
+	ss.owner = owner
 	if err := os.Mkdir(ss.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("new upload: %w", err)
+	}
+	if owner != "" {
+		// Before the data file: a session is recovered only with one.
+		if err := os.WriteFile(filepath.Join(ss.dir, ownerFile), []byte(owner), 0o644); err != nil {
+			return nil, errors.Join(fmt.Errorf("new upload: %w", err), os.RemoveAll(ss.dir))
+		}
 	}
 	f, err := os.OpenFile(ss.dataPath(), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -250,6 +275,7 @@ func (s *Store) recoverUploads() error {
 			if err == nil && info.Mode().IsRegular() {
 				ss := newSession(s.uploadsDir, e.Name())
 				ss.size.Store(info.Size())
+				ss.owner = readOwner(dir)
 				s.sessions[ss.id] = ss
 				continue
 			}
@@ -265,6 +291,15 @@ func (s *Store) recoverUploads() error {
 	return nil
 }
 
+// readOwner returns the owner recorded in session directory dir, or "".
+func readOwner(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil || len(b) > maxOwnerLength {
+		return ""
+	}
+	return string(b)
+}
+
 // Upload is one upload session: bytes appended in order, hashed as they stream.
 // Its methods may be called concurrently; they run one at a time.
 type Upload struct {
@@ -277,6 +312,9 @@ type Upload struct {
 
 // ID is the session's identifier (URL-safe).
 func (u *Upload) ID() string { return u.sess.id }
+
+// Owner is what the session was started for (NewUploadFor), or "".
+func (u *Upload) Owner() string { return u.sess.owner }
 
 // Size is the number of bytes received so far.
 func (u *Upload) Size() int64 { return u.sess.size.Load() }

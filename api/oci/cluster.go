@@ -29,6 +29,9 @@ type BlobStore interface {
 	Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error)
 	// NewUpload starts an upload session on this node.
 	NewUpload(ctx context.Context) (*blobstore.Upload, error)
+	// NewUploadFor starts an upload session that belongs to owner (here a
+	// repository), which the session's Owner reports.
+	NewUploadFor(ctx context.Context, owner string) (*blobstore.Upload, error)
 	// OpenUpload finds an upload session of this node, or returns
 	// blobstore.ErrUploadUnknown.
 	OpenUpload(ctx context.Context, id string) (*blobstore.Upload, error)

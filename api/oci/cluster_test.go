@@ -180,6 +180,38 @@ func TestSessionsAreNotAdoptedWithoutAReleasingNode(t *testing.T) {
 	}
 }
 
+// TestSessionsStayInTheirRepository: a session started in one repository
+// cannot be used through another, on its own node, through a proxy, or by
+// adoption; it still works in its own repository afterwards.
+func TestSessionsStayInTheirRepository(t *testing.T) {
+	content := []byte("bytes for team/app only")
+	d := digest.FromBytes(content)
+	a, b, _ := twoNodes(t)
+	loc := b.startUpload("team/app")
+	other := strings.Replace(loc, "/team/app/", "/team/other/", 1)
+	for _, ts := range []*testServer{b, a} { // b: its own node; a: proxy or adoption
+		for _, req := range []request{
+			{method: http.MethodPatch, path: other, body: content},
+			{method: http.MethodPut, path: other + "?digest=" + d.String(), body: content},
+			{method: http.MethodGet, path: other},
+			{method: http.MethodDelete, path: other},
+		} {
+			resp := ts.do(req)
+			wantError(t, resp, http.StatusNotFound, CodeBlobUploadUnknown)
+			if !strings.Contains(string(resp.body), "not started in repository team/other") {
+				t.Errorf("%s %s: refusal does not say why: %s", req.method, req.path, resp.body)
+			}
+		}
+	}
+	if _, err := b.blobs.Stat(context.Background(), d); !errors.Is(err, blobstore.ErrBlobUnknown) {
+		t.Fatalf("the blob was stored: %v", err)
+	}
+	resp := a.do(request{method: http.MethodPatch, path: loc, body: content})
+	wantStatus(t, resp, http.StatusAccepted)
+	resp = a.do(request{method: http.MethodPut, path: resp.header.Get("Location") + "?digest=" + d.String()})
+	wantStatus(t, resp, http.StatusCreated)
+}
+
 func TestSessionsOfUnknownNodes(t *testing.T) {
 	tests := []struct{ name, id string }{
 		{"unknown node", "NODEC.abcdefghijklmnopqrstuvwxyz"},

@@ -27,13 +27,13 @@ import (
 // can give up empty upload sessions to each other.
 type SessionHandover interface {
 	// Release asks node nodeID to end its upload session localID, which
-	// must hold no bytes and be idle. It returns nil only once the session
-	// is gone from that node.
-	Release(ctx context.Context, nodeID, localID string) error
+	// must hold no bytes, be idle and belong to repository repo. It
+	// returns nil only once the session is gone from that node.
+	Release(ctx context.Context, nodeID, localID, repo string) error
 }
 
 // releasePath is where a node's internal listener takes release requests:
-// POST releasePath + <local session ID>.
+// POST releasePath + <local session ID>?repository=<name>.
 const releasePath = "/internal/oci-uploads/release/"
 
 // releaseLockWait bounds how long a release waits for a session in use.
@@ -53,12 +53,12 @@ func (h *Handler) adoptSession(w http.ResponseWriter, r *http.Request, rt route,
 		return false, nil
 	}
 	ctx := r.Context()
-	u, err := h.blobs.NewUpload(ctx)
+	u, err := h.blobs.NewUploadFor(ctx, rt.name)
 	if err != nil {
 		h.log.DebugContext(ctx, "adopt upload session: new session", "upload", rt.arg, "err", err)
 		return false, nil
 	}
-	if err := handover.Release(ctx, node, local); err != nil {
+	if err := handover.Release(ctx, node, local, rt.name); err != nil {
 		h.log.DebugContext(ctx, "adopt upload session: not released", "upload", rt.arg, "err", err)
 		if cerr := u.Cancel(context.WithoutCancel(ctx)); cerr != nil {
 			h.log.WarnContext(ctx, "drop unused upload session", "upload", u.ID(), "err", cerr)
@@ -93,10 +93,11 @@ func firstBytes(r *http.Request) bool {
 
 // ReleaseHandler serves other nodes' release requests (SessionHandover) on
 // the internal listener: 204 once the session is gone, 404 for a session
-// this node does not have, 409 for one that holds bytes or is in use.
+// this node does not have or that belongs to another repository, 409 for
+// one that holds bytes or is in use.
 func (h *Handler) ReleaseHandler() (pattern string, handler http.Handler) {
 	return "POST " + releasePath + "{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := h.releaseSession(r.Context(), r.PathValue("id"))
+		err := h.releaseSession(r.Context(), r.PathValue("id"), r.URL.Query().Get("repository"))
 		switch {
 		case err == nil:
 			w.WriteHeader(http.StatusNoContent)
@@ -111,9 +112,9 @@ func (h *Handler) ReleaseHandler() (pattern string, handler http.Handler) {
 	})
 }
 
-// releaseSession ends local upload session id if it holds no bytes and no
-// request is using it.
-func (h *Handler) releaseSession(ctx context.Context, id string) error {
+// releaseSession ends local upload session id of repository repo if it
+// holds no bytes and no request is using it.
+func (h *Handler) releaseSession(ctx context.Context, id, repo string) error {
 	lockCtx, cancel := context.WithTimeout(ctx, releaseLockWait)
 	defer cancel()
 	u, err := h.blobs.OpenUpload(lockCtx, id)
@@ -124,6 +125,9 @@ func (h *Handler) releaseSession(ctx context.Context, id string) error {
 		return err
 	}
 	defer h.release(ctx, u)
+	if !ownedBy(u, repo) {
+		return fmt.Errorf("upload %s belongs to another repository: %w", id, blobstore.ErrUploadUnknown)
+	}
 	if u.Size() != 0 {
 		return errSessionInUse
 	}
@@ -135,12 +139,13 @@ func (h *Handler) releaseSession(ctx context.Context, id string) error {
 }
 
 // Release implements SessionHandover over the nodes' internal listeners.
-func (p PeerSessions) Release(ctx context.Context, nodeID, localID string) error {
+func (p PeerSessions) Release(ctx context.Context, nodeID, localID, repo string) error {
 	base, ok := p.Lookup(nodeID)
 	if !ok {
 		return fmt.Errorf("node %s is not reachable", nodeID)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+releasePath+url.PathEscape(localID), http.NoBody)
+	target := base + releasePath + url.PathEscape(localID) + "?" + url.Values{"repository": {repo}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, http.NoBody)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if q.Has("digest") {
 		return h.monolithicUpload(w, r, rt)
 	}
-	u, err := h.blobs.NewUpload(ctx)
+	u, err := h.blobs.NewUploadFor(ctx, rt.name)
 	if err != nil {
 		return fmt.Errorf("start upload to %s: %w", rt.name, err)
 	}
@@ -225,7 +225,8 @@ func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route)
 	return nil
 }
 
-// openUpload finds the session named by the route.
+// openUpload finds the session named by the route, which must belong to
+// the route's repository.
 func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, error) {
 	node, local := splitSessionID(rt.arg)
 	if node != h.nodeID {
@@ -238,7 +239,28 @@ func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, 
 	if err != nil {
 		return nil, fmt.Errorf("open upload %s: %w", rt.arg, err)
 	}
+	if !ownedBy(u, rt.name) {
+		h.release(ctx, u)
+		return nil, errOtherRepository(rt.arg, rt.name)
+	}
 	return u, nil
+}
+
+// ownedBy reports whether upload u may be used through repository repo:
+// the one it was started in. A session without a recorded repository
+// (started before sessions recorded it, or whose record a crash lost) may
+// be used through any.
+func ownedBy(u *blobstore.Upload, repo string) bool {
+	return u.Owner() == "" || u.Owner() == repo
+}
+
+// errOtherRepository answers a request for a session of another
+// repository as for an unknown one: a session ID reveals nothing, and
+// its bytes cannot be moved into another repository.
+func errOtherRepository(id, repo string) error {
+	e := errUploadUnknownAPI(id)
+	e.message = fmt.Sprintf("upload session %s was not started in repository %s; start a new upload there", id, repo)
+	return e
 }
 
 // appendBody appends the request body to u. With a Content-Range header
