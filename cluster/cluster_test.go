@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/testnet"
 )
 
 // clusterOpts tunes startCluster.
@@ -37,15 +37,7 @@ type testCluster struct {
 	gossips []string // gossip address of each node
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // clusterConfig is a config with fast Raft and gossip timings.
 func (tc *testCluster) config(gossip string, join []string) Config {

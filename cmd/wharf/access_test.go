@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -28,6 +27,7 @@ import (
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/internal/testnet"
 )
 
 const accAdminPassword = "access-test-admin-password"
@@ -40,15 +40,7 @@ type accNode struct {
 
 func (n *accNode) host() string { return strings.TrimPrefix(n.srv.URL, "http://") }
 
-func accPort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func accPort(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // startAccessNodes starts count nodes forming one cluster, the way wharf
 // serve does, each behind its own httptest server.

@@ -32,6 +32,7 @@ import (
 	"github.com/wharf-registry/wharf/blobstore/placement"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/testnet"
 )
 
 // harnessOpts configures startHarness. Zero values take the defaults noted.
@@ -86,15 +87,9 @@ func asAdmin() remote.Option {
 	return remote.WithAuth(&authn.Basic{Username: adminUser, Password: harnessAdminPassword})
 }
 
-func harnessPort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// harnessPort returns a loopback address for a node to listen on, for
+// good: nodes restart on their addresses.
+func harnessPort(t testing.TB) string { return testnet.FreeAddr(t) }
 
 func harnessLogger(t testing.TB, idx int) *slog.Logger {
 	if os.Getenv("WHARF_TEST_LOG") == "" {
