@@ -20,9 +20,16 @@ import (
 // copied to up to R-1 other nodes at once, so that the copies are done, or
 // nearly, when the upload commits, instead of starting then.
 //
-// The digest is not known before the commit, so mirrors run only while
-// every live node is an owner of every blob (at most R live nodes; see
-// mirrorTargets); the targets are ranked over the session ID. A mirror reads the session's data file behind the client's
+// The digest is not known before the commit, so the targets are ranked
+// over the session ID (see mirrorTargets). While every live node is an
+// owner of every blob (at most R live nodes) they are all the other live
+// nodes. In a larger cluster they are W-1 provisional targets, so that the
+// blob is durable on W nodes when the upload commits and its manifest is
+// not held up by copies that only start then; a provisional target that
+// turns out not to be an owner holds an extra copy until repair trims it,
+// after the copies to the owners (one copy more than needed, for a commit
+// that does not wait for a whole copy). A mirror reads the session's data
+// file behind the client's
 // appends (the file only grows, and its bytes never change), never from
 // memory, so it needs no buffer and can neither slow nor fail the client:
 // a mirror that lags just catches up later, and one that fails is dropped,
@@ -106,22 +113,19 @@ func (s *Store) takeMirror(id string) *uploadMirror {
 	return m
 }
 
-// mirrorTargets returns the live nodes other than this one, ranked over
-// the session ID, when there are at most R live nodes: then every live node
-// is an owner of every blob, so the mirrors copy to owners only. In a
-// larger cluster it returns none, and blobs are copied after their commit:
-// targets chosen before the digest is known would mostly not be owners,
-// costing a copy more per target and a trim.
+// mirrorTargets returns the nodes to mirror session id to, ranked over the
+// session ID: every other live node when there are at most R (each is an
+// owner of every blob), else W-1 provisional targets (see above).
 func (s *Store) mirrorTargets(id string) []Node {
 	nodes, err := s.cfg.Cluster.Nodes()
 	if err != nil {
 		return nil
 	}
 	live := liveNodes(nodes)
-	if len(live) > s.cfg.Replicas {
-		return nil
-	}
 	want := len(live) - 1
+	if len(live) > s.cfg.Replicas {
+		want = min(want, s.cfg.WriteQuorum-1)
+	}
 	var out []Node
 	for _, n := range placement.Rank(digest.FromString(id), placementNodes(nodes)) {
 		if len(out) >= want {

@@ -77,6 +77,40 @@ func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 	}
 }
 
+// In a cluster of more than R nodes an upload is mirrored to W-1
+// provisional targets, so the blob has W copies as the upload commits; it
+// then reaches all of its owners (repair on the leader trims extras).
+func TestLargerClusterMirrorsToWMinusOneTargets(t *testing.T) {
+	tc := newTestCluster(t, 5)
+	s := tc.store("node0", 3, 2, false)
+	content, _ := randomBlob(t, 3<<20)
+	d, _ := clientUploads(t, s, content)
+	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	owners := tc.ownersOf(d, 3)
+	deadline := time.Now().Add(5 * time.Second)
+	for copiesOf(t, s, "mirrored") < 1 || !containsAll(tc.holders(d), owners) {
+		if time.Now().After(deadline) {
+			t.Fatalf("holders %v, mirrored copies %v; want the owners %v among the holders and 1 mirrored copy",
+				tc.holders(d), copiesOf(t, s, "mirrored"), owners)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := copiesOf(t, s, "mirrored"); got != 1 {
+		t.Errorf("%v mirrored copies, want W-1 = 1", got)
+	}
+}
+
+func containsAll(set, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(set, w) {
+			return false
+		}
+	}
+	return true
+}
+
 // A peer that fails, or takes the session and then never reads, neither
 // fails nor slows the client's upload; the blob still reaches W (and R)
 // copies, the stuck peer's through the copy after commit.

@@ -280,7 +280,9 @@ func TestClusterPlacement(t *testing.T) {
 			if got := h.holders(0, d); !slices.Equal(got, owners) {
 				return fmt.Errorf("blob %s: FSM holders %v, want its owners %v", d, got, owners)
 			}
-			// The writer's trimmed copy waits for its node's sweep.
+			// Trimmed copies wait for their node's sweep: the writer's, and
+			// the one mirrored to a provisional target (W-1 = 1) while the
+			// upload streamed.
 			got := h.onDisk(d)
 			var others []int
 			for _, i := range got {
@@ -288,8 +290,8 @@ func TestClusterPlacement(t *testing.T) {
 					others = append(others, i)
 				}
 			}
-			if len(got)-len(others) != 3 || len(others) > 1 {
-				return fmt.Errorf("blob %s on disks %v, want owners %v plus at most one writer", d, got, owners)
+			if len(got)-len(others) != 3 || len(others) > 2 {
+				return fmt.Errorf("blob %s on disks %v, want owners %v plus at most the writer and a mirror target", d, got, owners)
 			}
 			return nil
 		})
@@ -457,18 +459,21 @@ func TestClusterRepairAfterHolderDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	blobs := imageBlobs(t, img)
+	// Copies on nodes that are not owners (the writer's, a mirror's) are
+	// trimmed and swept first: then every blob has exactly its 2 owners'.
+	leader := h.leader()
 	for _, d := range blobs {
+		owners := h.owners(d, h.nodes, 2)
 		waitUntil(t, 10*time.Second, func() error {
-			if got := h.onDisk(d); len(got) < 2 {
-				return fmt.Errorf("blob %s on disks %v, want at least 2", d, got)
+			if got := h.holders(leader, d); !slices.Equal(got, owners) {
+				return fmt.Errorf("blob %s: FSM holders %v, want its owners %v", d, got, owners)
 			}
 			return nil
 		})
 	}
-	// The victim: the follower that is one of only two holders of the most
-	// blobs, so that its death leaves those blobs with one live copy (a
-	// blob written on a non-owner has a third copy and stays at 2).
-	leader := h.leader()
+	h.sweepNow()
+	// The victim: the follower that is one of the two holders of the most
+	// blobs, so that its death leaves those blobs with one live copy.
 	victim, most := -1, 0
 	for _, n := range h.nodes {
 		exposed := 0
