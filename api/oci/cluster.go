@@ -59,6 +59,10 @@ type Replication interface {
 	Stored(ctx context.Context, d digest.Digest, size int64)
 	// Hold records this node as a holder of blob d, which it stores.
 	Hold(ctx context.Context, d digest.Digest, size int64) error
+	// Held reports whether some node is recorded as holding blob d, and
+	// its size: whether the registry has it, whatever this node's disk
+	// holds (a file nobody recorded is garbage on its way out).
+	Held(ctx context.Context, d digest.Digest) (size int64, ok bool, err error)
 	// WaitDurable blocks until every blob in ds is durable, or fails with an
 	// error that says which blob is not and why. It must return when ctx ends.
 	WaitDurable(ctx context.Context, ds []digest.Digest) error

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm"
 )
 
 // twoNodes starts node A, and node B sharing A's metadata but with a blob
@@ -212,6 +214,31 @@ func TestSessionsStayInTheirRepository(t *testing.T) {
 	wantStatus(t, resp, http.StatusCreated)
 }
 
+// TestMountNeedsARecordedHolder: a mount without ?from= links a blob the
+// registry holds, not a file that merely sits on this node's disk with no
+// holder record (garbage the sweep is about to delete).
+func TestMountNeedsARecordedHolder(t *testing.T) {
+	rep := &recordingReplication{}
+	var blobs BlobStore
+	ts := newTestServer(t, func(c *Config) {
+		rep.node = c.Metadata.(*cluster.Node)
+		c.NodeID = rep.node.ID()
+		c.Replication = rep
+		blobs = c.Blobs
+	})
+	pushed := ts.pushBlob("source", []byte("pushed: recorded"))
+	stray := []byte("on disk, never recorded")
+	sd := digest.FromBytes(stray)
+	if _, err := blobs.Put(context.Background(), sd, bytes.NewReader(stray)); err != nil {
+		t.Fatal(err)
+	}
+	resp := ts.do(request{method: http.MethodPost, path: "/v2/target/blobs/uploads/?mount=" + pushed.String()})
+	wantStatus(t, resp, http.StatusCreated)
+	resp = ts.do(request{method: http.MethodPost, path: "/v2/target/blobs/uploads/?mount=" + sd.String()})
+	wantStatus(t, resp, http.StatusAccepted) // an upload session instead
+	wantStatus(t, ts.get("/v2/target/blobs/"+sd.String()), http.StatusNotFound)
+}
+
 func TestSessionsOfUnknownNodes(t *testing.T) {
 	tests := []struct{ name, id string }{
 		{"unknown node", "NODEC.abcdefghijklmnopqrstuvwxyz"},
@@ -237,6 +264,19 @@ type recordingReplication struct {
 	held   []digest.Digest
 	asked  []digest.Digest
 	err    error
+	node   *cluster.Node // for Held
+}
+
+// Held answers from the real FSM when node is set, else says no.
+func (r *recordingReplication) Held(_ context.Context, d digest.Digest) (int64, bool, error) {
+	if r.node == nil {
+		return 0, false, nil
+	}
+	rec, err := r.node.FSM().BlobHolders(d)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return 0, false, nil
+	}
+	return rec.GetSize(), err == nil, err
 }
 
 func (r *recordingReplication) Hold(_ context.Context, d digest.Digest, _ int64) error {

@@ -95,6 +95,13 @@ func (h *Handler) mountable(ctx context.Context, d digest.Digest, from string) (
 			return 0, false, nil
 		}
 	}
+	if h.replication != nil {
+		size, ok, err := h.replication.Held(ctx, d)
+		if err != nil {
+			return 0, false, fmt.Errorf("look up holders of blob %s: %w", d, err)
+		}
+		return size, ok, nil
+	}
 	size, err := h.blobs.Stat(ctx, d)
 	if errors.Is(err, blobstore.ErrBlobUnknown) {
 		return 0, false, nil

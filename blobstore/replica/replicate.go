@@ -20,6 +20,19 @@ func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
 	s.copyInBackground(d, size)
 }
 
+// Held reports whether some node is recorded as holding blob d, and its
+// size, from the local state (read after the caller's read index).
+func (s *Store) Held(ctx context.Context, d digest.Digest) (int64, bool, error) {
+	rec, err := s.cfg.Cluster.BlobHolders(d)
+	if errors.Is(err, fsm.ErrNotFound) || (err == nil && len(rec.GetNodeIds()) == 0) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return rec.GetSize(), true, nil
+}
+
 // Hold records that this node holds blob d.
 func (s *Store) Hold(ctx context.Context, d digest.Digest, size int64) error {
 	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
