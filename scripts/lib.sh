@@ -40,10 +40,12 @@ start_node() {
 	wait_ready "$1" "$2"
 }
 
+# wait_ready NAME PORT [HOST]: waits until the node answers /readyz on
+# HOST (default 127.0.0.1) and PORT.
 wait_ready() {
-	local name=$1 port=$2
+	local name=$1 port=$2 host=${3:-127.0.0.1}
 	for _ in $(seq 1 200); do
-		if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+		if curl -fsS "http://$host:$port/readyz" >/dev/null 2>&1; then
 			return 0
 		fi
 		if ! kill -0 "${NODE_PIDS[$name]}" 2>/dev/null; then

@@ -50,6 +50,7 @@ type serveOptions struct {
 	shutdownTimeout  time.Duration
 	tokenService     string
 	tokenTTL         time.Duration
+	pprofListen      string
 	// adminPassword is the password of the admin user created on first
 	// start (from WHARF_ADMIN_PASSWORD, never a flag: command lines are
 	// visible to every local user); empty generates one.
@@ -110,6 +111,7 @@ the command line wins over the environment, which wins over the file.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
 	f.StringVar(&o.tokenService, "token-service", "", "service name of registry tokens (the same on every node); default: the host of --public-url, else \"wharf\"")
 	f.DurationVar(&o.tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of the registry tokens /token issues")
+	f.StringVar(&o.pprofListen, "pprof-listen", "", "address for Go's /debug/pprof profiles, unauthenticated: keep it on loopback; empty (the default) serves none")
 	return cmd
 }
 
@@ -175,6 +177,13 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer n.close(o.shutdownTimeout)
+	if o.pprofListen != "" {
+		stop, err := servePprof(o.pprofListen, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return runHTTP(ctx, o, n.handler, logger)
 }
 
