@@ -167,21 +167,9 @@ func (h *Handler) appendMirrored(ctx context.Context, u *blobstore.Upload, r io.
 		return u.Append(ctx, r)
 	}
 	progress := m.Appending(ctx, u)
-	n, err := u.Append(ctx, progressReader{r, progress})
+	n, err := u.Append(ctx, blobstore.ProgressReader(r, progress))
 	progress()
 	return n, err
-}
-
-// progressReader calls progress before each read: the bytes of the reads
-// before it have reached the upload's file by then.
-type progressReader struct {
-	r        io.Reader
-	progress func()
-}
-
-func (p progressReader) Read(b []byte) (int, error) {
-	p.progress()
-	return p.r.Read(b)
 }
 
 // storedUpload reports a blob committed from upload session id.

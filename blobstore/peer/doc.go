@@ -18,6 +18,8 @@
 //	POST   /internal/uploads/                          start a session: 201, Location /internal/uploads/<id>
 //	PATCH  /internal/uploads/<id>                      append the body, streamed and hashed as it arrives;
 //	                                                   Upload-Offset must equal the session's size (else 416);
+//	                                                   Wharf-Relay, if set, names the nodes (IDs, comma-separated)
+//	                                                   to pass the bytes on to while they arrive (see Relay);
 //	                                                   204 with the new size in Upload-Offset
 //	PUT    /internal/uploads/<id>?digest=<d>&size=<n>  verify, fsync and store the session as blob <d>: 201;
 //	                                                   400 if the size or digest does not match

@@ -20,6 +20,7 @@ const PathPrefix = "/internal/blobs/"
 type Server struct {
 	store  *blobstore.Store
 	logger *slog.Logger
+	relay  Relay // nil: sessions are not passed on
 
 	mu      sync.Mutex
 	ingests map[digest.Digest]chan struct{} // PUTs storing a blob; closed when done
@@ -32,6 +33,11 @@ func NewServer(store *blobstore.Store, logger *slog.Logger) *Server {
 	}
 	return &Server{store: store, logger: logger, ingests: map[digest.Digest]chan struct{}{}}
 }
+
+// RelayTo makes the Server pass the bytes of upload sessions on down the
+// chains their PATCHes name, through r; without it the chains are
+// ignored. Call it before Register.
+func (s *Server) RelayTo(r Relay) { s.relay = r }
 
 // Register mounts the Server's routes on mux, under PathPrefix and
 // UploadPathPrefix.

@@ -24,6 +24,63 @@ const UploadPathPrefix = "/internal/uploads/"
 // in answers the session's size.
 const OffsetHeader = "Upload-Offset"
 
+// RelayHeader on a PATCH names the nodes, by ID and comma-separated, that
+// the receiving node passes the session's bytes on to while they arrive:
+// the first gets them from it, with the rest in its own RelayHeader (chain
+// replication).
+const RelayHeader = "Wharf-Relay"
+
+// maxRelay bounds the chain a PATCH may name: a cluster keeps at most this
+// many copies more than the first.
+const maxRelay = 15
+
+// Relay passes the bytes of upload sessions that peers send here on to
+// further nodes while they arrive. None of its methods may fail or block
+// the session.
+type Relay interface {
+	// Relaying is called, while the caller holds upload u, before bytes
+	// are appended to it; chain lists the IDs of the nodes to pass them
+	// to, in order. The returned function is called whenever more bytes
+	// may have arrived.
+	Relaying(ctx context.Context, u *blobstore.Upload, chain []string) (progress func())
+	// RelayCommitted is called once session id is stored here as blob d
+	// of size bytes: the relay commits down the chain, in the background.
+	RelayCommitted(id string, d digest.Digest, size int64)
+	// RelayCancelled reports that session id ended without a blob.
+	RelayCancelled(id string)
+}
+
+// parseNodeList parses a RelayHeader value: node IDs (ASCII letters,
+// digits, '-' and '_', as wharf's are), comma-separated.
+func parseNodeList(v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	ids := strings.Split(v, ",")
+	if len(ids) > maxRelay {
+		return nil, fmt.Errorf("%d node IDs, at most %d", len(ids), maxRelay)
+	}
+	for _, id := range ids {
+		if !validNodeID(id) {
+			return nil, fmt.Errorf("%q is not a node ID", id)
+		}
+	}
+	return ids, nil
+}
+
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // registerUploads mounts the upload session routes on mux.
 func (s *Server) registerUploads(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+UploadPathPrefix, s.startUpload)
@@ -48,11 +105,17 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) {
 
 // patchUpload appends the body to a session; OffsetHeader must equal the
 // session's size (else 416, with the size in OffsetHeader). The body is
-// hashed as it streams to disk. 204 with the new size.
+// hashed as it streams to disk, and passed on to the nodes RelayHeader
+// names. 204 with the new size.
 func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request) {
 	off, err := strconv.ParseInt(r.Header.Get(OffsetHeader), 10, 64)
 	if err != nil || off < 0 {
 		http.Error(w, "a PATCH needs a non-negative "+OffsetHeader+" header", http.StatusBadRequest)
+		return
+	}
+	chain, err := parseNodeList(r.Header.Get(RelayHeader))
+	if err != nil {
+		http.Error(w, "bad "+RelayHeader+" header: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	u, ok := s.openUpload(w, r)
@@ -66,7 +129,13 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request) {
 			http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
-	if _, err := u.Append(r.Context(), r.Body); err != nil {
+	var body io.Reader = r.Body
+	if len(chain) > 0 && s.relay != nil {
+		progress := s.relay.Relaying(r.Context(), u, chain)
+		defer progress()
+		body = blobstore.ProgressReader(body, progress)
+	}
+	if _, err := u.Append(r.Context(), body); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -75,8 +144,9 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 // commitUpload commits a session as blob ?digest= of ?size= bytes:
-// verified, fsynced and renamed into the store (201). A size or digest
-// that does not match answers 400 and stores nothing.
+// verified, fsynced and renamed into the store (201); the relay, if any,
+// commits down its chain after the answer. A size or digest that does not
+// match answers 400 and stores nothing.
 func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d, err := digest.Parse(q.Get("digest"))
@@ -100,8 +170,14 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := u.Commit(r.Context(), d); err != nil {
+		if s.relay != nil {
+			s.relay.RelayCancelled(u.ID())
+		}
 		s.fail(w, r, err)
 		return
+	}
+	if s.relay != nil {
+		s.relay.RelayCommitted(u.ID(), d, size)
 	}
 	w.WriteHeader(http.StatusCreated)
 }
@@ -113,6 +189,9 @@ func (s *Server) cancelUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(r, u)
+	if s.relay != nil {
+		s.relay.RelayCancelled(u.ID())
+	}
 	if err := u.Cancel(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return
@@ -144,6 +223,9 @@ func (s *Server) release(r *http.Request, u *blobstore.Upload) {
 type UploadSession struct {
 	client *http.Client
 	url    string // of the session
+	// Relay lists the IDs of the nodes the peer passes the bytes of
+	// Append on to (RelayHeader); empty for none.
+	Relay []string
 }
 
 // StartUpload starts an upload session on the peer at baseURL.
@@ -178,6 +260,9 @@ func (u *UploadSession) Append(ctx context.Context, offset int64, r io.Reader) (
 	req.ContentLength = -1
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(OffsetHeader, strconv.FormatInt(offset, 10))
+	if len(u.Relay) > 0 {
+		req.Header.Set(RelayHeader, strings.Join(u.Relay, ","))
+	}
 	resp, err := u.client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("append to %s: %w", u.url, err)

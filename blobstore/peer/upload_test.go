@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -103,6 +107,10 @@ func TestUploadSessionRejectsBadRequests(t *testing.T) {
 		{http.MethodPatch, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz", nil, http.StatusBadRequest},
 		{http.MethodPut, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz?digest=sha256:nope&size=1", nil, http.StatusBadRequest},
 		{http.MethodDelete, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz", nil, http.StatusNotFound},
+		// A relay chain is checked before the session is looked up.
+		{http.MethodPatch, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz", map[string]string{OffsetHeader: "0", RelayHeader: "a,,b"}, http.StatusBadRequest},
+		{http.MethodPatch, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz", map[string]string{OffsetHeader: "0", RelayHeader: "node/../x"}, http.StatusBadRequest},
+		{http.MethodPatch, UploadPathPrefix + "abcdefghijklmnopqrstuvwxyz", map[string]string{OffsetHeader: "0", RelayHeader: strings.Repeat("n,", maxRelay) + "n"}, http.StatusBadRequest},
 	} {
 		req, _ := http.NewRequest(tc.method, p.url+tc.path, http.NoBody)
 		for k, v := range tc.hdr {
@@ -116,5 +124,99 @@ func TestUploadSessionRejectsBadRequests(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// recordingRelay is a Relay that records what the Server tells it.
+type recordingRelay struct {
+	mu        sync.Mutex
+	chains    [][]string
+	progress  int
+	committed []digest.Digest
+	cancelled []string
+}
+
+func (r *recordingRelay) Relaying(_ context.Context, _ *blobstore.Upload, chain []string) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.chains = append(r.chains, chain)
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.progress++
+	}
+}
+
+func (r *recordingRelay) RelayCommitted(_ string, d digest.Digest, _ int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committed = append(r.committed, d)
+}
+
+func (r *recordingRelay) RelayCancelled(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancelled = append(r.cancelled, id)
+}
+
+// A PATCH naming a relay chain hands it to the Server's Relay, which hears
+// of the bytes as they arrive and of the commit; a PATCH without one does
+// not involve the Relay.
+func TestUploadSessionRelay(t *testing.T) {
+	store, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := &recordingRelay{}
+	mux := http.NewServeMux()
+	srv := NewServer(store, nil)
+	srv.RelayTo(relay)
+	srv.Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	ctx := context.Background()
+
+	blob := bytes.Repeat([]byte("relayed "), 64<<10)
+	d := digest.FromBytes(blob)
+	sess, err := StartUpload(ctx, http.DefaultClient, hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Relay = []string{"NODEB", "node-c_2"}
+	if _, err := sess.Append(ctx, 0, bytes.NewReader(blob)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Commit(ctx, d, int64(len(blob))); err != nil {
+		t.Fatal(err)
+	}
+	relay.mu.Lock()
+	if len(relay.chains) != 1 || !slices.Equal(relay.chains[0], sess.Relay) {
+		t.Errorf("chains %v, want one: %v", relay.chains, sess.Relay)
+	}
+	if relay.progress < 2 {
+		t.Errorf("progress called %d times, want at least 2 (before a read, after the body)", relay.progress)
+	}
+	if !slices.Equal(relay.committed, []digest.Digest{d}) {
+		t.Errorf("commits %v, want %s", relay.committed, d)
+	}
+	relay.mu.Unlock()
+
+	plain, err := StartUpload(ctx, http.DefaultClient, hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Append(ctx, 0, bytes.NewReader([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if len(relay.chains) != 1 {
+		t.Errorf("a PATCH without a chain reached the relay: %v", relay.chains)
+	}
+	if len(relay.cancelled) != 1 {
+		t.Errorf("cancels %v, want the cancelled session", relay.cancelled)
 	}
 }

@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer, underReplicated func() float64) *metr
 	m := &metrics{
 		copies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wharf_blob_copies_total",
-			Help: "Copies of newly stored blobs pushed to their owners, by result (mirrored: stored by a mirror of the upload while it arrived).",
+			Help: "Copies of newly stored blobs pushed to their owners, by result (mirrored: stored by a mirror of the upload while it arrived; relayed: passed on by this node down a mirror chain; ok, failed: copies after the commit).",
 		}, []string{"result"}),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wharf_blob_repairs_total",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"sync"
 	"time"
@@ -20,6 +21,18 @@ import (
 // copied to up to R-1 other nodes at once, so that the copies are done, or
 // nearly, when the upload commits, instead of starting then.
 //
+// The copies form a chain (chain replication): this node sends the bytes
+// to the first target only, and that node passes them on to the second
+// while they arrive, and so on (peer.RelayHeader). Each node then sends
+// each byte at most once, instead of the uploading node sending it to
+// every target: a node's network link and CPU carry one outgoing copy
+// whatever R is. Each node records the copy it sent once its next node
+// committed it: the uploading node the first target's, which is all the
+// write quorum waits for when W is 2, and each relaying node the next
+// one's, without holding up its own answer. The copy after commit leaves
+// the nodes down a chain to the relay; should a relay fail, repair finds
+// the missing copies.
+//
 // The digest is not known before the commit, so the targets are ranked
 // over the session ID (see mirrorTargets). While every live node is an
 // owner of every blob (at most R live nodes) they are all the other live
@@ -28,19 +41,21 @@ import (
 // not held up by copies that only start then; a provisional target that
 // turns out not to be an owner holds an extra copy until repair trims it,
 // after the copies to the owners (one copy more than needed, for a commit
-// that does not wait for a whole copy). A mirror reads the session's data
-// file behind the client's
-// appends (the file only grows, and its bytes never change), never from
-// memory, so it needs no buffer and can neither slow nor fail the client:
-// a mirror that lags just catches up later, and one that fails is dropped,
-// and the copy after commit covers its target if it is an owner. At the
-// commit, each mirror sends the rest of the file and commits its session
-// with the digest, which the peer verifies; each copy stored so is
-// recorded as a holder, and then the usual copy to the owners still
-// missing runs (should the membership change meanwhile, a target that is
-// no longer an owner is an extra holder, which repair trims: trim.go). A session cancelled here cancels its mirrors; one abandoned
-// is dropped after mirrorIdle, and the peers purge their sessions like
-// their own clients'.
+// that does not wait for a whole copy).
+//
+// A mirror reads the session's data file behind the client's appends (the
+// file only grows, and its bytes never change), never from memory, so it
+// needs no buffer and can neither slow nor fail the client: a mirror that
+// lags just catches up later, and one that fails is dropped, and the copy
+// after commit covers its target, and the targets after it in the chain,
+// if they are owners. At the commit, the mirror sends the rest of the file
+// and commits its session with the digest, which the peer verifies; each
+// copy stored so is recorded as a holder, and then the usual copy to the
+// owners still missing runs (should the membership change meanwhile, a
+// target that is no longer an owner is an extra holder, which repair
+// trims: trim.go). A session cancelled here cancels its mirrors; one
+// abandoned is dropped after mirrorIdle, and the peers purge their
+// sessions like their own clients'.
 const (
 	// mirrorPoll is how often a mirror that caught up looks at the data
 	// file again when no append wakes it.
@@ -53,6 +68,13 @@ const (
 	// mirrorCancelTimeout bounds the cancel of a failed mirror's session.
 	mirrorCancelTimeout = 5 * time.Second
 )
+
+// mirrorTarget is a node a session is mirrored to, and the nodes it passes
+// the bytes on to.
+type mirrorTarget struct {
+	node  Node
+	relay []string // node IDs, in chain order
+}
 
 // uploadMirror copies one local upload session to its targets.
 type uploadMirror struct {
@@ -70,24 +92,85 @@ type uploadMirror struct {
 }
 
 type mirrorResult struct {
-	node Node
-	err  error
+	target mirrorTarget
+	err    error
 }
 
 // Appending starts mirroring upload u unless it is mirrored already, and
 // returns a function to call whenever more bytes may have arrived. The
 // caller holds u's session. It never blocks on the network.
 func (s *Store) Appending(ctx context.Context, u *blobstore.Upload) (progress func()) {
+	return s.mirrorSession(u, func() []mirrorTarget { return chain(s.mirrorTargets(u.ID())) })
+}
+
+// Relaying implements peer.Relay: a session a peer mirrors here is passed
+// on down chain while it arrives, the way this node mirrors its own
+// clients' uploads.
+func (s *Store) Relaying(ctx context.Context, u *blobstore.Upload, ids []string) (progress func()) {
+	return s.mirrorSession(u, func() []mirrorTarget { return s.relayTargets(ids) })
+}
+
+// RelayCommitted implements peer.Relay: the relay of session id, just
+// committed here as blob d, commits at the next node in the background,
+// which is recorded as a holder once it has.
+func (s *Store) RelayCommitted(id string, d digest.Digest, size int64) {
+	m := s.takeMirror(id)
+	if m == nil {
+		return
+	}
+	s.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CopyTimeout)
+		defer cancel()
+		s.finishMirror(ctx, m, d, size, "relayed")
+	})
+}
+
+// RelayCancelled implements peer.Relay.
+func (s *Store) RelayCancelled(id string) { s.Cancelled(id) }
+
+// mirrorSession returns the progress function of u's mirror, started to
+// targets() unless it runs already.
+func (s *Store) mirrorSession(u *blobstore.Upload, targets func() []mirrorTarget) (progress func()) {
 	s.mu.Lock()
 	m := s.mirrors[u.ID()]
 	s.mu.Unlock()
 	if m == nil {
-		m = s.startMirror(u)
+		m = s.startMirror(u, targets())
 		if m == nil {
 			return func() {}
 		}
 	}
 	return m.kick
+}
+
+// chain makes nodes one relay chain: the first is sent the bytes and
+// passes them on to the rest, in order.
+func chain(nodes []Node) []mirrorTarget {
+	if len(nodes) == 0 {
+		return nil
+	}
+	relay := make([]string, 0, len(nodes)-1)
+	for _, n := range nodes[1:] {
+		relay = append(relay, n.ID)
+	}
+	return []mirrorTarget{{node: nodes[0], relay: relay}}
+}
+
+// relayTargets turns the chain a peer asked this node to pass a session
+// on to into its first hop: the first of ids that is a live node other
+// than this one, which is asked to pass it on to the ids after it.
+func (s *Store) relayTargets(ids []string) []mirrorTarget {
+	nodes, err := s.cfg.Cluster.Nodes()
+	if err != nil {
+		return nil
+	}
+	live := liveNodes(nodes)
+	for i, id := range ids {
+		if n, ok := live[id]; ok && id != s.cfg.Cluster.LocalID() {
+			return []mirrorTarget{{node: n, relay: ids[i+1:]}}
+		}
+	}
+	return nil
 }
 
 // Committed commits the mirrors of upload session id, just committed here
@@ -114,8 +197,9 @@ func (s *Store) takeMirror(id string) *uploadMirror {
 }
 
 // mirrorTargets returns the nodes to mirror session id to, ranked over the
-// session ID: every other live node when there are at most R (each is an
-// owner of every blob), else W-1 provisional targets (see above).
+// session ID (the relay chain's order): every other live node when there
+// are at most R (each is an owner of every blob), else W-1 provisional
+// targets (see above).
 func (s *Store) mirrorTargets(id string) []Node {
 	nodes, err := s.cfg.Cluster.Nodes()
 	if err != nil {
@@ -138,10 +222,9 @@ func (s *Store) mirrorTargets(id string) []Node {
 	return out
 }
 
-// startMirror starts mirroring u to its targets, or returns nil if there
-// are none.
-func (s *Store) startMirror(u *blobstore.Upload) *uploadMirror {
-	targets := s.mirrorTargets(u.ID())
+// startMirror starts mirroring u to targets, or returns nil if there are
+// none.
+func (s *Store) startMirror(u *blobstore.Upload, targets []mirrorTarget) *uploadMirror {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -169,14 +252,13 @@ func (s *Store) startMirror(u *blobstore.Upload) *uploadMirror {
 		results: make(chan mirrorResult, len(targets)), done: make(chan struct{}),
 	}
 	var workers sync.WaitGroup
-	for _, n := range targets {
+	for _, t := range targets {
 		kick := make(chan struct{}, 1)
 		m.kicks = append(m.kicks, kick)
 		workers.Add(1)
 		s.wg.Go(func() {
 			defer workers.Done()
-			err := s.mirrorTo(m, n, kick)
-			m.results <- mirrorResult{node: n, err: err}
+			m.results <- mirrorResult{target: t, err: s.mirrorTo(m, t, kick)}
 		})
 	}
 	s.wg.Go(func() {
@@ -199,8 +281,9 @@ func (m *uploadMirror) kick() {
 	}
 }
 
-// mirrorTo copies the session to node n, from its start to its commit.
-func (s *Store) mirrorTo(m *uploadMirror, n Node, kick chan struct{}) (err error) {
+// mirrorTo copies the session to target t, from its start to its commit.
+func (s *Store) mirrorTo(m *uploadMirror, t mirrorTarget, kick chan struct{}) (err error) {
+	n := t.node
 	// Not cancelled with the mirror, so that a session started is known
 	// and cancelled below rather than left for the peer's purge.
 	startCtx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
@@ -209,6 +292,7 @@ func (s *Store) mirrorTo(m *uploadMirror, n Node, kick chan struct{}) (err error
 	if err != nil {
 		return err
 	}
+	sess.Relay = t.relay
 	if err := m.ctx.Err(); err != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
 		defer cancel()
@@ -236,35 +320,58 @@ func (s *Store) mirrorTo(m *uploadMirror, n Node, kick chan struct{}) (err error
 	return sess.Commit(m.ctx, m.d, m.size)
 }
 
-// finish tells the mirror's workers the blob's digest and size, waits for
-// them (for at most mirrorCommitTimeout) and records each copy stored.
-func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Digest, size int64) {
-	m.d, m.size = d, size
-	close(m.final)
-	timeout := time.NewTimer(mirrorCommitTimeout)
-	defer timeout.Stop()
-	for range m.kicks {
-		var res mirrorResult
-		select {
-		case res = <-m.results:
-		case <-timeout.C:
-			m.cancel() // the workers end at once
-			res = <-m.results
-		}
+// finishMirror tells the mirror's workers the blob's digest and size,
+// waits for them (for at most mirrorCommitTimeout) and records each copy
+// stored, counting it in the copies metric under result. It returns the
+// nodes down the relay chains of the copies stored: their relaying nodes
+// record them.
+func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Digest, size int64, result string) (relayed []string) {
+	defer m.cancel()
+	for res := range m.finish(ctx, d, size, mirrorCommitTimeout) {
+		n := res.target.node
 		err := res.err
 		if err == nil {
-			err = s.cfg.Cluster.AddBlobHolder(ctx, d, size, res.node.ID)
+			err = s.cfg.Cluster.AddBlobHolder(ctx, d, size, n.ID)
 		}
 		if err != nil {
 			if ctx.Err() == nil && m.ctx.Err() == nil {
-				s.cfg.Logger.Info("mirror upload", "digest", d, "node", res.node.ID, "err", err)
+				s.cfg.Logger.Info("mirror upload", "digest", d, "node", n.ID, "err", err)
 			}
 			continue
 		}
 		s.recorded.signal()
-		s.metrics.copies.WithLabelValues("mirrored").Inc()
+		s.metrics.copies.WithLabelValues(result).Inc()
+		relayed = append(relayed, res.target.relay...)
 	}
-	m.cancel()
+	return relayed
+}
+
+// finish tells the mirror's workers the blob's digest and size, and
+// yields each worker's result as it ends; after timeout (or once ctx
+// ends) it cancels the workers that are still running, whose results then
+// follow at once.
+func (m *uploadMirror) finish(ctx context.Context, d digest.Digest, size int64, timeout time.Duration) iter.Seq[mirrorResult] {
+	m.d, m.size = d, size
+	close(m.final)
+	return func(yield func(mirrorResult) bool) {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		for range m.kicks {
+			var res mirrorResult
+			select {
+			case res = <-m.results:
+			case <-timer.C:
+				m.cancel() // the workers end at once
+				res = <-m.results
+			case <-ctx.Done():
+				m.cancel()
+				res = <-m.results
+			}
+			if !yield(res) {
+				return
+			}
+		}
+	}
 }
 
 // dataTail reads a session's data file as it grows, until the final size.

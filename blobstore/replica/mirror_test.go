@@ -46,16 +46,21 @@ func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, strin
 	return d, u.ID()
 }
 
+// The upload's copies form one chain: node0 sends the bytes to one node,
+// which passes them on to the third while they arrive and records that
+// copy itself.
 func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	s := tc.store("node0", 3, 2, false)
+	relays := []*Store{tc.store("node1", 3, 2, false), tc.store("node2", 3, 2, false)}
+	relayed := func() float64 { return copiesOf(t, relays[0], "relayed") + copiesOf(t, relays[1], "relayed") }
 	content, _ := randomBlob(t, 3<<20)
 	d, _ := clientUploads(t, s, content)
 	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(tc.holders(d)) < 3 || copiesOf(t, s, "mirrored") < 2 {
+	for len(tc.holders(d)) < 3 || copiesOf(t, s, "mirrored") < 1 || relayed() < 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("holders %v, want all 3 nodes", tc.holders(d))
 		}
@@ -69,11 +74,16 @@ func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 			t.Errorf("%s has %d upload sessions open", id, n)
 		}
 	}
-	if got := copiesOf(t, s, "mirrored"); got != 2 {
-		t.Errorf("%v mirrored copies, want 2", got)
+	if got := copiesOf(t, s, "mirrored"); got != 1 {
+		t.Errorf("%v copies mirrored by node0, want 1", got)
 	}
-	if got := copiesOf(t, s, "ok"); got != 0 {
-		t.Errorf("%v copies after the commit, want 0: the mirrors did them", got)
+	if got := relayed(); got != 1 {
+		t.Errorf("%v copies relayed, want 1", got)
+	}
+	for _, store := range append(relays, s) {
+		if got := copiesOf(t, store, "ok"); got != 0 {
+			t.Errorf("%v copies after the commit, want 0: the mirrors did them", got)
+		}
 	}
 }
 
@@ -184,6 +194,8 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 func TestCancelledUploadCancelsMirrors(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	s := tc.store("node0", 3, 2, false)
+	tc.store("node1", 3, 2, false)
+	tc.store("node2", 3, 2, false)
 	ctx := context.Background()
 	u, err := s.NewUpload(ctx)
 	if err != nil {
@@ -233,4 +245,56 @@ func copiesOf(t *testing.T, s *Store, result string) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// A relay whose next node fails leaves that copy to repair: the uploading
+// node does not copy the blob there itself (the relay had it), the write
+// quorum is met all the same, and the leader's second repair round (the
+// first spares fresh uploads) makes the missing copy.
+func TestFailedRelayIsLeftToRepair(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	for _, id := range []string{"node1", "node2"} {
+		good := tc.srvs[id].Config.Handler
+		// The last node of a chain gets a PATCH naming no relay: fail it.
+		tc.srvs[id].Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && r.Header.Get(peer.RelayHeader) == "" {
+				http.Error(w, "disk on fire", http.StatusInternalServerError)
+				return
+			}
+			good.ServeHTTP(w, r)
+		})
+	}
+	s := tc.store("node0", 3, 2, true)
+	relays := []*Store{tc.store("node1", 3, 2, false), tc.store("node2", 3, 2, false)}
+	content, _ := randomBlob(t, 2<<20)
+	d, _ := clientUploads(t, s, content)
+	ctx := context.Background()
+	if err := s.WaitDurable(ctx, []digest.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	// Let the background work after the commit end.
+	time.Sleep(300 * time.Millisecond)
+	if got := tc.holders(d); len(got) != 2 {
+		t.Fatalf("holders %v, want the uploader and the first node of the chain", got)
+	}
+	if got := copiesOf(t, s, "mirrored"); got != 1 {
+		t.Errorf("%v copies mirrored, want 1", got)
+	}
+	if got := copiesOf(t, s, "ok") + copiesOf(t, s, "failed"); got != 0 {
+		t.Errorf("%v copies tried after the commit, want 0: the relay had the last node", got)
+	}
+	for _, r := range relays {
+		if got := copiesOf(t, r, "relayed"); got != 0 {
+			t.Errorf("%v copies relayed, want 0", got)
+		}
+	}
+	if rep, err := s.Repair(ctx); err != nil || rep.Deferred != 1 {
+		t.Fatalf("first repair round %+v, %v: want the fresh blob deferred", rep, err)
+	}
+	if rep, err := s.Repair(ctx); err != nil || rep.Copied != 1 {
+		t.Fatalf("second repair round %+v, %v: want the missing copy made", rep, err)
+	}
+	if got := tc.holders(d); len(got) != 3 {
+		t.Errorf("holders %v after repair, want all 3 nodes", got)
+	}
 }

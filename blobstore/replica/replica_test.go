@@ -56,6 +56,7 @@ type testCluster struct {
 	nodes []Node
 	local map[string]*blobstore.Store
 	srvs  map[string]*httptest.Server
+	peers map[string]*peer.Server
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -65,7 +66,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	tc := &testCluster{t: t, fsm: &sharedFSM{fsm: f}, local: map[string]*blobstore.Store{}, srvs: map[string]*httptest.Server{}}
+	tc := &testCluster{t: t, fsm: &sharedFSM{fsm: f}, local: map[string]*blobstore.Store{}, srvs: map[string]*httptest.Server{}, peers: map[string]*peer.Server{}}
 	for i := range n {
 		id := fmt.Sprintf("node%d", i)
 		store, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
@@ -73,10 +74,11 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 			t.Fatal(err)
 		}
 		mux := http.NewServeMux()
-		peer.NewServer(store, nil).Register(mux)
+		ps := peer.NewServer(store, nil)
+		ps.Register(mux)
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
-		tc.local[id], tc.srvs[id] = store, srv
+		tc.local[id], tc.srvs[id], tc.peers[id] = store, srv, ps
 		tc.nodes = append(tc.nodes, Node{ID: id, URL: srv.URL, Weight: 1, Alive: true})
 	}
 	return tc
@@ -125,7 +127,9 @@ func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) 
 		Digest: d.String(), NodeId: node}}})
 }
 
-// store returns node id's replica.Store with R replicas and W write quorum.
+// store returns node id's replica.Store with R replicas and W write
+// quorum; the node's peer server relays upload sessions through it from
+// now on, so call it before the uploads.
 func (tc *testCluster) store(id string, r, w int, leader bool) *Store {
 	tc.t.Helper()
 	s, err := New(Config{
@@ -136,6 +140,7 @@ func (tc *testCluster) store(id string, r, w int, leader bool) *Store {
 		tc.t.Fatal(err)
 	}
 	tc.t.Cleanup(func() { s.Close() })
+	tc.peers[id].RelayTo(s)
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,21 +70,27 @@ func (s *Store) copyAfter(d digest.Digest, size int64, m *uploadMirror) {
 		}()
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CopyTimeout)
 		defer cancel()
+		var relayed []string
 		if m != nil {
-			s.finishMirror(ctx, m, d, size)
+			relayed = s.finishMirror(ctx, m, d, size, "mirrored")
 		}
-		if err := s.copyToOwners(ctx, d, size); err != nil && ctx.Err() == nil {
+		if err := s.copyToOwners(ctx, d, size, relayed); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("copy blob to its owners", "digest", d, "err", err)
 		}
 	}()
 }
 
-// copyToOwners pushes the local copy of d to each owner that lacks it and
+// copyToOwners pushes the local copy of d to each owner that lacks it,
+// other than the nodes in skip (which a relay is copying it to), and
 // records every durable copy.
-func (s *Store) copyToOwners(ctx context.Context, d digest.Digest, size int64) error {
+func (s *Store) copyToOwners(ctx context.Context, d digest.Digest, size int64, skip []string) error {
 	targets, err := s.missingOwners(d)
-	if err != nil || len(targets) == 0 {
+	if err != nil {
 		return err
+	}
+	targets = slices.DeleteFunc(targets, func(n Node) bool { return slices.Contains(skip, n.ID) })
+	if len(targets) == 0 {
+		return nil
 	}
 	urls := make([]string, len(targets))
 	byURL := make(map[string]string, len(targets))

@@ -158,7 +158,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Leave:      leave,
 		Version:    version,
 	}
-	mountInternal(n.node, n.blobs, internalRegistry, admin.Handlers(adminConfig), n.logger)
+	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
 	adminConfig.Apply = n.node.Apply
 	adminConfig.Logger = n.logger.With("component", "auth")
@@ -225,11 +225,14 @@ func (n *registryNode) crash() {
 }
 
 // mountInternal serves, on the cluster port behind mutual TLS, what peers
-// ask of this node: blob copies, proxied upload sessions (the OCI API) and
-// the admin services' node status.
-func mountInternal(node *cluster.Node, blobs *blobstore.Store, registry *oci.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
+// ask of this node: blob copies and mirrored upload sessions (passed on
+// down their relay chains by relay), proxied upload sessions (the OCI API)
+// and the admin services' node status.
+func mountInternal(node *cluster.Node, blobs *blobstore.Store, relay peer.Relay, registry *oci.Handler, adminHandlers map[string]http.Handler, logger *slog.Logger) {
 	mux := node.InternalMux()
-	peer.NewServer(blobs, logger.With("component", "peer")).Register(mux)
+	blobServer := peer.NewServer(blobs, logger.With("component", "peer"))
+	blobServer.RelayTo(relay)
+	blobServer.Register(mux)
 	mux.Handle("/v2/", registry)
 	mux.Handle(registry.ReleaseHandler())
 	for prefix, h := range adminHandlers {
