@@ -10,6 +10,8 @@
 #   BENCH_CPUS=0.5          CPUs per node; 0 runs without limits
 #   BENCHTIME=3x            -benchtime of the Go benchmark
 #   WHARF_BENCH_LARGE=1     adds a 1 GiB push
+#   WHARF_BENCH_CLIENTS=1,4 client counts: above 1, that many clients push
+#                           an image each at once ("<size>x<count>")
 #   BENCH_CLUSTER_PORT=15600  haproxy; the nodes listen on +10, +20 and +30
 #                           (each also on +1 and +2), the lone node on +40
 #   BENCH_CGROUP_ROOT=/sys/fs/cgroup/cpu
@@ -21,7 +23,8 @@
 #   BENCH_PATTERN='^BenchmarkExternalPush$'  -bench pattern, e.g. 'ExternalPush/100MiB'
 #   BENCH_PROFILE_DIR=      when set, a CPU profile of each node (n1.pprof ...
 #                           single.pprof) is taken over the first
-#                           BENCH_PROFILE_SECONDS (default 20) of the run
+#                           BENCH_PROFILE_SECONDS (default 20) of the run,
+#                           and its metrics (n1.metrics ...) at the end
 source "$(dirname "$0")/lib.sh"
 
 BENCH_CPUS=${BENCH_CPUS:-0.5}
@@ -302,6 +305,14 @@ grep -q '^BenchmarkExternalPush/' "$WORK/bench.out" || die "the benchmark printe
 for pid in "${PROFILERS[@]}"; do
 	wait "$pid" || log "a profile could not be taken (was the run shorter than ${BENCH_PROFILE_SECONDS}s?)"
 done
+if [ -n "$BENCH_PROFILE_DIR" ]; then
+	for i in 0 1 2 3; do
+		if [ "$i" = 3 ]; then name=$SINGLE port=$SINGLE_PORT; else name=${NODES[$i]} port=$(node_port "$i"); fi
+		curl -fsS -u "$ADMIN_USER:$WHARF_ADMIN_PASSWORD" -o "$BENCH_PROFILE_DIR/$name.metrics" \
+			"http://${HOSTS[$i]}:$port/metrics" || log "could not read the metrics of $name"
+	done
+	log "profiles and metrics of every node are in $BENCH_PROFILE_DIR"
+fi
 
 echo
 echo "bench-cluster: $limits; results:"

@@ -17,7 +17,11 @@ package main
 //	WHARF_BENCH_SINGLE_PID    the lone node's process ID
 //	WHARF_ADMIN_PASSWORD      the password of admin on every node
 //
-// WHARF_BENCH_LARGE=1 adds a 1 GiB push.
+// WHARF_BENCH_LARGE=1 adds a 1 GiB push. WHARF_BENCH_CLIENTS (default 1)
+// is a comma-separated list of client counts: for each count above 1 the
+// sizes run again as "<size>x<count>", with that many clients pushing an
+// image each at the same time, as podman pushes an image's layers and as
+// a registry serving many clients sees them.
 
 import (
 	"context"
@@ -118,49 +122,100 @@ func BenchmarkExternalPush(b *testing.B) {
 		sizes = append(sizes, 1<<30)
 	}
 	seed := uint64(time.Now().UnixNano())
-	for _, size := range sizes {
-		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			b.StopTimer()
-			cluster0, single0 := cpuSeconds(b, clusterPIDs), cpuSeconds(b, singlePIDs)
-			var clusterTime, singleTime, fullR time.Duration
-			for i := 0; i < b.N; i++ {
-				seed++
-				src := blobSource{seed: seed, size: size}
-				d := src.Digest()
-				tag := fmt.Sprintf("s%d", seed)
-				before := make([]blobTotals, len(nodes))
-				for j := range nodes {
-					before[j] = mustNodeBlobs(b, nodes, j)
-				}
-
-				b.StartTimer()
-				start := time.Now()
-				pushImageOfBlob(b, clusterURL, "bench/push", tag, src, d)
-				acked := time.Now()
-				clusterTime += acked.Sub(start)
-				b.StopTimer()
-				waitFullR(b, nodes, before, size)
-				fullR += time.Since(acked)
-
-				b.StartTimer()
-				start = time.Now()
-				pushImageOfBlob(b, singleURL, "bench/push", tag, src, d)
-				singleTime += time.Since(start)
-				b.StopTimer()
+	for _, clients := range benchClients(b) {
+		for _, size := range sizes {
+			name := fmt.Sprintf("%dMiB", size>>20)
+			if clients > 1 {
+				name += fmt.Sprintf("x%d", clients)
 			}
-			clusterCPU := sub(cpuSeconds(b, clusterPIDs), cluster0)
-			singleCPU := sub(cpuSeconds(b, singlePIDs), single0)
-			mb := float64(size) * float64(b.N) / 1e6
-			gb := mb / 1e3
-			b.ReportMetric(mb/clusterTime.Seconds(), "cluster-MB/s")
-			b.ReportMetric(mb/singleTime.Seconds(), "single-MB/s")
-			b.ReportMetric(singleTime.Seconds()/clusterTime.Seconds(), "cluster/single")
-			b.ReportMetric(float64(fullR.Microseconds())/1e3/float64(b.N), "fullR-ms")
-			b.ReportMetric(sum(clusterCPU)/gb, "cluster-cpu-s/GB")
-			b.ReportMetric(slices.Max(clusterCPU)/gb, "busiest-node-cpu-s/GB")
-			b.ReportMetric(sum(singleCPU)/gb, "single-cpu-s/GB")
-		})
+			b.Run(name, func(b *testing.B) {
+				externalPush(b, nodes, clusterURL, singleURL, clusterPIDs, singlePIDs, size, clients, &seed)
+			})
+		}
 	}
+}
+
+// externalPush is one sub-benchmark of BenchmarkExternalPush: b.N rounds
+// of clients images with a layer of size bytes each, pushed at the same
+// time, to the cluster and then to the lone node.
+func externalPush(b *testing.B, nodes []wharfv1connect.ClusterServiceClient, clusterURL, singleURL string,
+	clusterPIDs, singlePIDs []int, size int64, clients int, seed *uint64) {
+	b.StopTimer()
+	cluster0, single0 := cpuSeconds(b, clusterPIDs), cpuSeconds(b, singlePIDs)
+	var clusterTime, singleTime, fullR time.Duration
+	for i := 0; i < b.N; i++ {
+		srcs := make([]blobSource, clients)
+		for c := range srcs {
+			*seed++
+			srcs[c] = blobSource{seed: *seed, size: size}
+		}
+		before := make([]blobTotals, len(nodes))
+		for j := range nodes {
+			before[j] = mustNodeBlobs(b, nodes, j)
+		}
+
+		b.StartTimer()
+		start := time.Now()
+		pushImages(b, clusterURL, srcs)
+		acked := time.Now()
+		clusterTime += acked.Sub(start)
+		b.StopTimer()
+		waitFullR(b, nodes, before, 2*int64(clients), int64(clients)*size)
+		fullR += time.Since(acked)
+
+		b.StartTimer()
+		start = time.Now()
+		pushImages(b, singleURL, srcs)
+		singleTime += time.Since(start)
+		b.StopTimer()
+	}
+	clusterCPU := sub(cpuSeconds(b, clusterPIDs), cluster0)
+	singleCPU := sub(cpuSeconds(b, singlePIDs), single0)
+	mb := float64(size) * float64(clients) * float64(b.N) / 1e6
+	gb := mb / 1e3
+	b.ReportMetric(mb/clusterTime.Seconds(), "cluster-MB/s")
+	b.ReportMetric(mb/singleTime.Seconds(), "single-MB/s")
+	b.ReportMetric(singleTime.Seconds()/clusterTime.Seconds(), "cluster/single")
+	b.ReportMetric(float64(fullR.Microseconds())/1e3/float64(b.N), "fullR-ms")
+	b.ReportMetric(sum(clusterCPU)/gb, "cluster-cpu-s/GB")
+	b.ReportMetric(slices.Max(clusterCPU)/gb, "busiest-node-cpu-s/GB")
+	b.ReportMetric(sum(singleCPU)/gb, "single-cpu-s/GB")
+}
+
+// pushImages pushes an image of each source's blob to base, all at once,
+// and returns when every manifest PUT has been answered 201.
+func pushImages(b *testing.B, base string, srcs []blobSource) {
+	if len(srcs) == 1 {
+		pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", srcs[0].seed), srcs[0], srcs[0].Digest())
+		return
+	}
+	var wg sync.WaitGroup
+	for _, src := range srcs {
+		// A failed push ends its goroutine (FailNow); the check below
+		// ends the benchmark.
+		wg.Go(func() { pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", src.seed), src, src.Digest()) })
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// benchClients parses WHARF_BENCH_CLIENTS.
+func benchClients(b *testing.B) []int {
+	v := os.Getenv("WHARF_BENCH_CLIENTS")
+	if v == "" {
+		return []int{1}
+	}
+	var out []int
+	for _, f := range splitList(v) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 64 {
+			b.Fatalf("WHARF_BENCH_CLIENTS: %q is not a client count from 1 to 64", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // blobTotals is what a node reports of its blob store: how many blobs it
@@ -185,13 +240,13 @@ func mustNodeBlobs(b testing.TB, nodes []wharfv1connect.ClusterServiceClient, i 
 	return t
 }
 
-// waitFullR waits until every node stores the two blobs just pushed (the
-// layer of size bytes and its config) on top of what it stored before: the
-// blob then has all R=3 copies. It asks the nodes themselves, because the
+// waitFullR waits until every node stores the blobs just pushed (count of
+// them, of bytes in all, layers and configs) on top of what it stored
+// before: they then have all R=3 copies. It asks the nodes themselves, because the
 // cluster's count of under-replicated blobs (cluster status) is only
 // refreshed by the leader's repair scan (--repair-interval, 30s), and a
 // HEAD of the blob on a node that lacks it fetches it from a peer.
-func waitFullR(b testing.TB, nodes []wharfv1connect.ClusterServiceClient, before []blobTotals, size int64) {
+func waitFullR(b testing.TB, nodes []wharfv1connect.ClusterServiceClient, before []blobTotals, count, bytes int64) {
 	deadline := time.Now().Add(10 * time.Minute)
 	pending := make([]int, len(nodes))
 	for i := range pending {
@@ -207,7 +262,7 @@ func waitFullR(b testing.TB, nodes []wharfv1connect.ClusterServiceClient, before
 					b.Error(err)
 					return
 				}
-				lacking[i] = now.count < before[i].count+2 || now.bytes < before[i].bytes+size
+				lacking[i] = now.count < before[i].count+count || now.bytes < before[i].bytes+bytes
 			})
 		}
 		wg.Wait()
