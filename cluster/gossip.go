@@ -107,6 +107,14 @@ func startGossip(c gossipConfig) (*gossip, error) {
 	return g, nil
 }
 
+// deadNodeReclaim is how long gossip must have seen a node dead before a
+// node of the same ID on another address replaces it.
+const deadNodeReclaim = 2 * time.Second
+
+// pushPullInterval is how often gossip exchanges its full member list with
+// a random member.
+const pushPullInterval = 5 * time.Second
+
 func (g *gossip) memberlistConfig(c gossipConfig) (*memberlist.Config, error) {
 	host, portStr, err := net.SplitHostPort(c.listen)
 	if err != nil {
@@ -129,6 +137,17 @@ func (g *gossip) memberlistConfig(c gossipConfig) (*memberlist.Config, error) {
 	mc.Events = g
 	mc.Logger = nil
 	mc.LogOutput = &memberlistLog{l: c.logger}
+	// A node restarted from its data directory on a new address keeps its
+	// ID. memberlist refuses the new address while it remembers the old
+	// one, unless the old one has been dead for DeadNodeReclaimTime; left
+	// at 0, that lasts until the dead entry is forgotten
+	// (GossipToTheDeadTime, 30s after it was declared dead).
+	mc.DeadNodeReclaimTime = deadNodeReclaim
+	// The refused node's alive message is not gossiped again; the next
+	// full state exchange (push/pull) carries it. Every 30s by default;
+	// with the handful of nodes a registry runs, a short interval costs
+	// little.
+	mc.PushPullInterval = pushPullInterval
 	if c.probeInterval > 0 {
 		mc.ProbeInterval = c.probeInterval
 		mc.ProbeTimeout = c.probeInterval / 2
