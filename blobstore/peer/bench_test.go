@@ -6,7 +6,7 @@ package peer
 //	go test -run='^$' -bench=Push -benchtime=3x ./blobstore/peer/
 //
 // "local" is the floor: the receiving store ingesting the file with no
-// network at all. "h1" is plain HTTP/1.1; "h1-tls" and "h2-tls" use mutual
+// network at all. cpu-ns/B is the CPU both ends spent per byte stored. "h1" is plain HTTP/1.1; "h1-tls" and "h2-tls" use mutual
 // TLS 1.3 like the cluster port, the latter with Go's default HTTP/2 flow
 // control windows and "h2-tls-wide" with the windows the cluster port uses
 // (see cluster.newInternalServer and newPeerClient).
@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,8 +93,10 @@ func BenchmarkPush(b *testing.B) {
 				}
 			}
 			b.SetBytes(size * int64(fanout))
+			var cpu time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				c0 := processCPU(b)
 				var wg sync.WaitGroup
 				errs := make([]error, fanout)
 				for j := range dsts {
@@ -115,6 +118,7 @@ func BenchmarkPush(b *testing.B) {
 				if err := errors.Join(errs...); err != nil {
 					b.Fatal(err)
 				}
+				cpu += processCPU(b) - c0
 				b.StopTimer()
 				for _, dst := range dsts {
 					if err := dst.Delete(context.Background(), d); err != nil {
@@ -123,8 +127,20 @@ func BenchmarkPush(b *testing.B) {
 				}
 				b.StartTimer()
 			}
+			// Sender and receivers share the process: this is the CPU of
+			// both ends, per byte stored.
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(size*int64(fanout)*int64(b.N)), "cpu-ns/B")
 		})
 	}
+}
+
+// processCPU returns the user plus system CPU time of the process so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchServer serves a Server for dst on loopback and returns its URL and a
