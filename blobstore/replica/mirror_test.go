@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -47,43 +48,62 @@ func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, strin
 }
 
 // The upload's copies form one chain: node0 sends the bytes to one node,
-// which passes them on to the third while they arrive and records that
-// copy itself.
+// which passes them on to the next while they arrive and records that copy
+// itself, and so on down the chain.
 func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
-	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
-	relays := []*Store{tc.store("node1", 3, 2, false), tc.store("node2", 3, 2, false)}
-	relayed := func() float64 { return copiesOf(t, relays[0], "relayed") + copiesOf(t, relays[1], "relayed") }
-	content, _ := randomBlob(t, 3<<20)
-	d, _ := clientUploads(t, s, content)
-	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(tc.holders(d)) < 3 || copiesOf(t, s, "mirrored") < 1 || relayed() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("holders %v, want all 3 nodes", tc.holders(d))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for id, store := range tc.local {
-		if _, err := store.Stat(context.Background(), d); err != nil {
-			t.Errorf("%s does not hold the blob: %v", id, err)
-		}
-		if n := store.OpenUploads(); n != 0 {
-			t.Errorf("%s has %d upload sessions open", id, n)
-		}
-	}
-	if got := copiesOf(t, s, "mirrored"); got != 1 {
-		t.Errorf("%v copies mirrored by node0, want 1", got)
-	}
-	if got := relayed(); got != 1 {
-		t.Errorf("%v copies relayed, want 1", got)
-	}
-	for _, store := range append(relays, s) {
-		if got := copiesOf(t, store, "ok"); got != 0 {
-			t.Errorf("%v copies after the commit, want 0: the mirrors did them", got)
-		}
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
+			tc := newTestCluster(t, n)
+			s := tc.store("node0", n, 2, false)
+			var relays []*Store
+			for i := 1; i < n; i++ {
+				relays = append(relays, tc.store(fmt.Sprintf("node%d", i), n, 2, false))
+			}
+			relayed := func() float64 {
+				var sum float64
+				for _, r := range relays {
+					sum += copiesOf(t, r, "relayed")
+				}
+				return sum
+			}
+			content, _ := randomBlob(t, 3<<20)
+			d, _ := clientUploads(t, s, content)
+			if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(tc.holders(d)) < n || copiesOf(t, s, "mirrored") < 1 || relayed() < float64(n-2) {
+				if time.Now().After(deadline) {
+					t.Fatalf("holders %v, want all %d nodes", tc.holders(d), n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for id, store := range tc.local {
+				if _, err := store.Stat(context.Background(), d); err != nil {
+					t.Errorf("%s does not hold the blob: %v", id, err)
+				}
+				if open := store.OpenUploads(); open != 0 {
+					t.Errorf("%s has %d upload sessions open", id, open)
+				}
+			}
+			if got := copiesOf(t, s, "mirrored"); got != 1 {
+				t.Errorf("%v copies mirrored by node0, want 1", got)
+			}
+			// Each node after the first passes the bytes on once, but the last.
+			for i, r := range relays {
+				if got := copiesOf(t, r, "relayed"); got > 1 {
+					t.Errorf("node%d relayed %v copies, want at most 1", i+1, got)
+				}
+			}
+			if got := relayed(); got != float64(n-2) {
+				t.Errorf("%v copies relayed, want %d", got, n-2)
+			}
+			for _, store := range append(relays, s) {
+				if got := copiesOf(t, store, "ok"); got != 0 {
+					t.Errorf("%v copies after the commit, want 0: the mirrors did them", got)
+				}
+			}
+		})
 	}
 }
 
