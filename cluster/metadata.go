@@ -148,11 +148,14 @@ func (n *Node) DeleteTag(ctx context.Context, repo, tag string) error {
 	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_DeleteTag{DeleteTag: op}})
 }
 
-// LinkBlob makes a stored blob part of repo. A holder other than "" is the
-// node that has just stored the blob, recorded as its holder by the same
+// LinkBlob makes a stored blob part of repo. The holders are the nodes
+// that have just stored the blob, recorded as its holders by the same
 // command.
-func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holder string) error {
-	op := &fsmv1.LinkBlob{Repository: repo, Digest: d.String(), Size: size, HolderNodeId: holder}
+func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
+	op := &fsmv1.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
+	if len(holders) > 0 {
+		op.HolderNodeId, op.MoreHolderNodeIds = holders[0], holders[1:]
+	}
 	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: op}})
 }
 

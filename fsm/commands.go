@@ -196,7 +196,13 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	if op.GetSize() < 0 {
 		return invalid("blob %s has negative size %d", dgst, op.GetSize()), nil
 	}
-	if holder := op.GetHolderNodeId(); holder != "" {
+	holders := linkHolders(op)
+	for _, holder := range holders { // all valid before any is recorded
+		if res := validateHolder(dgst, holder); res != nil {
+			return res, nil
+		}
+	}
+	for _, holder := range holders {
 		res, err := recordHolder(b, dgst, op.GetSize(), holder, cmd.GetUnixNanos())
 		if err != nil || res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
 			return res, err
@@ -215,6 +221,15 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 		return nil, err
 	}
 	return success(), nil
+}
+
+// linkHolders returns the nodes a LinkBlob records as holders.
+func linkHolders(op *fsmv1.LinkBlob) []string {
+	var out []string
+	if h := op.GetHolderNodeId(); h != "" {
+		out = append(out, h)
+	}
+	return append(out, op.GetMoreHolderNodeIds()...)
 }
 
 func applyUnlinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {

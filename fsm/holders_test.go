@@ -18,10 +18,11 @@ func addHolder(content string, size int64, node string) *fsmv1.Command {
 }
 
 // linkHeld links a blob the way an upload does: recording the node that
-// stored it in the same command.
-func linkHeld(repo, content string, size int64, node string) *fsmv1.Command {
+// stored it, and the nodes its mirrors copied it to, in the same command.
+func linkHeld(repo, content string, size int64, node string, mirrored ...string) *fsmv1.Command {
 	cmd := linkBlob(repo, content, size)
 	cmd.GetLinkBlob().HolderNodeId = node
+	cmd.GetLinkBlob().MoreHolderNodeIds = mirrored
 	return cmd
 }
 
@@ -96,6 +97,18 @@ func TestBlobHolders(t *testing.T) {
 			cmd:     linkHeld("team/app", "b1", 7, "n1"),
 			want:    codeOK,
 			holders: []string{"n1", "n2"},
+		},
+		{
+			name:    "a link records its mirrored copies too",
+			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			cmd:     linkHeld("team/app", "b1", 7, "n1", "n4", "n3"),
+			want:    codeOK,
+			holders: []string{"n1", "n2", "n3", "n4"},
+		},
+		{
+			name: "a link with an empty mirrored holder is refused whole",
+			cmd:  linkHeld("team/app", "b1", 7, "n1", ""),
+			want: codeInvalid,
 		},
 		{
 			name:    "a refused link keeps its holder: the node has the bytes",

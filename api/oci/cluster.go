@@ -71,7 +71,8 @@ type Replication interface {
 // UploadMirror is optionally implemented by a Replication that copies an
 // upload session's bytes to other nodes while the client still sends them,
 // so that the copies are done, or nearly, when the upload commits. None of
-// its methods may block on other nodes or fail the client's request.
+// its methods may fail the client's request, nor block on other nodes but
+// for the bounded wait of MirroredCopies.
 type UploadMirror interface {
 	// Appending is called, while the caller holds upload u, before bytes
 	// are appended to it; the returned function is called whenever more
@@ -79,11 +80,20 @@ type UploadMirror interface {
 	Appending(ctx context.Context, u *blobstore.Upload) (progress func())
 	// Committed replaces Replication.Stored for a blob committed from
 	// upload session id: the session's mirrors finish, and copies to the
-	// owners still missing follow.
-	Committed(ctx context.Context, id string, d digest.Digest, size int64)
+	// owners still missing follow. The caller then takes the mirrored
+	// copies to record with its link; nil if there are none to wait for.
+	Committed(ctx context.Context, id string, d digest.Digest, size int64) MirroredCopies
 	// Cancelled reports that upload session id ended without a blob.
 	Cancelled(id string)
 }
+
+// MirroredCopies waits, for a bounded time, until the mirrors of a
+// committed upload have committed their copies, and returns the nodes
+// that did: the caller records them as holders in the write that links
+// the blob, so that the blob is durable on the write quorum as soon as
+// the client is told it is stored. settle reports whether that write
+// committed; if not, the replication records them itself.
+type MirroredCopies = func(ctx context.Context) (nodes []string, settle func(recorded bool))
 
 // sessionSeparator joins a node ID and a local upload ID into the session ID
 // clients see. Neither part contains it.
@@ -172,13 +182,14 @@ func (h *Handler) appendMirrored(ctx context.Context, u *blobstore.Upload, r io.
 	return n, err
 }
 
-// storedUpload reports a blob committed from upload session id.
-func (h *Handler) storedUpload(ctx context.Context, id string, d digest.Digest, size int64) {
+// storedUpload reports a blob committed from upload session id, and
+// returns its mirrored copies for the link to record, if any.
+func (h *Handler) storedUpload(ctx context.Context, id string, d digest.Digest, size int64) MirroredCopies {
 	if m := h.mirror(); m != nil {
-		m.Committed(ctx, id, d, size)
-		return
+		return m.Committed(ctx, id, d, size)
 	}
 	h.stored(ctx, d, size)
+	return nil
 }
 
 // uploadEnded reports an upload session that ended without a blob.

@@ -74,7 +74,7 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 	if err != nil || !ok {
 		return false, err
 	}
-	err = h.linkBlob(ctx, w, repo, d, size, "")
+	err = h.linkBlob(ctx, w, repo, d, size)
 	if errors.Is(err, fsm.ErrBlobCollected) {
 		return false, nil // collected since mountable looked: upload it instead
 	}
@@ -120,18 +120,18 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 	}
 	if h.mirror() != nil && d.Algorithm() == digest.SHA256 &&
 		(r.ContentLength < 0 || r.ContentLength >= mirrorMonolithicBytes) {
-		size, err := h.putMirrored(r.Context(), d, r.Body)
+		size, copies, err := h.putMirrored(r.Context(), d, r.Body)
 		if err != nil {
 			return storeError(d, err)
 		}
-		return h.linkStored(r.Context(), w, rt.name, d, size)
+		return h.linkStored(r.Context(), w, rt.name, d, size, copies)
 	}
 	size, err := h.blobs.Put(r.Context(), d, r.Body)
 	if err != nil {
 		return storeError(d, err)
 	}
 	h.stored(r.Context(), d, size)
-	return h.linkStored(r.Context(), w, rt.name, d, size)
+	return h.linkStored(r.Context(), w, rt.name, d, size, nil)
 }
 
 // mirrorMonolithicBytes is the size from which a monolithic upload is
@@ -139,16 +139,17 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 const mirrorMonolithicBytes = 1 << 20
 
 // putMirrored stores body as blob d through an upload session whose bytes
-// are mirrored while they arrive, as Put would without the mirror.
-func (h *Handler) putMirrored(ctx context.Context, d digest.Digest, body io.Reader) (int64, error) {
+// are mirrored while they arrive, as Put would without the mirror, and
+// returns the mirrored copies for the link to record.
+func (h *Handler) putMirrored(ctx context.Context, d digest.Digest, body io.Reader) (int64, MirroredCopies, error) {
 	u, err := h.blobs.NewUpload(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer h.release(ctx, u)
 	if _, err := h.appendMirrored(ctx, u, body); err != nil {
 		h.uploadEnded(u.ID())
-		return 0, errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
+		return 0, nil, errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
 	}
 	size, err := u.Commit(ctx, d)
 	if err != nil {
@@ -156,10 +157,9 @@ func (h *Handler) putMirrored(ctx context.Context, d digest.Digest, body io.Read
 			err = errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
 		}
 		h.uploadEnded(u.ID())
-		return 0, err
+		return 0, nil, err
 	}
-	h.storedUpload(ctx, u.ID(), d, size)
-	return size, nil
+	return size, h.storedUpload(ctx, u.ID(), d, size), nil
 }
 
 // getUpload reports the progress of an upload session.
@@ -322,8 +322,8 @@ func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string
 		}
 		return storeError(d, err)
 	}
-	h.storedUpload(ctx, u.ID(), d, size)
-	return h.linkStored(ctx, w, repo, d, size)
+	copies := h.storedUpload(ctx, u.ID(), d, size)
+	return h.linkStored(ctx, w, repo, d, size, copies)
 }
 
 // storeError translates a failure to store blob d.
@@ -339,9 +339,21 @@ func storeError(d digest.Digest, err error) error {
 // linkStored links blob d, which a client has just stored on this node,
 // into repo, recording the node as its holder, and answers 201. The copies
 // to the blob's owners were started before, so that they overlap with the
-// write.
-func (h *Handler) linkStored(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64) error {
-	err := h.linkBlob(ctx, w, repo, d, size, h.holder())
+// write; the mirrored copies committed by then (copies, if not nil) are
+// recorded by the same write.
+func (h *Handler) linkStored(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, copies MirroredCopies) error {
+	var holders []string
+	if self := h.holder(); self != "" {
+		holders = append(holders, self)
+	}
+	settle := func(bool) {}
+	if copies != nil {
+		var mirrored []string
+		mirrored, settle = copies(ctx)
+		holders = append(holders, mirrored...)
+	}
+	err := h.linkBlob(ctx, w, repo, d, size, holders...)
+	settle(err == nil)
 	if err != nil && h.holder() != "" {
 		// The holder may be recorded already (a refused link keeps it);
 		// recording it again changes nothing.
@@ -350,10 +362,10 @@ func (h *Handler) linkStored(ctx context.Context, w http.ResponseWriter, repo st
 	return err
 }
 
-// linkBlob links stored blob d into repo and answers 201. A holder other
-// than "" is recorded as holding the blob by the same write.
-func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, holder string) error {
-	err := h.meta.LinkBlob(ctx, repo, d, size, holder)
+// linkBlob links stored blob d into repo and answers 201. The holders are
+// recorded as holding the blob by the same write.
+func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, holders ...string) error {
+	err := h.meta.LinkBlob(ctx, repo, d, size, holders...)
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
 	}

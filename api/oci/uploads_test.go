@@ -279,7 +279,7 @@ func TestUploadNamespaceRules(t *testing.T) {
 // noQuorum is Metadata whose writes fail as on a node without quorum.
 type noQuorum struct{ Metadata }
 
-func (noQuorum) LinkBlob(context.Context, string, digest.Digest, int64, string) error {
+func (noQuorum) LinkBlob(context.Context, string, digest.Digest, int64, ...string) error {
 	return fmt.Errorf("propose: %w", cluster.ErrNoQuorum)
 }
 

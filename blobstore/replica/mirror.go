@@ -69,6 +69,8 @@ const (
 	mirrorCancelTimeout = 5 * time.Second
 )
 
+var _ peer.Relay = (*Store)(nil)
+
 // mirrorTarget is a node a session is mirrored to, and the nodes it passes
 // the bytes on to.
 type mirrorTarget struct {
@@ -89,6 +91,9 @@ type uploadMirror struct {
 
 	results chan mirrorResult // one per target
 	done    chan struct{}     // closed when every target's worker has ended
+	// handoff, if not nil, passes the copies stored to the write that
+	// links the upload (handoff.go).
+	handoff *copyHandoff
 }
 
 type mirrorResult struct {
@@ -174,11 +179,21 @@ func (s *Store) relayTargets(ids []string) []mirrorTarget {
 }
 
 // Committed commits the mirrors of upload session id, just committed here
-// as blob d, records the copies they stored, and then copies d to the
-// owners still missing, all in the background. As for Stored, the node's
-// own holder record is written by the command that links the blob.
-func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size int64) {
-	s.copyAfter(d, size, s.takeMirror(id))
+// as blob d, and then copies d to the owners still missing, all in the
+// background. As for Stored, the node's own holder record is written by
+// the command that links the blob, and so are the mirrors' copies that the
+// returned function hands to it (handoff.go); it is nil when there is no
+// mirror.
+func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size int64) func(context.Context) ([]string, func(bool)) {
+	m := s.takeMirror(id)
+	if m == nil {
+		s.copyAfter(d, size, nil)
+		return nil
+	}
+	h := newCopyHandoff()
+	m.handoff = h
+	s.copyAfter(d, size, m)
+	return func(ctx context.Context) ([]string, func(bool)) { return s.take(ctx, h, d, size) }
 }
 
 // Cancelled drops the mirrors of upload session id, which ended without a blob.
@@ -322,14 +337,21 @@ func (s *Store) mirrorTo(m *uploadMirror, t mirrorTarget, kick chan struct{}) (e
 
 // finishMirror tells the mirror's workers the blob's digest and size,
 // waits for them (for at most mirrorCommitTimeout) and records each copy
-// stored, counting it in the copies metric under result. It returns the
-// nodes down the relay chains of the copies stored: their relaying nodes
-// record them.
-func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Digest, size int64, result string) (relayed []string) {
+// stored, or hands it to the link (m.handoff), counting it in the copies
+// metric under result. It returns the nodes that hold a copy now or will
+// soon: the targets that stored one, and the nodes down their relay
+// chains, whose relaying nodes record them.
+func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Digest, size int64, result string) (copied []string) {
 	defer m.cancel()
 	for res := range m.finish(ctx, d, size, mirrorCommitTimeout) {
 		n := res.target.node
 		err := res.err
+		if err == nil && m.handoff != nil && m.handoff.offer(n.ID) {
+			s.metrics.copies.WithLabelValues(result).Inc()
+			copied = append(copied, n.ID)
+			copied = append(copied, res.target.relay...)
+			continue
+		}
 		if err == nil {
 			err = s.cfg.Cluster.AddBlobHolder(ctx, d, size, n.ID)
 		}
@@ -341,9 +363,13 @@ func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Dige
 		}
 		s.recorded.signal()
 		s.metrics.copies.WithLabelValues(result).Inc()
-		relayed = append(relayed, res.target.relay...)
+		copied = append(copied, n.ID)
+		copied = append(copied, res.target.relay...)
 	}
-	return relayed
+	if m.handoff != nil {
+		s.recordHolders(d, size, m.handoff.handBack())
+	}
+	return copied
 }
 
 // finish tells the mirror's workers the blob's digest and size, and

@@ -40,10 +40,20 @@ func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Committed(ctx, u.ID(), d, size)
-	if err := s.Hold(ctx, d, size); err != nil { // as the link would
-		t.Fatal(err)
+	// As the link does: record this node and the mirrored copies handed
+	// over, then settle.
+	holders, settle := []string{s.cfg.Cluster.LocalID()}, func(bool) {}
+	if copies := s.Committed(ctx, u.ID(), d, size); copies != nil {
+		var mirrored []string
+		mirrored, settle = copies(ctx)
+		holders = append(holders, mirrored...)
 	}
+	for _, id := range holders {
+		if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(true)
 	return d, u.ID()
 }
 
@@ -68,6 +78,10 @@ func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 			}
 			content, _ := randomBlob(t, 3<<20)
 			d, _ := clientUploads(t, s, content)
+			// The link took the first copy: W=2 at once.
+			if got := tc.holders(d); len(got) < 2 {
+				t.Errorf("right after the link, holders %v: want node0 and the first copy", got)
+			}
 			if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
 				t.Fatal(err)
 			}
@@ -142,8 +156,9 @@ func containsAll(set, want []string) bool {
 }
 
 // A peer that fails, or takes the session and then never reads, neither
-// fails nor slows the client's upload; the blob still reaches W (and R)
-// copies, the stuck peer's through the copy after commit.
+// fails the client's upload nor slows it by more than the link's bounded
+// wait for the mirrored copies; the blob still reaches W (and R) copies,
+// the stuck peer's through the copy after commit.
 func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 	for _, mode := range []string{"failing", "stuck"} {
 		t.Run(mode, func(t *testing.T) {
@@ -173,6 +188,13 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 					http.Error(w, "gave up", http.StatusServiceUnavailable)
 				}))
 				t.Cleanup(bad.Close)
+				t.Cleanup(func() { // before bad.Close, which waits for the handlers
+					select {
+					case <-release:
+					default:
+						close(release)
+					}
+				})
 				tc.mu.Lock()
 				for i := range tc.nodes {
 					if tc.nodes[i].ID == id {
@@ -185,8 +207,8 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 			content, _ := randomBlob(t, 4<<20)
 			start := time.Now()
 			d, _ := clientUploads(t, s, content)
-			if took := time.Since(start); took > 2*time.Second {
-				t.Fatalf("the upload took %v", took)
+			if took, limit := time.Since(start), linkCopiesWait+time.Second; took > limit {
+				t.Fatalf("the upload took %v, more than %v", took, limit)
 			}
 			if mode == "stuck" {
 				// Stuck mirrors hold the copy back until they end; a

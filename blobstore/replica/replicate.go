@@ -55,6 +55,9 @@ func (s *Store) copyAfter(d digest.Digest, size int64, m *uploadMirror) {
 		s.mu.Unlock()
 		if m != nil {
 			m.cancel()
+			if m.handoff != nil {
+				m.handoff.end() // no copies: the link need not wait
+			}
 		}
 		return
 	}
@@ -70,19 +73,19 @@ func (s *Store) copyAfter(d digest.Digest, size int64, m *uploadMirror) {
 		}()
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.CopyTimeout)
 		defer cancel()
-		var relayed []string
+		var copied []string
 		if m != nil {
-			relayed = s.finishMirror(ctx, m, d, size, "mirrored")
+			copied = s.finishMirror(ctx, m, d, size, "mirrored")
 		}
-		if err := s.copyToOwners(ctx, d, size, relayed); err != nil && ctx.Err() == nil {
+		if err := s.copyToOwners(ctx, d, size, copied); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("copy blob to its owners", "digest", d, "err", err)
 		}
 	}()
 }
 
 // copyToOwners pushes the local copy of d to each owner that lacks it,
-// other than the nodes in skip (which a relay is copying it to), and
-// records every durable copy.
+// other than the nodes in skip (which hold a mirrored copy not recorded
+// yet, or are getting one from a relay), and records every durable copy.
 func (s *Store) copyToOwners(ctx context.Context, d digest.Digest, size int64, skip []string) error {
 	targets, err := s.missingOwners(d)
 	if err != nil {

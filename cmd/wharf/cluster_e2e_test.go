@@ -205,6 +205,11 @@ func TestClusterPushPullThroughLB(t *testing.T) {
 		if code != http.StatusCreated {
 			t.Fatalf("PUT on node 0: %d %s", code, body)
 		}
+		// The write that linked the blob recorded the mirrored copy too:
+		// the blob was durable on W=2 nodes when the client heard 201.
+		if got := h.holders(h.leader(), d); len(got) < 2 {
+			t.Errorf("right after the PUT the leader records holders %v, want at least 2", got)
+		}
 		for _, n := range h.nodes {
 			code, _, got := doRequest(t, http.MethodGet, n.baseURL+"/v2/e2e/chunked/blobs/"+d.String(), nil, nil)
 			if code != http.StatusOK || !bytes.Equal(got, whole) {

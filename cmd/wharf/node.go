@@ -224,6 +224,13 @@ func (n *registryNode) crash() {
 	_ = n.node.Shutdown(context.Background())
 }
 
+// The replica store is the OCI handler's upload mirror and the peer
+// server's relay: a signature that drifts must not silently turn either off.
+var (
+	_ oci.UploadMirror = (*replica.Store)(nil)
+	_ peer.Relay       = (*replica.Store)(nil)
+)
+
 // mountInternal serves, on the cluster port behind mutual TLS, what peers
 // ask of this node: blob copies and mirrored upload sessions (passed on
 // down their relay chains by relay), proxied upload sessions (the OCI API)

@@ -884,9 +884,14 @@ type LinkBlob struct {
 	// it is recorded as a holder first, as AddBlobHolder would, so that an
 	// upload costs one Raft entry rather than two. The holder stays recorded
 	// even if the link itself is then refused: the node has the bytes.
-	HolderNodeId  string `protobuf:"bytes,4,opt,name=holder_node_id,json=holderNodeId,proto3" json:"holder_node_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HolderNodeId string `protobuf:"bytes,4,opt,name=holder_node_id,json=holderNodeId,proto3" json:"holder_node_id,omitempty"`
+	// more_holder_node_ids names other nodes that hold durable copies too
+	// (the upload's mirrors that committed before the link), recorded the
+	// same way, so that the link alone can make the blob durable on the
+	// write quorum.
+	MoreHolderNodeIds []string `protobuf:"bytes,5,rep,name=more_holder_node_ids,json=moreHolderNodeIds,proto3" json:"more_holder_node_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LinkBlob) Reset() {
@@ -945,6 +950,13 @@ func (x *LinkBlob) GetHolderNodeId() string {
 		return x.HolderNodeId
 	}
 	return ""
+}
+
+func (x *LinkBlob) GetMoreHolderNodeIds() []string {
+	if x != nil {
+		return x.MoreHolderNodeIds
+	}
+	return nil
 }
 
 // UnlinkBlob removes a blob from a repository. The bytes stay on disk until
@@ -1846,14 +1858,15 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x10\n" +
-	"\x03tag\x18\x02 \x01(\tR\x03tag\"|\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\"\xad\x01\n" +
 	"\bLinkBlob\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12$\n" +
-	"\x0eholder_node_id\x18\x04 \x01(\tR\fholderNodeId\"D\n" +
+	"\x0eholder_node_id\x18\x04 \x01(\tR\fholderNodeId\x12/\n" +
+	"\x14more_holder_node_ids\x18\x05 \x03(\tR\x11moreHolderNodeIds\"D\n" +
 	"\n" +
 	"UnlinkBlob\x12\x1e\n" +
 	"\n" +
