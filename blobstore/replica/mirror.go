@@ -28,8 +28,9 @@ import (
 // every target: a node's network link and CPU carry one outgoing copy
 // whatever R is. Each node records the copy it sent once its next node
 // committed it: the uploading node the first target's, which is all the
-// write quorum waits for when W is 2, and each relaying node the next
-// one's, without holding up its own answer. The copy after commit leaves
+// write quorum waits for when W is 2 (normally in the write that links the
+// blob: handoff.go), and each relaying node the next one's, without
+// holding up its own answer. The copy after commit leaves
 // the nodes down a chain to the relay; should a relay fail, repair finds
 // the missing copies.
 //
