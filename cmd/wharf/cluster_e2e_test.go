@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -449,6 +451,126 @@ func TestClusterLeaderDiesMidPush(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// TestClusterRelayDiesMidUpload: the node in the middle of an upload's
+// mirror chain (the first the uploading node sends to, which passes the
+// bytes on to the third) crashes while the client is still sending. The
+// upload and its manifest still succeed: the copy after commit goes to the
+// third node, which makes W=2 with the uploading node, and both serve the
+// blob intact.
+func TestClusterRelayDiesMidUpload(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3, replicas: 3, writeQuorum: 2})
+	leader := h.leader()
+	// The uploading node: a follower, so that the relay to crash can be
+	// the other follower and Raft keeps its leader.
+	up := (leader + 1) % 3
+	var loc string
+	var relay, last int
+	for range 50 {
+		code, hdr, body := doRequest(t, http.MethodPost, h.nodes[up].baseURL+"/v2/e2e/relay/blobs/uploads/", nil, nil)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST: %d %s", code, body)
+		}
+		loc = resolve(t, h.nodes[up].baseURL, hdr.Get("Location"))
+		// The chain is ranked over the node's own session ID, the part
+		// of the session ID after the node ID.
+		id := path.Base(strings.SplitN(loc, "?", 2)[0])
+		local := strings.TrimPrefix(id, h.nodes[up].id+".")
+		chain := slices.DeleteFunc(h.rank(digest.FromString(local)), func(i int) bool { return i == up })
+		relay, last = chain[0], chain[1]
+		if relay != leader {
+			break
+		}
+		doRequest(t, http.MethodDelete, loc, nil, nil)
+	}
+	if relay == leader {
+		t.Fatal("every session's chain started at the leader")
+	}
+
+	const half = 24 << 20
+	blob := randomBytes(t, 2*half, 7)
+	d := digest.FromBytes(blob)
+	body := &pausingReader{data: blob, pauseAt: half, resume: make(chan struct{})}
+	patchDone := make(chan error, 1)
+	go func() {
+		code, hdr, msg := doRequest(t, http.MethodPatch, loc, http.Header{"Content-Type": {"application/octet-stream"}}, body)
+		if code != http.StatusAccepted {
+			patchDone <- fmt.Errorf("PATCH: %d %s", code, msg)
+			return
+		}
+		loc = resolve(t, h.nodes[up].baseURL, hdr.Get("Location"))
+		patchDone <- nil
+	}()
+	// Crash the relay once it has passed bytes on to the last node.
+	waitUntil(t, 20*time.Second, func() error {
+		if n := h.nodes[last].reg.blobs.OpenUploads(); n == 0 {
+			return fmt.Errorf("node %d has no relayed session yet", last)
+		}
+		return nil
+	})
+	h.crash(relay)
+	close(body.resume)
+	if err := <-patchDone; err != nil {
+		t.Fatal(err)
+	}
+	sep := map[bool]string{true: "&", false: "?"}[strings.Contains(loc, "?")]
+	code, _, msg := doRequest(t, http.MethodPut, loc+sep+"digest="+d.String(), nil, nil)
+	if code != http.StatusCreated {
+		t.Fatalf("PUT after the relay died: %d %s", code, msg)
+	}
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	cd := digest.FromBytes(config)
+	code, _, msg = doRequest(t, http.MethodPost, h.nodes[up].baseURL+"/v2/e2e/relay/blobs/uploads/?digest="+cd.String(), nil, bytes.NewReader(config))
+	if code != http.StatusCreated {
+		t.Fatalf("config POST: %d %s", code, msg)
+	}
+	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`, cd, len(config), d, len(blob))
+	code, _, msg = doRequest(t, http.MethodPut, h.nodes[up].baseURL+"/v2/e2e/relay/manifests/v1",
+		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}, bytes.NewReader(manifest))
+	if code != http.StatusCreated {
+		t.Fatalf("manifest PUT after the relay died: %d %s", code, msg)
+	}
+	for _, i := range []int{up, last} {
+		code, _, got := doRequest(t, http.MethodGet, h.nodes[i].baseURL+"/v2/e2e/relay/blobs/"+d.String(), nil, nil)
+		if code != http.StatusOK || !bytes.Equal(got, blob) {
+			t.Fatalf("GET blob from node %d: %d, %d bytes", i, code, len(got))
+		}
+	}
+	waitUntil(t, 10*time.Second, func() error {
+		got := h.onDisk(d)
+		if !slices.Contains(got, up) || !slices.Contains(got, last) {
+			return fmt.Errorf("blob on live disks %v, want nodes %d and %d", got, up, last)
+		}
+		return nil
+	})
+}
+
+// pausingReader yields data, stopping after pauseAt bytes until resume is
+// closed.
+type pausingReader struct {
+	data    []byte
+	off     int
+	pauseAt int
+	resume  chan struct{}
+}
+
+func (r *pausingReader) Read(p []byte) (int, error) {
+	if r.off == r.pauseAt {
+		<-r.resume
+	}
+	if r.off >= len(r.data) {
+		return 0, io.EOF
+	}
+	end := len(r.data)
+	if r.off < r.pauseAt {
+		end = r.pauseAt
+	}
+	n := copy(p, r.data[r.off:end])
+	r.off += n
+	return n, nil
 }
 
 // TestClusterRepairAfterHolderDies: 4 nodes, R=2 W=2. A follower that is

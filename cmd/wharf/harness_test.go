@@ -484,6 +484,31 @@ func (h *harness) owners(d digest.Digest, among []*testNode, r int) []int {
 	return out
 }
 
+// rank returns the indexes of the live nodes in the weighted rendezvous
+// order of d, best first: for a session ID's digest, the order of its
+// mirror chain.
+func (h *harness) rank(d digest.Digest) []int {
+	h.t.Helper()
+	reg := h.live()[0].registry()
+	registered, err := reg.node.FSM().Nodes()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	weight := map[string]float64{}
+	for _, n := range registered {
+		weight[n.GetId()] = n.GetWeight()
+	}
+	var pn []placement.Node
+	for _, n := range h.live() {
+		pn = append(pn, placement.Node{ID: n.id, Weight: weight[n.id]})
+	}
+	var out []int
+	for _, n := range placement.Rank(d, pn) {
+		out = append(out, h.indexOf(n.ID))
+	}
+	return out
+}
+
 // waitUntil polls cond every 20ms until it returns nil, failing the test
 // with cond's last error after timeout.
 func waitUntil(t testing.TB, timeout time.Duration, cond func() error) {
