@@ -222,6 +222,12 @@ func (n *Node) linearize(ctx context.Context) error {
 	return nil
 }
 
+// Linearize returns once the local FSM reflects every write acknowledged
+// before the call (unless StaleReads is set); within ctx's read scope it
+// costs nothing once the scope has a read index, which was fetched after
+// the request began.
+func (n *Node) Linearize(ctx context.Context) error { return n.linearize(ctx) }
+
 // Sync returns once the local FSM reflects every write acknowledged before
 // the call (unless StaleReads is set), whatever ctx's read scope: for
 // callers that poll the local state for other nodes' writes.

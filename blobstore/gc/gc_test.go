@@ -165,7 +165,8 @@ func (v view) CatchUp(context.Context) error {
 }
 
 // Sync has nothing to do: the views share one FSM, applied synchronously.
-func (v view) Sync(context.Context) error { return nil }
+func (v view) Sync(context.Context) error      { return nil }
+func (v view) Linearize(context.Context) error { return nil }
 func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.BlobHolders(d)
 }

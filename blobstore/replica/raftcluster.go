@@ -52,6 +52,9 @@ func (c RaftCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 
 func (c RaftCluster) Sync(ctx context.Context) error { return c.node.Sync(ctx) }
 
+// Linearize implements Cluster.
+func (c RaftCluster) Linearize(ctx context.Context) error { return c.node.Linearize(ctx) }
+
 func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
 	return c.node.FSM().ListBlobHolders(last, n)
 }

@@ -46,6 +46,11 @@ type Cluster interface {
 	// Sync returns once the local state reflects every change committed
 	// before the call.
 	Sync(ctx context.Context) error
+	// Linearize is Sync for the reads of one request: it may reuse a read
+	// index the request's context fetched earlier (see
+	// cluster.WithReadScope), which covers every change committed before
+	// the request began.
+	Linearize(ctx context.Context) error
 	// ListBlobHolders returns up to n holder records after digest last.
 	ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error)
 	// AddBlobHolder and RemoveBlobHolder commit holder changes.

@@ -114,7 +114,8 @@ func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 }
 
 // Sync has nothing to do: every view shares one FSM, applied synchronously.
-func (v view) Sync(context.Context) error { return nil }
+func (v view) Sync(context.Context) error      { return nil }
+func (v view) Linearize(context.Context) error { return nil }
 func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
 	return v.tc.fsm.fsm.ListBlobHolders(last, n)
 }

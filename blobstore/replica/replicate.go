@@ -176,13 +176,21 @@ func (s *Store) WaitDurable(ctx context.Context, ds []digest.Digest) error {
 	backoff := durablePollMin
 	timer := time.NewTimer(backoff)
 	defer timer.Stop()
-	for {
+	for first := true; ; first = false {
 		// Taken before the check, so that a holder recorded after it
 		// wakes the wait below.
 		recorded := s.recorded.wait()
 		// Holders recorded through the leader reach the local state
-		// later; catch up with it first.
-		if err := s.cfg.Cluster.Sync(ctx); err != nil {
+		// later; catch up with it first. The first check may use the
+		// request's read index: the holders recorded before the manifest
+		// request began (usually all of them: the write that links an
+		// upload records its mirrored copies) are in the state it
+		// reached. The later ones need a new read index each.
+		catchUp := s.cfg.Cluster.Sync
+		if first {
+			catchUp = s.cfg.Cluster.Linearize
+		}
+		if err := catchUp(ctx); err != nil {
 			return fmt.Errorf("read the blobs' holders: %w", err)
 		}
 		short, err := s.shortOfQuorum(ds)
