@@ -463,8 +463,19 @@ func (h *harness) indexOf(id string) int {
 // on, among the given nodes.
 func (h *harness) owners(d digest.Digest, among []*testNode, r int) []int {
 	h.t.Helper()
-	reg := h.live()[0].registry()
-	registered, err := reg.node.FSM().Nodes()
+	var out []int
+	for _, o := range placement.Owners(d, h.placementNodes(among), r) {
+		out = append(out, h.indexOf(o.ID))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// placementNodes returns among as placement sees them, with the weights
+// the cluster registered.
+func (h *harness) placementNodes(among []*testNode) []placement.Node {
+	h.t.Helper()
+	registered, err := h.live()[0].registry().node.FSM().Nodes()
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -476,12 +487,7 @@ func (h *harness) owners(d digest.Digest, among []*testNode, r int) []int {
 	for _, n := range among {
 		pn = append(pn, placement.Node{ID: n.id, Weight: weight[n.id]})
 	}
-	var out []int
-	for _, o := range placement.Owners(d, pn, r) {
-		out = append(out, h.indexOf(o.ID))
-	}
-	slices.Sort(out)
-	return out
+	return pn
 }
 
 // rank returns the indexes of the live nodes in the weighted rendezvous
@@ -489,21 +495,8 @@ func (h *harness) owners(d digest.Digest, among []*testNode, r int) []int {
 // mirror chain.
 func (h *harness) rank(d digest.Digest) []int {
 	h.t.Helper()
-	reg := h.live()[0].registry()
-	registered, err := reg.node.FSM().Nodes()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	weight := map[string]float64{}
-	for _, n := range registered {
-		weight[n.GetId()] = n.GetWeight()
-	}
-	var pn []placement.Node
-	for _, n := range h.live() {
-		pn = append(pn, placement.Node{ID: n.id, Weight: weight[n.id]})
-	}
 	var out []int
-	for _, n := range placement.Rank(d, pn) {
+	for _, n := range placement.Rank(d, h.placementNodes(h.live())) {
 		out = append(out, h.indexOf(n.ID))
 	}
 	return out
