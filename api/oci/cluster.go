@@ -78,6 +78,10 @@ type UploadMirror interface {
 	// are appended to it; the returned function is called whenever more
 	// bytes may have arrived.
 	Appending(ctx context.Context, u *blobstore.Upload) (progress func())
+	// Committing is called just before upload session id commits as blob
+	// d of size bytes, so that its mirrors commit their copies at the same
+	// time. Committed follows if the commit succeeds, else Cancelled.
+	Committing(id string, d digest.Digest, size int64)
 	// Committed replaces Replication.Stored for a blob committed from
 	// upload session id: the session's mirrors finish, and copies to the
 	// owners still missing follow. The caller then takes the mirrored
@@ -180,6 +184,14 @@ func (h *Handler) appendMirrored(ctx context.Context, u *blobstore.Upload, r io.
 	n, err := u.Append(ctx, blobstore.ProgressReader(r, progress))
 	progress()
 	return n, err
+}
+
+// committing reports that upload u is about to commit as blob d: its
+// mirrors, if any, commit their copies meanwhile.
+func (h *Handler) committing(u *blobstore.Upload, d digest.Digest) {
+	if m := h.mirror(); m != nil {
+		m.Committing(u.ID(), d, u.Size())
+	}
 }
 
 // storedUpload reports a blob committed from upload session id, and

@@ -43,6 +43,10 @@ type Relay interface {
 	// to, in order. The returned function is called whenever more bytes
 	// may have arrived.
 	Relaying(ctx context.Context, u *blobstore.Upload, chain []string) (progress func())
+	// RelayCommitting is called just before session id commits here as
+	// blob d of size bytes, so that the relay's next node can commit its
+	// copy at the same time; RelayCommitted or RelayCancelled follows.
+	RelayCommitting(id string, d digest.Digest, size int64)
 	// RelayCommitted is called once session id is stored here as blob d
 	// of size bytes: the relay commits down the chain, in the background.
 	RelayCommitted(id string, d digest.Digest, size int64)
@@ -145,7 +149,7 @@ func (s *Server) patchUpload(w http.ResponseWriter, r *http.Request) {
 
 // commitUpload commits a session as blob ?digest= of ?size= bytes:
 // verified, fsynced and renamed into the store (201); the relay, if any,
-// commits down its chain after the answer. A size or digest that does not
+// commits down its chain at the same time, and records it after the answer. A size or digest that does not
 // match answers 400 and stores nothing.
 func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -168,6 +172,9 @@ func (s *Server) commitUpload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("%v: the session has %d bytes, not %d", blobstore.ErrDigestMismatch, u.Size(), size),
 			http.StatusBadRequest)
 		return
+	}
+	if s.relay != nil {
+		s.relay.RelayCommitting(u.ID(), d, size)
 	}
 	if _, err := u.Commit(r.Context(), d); err != nil {
 		if s.relay != nil {

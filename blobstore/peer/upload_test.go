@@ -129,11 +129,12 @@ func TestUploadSessionRejectsBadRequests(t *testing.T) {
 
 // recordingRelay is a Relay that records what the Server tells it.
 type recordingRelay struct {
-	mu        sync.Mutex
-	chains    [][]string
-	progress  int
-	committed []digest.Digest
-	cancelled []string
+	mu         sync.Mutex
+	chains     [][]string
+	progress   int
+	committing []digest.Digest
+	committed  []digest.Digest
+	cancelled  []string
 }
 
 func (r *recordingRelay) Relaying(_ context.Context, _ *blobstore.Upload, chain []string) func() {
@@ -145,6 +146,12 @@ func (r *recordingRelay) Relaying(_ context.Context, _ *blobstore.Upload, chain 
 		defer r.mu.Unlock()
 		r.progress++
 	}
+}
+
+func (r *recordingRelay) RelayCommitting(_ string, d digest.Digest, _ int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committing = append(r.committing, d)
 }
 
 func (r *recordingRelay) RelayCommitted(_ string, d digest.Digest, _ int64) {
@@ -195,6 +202,9 @@ func TestUploadSessionRelay(t *testing.T) {
 	}
 	if relay.progress < 2 {
 		t.Errorf("progress called %d times, want at least 2 (before a read, after the body)", relay.progress)
+	}
+	if !slices.Equal(relay.committing, []digest.Digest{d}) {
+		t.Errorf("commits started %v, want %s", relay.committing, d)
 	}
 	if !slices.Equal(relay.committed, []digest.Digest{d}) {
 		t.Errorf("commits %v, want %s", relay.committed, d)

@@ -86,9 +86,10 @@ type uploadMirror struct {
 	cancel context.CancelFunc
 	kicks  []chan struct{} // one per target: more bytes may have arrived
 
-	final chan struct{} // closed once d and size are set
-	d     digest.Digest
-	size  int64
+	final     chan struct{} // closed once d and size are set
+	finalOnce sync.Once
+	d         digest.Digest
+	size      int64
 
 	results chan mirrorResult // one per target
 	done    chan struct{}     // closed when every target's worker has ended
@@ -196,6 +197,25 @@ func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size 
 	s.copyAfter(d, size, m)
 	return func(ctx context.Context) ([]string, func(bool)) { return s.take(ctx, h, d, size) }
 }
+
+// Committing tells the mirrors of upload session id that it is about to
+// commit as blob d of size bytes, so that they send their last bytes and
+// commit their copies while this node commits its own: the peers' fsyncs
+// overlap with this node's instead of following it. The caller then calls
+// Committed once its own commit succeeded, or Cancelled if it failed (a
+// peer verifies the digest itself, so a wrong one stores nothing there).
+// It never blocks.
+func (s *Store) Committing(id string, d digest.Digest, size int64) {
+	s.mu.Lock()
+	m := s.mirrors[id]
+	s.mu.Unlock()
+	if m != nil {
+		m.finalize(d, size)
+	}
+}
+
+// RelayCommitting implements peer.Relay, as Committing.
+func (s *Store) RelayCommitting(id string, d digest.Digest, size int64) { s.Committing(id, d, size) }
 
 // Cancelled drops the mirrors of upload session id, which ended without a blob.
 func (s *Store) Cancelled(id string) {
@@ -373,13 +393,26 @@ func (s *Store) finishMirror(ctx context.Context, m *uploadMirror, d digest.Dige
 	return copied
 }
 
-// finish tells the mirror's workers the blob's digest and size, and
-// yields each worker's result as it ends; after timeout (or once ctx
-// ends) it cancels the workers that are still running, whose results then
-// follow at once.
+// finalize tells the mirror's workers the blob's digest and size, once:
+// they send the rest of the data and commit. It reports whether the mirror
+// was finalized with d and size, now or before.
+func (m *uploadMirror) finalize(d digest.Digest, size int64) bool {
+	m.finalOnce.Do(func() {
+		m.d, m.size = d, size
+		close(m.final)
+	})
+	return m.d == d && m.size == size
+}
+
+// finish finalizes the mirror (unless Committing did) and yields each
+// worker's result as it ends; after timeout (or once ctx ends) it cancels
+// the workers that are still running, whose results then follow at once.
+// A mirror finalized before with another digest or size is cancelled: its
+// copies are not of this blob.
 func (m *uploadMirror) finish(ctx context.Context, d digest.Digest, size int64, timeout time.Duration) iter.Seq[mirrorResult] {
-	m.d, m.size = d, size
-	close(m.final)
+	if !m.finalize(d, size) {
+		m.cancel()
+	}
 	return func(yield func(mirrorResult) bool) {
 		timer := time.NewTimer(timeout)
 		defer timer.Stop()

@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 )
 
@@ -36,6 +38,7 @@ func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, strin
 		progress()
 		time.Sleep(20 * time.Millisecond) // let the mirrors follow
 	}
+	s.Committing(u.ID(), d, int64(len(content)))
 	size, err := u.Commit(ctx, d)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +280,140 @@ func TestCancelledUploadCancelsMirrors(t *testing.T) {
 	}
 	if slices.Contains(tc.holders(digest.FromBytes(make([]byte, 1<<20))), "node1") {
 		t.Fatal("a cancelled upload was recorded")
+	}
+}
+
+// mirroredSession starts an upload on s and appends content to it through
+// the mirror, as the OCI handler does, and waits until node ids have a
+// mirror session open for it.
+func mirroredSession(t *testing.T, tc *testCluster, s *Store, content []byte, ids ...string) *blobstore.Upload {
+	t.Helper()
+	ctx := context.Background()
+	u, err := s.NewUpload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	progress := s.Appending(ctx, u)
+	if _, err := u.Append(ctx, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	progress()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range ids {
+		for tc.local[id].OpenUploads() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no mirror session on %s", id)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return u
+}
+
+// waitStored waits until node id stores blob d, or fails after 5s.
+func waitStored(t *testing.T, tc *testCluster, id string, d digest.Digest) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := tc.local[id].Stat(context.Background(), d); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not store %s", id, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Committing lets the whole chain commit its copies before this node
+// commits its own, so that their fsyncs overlap; the copies are then
+// handed to the link as usual.
+func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	s := tc.store("node0", 3, 2, false)
+	tc.store("node1", 3, 2, false)
+	tc.store("node2", 3, 2, false)
+	ctx := context.Background()
+	content, d := randomBlob(t, 1<<20)
+	u := mirroredSession(t, tc, s, content, "node1", "node2")
+
+	s.Committing(u.ID(), d, int64(len(content)))
+	// Both copies of the chain are stored before node0 commits.
+	for _, id := range []string{"node1", "node2"} {
+		waitStored(t, tc, id, d)
+	}
+	if _, err := tc.local["node0"].Stat(ctx, d); err == nil {
+		t.Fatal("node0 stores the blob before its own commit")
+	}
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := s.Committed(ctx, u.ID(), d, size)
+	if copies == nil {
+		t.Fatal("no mirrored copies to hand to the link")
+	}
+	nodes, settle := copies(ctx)
+	settle(false) // the store records them itself
+	// The link gets the chain's first copy; the relay records the second.
+	if len(nodes) != 1 || (nodes[0] != "node1" && nodes[0] != "node2") {
+		t.Errorf("copies handed to the link %v, want the chain's first node", nodes)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !containsAll(tc.holders(d), []string{"node1", "node2"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("holders %v, want node1 and node2 recorded", tc.holders(d))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A commit that fails after Committing with a wrong digest stores nothing
+// on the mirrors; Cancelled drops them, and the session's next bytes start
+// a new mirror whose commit succeeds.
+func TestCommittingAWrongDigestStoresNothing(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	s := tc.store("node0", 3, 2, false)
+	tc.store("node1", 3, 2, false)
+	tc.store("node2", 3, 2, false)
+	ctx := context.Background()
+	content, d := randomBlob(t, 256<<10)
+	u := mirroredSession(t, tc, s, content[:len(content)/2], "node1", "node2")
+
+	wrong := digest.FromBytes(content[:len(content)/2-1])
+	s.Committing(u.ID(), wrong, int64(len(content)/2))
+	if _, err := u.Commit(ctx, wrong); !errors.Is(err, blobstore.ErrDigestMismatch) {
+		t.Fatalf("commit with a wrong digest: %v, want a mismatch", err)
+	}
+	s.Cancelled(u.ID())
+	for _, id := range []string{"node1", "node2"} {
+		if _, err := tc.local[id].Stat(ctx, wrong); err == nil {
+			t.Errorf("%s stores the blob of a wrong digest", id)
+		}
+	}
+
+	progress := s.Appending(ctx, u)
+	if _, err := u.Append(ctx, bytes.NewReader(content[len(content)/2:])); err != nil {
+		t.Fatal(err)
+	}
+	progress()
+	s.Committing(u.ID(), d, int64(len(content)))
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := s.Committed(ctx, u.ID(), d, size)
+	if copies == nil {
+		t.Fatal("the retried commit has no mirror")
+	}
+	nodes, settle := copies(ctx)
+	settle(false)
+	if len(nodes) != 1 {
+		t.Errorf("copies handed to the link %v, want the chain's first node", nodes)
+	}
+	for _, id := range []string{"node1", "node2"} {
+		waitStored(t, tc, id, d)
 	}
 }
 

@@ -78,38 +78,98 @@ func benchDo(b testing.TB, method, url string, hdr http.Header, body io.Reader, 
 	return resp.Header
 }
 
+// pushSteps adds up, over many pushes, the time each request of
+// pushImageOfBlob took, so that a benchmark can say where a push spends
+// its time. A nil *pushSteps records nothing. Safe for concurrent pushes.
+type pushSteps struct {
+	mu    sync.Mutex
+	total [numPushSteps]time.Duration
+	count int
+}
+
+// The requests of one push, in order.
+const (
+	stepConfig   = iota // POST ?digest= of the config blob, monolithic
+	stepPost            // POST that opens the layer's upload session
+	stepPatch           // PATCH with the whole layer
+	stepPut             // PUT ?digest= that completes the layer
+	stepManifest        // PUT of the manifest
+	numPushSteps
+)
+
+var pushStepNames = [numPushSteps]string{"config", "post", "patch", "put", "manifest"}
+
+// time runs one request of a push and adds its duration to step.
+func (s *pushSteps) time(step int, do func()) {
+	start := time.Now()
+	do()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.total[step] += time.Since(start)
+	if step == stepManifest {
+		s.count++
+	}
+	s.mu.Unlock()
+}
+
+// report adds each step's mean, in ms, as a metric named prefix-step-ms.
+func (s *pushSteps) report(b *testing.B, prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count == 0 {
+		return
+	}
+	for i, name := range pushStepNames {
+		b.ReportMetric(float64(s.total[i].Microseconds())/1e3/float64(s.count), prefix+"-"+name+"-ms")
+	}
+}
+
 // pushBlobChunked pushes a blob the way podman does: POST, one PATCH with
 // the whole stream, PUT ?digest=. Behind the balancer each lands on
 // another node.
-func pushBlobChunked(b testing.TB, base, repo string, src blobSource, d digest.Digest) {
-	hdr := benchDo(b, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil, nil, 0, http.StatusAccepted)
+func pushBlobChunked(b testing.TB, base, repo string, src blobSource, d digest.Digest, steps *pushSteps) {
+	var hdr http.Header
+	steps.time(stepPost, func() {
+		hdr = benchDo(b, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil, nil, 0, http.StatusAccepted)
+	})
 	loc := resolve(b, base, hdr.Get("Location"))
-	hdr = benchDo(b, http.MethodPatch, loc, http.Header{"Content-Type": {"application/octet-stream"}},
-		src.Reader(), src.size, http.StatusAccepted)
+	steps.time(stepPatch, func() {
+		hdr = benchDo(b, http.MethodPatch, loc, http.Header{"Content-Type": {"application/octet-stream"}},
+			src.Reader(), src.size, http.StatusAccepted)
+	})
 	loc = resolve(b, base, hdr.Get("Location"))
 	sep := "?"
 	if bytes.ContainsRune([]byte(loc), '?') {
 		sep = "&"
 	}
-	benchDo(b, http.MethodPut, loc+sep+"digest="+d.String(), nil, nil, 0, http.StatusCreated)
+	steps.time(stepPut, func() {
+		benchDo(b, http.MethodPut, loc+sep+"digest="+d.String(), nil, nil, 0, http.StatusCreated)
+	})
 }
 
 // pushImageOfBlob pushes a config, the blob as its one layer, and the
 // manifest, which the registry accepts only once the blobs have W copies.
-// It returns the config's digest.
-func pushImageOfBlob(b testing.TB, base, repo, tag string, src blobSource, d digest.Digest) digest.Digest {
+// It returns the config's digest. steps, when not nil, records how long
+// each request took.
+func pushImageOfBlob(b testing.TB, base, repo, tag string, src blobSource, d digest.Digest, steps *pushSteps) digest.Digest {
 	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","seed":%d}`, src.seed))
 	cd := digest.FromBytes(config)
-	benchDo(b, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/?digest="+cd.String(),
-		nil, bytes.NewReader(config), int64(len(config)), http.StatusCreated)
-	pushBlobChunked(b, base, repo, src, d)
+	steps.time(stepConfig, func() {
+		benchDo(b, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/?digest="+cd.String(),
+			nil, bytes.NewReader(config), int64(len(config)), http.StatusCreated)
+	})
+	pushBlobChunked(b, base, repo, src, d, steps)
 	m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
 		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
 		cd, len(config), d, src.size)
-	benchDo(b, http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag,
-		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}},
-		bytes.NewReader(m), int64(len(m)), http.StatusCreated)
+	steps.time(stepManifest, func() {
+		benchDo(b, http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag,
+			http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}},
+			bytes.NewReader(m), int64(len(m)), http.StatusCreated)
+	})
 	return cd
 }
 
@@ -135,10 +195,10 @@ func BenchmarkClusterPush(b *testing.B) {
 				b.StartTimer()
 				tag := fmt.Sprintf("s%d", seed)
 				start := time.Now()
-				pushImageOfBlob(b, three.lbURL(), "bench/push", tag, src, d)
+				pushImageOfBlob(b, three.lbURL(), "bench/push", tag, src, d, nil)
 				clusterTime += time.Since(start)
 				start = time.Now()
-				pushImageOfBlob(b, one.nodes[0].baseURL, "bench/push", tag, src, d)
+				pushImageOfBlob(b, one.nodes[0].baseURL, "bench/push", tag, src, d, nil)
 				singleTime += time.Since(start)
 			}
 			mb := float64(size) * float64(b.N) / 1e6
@@ -173,7 +233,7 @@ func BenchmarkClusterRepair(b *testing.B) {
 			// Written on one of its owners, so that it has exactly R copies
 			// and every blob the victim holds needs repair.
 			owner := h.owners(d, h.nodes, 2)[0]
-			config := pushImageOfBlob(b, h.nodes[owner].baseURL, "bench/repair", fmt.Sprintf("b%d", j), src, d)
+			config := pushImageOfBlob(b, h.nodes[owner].baseURL, "bench/repair", fmt.Sprintf("b%d", j), src, d, nil)
 			blobs = append(blobs, d, config)
 		}
 		leader := h.leader()
@@ -255,7 +315,7 @@ func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 // benchImage pushes a small image to repo:tag through the balancer.
 func benchImage(b *testing.B, h *harness, repo, tag string) {
 	src := blobSource{seed: uint64(time.Now().UnixNano()), size: 4 << 10}
-	pushImageOfBlob(b, h.lbURL(), repo, tag, src, src.Digest())
+	pushImageOfBlob(b, h.lbURL(), repo, tag, src, src.Digest(), nil)
 }
 
 // BenchmarkClusterTagWrite: writing a tag (a manifest PUT of an image whose

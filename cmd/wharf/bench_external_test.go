@@ -143,6 +143,7 @@ func externalPush(b *testing.B, nodes []wharfv1connect.ClusterServiceClient, clu
 	b.StopTimer()
 	cluster0, single0 := cpuSeconds(b, clusterPIDs), cpuSeconds(b, singlePIDs)
 	var clusterTime, singleTime, fullR time.Duration
+	var clusterSteps, singleSteps pushSteps
 	for i := 0; i < b.N; i++ {
 		srcs := make([]blobSource, clients)
 		for c := range srcs {
@@ -156,7 +157,7 @@ func externalPush(b *testing.B, nodes []wharfv1connect.ClusterServiceClient, clu
 
 		b.StartTimer()
 		start := time.Now()
-		pushImages(b, clusterURL, srcs)
+		pushImages(b, clusterURL, srcs, &clusterSteps)
 		acked := time.Now()
 		clusterTime += acked.Sub(start)
 		b.StopTimer()
@@ -165,7 +166,7 @@ func externalPush(b *testing.B, nodes []wharfv1connect.ClusterServiceClient, clu
 
 		b.StartTimer()
 		start = time.Now()
-		pushImages(b, singleURL, srcs)
+		pushImages(b, singleURL, srcs, &singleSteps)
 		singleTime += time.Since(start)
 		b.StopTimer()
 	}
@@ -180,20 +181,22 @@ func externalPush(b *testing.B, nodes []wharfv1connect.ClusterServiceClient, clu
 	b.ReportMetric(sum(clusterCPU)/gb, "cluster-cpu-s/GB")
 	b.ReportMetric(slices.Max(clusterCPU)/gb, "busiest-node-cpu-s/GB")
 	b.ReportMetric(sum(singleCPU)/gb, "single-cpu-s/GB")
+	clusterSteps.report(b, "cluster")
+	singleSteps.report(b, "single")
 }
 
 // pushImages pushes an image of each source's blob to base, all at once,
 // and returns when every manifest PUT has been answered 201.
-func pushImages(b *testing.B, base string, srcs []blobSource) {
+func pushImages(b *testing.B, base string, srcs []blobSource, steps *pushSteps) {
 	if len(srcs) == 1 {
-		pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", srcs[0].seed), srcs[0], srcs[0].Digest())
+		pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", srcs[0].seed), srcs[0], srcs[0].Digest(), steps)
 		return
 	}
 	var wg sync.WaitGroup
 	for _, src := range srcs {
 		// A failed push ends its goroutine (FailNow); the check below
 		// ends the benchmark.
-		wg.Go(func() { pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", src.seed), src, src.Digest()) })
+		wg.Go(func() { pushImageOfBlob(b, base, "bench/push", fmt.Sprintf("s%d", src.seed), src, src.Digest(), steps) })
 	}
 	wg.Wait()
 	if b.Failed() {

@@ -52,7 +52,7 @@ func BenchmarkClusterPushPaths(b *testing.B) {
 					t0 := time.Now()
 					benchDo(b, http.MethodPost, base+"/v2/bench/paths/blobs/uploads/?digest="+cd.String(),
 						nil, bytes.NewReader(config), int64(len(config)), http.StatusCreated)
-					pushBlobChunked(b, base, "bench/paths", src, d)
+					pushBlobChunked(b, base, "bench/paths", src, d, nil)
 					t1 := time.Now()
 					m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
 						`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
