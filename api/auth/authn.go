@@ -126,6 +126,17 @@ func remoteHost(r *http.Request) string {
 	return host
 }
 
+type tentativeKey struct{}
+
+// Tentative marks ctx for an authentication that the caller will retry
+// when it fails (say, against fresher state): a failure then neither
+// counts towards the throttle nor writes an audit line; the retry does.
+func Tentative(ctx context.Context) context.Context {
+	return context.WithValue(ctx, tentativeKey{}, true)
+}
+
+func tentative(ctx context.Context) bool { return ctx.Value(tentativeKey{}) != nil }
+
 // Authenticate returns the caller creds name: anonymous for SchemeNone,
 // else the user of valid Basic credentials. It refuses with an error
 // wrapping ErrBadCredentials or ErrThrottled; other errors are faults of
@@ -147,10 +158,15 @@ func (a *Authenticator) authenticate(r *http.Request, creds Credentials) (Caller
 	}
 	now, src := a.now(), a.addr(r)
 	if err := a.throttled(creds.Username, src, now); err != nil {
-		Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
+		if !tentative(r.Context()) {
+			Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
+		}
 		return Caller{}, nil, err
 	}
 	c, u, method, err := a.check(r.Context(), creds, now)
+	if errors.Is(err, ErrBadCredentials) && tentative(r.Context()) {
+		return Caller{}, nil, err
+	}
 	if errors.Is(err, ErrBadCredentials) {
 		a.users.fail(creds.Username, now)
 		a.source.fail(src, now)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -214,5 +215,36 @@ func TestAuditLogNamesActorsNotSecrets(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("audit log holds a secret:\n%s", logs)
 		}
+	}
+}
+
+// A tentative authentication that fails (the caller will retry it against
+// fresher state) neither counts towards the throttle nor writes an audit
+// line; a real failure does both.
+func TestTentativeFailuresLeaveNoTrace(t *testing.T) {
+	s := newTokenServer(t)
+	authenticate := func(ctx context.Context, password string) error {
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/", nil)
+		r.RemoteAddr = "192.0.2.1:40000"
+		_, err := s.h.authn.Authenticate(r, Credentials{Scheme: SchemeBasic, Username: "collab", Password: password})
+		return err
+	}
+	tentative := Tentative(context.Background())
+	for i := range 3 * userFailureBurst {
+		if err := authenticate(tentative, "guess"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("tentative attempt %d: %v, want bad credentials", i, err)
+		}
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "login_failed") {
+		t.Errorf("tentative failures were audited:\n%s", logs)
+	}
+	if err := authenticate(context.Background(), "pw-collab"); err != nil {
+		t.Fatalf("the right password after tentative failures: %v, want no throttle", err)
+	}
+	if err := authenticate(context.Background(), "guess"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a real failure: %v", err)
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, `"event":"login_failed"`) {
+		t.Errorf("a real failure was not audited:\n%s", logs)
 	}
 }

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,12 @@ type Config struct {
 	// Authorizer authenticates callers and checks their permissions; nil
 	// leaves the registry open to anyone (tests only).
 	Authorizer Authorizer
+	// LocalReads, if set, derives a context whose reads see this node's
+	// applied state without waiting for a read index (in a cluster,
+	// cluster.WithLocalReads). Requests on an open upload session are
+	// authorized against that state first, and against linearizable state
+	// only if it does not grant them: see authorize.
+	LocalReads func(context.Context) context.Context
 }
 
 // Handler serves the OCI distribution API under /v2/.
@@ -62,6 +69,7 @@ type Handler struct {
 	sparse           bool
 	publicURL        string
 	authz            Authorizer
+	localReads       func(context.Context) context.Context
 	routes           map[routeKind]methodTable
 }
 
@@ -85,6 +93,7 @@ func New(cfg Config) *Handler {
 		sparse:           cfg.SparseManifests,
 		publicURL:        strings.TrimSuffix(cfg.PublicURL, "/"),
 		authz:            cfg.Authorizer,
+		localReads:       cfg.LocalReads,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -187,6 +187,7 @@ func BenchmarkClusterPush(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			var clusterTime, singleTime time.Duration
+			var clusterSteps, singleSteps pushSteps
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				seed++
@@ -195,16 +196,18 @@ func BenchmarkClusterPush(b *testing.B) {
 				b.StartTimer()
 				tag := fmt.Sprintf("s%d", seed)
 				start := time.Now()
-				pushImageOfBlob(b, three.lbURL(), "bench/push", tag, src, d, nil)
+				pushImageOfBlob(b, three.lbURL(), "bench/push", tag, src, d, &clusterSteps)
 				clusterTime += time.Since(start)
 				start = time.Now()
-				pushImageOfBlob(b, one.nodes[0].baseURL, "bench/push", tag, src, d, nil)
+				pushImageOfBlob(b, one.nodes[0].baseURL, "bench/push", tag, src, d, &singleSteps)
 				singleTime += time.Since(start)
 			}
 			mb := float64(size) * float64(b.N) / 1e6
 			b.ReportMetric(mb/clusterTime.Seconds(), "cluster-MB/s")
 			b.ReportMetric(mb/singleTime.Seconds(), "single-MB/s")
 			b.ReportMetric(singleTime.Seconds()/clusterTime.Seconds(), "cluster/single")
+			clusterSteps.report(b, "cluster")
+			singleSteps.report(b, "single")
 		})
 	}
 }
