@@ -12,18 +12,15 @@
 //	                                digest); 404 if this node does not hold it
 //	HEAD /internal/blobs/<digest>   as GET, without the body
 //
-// and, for mirroring a client's upload to other nodes while it arrives, upload
-// sessions in the local store (purged like clients' sessions when abandoned):
+// and, for mirroring a client's upload to other nodes while it arrives:
 //
-//	POST   /internal/uploads/                          start a session: 201, Location /internal/uploads/<id>
-//	PATCH  /internal/uploads/<id>                      append the body, streamed and hashed as it arrives;
-//	                                                   Upload-Offset must equal the session's size (else 416);
-//	                                                   Wharf-Relay, if set, names the nodes (IDs, comma-separated)
-//	                                                   to pass the bytes on to while they arrive (see Relay);
-//	                                                   204 with the new size in Upload-Offset
-//	PUT    /internal/uploads/<id>?digest=<d>&size=<n>  verify, fsync and store the session as blob <d>: 201;
-//	                                                   400 if the size or digest does not match
-//	DELETE /internal/uploads/<id>                      cancel: 204; 404 for an unknown session
+//	POST /internal/mirror           store the body as a new blob, streamed and hashed as it
+//	                                arrives; the body ends with a Wharf-Digest trailer naming
+//	                                its digest: 201 once verified and fsynced, 400 if the
+//	                                trailer is missing or the bytes do not match it. A stream
+//	                                that breaks stores nothing. Wharf-Relay, if set, names the
+//	                                nodes (IDs, comma-separated) to pass the bytes on to while
+//	                                they arrive (see Relay).
 //
 // The package knows nothing about TLS or authentication: callers pass an
 // *http.Client, and mount the Server on an *http.ServeMux, that already

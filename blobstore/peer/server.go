@@ -34,17 +34,17 @@ func NewServer(store *blobstore.Store, logger *slog.Logger) *Server {
 	return &Server{store: store, logger: logger, ingests: map[digest.Digest]chan struct{}{}}
 }
 
-// RelayTo makes the Server pass the bytes of upload sessions on down the
-// chains their PATCHes name, through r; without it the chains are
-// ignored. Call it before Register.
+// RelayTo makes the Server pass the bytes of mirror streams on down the
+// chains they name, through r; without it the chains are ignored. Call it
+// before Register.
 func (s *Server) RelayTo(r Relay) { s.relay = r }
 
-// Register mounts the Server's routes on mux, under PathPrefix and
-// UploadPathPrefix.
+// Register mounts the Server's routes on mux, under PathPrefix and at
+// MirrorPath.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+PathPrefix+"{digest}", s.put)
 	mux.HandleFunc("GET "+PathPrefix+"{digest}", s.get) // GET patterns match HEAD too
-	s.registerUploads(mux)
+	mux.HandleFunc("POST "+MirrorPath, s.receiveMirror)
 }
 
 // put stores the request body as a blob, verified and fsynced before it

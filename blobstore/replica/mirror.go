@@ -49,14 +49,17 @@ import (
 // needs no buffer and can neither slow nor fail the client: a mirror that
 // lags just catches up later, and one that fails is dropped, and the copy
 // after commit covers its target, and the targets after it in the chain,
-// if they are owners. At the commit, the mirror sends the rest of the file
-// and commits its session with the digest, which the peer verifies; each
-// copy stored so is recorded as a holder, and then the usual copy to the
-// owners still missing runs (should the membership change meanwhile, a
-// target that is no longer an owner is an extra holder, which repair
-// trims: trim.go). A session cancelled here cancels its mirrors; one
-// abandoned is dropped after mirrorIdle, and the peers purge their
-// sessions like their own clients'.
+// if they are owners. Each copy is one request to its target
+// (peer.Mirror), which streams from the first byte on and ends, once the
+// client commits, with the rest of the file and the digest in a trailer;
+// the target verifies, fsyncs and answers. Committing starts that end
+// before this node's own commit, so that the targets' fsyncs overlap with
+// this node's. Each copy stored so is recorded as a holder, and then the
+// usual copy to the owners still missing runs (should the membership
+// change meanwhile, a target that is no longer an owner is an extra
+// holder, which repair trims: trim.go). A session cancelled here breaks
+// its mirrors' streams, and a target stores nothing from a broken stream;
+// a mirror whose session was abandoned is dropped after mirrorIdle.
 const (
 	// mirrorPoll is how often a mirror that caught up looks at the data
 	// file again when no append wakes it.
@@ -66,8 +69,6 @@ const (
 	// mirrorCommitTimeout bounds how long a commit waits for its mirrors;
 	// the copy to the owners follows either way.
 	mirrorCommitTimeout = 2 * time.Minute
-	// mirrorCancelTimeout bounds the cancel of a failed mirror's session.
-	mirrorCancelTimeout = 5 * time.Second
 )
 
 var _ peer.Relay = (*Store)(nil)
@@ -317,43 +318,13 @@ func (m *uploadMirror) kick() {
 	}
 }
 
-// mirrorTo copies the session to target t, from its start to its commit.
-func (s *Store) mirrorTo(m *uploadMirror, t mirrorTarget, kick chan struct{}) (err error) {
-	n := t.node
-	// Not cancelled with the mirror, so that a session started is known
-	// and cancelled below rather than left for the peer's purge.
-	startCtx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
-	sess, err := peer.StartUpload(startCtx, s.cfg.Client, n.URL)
-	cancel()
-	if err != nil {
-		return err
-	}
-	sess.Relay = t.relay
-	if err := m.ctx.Err(); err != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
-		defer cancel()
-		_ = sess.Cancel(ctx)
-		return err
-	}
-	defer func() {
-		if err == nil || s.ctx.Err() != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), mirrorCancelTimeout)
-		defer cancel()
-		if cerr := sess.Cancel(ctx); cerr != nil {
-			s.cfg.Logger.Debug("cancel mirror session", "node", n.ID, "err", cerr)
-		}
-	}()
-	got, err := sess.Append(m.ctx, 0, &dataTail{m: m, kick: kick, last: time.Now()})
-	if err != nil {
-		return err
-	}
-	// The tail ends only at the final size, so d and size are set.
-	if got != m.size {
-		return fmt.Errorf("mirror to %s: %w: peer has %d bytes, the blob %d", n.ID, blobstore.ErrDigestMismatch, got, m.size)
-	}
-	return sess.Commit(m.ctx, m.d, m.size)
+// mirrorTo streams the session to target t, from its start to its
+// commit, in one request (peer.Mirror): it ends once t stored the blob.
+func (s *Store) mirrorTo(m *uploadMirror, t mirrorTarget, kick chan struct{}) error {
+	tail := &dataTail{m: m, kick: kick, last: time.Now()}
+	// The tail ends only once the mirror is finalized, so m.d is set when
+	// the digest is asked for.
+	return peer.Mirror(m.ctx, s.cfg.Client, t.node.URL, t.relay, tail, func() digest.Digest { return m.d })
 }
 
 // finishMirror tells the mirror's workers the blob's digest and size,

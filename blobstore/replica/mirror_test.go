@@ -172,16 +172,12 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 			for _, id := range []string{"node1", "node2"} {
 				good := tc.srvs[id].Config.Handler
 				bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if !bytes.HasPrefix([]byte(r.URL.Path), []byte(peer.UploadPathPrefix)) {
+					if r.URL.Path != peer.MirrorPath {
 						good.ServeHTTP(w, r)
 						return
 					}
 					if mode == "failing" {
 						http.Error(w, "broken", http.StatusInternalServerError)
-						return
-					}
-					if r.Method == http.MethodPost {
-						good.ServeHTTP(w, r)
 						return
 					}
 					select { // never reads the body
@@ -434,9 +430,9 @@ func TestFailedRelayIsLeftToRepair(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	for _, id := range []string{"node1", "node2"} {
 		good := tc.srvs[id].Config.Handler
-		// The last node of a chain gets a PATCH naming no relay: fail it.
+		// The last node of a chain gets a stream naming no relay: fail it.
 		tc.srvs[id].Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPatch && r.Header.Get(peer.RelayHeader) == "" {
+			if r.URL.Path == peer.MirrorPath && r.Header.Get(peer.RelayHeader) == "" {
 				http.Error(w, "disk on fire", http.StatusInternalServerError)
 				return
 			}
