@@ -336,3 +336,31 @@ func TestMirrorRelay(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseNodeList: a relay chain parses only into valid node IDs, at most
+// maxRelay of them, that join back into the header it came from.
+func FuzzParseNodeList(f *testing.F) {
+	for _, seed := range []string{"", "a", "node-1,node_2", "a,,b", "../x", strings.Repeat("n,", maxRelay) + "n", "é,ü"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		ids, err := parseNodeList(v)
+		if err != nil {
+			if ids != nil {
+				t.Fatalf("%q: error %v with IDs %q", v, err, ids)
+			}
+			return
+		}
+		if len(ids) > maxRelay {
+			t.Fatalf("%q: %d IDs, at most %d allowed", v, len(ids), maxRelay)
+		}
+		for _, id := range ids {
+			if !validNodeID(id) {
+				t.Fatalf("%q: invalid node ID %q accepted", v, id)
+			}
+		}
+		if strings.Join(ids, ",") != v {
+			t.Fatalf("%q parsed as %q", v, ids)
+		}
+	})
+}
