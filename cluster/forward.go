@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -113,8 +115,37 @@ func retryable(err error) error {
 	return err
 }
 
+// peer returns the PeerService client of the node at addr.
 func (n *Node) peer(addr raft.ServerAddress) clusterv1connect.PeerServiceClient {
-	return clusterv1connect.NewPeerServiceClient(n.peerClient, "https://"+string(addr))
+	return n.peers.get(n.peerClient, addr)
+}
+
+// peerClients keeps one PeerService client per address, so that every
+// forwarded write or read index does not build a client of its own.
+type peerClients struct {
+	mu      sync.Mutex
+	clients map[raft.ServerAddress]clusterv1connect.PeerServiceClient
+}
+
+// maxPeerClients bounds the clients kept: addresses change as nodes move,
+// and the oldest are simply rebuilt when needed.
+const maxPeerClients = 64
+
+func (p *peerClients) get(hc *http.Client, addr raft.ServerAddress) clusterv1connect.PeerServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[addr]; ok {
+		return c
+	}
+	if p.clients == nil || len(p.clients) >= maxPeerClients {
+		p.clients = make(map[raft.ServerAddress]clusterv1connect.PeerServiceClient)
+	}
+	// The messages are small and the links fast: compressing the answers
+	// costs more CPU and time than the bytes it saves.
+	c := clusterv1connect.NewPeerServiceClient(hc, "https://"+string(addr),
+		connect.WithAcceptCompression("gzip", nil, nil))
+	p.clients[addr] = c
+	return c
 }
 
 func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data []byte) (*fsmv1.Result, error) {

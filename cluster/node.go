@@ -38,6 +38,7 @@ type Node struct {
 	internal    *http.ServeMux
 	internalSrv *http.Server
 	peerClient  *http.Client
+	peers       peerClients
 	gossip      *gossip // nil for a lone node without a cluster key
 
 	leaderNotify chan bool

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"connectrpc.com/connect"
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
@@ -59,9 +60,14 @@ func (n *Node) gossipAdvertiseHost() string {
 	return n.advertise.IP.String()
 }
 
+// peerCompressMinBytes: smaller PeerService answers are never compressed.
+const peerCompressMinBytes = 64 << 10
+
 // serveInternal mounts the peer service and serves the cluster port.
 func (n *Node) serveInternal() {
-	path, h := clusterv1connect.NewPeerServiceHandler(peerService{n: n})
+	// Peers do not ask for compressed answers (see peerClients); older
+	// ones did, for every message, however small.
+	path, h := clusterv1connect.NewPeerServiceHandler(peerService{n: n}, connect.WithCompressMinBytes(peerCompressMinBytes))
 	n.internal.Handle(path, h)
 	n.internalSrv = newInternalServer(n.internal, n.logger)
 	go func() {

@@ -76,9 +76,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// compressMinBytes: smaller answers are sent uncompressed.
+const compressMinBytes = 1 << 10
+
 // Handlers returns the services' handlers keyed by their path prefix, for
 // api.Config.Connect.
 func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler {
+	// Compressing answers smaller than a packet or so costs more CPU than
+	// it saves; Connect's default compresses every one a client accepts.
+	opts = append([]connect.HandlerOption{connect.WithCompressMinBytes(compressMinBytes)}, opts...)
 	handlers := make(map[string]http.Handler, 3)
 	path, h := wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...)
 	handlers[path] = h
