@@ -100,13 +100,28 @@ func verifyStore(t *testing.T, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != s.OpenUploads() {
-		t.Errorf("%d entries in uploads/, but OpenUploads() = %d", len(entries), s.OpenUploads())
-	}
+	var ids []string
 	for _, e := range entries {
-		u, err := s.OpenUpload(t.Context(), e.Name())
+		if id, ok := strings.CutSuffix(e.Name(), ownerSuffix); ok {
+			if _, err := os.Stat(filepath.Join(root, "uploads", id+dataSuffix)); err != nil {
+				t.Errorf("%s in uploads/ after Open, without its session: %v", e.Name(), err)
+			}
+			continue
+		}
+		id, ok := strings.CutSuffix(e.Name(), dataSuffix)
+		if !ok {
+			t.Errorf("%s in uploads/ after Open: only sessions' files should be left", e.Name())
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != s.OpenUploads() {
+		t.Errorf("%d sessions in uploads/, but OpenUploads() = %d", len(ids), s.OpenUploads())
+	}
+	for _, id := range ids {
+		u, err := s.OpenUpload(t.Context(), id)
 		if err != nil {
-			t.Errorf("leftover session %s cannot be resumed: %v", e.Name(), err)
+			t.Errorf("leftover session %s cannot be resumed: %v", id, err)
 			continue
 		}
 		u.Close()

@@ -6,8 +6,8 @@
 // Everything lives under Config.Root:
 //
 //	blobs/<alg>/<first two hex digits>/<hex>   a stored blob, e.g. blobs/sha256/ab/ab12…
-//	uploads/<id>/data                           bytes received so far by upload session <id>
-//	uploads/<id>/owner                          what the session was started for (NewUploadFor), if anything
+//	uploads/<id>.data                           bytes received so far by upload session <id>
+//	uploads/<id>.owner                          what the session was started for (NewUploadFor), if anything
 //
 // <alg> is sha256 or sha512. Upload IDs are 26 lowercase base32 characters
 // (128 random bits), so they are URL-safe, unguessable and cannot name a path
@@ -20,9 +20,11 @@
 // against its digest and fsynced, and the directory that receives it is then
 // fsynced too. After a crash, a blob's final path therefore either holds the
 // whole verified blob or does not exist; partial data only lives under
-// uploads/. Open removes what a crash can leave there (session directories
-// without a data file) and keeps the sessions that still have data, because
-// clients can resume them. PurgeUploads removes idle sessions.
+// uploads/. Open removes what a crash can leave there (owner files without
+// a data file, anything else that is not a session) and keeps the sessions
+// that still have data, because clients can resume them; it moves sessions
+// of the earlier layout, a directory per session, to this one. PurgeUploads
+// removes idle sessions.
 //
 // # Upload sessions
 //

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -254,7 +255,8 @@ func TestOpenUploadBadID(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(root, "x", dataFile), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "x.data"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "x", legacyDataFile), nil, 0o644)
 	for _, id := range []string{
 		"",
 		"../x",
@@ -433,7 +435,7 @@ func TestConcurrentAppends(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		data, err := os.ReadFile(filepath.Join(s.uploadsDir, u.ID(), dataFile))
+		data, err := os.ReadFile(filepath.Join(s.uploadsDir, u.ID()+dataSuffix))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -484,7 +486,7 @@ func TestPurgeUploads(t *testing.T) {
 			t.Fatal(err)
 		}
 		old := time.Now().Add(-age)
-		if err := os.Chtimes(filepath.Join(root, "uploads", u.ID(), dataFile), old, old); err != nil {
+		if err := os.Chtimes(filepath.Join(root, "uploads", u.ID()+dataSuffix), old, old); err != nil {
 			t.Fatal(err)
 		}
 		if !keepOpen {
@@ -529,23 +531,38 @@ func TestOpenRecoversUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.Close()
-	// What a crash can leave behind: a session directory without data (the
-	// process died after a commit's rename, or while cancelling), and junk.
+	owned, err := s.NewUploadFor(ctx, "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned.Close()
+	// What a crash can leave behind: the owner file of a session whose data
+	// file is gone (the process died after a commit's rename, or while
+	// cancelling), a session directory of the legacy layout without data,
+	// and junk.
 	uploads := filepath.Join(root, "uploads")
 	for _, dir := range []string{newID(), "not-an-id"} {
 		if err := os.Mkdir(filepath.Join(uploads, dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	os.WriteFile(filepath.Join(uploads, newID()+ownerSuffix), []byte("team/other"), 0o644)
 	os.WriteFile(filepath.Join(uploads, "stray"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(uploads, "not-an-id"+dataSuffix), []byte("x"), 0o644)
 
 	s = openStore(t, root)
+	var names []string
 	entries, _ := os.ReadDir(uploads)
-	if len(entries) != 1 || entries[0].Name() != u.ID() {
-		t.Fatalf("uploads/ after Open holds %v, want only %s", entries, u.ID())
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	if got := s.OpenUploads(); got != 1 {
-		t.Fatalf("OpenUploads() = %d, want 1", got)
+	want := []string{u.ID() + dataSuffix, owned.ID() + dataSuffix, owned.ID() + ownerSuffix}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("uploads/ after Open holds %v, want only %v", names, want)
+	}
+	if got := s.OpenUploads(); got != 2 {
+		t.Fatalf("OpenUploads() = %d, want 2", got)
 	}
 	u, err = s.OpenUpload(ctx, u.ID())
 	if err != nil {
@@ -555,6 +572,54 @@ func TestOpenRecoversUploads(t *testing.T) {
 	if u.Size() != int64(len("resumable")) {
 		t.Fatalf("Size() = %d", u.Size())
 	}
+}
+
+// Sessions of the legacy layout (uploads/<id>/data and owner) are moved to
+// the flat one at Open, with their bytes and owner, and can be resumed.
+func TestOpenMovesLegacySessions(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	openStore(t, root) // creates the layout
+	uploads := filepath.Join(root, "uploads")
+	owned, anyone := newID(), newID()
+	for id, owner := range map[string]string{owned: "team/app", anyone: ""} {
+		dir := filepath.Join(uploads, id)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if owner != "" {
+			if err := os.WriteFile(filepath.Join(dir, legacyOwnerFile), []byte(owner), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, legacyDataFile), []byte("partial "+id), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openStore(t, root)
+	if got := s.OpenUploads(); got != 2 {
+		t.Fatalf("OpenUploads() = %d, want the 2 legacy sessions", got)
+	}
+	for id, owner := range map[string]string{owned: "team/app", anyone: ""} {
+		if _, err := os.Stat(filepath.Join(uploads, id)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("legacy directory of %s still there: %v", id, err)
+		}
+		u, err := s.OpenUpload(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Owner() != owner || u.Size() != int64(len("partial "+id)) {
+			t.Errorf("session %s: owner %q size %d, want %q and %d", id, u.Owner(), u.Size(), owner, len("partial "+id))
+		}
+		if _, err := u.Append(ctx, strings.NewReader(" and the rest")); err != nil {
+			t.Fatal(err)
+		}
+		content := "partial " + id + " and the rest"
+		if _, err := u.Commit(ctx, digest.FromString(content)); err != nil {
+			t.Fatalf("commit of a moved session: %v", err)
+		}
+	}
+	assertDirEmpty(t, uploads)
 }
 
 func TestUploadOwnerSurvivesRestart(t *testing.T) {
