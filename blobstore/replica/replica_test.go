@@ -84,6 +84,17 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	return tc
 }
 
+// refuse makes node id's peer server answer 503 to every request, so that
+// copies to it fail. Its listener stays open: a closed one's port can be
+// taken at once by another test process of `go test ./...`, such as
+// another package's peer server, which would store the copies (that made
+// TestWaitDurableFailsClearlyWithoutEnoughNodes fail once).
+func (tc *testCluster) refuse(id string) {
+	tc.srvs[id].Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "out of service", http.StatusServiceUnavailable)
+	})
+}
+
 // setAlive changes gossip's view of a node.
 func (tc *testCluster) setAlive(id string, alive bool) {
 	tc.mu.Lock()
@@ -247,15 +258,13 @@ func TestReadsFetchFromHolders(t *testing.T) {
 
 func TestWaitDurableFailsClearlyWithoutEnoughNodes(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	tc.srvs["node1"].Close()
-	tc.srvs["node2"].Close()
+	tc.refuse("node1")
+	tc.refuse("node2")
 	s := tc.store("node0", 3, 2, false)
 	content, _ := randomBlob(t, 4096)
 	d := clientStores(t, s, content)
 	err := s.WaitDurable(context.Background(), []digest.Digest{d})
 	if err == nil || !strings.Contains(err.Error(), "has 1 of the 2 durable copies") {
-		// The holders say which copy WaitDurable counted (seen once under
-		// -race, not reproduced since).
 		t.Fatalf("got %v, want an error counting 1 of 2 copies; holders %v, copies ok %v failed %v",
 			err, tc.holders(d), copiesOf(t, s, "ok"), copiesOf(t, s, "failed"))
 	}

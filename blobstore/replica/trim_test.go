@@ -137,7 +137,7 @@ func TestRepairTrimsNothingWhileAnOwnerLacksTheBlob(t *testing.T) {
 	content, d := randomBlob(t, 16<<10)
 	owners := tc.ownersOf(d, 2)
 	writers := tc.nonOwners(owners)[:2]
-	tc.srvs[owners[1]].Close() // copies to it fail
+	tc.refuse(owners[1]) // copies to it fail
 	for _, w := range writers {
 		clientStores(t, tc.store(w, 2, 2, false), content)
 	}
