@@ -218,11 +218,11 @@ func TestClusterFormsOnce(t *testing.T) {
 	}
 	for _, n := range tc.nodes {
 		// Every node bootstrapped the same configuration, or none: the log
-		// starts with one configuration entry.
+		// starts with one configuration entry. A node that did not
+		// bootstrap gets it from the leader, maybe a moment after the
+		// leader is known.
 		var first raft.Log
-		if err := n.logs.GetLog(1, &first); err != nil {
-			t.Fatal(err)
-		}
+		waitFor(t, 5*time.Second, func() error { return n.logs.GetLog(1, &first) })
 		if first.Type != raft.LogConfiguration {
 			t.Fatalf("node %s: first log entry is %v", n.id, first.Type)
 		}
