@@ -233,10 +233,7 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 
 // A cancelled upload cancels the peers' sessions.
 func TestCancelledUploadCancelsMirrors(t *testing.T) {
-	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
-	tc.store("node1", 3, 2, false)
-	tc.store("node2", 3, 2, false)
+	tc, s := threeNodes(t)
 	ctx := context.Background()
 	u, err := s.NewUpload(ctx)
 	if err != nil {
@@ -277,6 +274,17 @@ func TestCancelledUploadCancelsMirrors(t *testing.T) {
 	if slices.Contains(tc.holders(digest.FromBytes(make([]byte, 1<<20))), "node1") {
 		t.Fatal("a cancelled upload was recorded")
 	}
+}
+
+// threeNodes returns a cluster of 3 nodes, all with R=3 W=2 stores
+// (node0's returned), the others' peer servers relaying through theirs.
+func threeNodes(t *testing.T) (*testCluster, *Store) {
+	t.Helper()
+	tc := newTestCluster(t, 3)
+	s := tc.store("node0", 3, 2, false)
+	tc.store("node1", 3, 2, false)
+	tc.store("node2", 3, 2, false)
+	return tc, s
 }
 
 // mirroredSession starts an upload on s and appends content to it through
@@ -326,10 +334,7 @@ func waitStored(t *testing.T, tc *testCluster, id string, d digest.Digest) {
 // commits its own, so that their fsyncs overlap; the copies are then
 // handed to the link as usual.
 func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
-	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
-	tc.store("node1", 3, 2, false)
-	tc.store("node2", 3, 2, false)
+	tc, s := threeNodes(t)
 	ctx := context.Background()
 	content, d := randomBlob(t, 1<<20)
 	u := mirroredSession(t, tc, s, content, "node1", "node2")
@@ -369,10 +374,7 @@ func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
 // on the mirrors; Cancelled drops them, and the session's next bytes start
 // a new mirror whose commit succeeds.
 func TestCommittingAWrongDigestStoresNothing(t *testing.T) {
-	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
-	tc.store("node1", 3, 2, false)
-	tc.store("node2", 3, 2, false)
+	tc, s := threeNodes(t)
 	ctx := context.Background()
 	content, d := randomBlob(t, 256<<10)
 	u := mirroredSession(t, tc, s, content[:len(content)/2], "node1", "node2")
