@@ -21,6 +21,12 @@ const chunkSize = 1 << 20
 // MB/s, with 4 MiB at 67-69 (1 MiB gained nothing more).
 const cachedWindow = 4 << 20
 
+// minChunk is the least an ingest reads before it writes (unless the body
+// ends first). Bytes reach the data file, where a mirror reads them, in
+// pieces of at least this much rather than of a whole chunk: with whole
+// chunks a mirror could not start before a 1 MiB upload had all arrived.
+const minChunk = 256 << 10
+
 // chunks is a pair of streaming buffers, recycled through Store.buffers.
 type chunks [2][]byte
 
@@ -42,7 +48,7 @@ func ingest(ctx context.Context, f *os.File, off int64, h hash.Hash, r io.Reader
 		}
 		// buf[i] is free: its last chunk was hashed before the previous
 		// chunk's hashing started.
-		m, rerr := io.ReadFull(r, buf[i])
+		m, rerr := io.ReadAtLeast(r, buf[i], minChunk)
 		if m > 0 {
 			hasher.wait()
 			hasher.start(buf[i][:m])
