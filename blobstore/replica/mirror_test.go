@@ -330,6 +330,25 @@ func waitStored(t *testing.T, tc *testCluster, id string, d digest.Digest) {
 	}
 }
 
+// commitLocally commits u as blob d on s, as the OCI handler does after
+// Committing, and returns the mirrored copies handed to the link, which
+// then leaves them to the store to record.
+func commitLocally(t *testing.T, s *Store, u *blobstore.Upload, d digest.Digest) []string {
+	t.Helper()
+	ctx := context.Background()
+	size, err := u.Commit(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := s.Committed(ctx, u.ID(), d, size)
+	if copies == nil {
+		t.Fatal("no mirrored copies to hand to the link")
+	}
+	nodes, settle := copies(ctx)
+	settle(false) // the store records them itself
+	return nodes
+}
+
 // Committing lets the whole chain commit its copies before this node
 // commits its own, so that their fsyncs overlap; the copies are then
 // handed to the link as usual.
@@ -347,16 +366,7 @@ func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
 	if _, err := tc.local["node0"].Stat(ctx, d); err == nil {
 		t.Fatal("node0 stores the blob before its own commit")
 	}
-	size, err := u.Commit(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copies := s.Committed(ctx, u.ID(), d, size)
-	if copies == nil {
-		t.Fatal("no mirrored copies to hand to the link")
-	}
-	nodes, settle := copies(ctx)
-	settle(false) // the store records them itself
+	nodes := commitLocally(t, s, u, d)
 	// The link gets the chain's first copy; the relay records the second.
 	if len(nodes) != 1 || (nodes[0] != "node1" && nodes[0] != "node2") {
 		t.Errorf("copies handed to the link %v, want the chain's first node", nodes)
@@ -397,16 +407,7 @@ func TestCommittingAWrongDigestStoresNothing(t *testing.T) {
 	}
 	progress()
 	s.Committing(u.ID(), d, int64(len(content)))
-	size, err := u.Commit(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copies := s.Committed(ctx, u.ID(), d, size)
-	if copies == nil {
-		t.Fatal("the retried commit has no mirror")
-	}
-	nodes, settle := copies(ctx)
-	settle(false)
+	nodes := commitLocally(t, s, u, d)
 	if len(nodes) != 1 {
 		t.Errorf("copies handed to the link %v, want the chain's first node", nodes)
 	}
