@@ -67,25 +67,32 @@ func actor(ctx context.Context) string {
 // authorize checks r against the Authorizer and returns r with the Grant
 // in its context.
 //
-// A request on an open upload session (its PATCH, PUT, GET or DELETE) is
-// first authorized against this node's applied state (Config.LocalReads),
-// which saves it a read index: a round trip to the leader on a follower.
-// Only when that state does not grant the request is it checked again
-// against linearizable state, so a lagging node never refuses what the
-// cluster allows. What it may allow late is bounded: the session was
-// opened by a POST checked linearizably, its ID cannot be guessed and
-// serves one repository, and the manifest PUT that makes a push visible
-// is checked linearizably too. A permission revoked while a session is
-// open stops its requests once this node has applied the revocation,
-// which trails the leader by its replication delay.
+// The requests of a blob upload (see localFirst) are first authorized
+// against this node's applied state (Config.LocalReads), which saves them
+// a read index: a round trip to the leader on a follower. Only when that
+// state does not grant a request is it checked again against
+// linearizable state, so a lagging node never refuses what the cluster
+// allows. What it may allow late is bounded:
+//   - a permission revoked a moment ago still lets its holder upload, and
+//     link, blobs through this node until it has applied the revocation,
+//     which trails the leader by its replication delay (a node cut off
+//     from the leader can link nothing: that is a Raft write);
+//   - a blob linked so is published by nothing: the manifest PUT that
+//     makes a push visible is always checked linearizably, and a blob no
+//     manifest references is garbage-collected;
+//   - a session ID cannot be guessed and serves one repository.
 func (h *Handler) authorize(r *http.Request, rt route) (*http.Request, error) {
 	if h.authz == nil {
 		return r, nil
 	}
 	need, optional := requiredScopes(r, rt)
-	if rt.kind == routeUploadSession && h.localReads != nil {
-		local := r.WithContext(auth.Tentative(h.localReads(r.Context())))
-		if g, err := h.authz.Authorize(local, need, optional...); err == nil {
+	if h.localReads != nil && localFirst(r, rt) {
+		local := h.localReads(r.Context())
+		if g, err := h.authz.Authorize(r.WithContext(auth.Tentative(local)), need, optional...); err == nil {
+			if rt.kind == routeUploadStart {
+				// The POST's own checks read local state too (startUpload).
+				r = r.WithContext(context.WithValue(local, linearizableKey{}, r.Context()))
+			}
 			return withGrant(r, g), nil
 		}
 	}
@@ -94,6 +101,38 @@ func (h *Handler) authorize(r *http.Request, rt route) (*http.Request, error) {
 		return nil, refusalError(err)
 	}
 	return withGrant(r, g), nil
+}
+
+// localFirst reports whether r is authorized on local state first: a
+// request on an open upload session (its PATCH, PUT, GET or DELETE), or
+// the POST that starts an upload, unless it mounts a blob from another
+// repository, whose content it would reveal.
+func localFirst(r *http.Request, rt route) bool {
+	switch rt.kind {
+	case routeUploadSession:
+		return true
+	case routeUploadStart:
+		return !r.URL.Query().Has("mount")
+	}
+	return false
+}
+
+// linearizableKey holds, in the context of a request authorized on local
+// state, the request's own context, whose reads are linearizable.
+type linearizableKey struct{}
+
+// linearizable returns ctx with linearizable reads, and the caller's
+// Grant, if ctx reads local state because its request was authorized on
+// it; else false.
+func linearizable(ctx context.Context) (context.Context, bool) {
+	lin, ok := ctx.Value(linearizableKey{}).(context.Context)
+	if !ok {
+		return nil, false
+	}
+	if g := grantOf(ctx); g != nil {
+		lin = context.WithValue(lin, grantKey{}, g)
+	}
+	return lin, true
 }
 
 // withGrant returns r with g in its context.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/wharf-registry/wharf/api/auth"
 )
 
@@ -19,18 +21,21 @@ func markLocal(ctx context.Context) context.Context {
 
 // staleAuthorizer grants everything against linearizable state, and
 // against local state only while grantLocal is set; it records, for each
-// call, whether it read local state.
+// call, whether it read local state. Its grants refuse, on local state,
+// to prepare writes into a namespace while refuseLocalWrite is set.
 type staleAuthorizer struct {
-	mu         sync.Mutex
-	grantLocal bool
-	calls      []string // "local" or "linearizable", in order
+	mu               sync.Mutex
+	grantLocal       bool
+	refuseLocalWrite bool
+	calls            []string // "local" or "linearizable", in order
 }
+
+func isLocal(ctx context.Context) bool { return ctx.Value(localReadsKey{}) != nil }
 
 func (a *staleAuthorizer) Authorize(r *http.Request, _ []auth.Scope, _ ...auth.Scope) (Grant, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	local := r.Context().Value(localReadsKey{}) != nil
-	if local {
+	if isLocal(r.Context()) {
 		a.calls = append(a.calls, "local")
 		if !a.grantLocal {
 			return nil, &auth.Refusal{Status: http.StatusForbidden, Code: "DENIED", Message: "not granted by this node's state"}
@@ -38,7 +43,7 @@ func (a *staleAuthorizer) Authorize(r *http.Request, _ []auth.Scope, _ ...auth.S
 	} else {
 		a.calls = append(a.calls, "linearizable")
 	}
-	return testGrant{}, nil
+	return testGrant{a}, nil
 }
 
 func (a *staleAuthorizer) take(grantLocal bool) []string {
@@ -49,26 +54,40 @@ func (a *staleAuthorizer) take(grantLocal bool) []string {
 	return calls
 }
 
-type testGrant struct{}
+type testGrant struct{ a *staleAuthorizer }
 
 func (testGrant) User() string                                                  { return "tester" }
 func (testGrant) Superuser() bool                                               { return true }
 func (testGrant) Allowed(context.Context, string, string, string) (bool, error) { return true, nil }
 func (testGrant) MayPull(context.Context, string) (bool, error)                 { return true, nil }
-func (testGrant) PrepareWrite(context.Context, string) error                    { return nil }
 
-// Requests on an open upload session are authorized against local state
+func (g testGrant) PrepareWrite(ctx context.Context, repo string) error {
+	g.a.mu.Lock()
+	defer g.a.mu.Unlock()
+	where := "linearizable"
+	if isLocal(ctx) {
+		where = "local"
+	}
+	g.a.calls = append(g.a.calls, "prepare "+where)
+	if where == "local" && g.a.refuseLocalWrite {
+		return &auth.Refusal{Status: http.StatusForbidden, Code: "DENIED", Message: "namespace unknown to this node"}
+	}
+	return nil
+}
+
+// The requests of a blob upload are authorized against local state
 // first, and against linearizable state only when local state does not
 // grant them; every other request is authorized linearizably.
-func TestUploadSessionRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
-	az := &staleAuthorizer{}
+func TestUploadRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
+	az := &staleAuthorizer{grantLocal: true}
 	ts := newTestServer(t, func(c *Config) {
 		c.Authorizer = az
 		c.LocalReads = markLocal
 	})
+	// Local state grants the POST, and its own checks read it too.
 	loc := ts.startUpload("acme/app")
-	if got := az.take(true); !slices.Equal(got, []string{"linearizable"}) {
-		t.Errorf("POST authorized with %v, want linearizable state only", got)
+	if got := az.take(true); !slices.Equal(got, []string{"local", "prepare local"}) {
+		t.Errorf("POST granted locally authorized with %v, want local state only", got)
 	}
 
 	// Local state grants the PATCH: no linearizable check.
@@ -86,9 +105,49 @@ func TestUploadSessionRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
 		t.Errorf("GET refused locally authorized with %v, want local, then linearizable", got)
 	}
 
+	// Nor the POST: checked again, with its own checks, linearizably.
+	ts.startUpload("acme/app")
+	if got := az.take(true); !slices.Equal(got, []string{"local", "linearizable", "prepare linearizable"}) {
+		t.Errorf("POST refused locally authorized with %v, want local, then linearizable", got)
+	}
+
+	// A mount reveals another repository's content: never authorized on
+	// local state.
+	d := digest.FromString("not stored")
+	resp = ts.do(request{method: http.MethodPost, path: "/v2/acme/app/blobs/uploads/?mount=" + d.String() + "&from=acme/other"})
+	wantStatus(t, resp, http.StatusAccepted)
+	if got := az.take(true); !slices.Equal(got, []string{"linearizable", "prepare linearizable"}) {
+		t.Errorf("mount POST authorized with %v, want linearizable state only", got)
+	}
+
 	// A manifest is never authorized on local state.
 	ts.get("/v2/acme/app/manifests/latest")
 	if got := az.take(true); !slices.Equal(got, []string{"linearizable"}) {
 		t.Errorf("manifest GET authorized with %v, want linearizable state only", got)
+	}
+}
+
+// A POST authorized on local state whose own checks fail there (here, a
+// namespace this node does not know yet) is checked again on
+// linearizable state, so a lagging node refuses nothing the cluster
+// allows; the same refusal on linearizable state is final.
+func TestUploadStartRechecksLinearizablyWhatLocalStateRefuses(t *testing.T) {
+	az := &staleAuthorizer{grantLocal: true, refuseLocalWrite: true}
+	ts := newTestServer(t, func(c *Config) {
+		c.Authorizer = az
+		c.LocalReads = markLocal
+	})
+	ts.startUpload("acme/app")
+	want := []string{"local", "prepare local", "prepare linearizable"}
+	if got := az.take(true); !slices.Equal(got, want) {
+		t.Errorf("POST refused by local checks made %v, want %v", got, want)
+	}
+
+	// Without local reads there is no second chance to give.
+	strict := &staleAuthorizer{grantLocal: true, refuseLocalWrite: true}
+	ts = newTestServer(t, func(c *Config) { c.Authorizer = strict })
+	ts.startUpload("acme/app")
+	if got := strict.take(true); !slices.Equal(got, []string{"linearizable", "prepare linearizable"}) {
+		t.Errorf("POST without local reads made %v, want linearizable checks only", got)
 	}
 }

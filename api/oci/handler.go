@@ -51,7 +51,7 @@ type Config struct {
 	Authorizer Authorizer
 	// LocalReads, if set, derives a context whose reads see this node's
 	// applied state without waiting for a read index (in a cluster,
-	// cluster.WithLocalReads). Requests on an open upload session are
+	// cluster.WithLocalReads). The requests of a blob upload are
 	// authorized against that state first, and against linearizable state
 	// only if it does not grant them: see authorize.
 	LocalReads func(context.Context) context.Context

@@ -20,11 +20,18 @@ import (
 // the start of an upload session.
 func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
-	if err := h.checkPushName(ctx, rt.name); err != nil {
-		return err
-	}
-	if err := h.prepareWrite(ctx, rt.name); err != nil {
-		return err
+	if err := h.checkPush(ctx, rt.name); err != nil {
+		// Checked on this node's state (authorize): a lagging node must
+		// not refuse what the cluster allows, so check again on
+		// linearizable state.
+		lin, ok := linearizable(ctx)
+		if !ok {
+			return err
+		}
+		ctx, r = lin, r.WithContext(lin)
+		if err := h.checkPush(ctx, rt.name); err != nil {
+			return err
+		}
 	}
 	q := r.URL.Query()
 	if q.Has("mount") {
@@ -43,6 +50,16 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	defer h.release(ctx, u)
 	h.writeUploadStatus(w, rt.name, u, http.StatusAccepted)
 	return nil
+}
+
+// checkPush checks, before any bytes are sent, that the caller may push
+// to repo: that its name breaks no namespace rule, and that its namespace
+// exists, or that the caller may create it, which it then does.
+func (h *Handler) checkPush(ctx context.Context, repo string) error {
+	if err := h.checkPushName(ctx, repo); err != nil {
+		return err
+	}
+	return h.prepareWrite(ctx, repo)
 }
 
 // checkPushName refuses, before any bytes are sent, a push to a repository

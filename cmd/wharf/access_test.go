@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -531,4 +534,74 @@ func TestSigningKeyRotation(t *testing.T) {
 			t.Errorf("token of the previous key on %s: HTTP %d", n.host(), status)
 		}
 	}
+}
+
+// TestRoleChangesReachUploadsThroughEveryNode: blob uploads are authorized
+// on the serving node's applied state first (oci's authorize), so a role
+// granted through one node must still let its holder start uploads through
+// another node at once, however far that node lags; and once a role is
+// revoked, nothing pushed through any node is published.
+func TestRoleChangesReachUploadsThroughEveryNode(t *testing.T) {
+	nodes := startAccessNodes(t, 3)
+	a := nodes[0]
+	ctx := context.Background()
+	admin := accAccess(a, "admin", accAdminPassword)
+	if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "dev", Password: "dev-password"})); err != nil {
+		t.Fatal(err)
+	}
+	ref := accRef(t, a, "acme/app:v1")
+	if err := remote.Write(ref, accImage(t), keychainOf("admin", accAdminPassword)); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref, keychainOf("admin", accAdminPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := &wharfv1.RoleGrant{Role: "collaborator", Namespace: "acme", User: "dev"}
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	configDigest := digestOf(config)
+
+	as := func(method, u string, body []byte, header ...string) (int, []byte) {
+		req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+		req.SetBasicAuth("dev", "dev-password")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		status, _, respBody := accDo(t, req)
+		return status, respBody
+	}
+	for round, n := range nodes[1:] {
+		if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{Grant: grant})); err != nil {
+			t.Fatal(err)
+		}
+		// At once, through another node: a session, and a monolithic upload.
+		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusAccepted {
+			t.Fatalf("round %d: POST just after the grant, through %s: HTTP %d %s", round, n.host(), status, body)
+		}
+		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/?digest="+configDigest, config,
+			"Content-Type", "application/octet-stream"); status != http.StatusCreated {
+			t.Fatalf("round %d: monolithic POST just after the grant, through %s: HTTP %d %s", round, n.host(), status, body)
+		}
+
+		if _, err := admin.RevokeRole(ctx, connect.NewRequest(&wharfv1.RevokeRoleRequest{Grant: grant})); err != nil {
+			t.Fatal(err)
+		}
+		// At once: the manifest that would publish a push is refused.
+		tag := fmt.Sprintf("/v2/acme/app/manifests/after-revoke-%d", round)
+		if status, body := as(http.MethodPut, n.srv.URL+tag, desc.Manifest, "Content-Type", string(desc.MediaType)); status != http.StatusForbidden {
+			t.Fatalf("round %d: manifest PUT just after the revocation, through %s: HTTP %d %s, want 403", round, n.host(), status, body)
+		}
+		// And once the node has applied the revocation, so are uploads.
+		if err := n.reg.node.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusForbidden {
+			t.Fatalf("round %d: POST after the revocation applied on %s: HTTP %d %s, want 403", round, n.host(), status, body)
+		}
+	}
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
