@@ -9,6 +9,7 @@ BENCHTIME ?= 3x
 BUF_VERSION          := v1.75.0
 PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition bench bench-rss bench-cluster generate clean
 
@@ -24,10 +25,11 @@ build:
 ## test: everything CI checks
 test: lint unit fuzz conformance e2e e2e-cluster e2e-partition
 
-## lint: gofmt and go vet must be clean
+## lint: gofmt, go vet and staticcheck must be clean
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 ## unit: unit, integration and crash tests of every package
 unit:
