@@ -131,6 +131,16 @@ func (n *Node) BlobLinked(ctx context.Context, repo string, d digest.Digest) (in
 	return f.BlobLinked(repo, d)
 }
 
+// RepositoriesLinking returns up to n repositories blob d is linked into,
+// after last in lexical order.
+func (n *Node) RepositoriesLinking(ctx context.Context, d digest.Digest, last string, limit int) ([]string, error) {
+	f, err := n.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return f.RepositoriesLinking(d, last, limit)
+}
+
 // PutManifest commits a manifest and its tags.
 func (n *Node) PutManifest(ctx context.Context, op *fsmv1.PutManifest) error {
 	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: op}})

@@ -430,6 +430,21 @@ func (f *FSM) BlobReferences(d digest.Digest) (links, manifests int, err error) 
 	return links, manifests, nil
 }
 
+// RepositoriesLinking returns up to n repositories blob d is linked into,
+// after last in lexical order; n <= 0 means no limit.
+func (f *FSM) RepositoriesLinking(d digest.Digest, last string, n int) ([]string, error) {
+	var repos []string
+	err := f.view(func(r pebble.Reader) error {
+		var err error
+		repos, err = listNames(r, linkRefKey(string(d), ""), last, n)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repositories linking blob %s: %w", d, err)
+	}
+	return repos, nil
+}
+
 // UnreferencedSince returns when blob d became unreferenced, or ok == false
 // if it has no unreferenced record.
 func (f *FSM) UnreferencedSince(d digest.Digest) (nanos int64, ok bool, err error) {

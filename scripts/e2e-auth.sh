@@ -6,7 +6,8 @@
 #  3. a user without a role cannot push;
 #  4. a publisher's push creates the namespace and makes them its owner;
 #  5. a collaborator pushes to an existing repository but cannot create one;
-#  6. a public repository is pulled anonymously, a private one is not;
+#  6. a public repository is pulled anonymously, a private one is not, and
+#     the anonymous catalog and podman search list the public ones only;
 #  7. an API token works as a podman password, within its scope.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/podman.sh"
@@ -107,7 +108,12 @@ logout
 must_fail "unauthorized" "${PODMAN[@]}" pull -q "${TLS[@]}" "$REG/carol/web:v1"
 catalog=$(curl -fsS -u erin:erin-password "http://$REG/v2/_catalog")
 [ "$catalog" = '{"repositories":["carol/app"]}' ] || die "erin's catalog (no role): $catalog"
-pass "anonymous pull of public carol/app; private carol/web refused; catalog filtered"
+anon=$(curl -fsS "http://$REG/v2/_catalog")
+[ "$anon" = '{"repositories":["carol/app"]}' ] || die "anonymous catalog: $anon"
+found=$("${PODMAN[@]}" search "${TLS[@]}" --format '{{.Name}}' "$REG/carol" 2>&1) || die "anonymous podman search: $found"
+grep -qx "$REG/carol/app" <<<"$found" || die "anonymous podman search lists: $found"
+grep -q "carol/web" <<<"$found" && die "anonymous podman search lists the private carol/web: $found"
+pass "anonymous pull of public carol/app; private carol/web refused; catalog and podman search list public ones only"
 
 log "7. an API token as the podman password"
 token=$(wharf_as carol carol-password token create --namespace carol --actions pull,push --expires 1h 2>/dev/null)

@@ -142,46 +142,39 @@ func tentative(ctx context.Context) bool { return ctx.Value(tentativeKey{}) != n
 // wrapping ErrBadCredentials or ErrThrottled; other errors are faults of
 // the store. Bearer credentials are not its business.
 func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller, error) {
-	c, _, err := a.authenticate(r, creds)
-	return c, err
-}
-
-// authenticate is Authenticate, and also returns the user record a
-// password matched (nil for an API token or an anonymous caller).
-func (a *Authenticator) authenticate(r *http.Request, creds Credentials) (Caller, *fsmv1.User, error) {
 	switch creds.Scheme {
 	case SchemeNone:
-		return Caller{}, nil, nil
+		return Caller{}, nil
 	case SchemeBasic:
 	default:
-		return Caller{}, nil, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
+		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
 	}
 	now, src := a.now(), a.addr(r)
 	if err := a.throttled(creds.Username, src, now); err != nil {
 		if !tentative(r.Context()) {
 			Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
 		}
-		return Caller{}, nil, err
+		return Caller{}, err
 	}
-	c, u, method, err := a.check(r.Context(), creds, now)
+	c, method, err := a.check(r.Context(), creds, now)
 	if errors.Is(err, ErrBadCredentials) && tentative(r.Context()) {
-		return Caller{}, nil, err
+		return Caller{}, err
 	}
 	if errors.Is(err, ErrBadCredentials) {
 		a.users.fail(creds.Username, now)
 		a.source.fail(src, now)
 		Audit(a.log, "login_failed", creds.Username, "registry", "source", src, "method", method)
-		return Caller{}, nil, err
+		return Caller{}, err
 	}
 	if err != nil {
-		return Caller{}, nil, err
+		return Caller{}, err
 	}
 	attrs := []any{"source", src, "method", method}
 	if c.Token != nil {
 		attrs = append(attrs, "token_id", c.Token.GetId())
 	}
 	Audit(a.log, "login", c.User, "registry", attrs...)
-	return c, u, nil
+	return c, nil
 }
 
 func (a *Authenticator) throttled(user, src string, now time.Time) error {
@@ -194,37 +187,37 @@ func (a *Authenticator) throttled(user, src string, now time.Time) error {
 }
 
 // check verifies creds and names the method used ("password" or
-// "api_token"); for a password, it returns the user record it matched.
-func (a *Authenticator) check(ctx context.Context, creds Credentials, now time.Time) (Caller, *fsmv1.User, string, error) {
+// "api_token").
+func (a *Authenticator) check(ctx context.Context, creds Credentials, now time.Time) (Caller, string, error) {
 	if id, secret, ok := ParseAPIToken(creds.Password); ok {
 		c, err := a.checkAPIToken(ctx, creds.Username, id, secret, now)
-		return c, nil, "api_token", err
+		return c, "api_token", err
 	}
-	c, u, err := a.checkPassword(ctx, creds.Username, creds.Password)
-	return c, u, "password", err
+	c, err := a.checkPassword(ctx, creds.Username, creds.Password)
+	return c, "password", err
 }
 
-func (a *Authenticator) checkPassword(ctx context.Context, name, password string) (Caller, *fsmv1.User, error) {
+func (a *Authenticator) checkPassword(ctx context.Context, name, password string) (Caller, error) {
 	u, err := a.store.User(ctx, name)
 	if err != nil && !errors.Is(err, fsm.ErrNotFound) {
-		return Caller{}, nil, err
+		return Caller{}, err
 	}
 	hash := u.GetPasswordHash()
 	if hash == "" {
 		hash = dummyHash // unknown user or no password: take as long, then refuse
 	}
 	if u.GetPasswordHash() != "" && a.verified.hit(hash, password, a.now()) {
-		return Caller{User: u.GetName()}, u, nil
+		return Caller{User: u.GetName(), login: passwordLogin(u)}, nil
 	}
 	ok, err := CheckPassword(hash, password)
 	if err != nil {
 		a.log.Error("stored password hash is unusable", "user", name, "error", err)
 	}
 	if !ok || u.GetPasswordHash() == "" {
-		return Caller{}, nil, ErrBadCredentials
+		return Caller{}, ErrBadCredentials
 	}
 	a.verified.add(hash, password, a.now())
-	return Caller{User: u.GetName()}, u, nil
+	return Caller{User: u.GetName(), login: passwordLogin(u)}, nil
 }
 
 func (a *Authenticator) checkAPIToken(ctx context.Context, user, id, secret string, now time.Time) (Caller, error) {
@@ -239,7 +232,14 @@ func (a *Authenticator) checkAPIToken(ctx context.Context, user, id, secret stri
 	if !valid || t.GetOwner() != user || now.UnixNano() >= t.GetExpiresUnixNanos() {
 		return Caller{}, ErrBadCredentials
 	}
-	return Caller{User: t.GetOwner(), Token: t}, nil
+	u, err := a.store.User(ctx, user)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, ErrBadCredentials // deleted with its tokens a moment ago
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	return Caller{User: t.GetOwner(), Token: t, login: tokenLogin(u, t)}, nil
 }
 
 // Audit writes an audit log line: what happened, who did it (actor, empty

@@ -107,7 +107,7 @@ func (h *Handler) mint(r *http.Request, c Caller, scopes []Scope) (string, []Sco
 			granted = append(granted, g)
 		}
 	}
-	token, issued, err := h.tokens.Issue(r.Context(), c.User, granted)
+	token, issued, err := h.tokens.Issue(r.Context(), c, granted)
 	if err != nil {
 		h.log.Error("token request failed", "user", c.User, "error", err)
 		return "", nil, time.Time{}, errSignFault

@@ -111,7 +111,7 @@ func TestTokenGrants(t *testing.T) {
 		{"star asks for everything", collab, []string{"repository:acme/app:*"}, []string{"repository:acme/app:pull,push"}},
 		{"mount adds pull on from", collab, []string{"repository:acme/app:pull,push", "repository:acme/pub:pull"}, []string{"repository:acme/app:pull,push", "repository:acme/pub:pull"}},
 		{"catalog", collab, []string{"registry:catalog:*"}, []string{"registry:catalog:*"}},
-		{"anonymous catalog", "", []string{"registry:catalog:*"}, []string{}},
+		{"anonymous catalog (then filtered to public repositories)", "", []string{"registry:catalog:*"}, []string{"registry:catalog:*"}},
 		{"publisher creates a namespace", basic("pub", "pw-pub"), []string{"repository:newns/app:pull,push"}, []string{"repository:newns/app:pull,push"}},
 		{"no role", basic("nobody", "pw-nobody"), []string{"repository:acme/app:pull,push"}, []string{}},
 		{"api token limits actions", basic("collab", s.apiTok), []string{"repository:acme/app:pull,push"}, []string{"repository:acme/app:pull"}},

@@ -23,8 +23,12 @@ const clockSkew = 30 * time.Second
 // Claims are the claims of a registry token.
 type Claims struct {
 	jwt.RegisteredClaims
-	// Access is what the token allows, one entry per resource.
+	// Access is what the token allows, one entry per resource, at most:
+	// each use checks again what the caller may do now.
 	Access []Scope `json:"access"`
+	// Login is what the caller logged in with; zero for an anonymous
+	// caller.
+	Login
 }
 
 // Allows reports whether c grants action on resource typ/name.
@@ -81,9 +85,9 @@ func NewTokens(cfg TokensConfig) *Tokens {
 	return t
 }
 
-// Issue signs a token for subject (empty for anonymous) granting access.
-// It returns the token and its issue time.
-func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (string, time.Time, error) {
+// Issue signs a token for c (anonymous included) granting access. It
+// returns the token and its issue time.
+func (t *Tokens) Issue(ctx context.Context, c Caller, access []Scope) (string, time.Time, error) {
 	now := t.now().Truncate(time.Second)
 	if access == nil {
 		access = []Scope{}
@@ -91,7 +95,7 @@ func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (str
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
-			Subject:   subject,
+			Subject:   c.User,
 			Audience:  jwt.ClaimStrings{t.service},
 			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
 			NotBefore: jwt.NewNumericDate(now),
@@ -99,6 +103,7 @@ func (t *Tokens) Issue(ctx context.Context, subject string, access []Scope) (str
 			ID:        rand.Text(),
 		},
 		Access: access,
+		Login:  c.login,
 	}
 	signed, err := t.sign(ctx, claims)
 	if err != nil {

@@ -72,7 +72,7 @@ func newTestTokens(t testing.TB, service string) (*Tokens, *memKeys, *clock) {
 func TestTokenRoundTrip(t *testing.T) {
 	tokens, keys, _ := newTestTokens(t, "registry.example")
 	access := []Scope{RepositoryScope("acme/app", "pull", "push"), CatalogScope()}
-	raw, _, err := tokens.Issue(context.Background(), "alice", access)
+	raw, _, err := tokens.Issue(context.Background(), Caller{User: "alice"}, access)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,16 +105,16 @@ func TestTokenRoundTrip(t *testing.T) {
 func TestTokensRefused(t *testing.T) {
 	ctx := context.Background()
 	tokens, keys, clk := newTestTokens(t, "registry.example")
-	raw, _, err := tokens.Issue(ctx, "alice", []Scope{RepositoryScope("acme/app", "pull")})
+	raw, _, err := tokens.Issue(ctx, Caller{User: "alice"}, []Scope{RepositoryScope("acme/app", "pull")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	other, _, _ := newTestTokens(t, "other.example")
-	wrongAudience, _, _ := other.Issue(ctx, "alice", nil)
+	wrongAudience, _, _ := other.Issue(ctx, Caller{User: "alice"}, nil)
 	stranger, _, _ := newTestTokens(t, "registry.example") // same names, other key
-	foreignKey, _, _ := stranger.Issue(ctx, "alice", nil)
+	foreignKey, _, _ := stranger.Issue(ctx, Caller{User: "alice"}, nil)
 	wrongIssuer := NewTokens(TokensConfig{Keys: keys.source, Issuer: "evil", Service: "registry.example", Now: clk.Now})
-	badIssuer, _, _ := wrongIssuer.Issue(ctx, "alice", nil)
+	badIssuer, _, _ := wrongIssuer.Issue(ctx, Caller{User: "alice"}, nil)
 
 	parts := strings.Split(raw, ".")
 	tamperedClaims := parts[0] + "." + strings.TrimRight(jwtSegment(t, `{"iss":"wharf","sub":"root","aud":["registry.example"],"exp":9999999999,"access":[]}`), "=") + "." + parts[2]
@@ -155,7 +155,7 @@ func TestNotYetValidTokenRefused(t *testing.T) {
 	ctx := context.Background()
 	tokens, _, clk := newTestTokens(t, "svc")
 	clk.advance(time.Hour)
-	raw, _, _ := tokens.Issue(ctx, "alice", nil)
+	raw, _, _ := tokens.Issue(ctx, Caller{User: "alice"}, nil)
 	clk.advance(-time.Hour)
 	if _, err := tokens.Verify(ctx, raw); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("token from the future: Verify = %v", err)
@@ -166,7 +166,7 @@ func TestRotatedKeyStillVerifies(t *testing.T) {
 	ctx := context.Background()
 	tokens, keys, _ := newTestTokens(t, "svc")
 	first := keys.set.GetCurrentId()
-	old, _, err := tokens.Issue(ctx, "alice", nil)
+	old, _, err := tokens.Issue(ctx, Caller{User: "alice"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestRotatedKeyStillVerifies(t *testing.T) {
 	if _, err := tokens.Verify(ctx, old); err != nil {
 		t.Fatalf("token signed with the previous key: %v", err)
 	}
-	fresh, _, _ := tokens.Issue(ctx, "alice", nil)
+	fresh, _, _ := tokens.Issue(ctx, Caller{User: "alice"}, nil)
 	parsed, _, _ := jwt.NewParser().ParseUnverified(fresh, &Claims{})
 	if kid := parsed.Header["kid"]; kid != second || kid == first {
 		t.Fatalf("new token kid = %v, want %s", kid, second)
@@ -191,7 +191,7 @@ func TestRotatedKeyStillVerifies(t *testing.T) {
 
 func TestIssueWithoutKey(t *testing.T) {
 	tokens := NewTokens(TokensConfig{Keys: (&memKeys{}).source, Issuer: "wharf", Service: "svc"})
-	if _, _, err := tokens.Issue(context.Background(), "alice", nil); !errors.Is(err, errNoSigningKey) {
+	if _, _, err := tokens.Issue(context.Background(), Caller{User: "alice"}, nil); !errors.Is(err, errNoSigningKey) {
 		t.Fatalf("Issue without a key = %v", err)
 	}
 }
@@ -235,7 +235,7 @@ func TestVerifyLocalKeysFallBack(t *testing.T) {
 	fresh.rotate(t) // the cluster rotated; this node has not applied it yet
 	clk := &clock{now: time.Unix(1_800_000_000, 0)}
 	issuer := NewTokens(TokensConfig{Keys: fresh.source, Issuer: "wharf", Service: "svc", Now: clk.Now})
-	tok, _, err := issuer.Issue(context.Background(), "u", nil)
+	tok, _, err := issuer.Issue(context.Background(), Caller{User: "u"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

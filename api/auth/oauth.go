@@ -11,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
-	"github.com/wharf-registry/wharf/fsm"
 )
 
 // This file is the OAuth2 flow of the token endpoint (Docker's "OAuth2
@@ -175,9 +172,8 @@ func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c Caller
-	var user *fsmv1.User
 	if f.GrantType == grantPassword {
-		c, user, err = h.authn.authenticate(r, Credentials{Scheme: SchemeBasic, Username: f.Username, Password: f.Password})
+		c, err = h.authn.Authenticate(r, Credentials{Scheme: SchemeBasic, Username: f.Username, Password: f.Password})
 	} else {
 		c, err = h.authn.AuthenticateRefresh(r, h.tokens, f.RefreshToken)
 	}
@@ -195,10 +191,7 @@ func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn: int(h.tokens.ttl / time.Second), IssuedAt: issued.UTC().Format(time.RFC3339),
 	}
 	if f.Offline && f.GrantType == grantPassword {
-		if resp.RefreshToken, err = h.refreshToken(r, c, user); errors.Is(err, ErrBadCredentials) {
-			h.refuseOAuth(w, f.GrantType, err)
-			return
-		} else if err != nil {
+		if resp.RefreshToken, err = h.refreshToken(r, c); err != nil {
 			h.log.Error("token request failed", "user", c.User, "error", err)
 			writeOAuthError(w, &oauthError{status: http.StatusServiceUnavailable, code: oauthUnavailable, description: errSignFault.Error()})
 			return
@@ -211,20 +204,9 @@ func (h *Handler) serveOAuth(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// refreshToken issues a refresh token for c, who logged in as user with a
-// password, or with an API token (user is then nil).
-func (h *Handler) refreshToken(r *http.Request, c Caller, user *fsmv1.User) (string, error) {
-	if user == nil {
-		var err error
-		user, err = h.store.User(r.Context(), c.User)
-		if errors.Is(err, fsm.ErrNotFound) {
-			return "", fmt.Errorf("%w: the user no longer exists", ErrBadCredentials)
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	tok, err := h.tokens.IssueRefresh(r.Context(), user, c.Token)
+// refreshToken issues a refresh token for c.
+func (h *Handler) refreshToken(r *http.Request, c Caller) (string, error) {
+	tok, err := h.tokens.IssueRefresh(r.Context(), c)
 	if err != nil {
 		return "", err
 	}

@@ -227,7 +227,7 @@ func TestOAuthRefreshRefused(t *testing.T) {
 		{"another service's", func(t *testing.T, s *tokenServer) string {
 			other := NewTokens(TokensConfig{Keys: s.keys.source, Issuer: "wharf", Service: "other.example", Now: s.clk.Now})
 			u, _ := s.h.store.User(ctx, "collab")
-			tok, err := other.IssueRefresh(ctx, u, nil)
+			tok, err := other.IssueRefresh(ctx, Caller{User: u.GetName(), login: passwordLogin(u)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestOAuthRefreshRefused(t *testing.T) {
 		{"foreign key", func(t *testing.T, s *tokenServer) string {
 			stranger, _, _ := newTestTokens(t, service)
 			u, _ := s.h.store.User(ctx, "collab")
-			tok, _ := stranger.IssueRefresh(ctx, u, nil)
+			tok, _ := stranger.IssueRefresh(ctx, Caller{User: u.GetName(), login: passwordLogin(u)})
 			return tok
 		}, http.StatusUnauthorized},
 		{"not a refresh token", func(t *testing.T, s *tokenServer) string {
@@ -486,7 +486,7 @@ func TestRefreshTokenClaims(t *testing.T) {
 	ctx := context.Background()
 	tokens, _, clk := newTestTokens(t, service)
 	u := &fsmv1.User{Name: "alice", Id: 7, PasswordHash: "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA"}
-	raw, err := tokens.IssueRefresh(ctx, u, nil)
+	raw, err := tokens.IssueRefresh(ctx, Caller{User: u.GetName(), login: passwordLogin(u)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,13 +503,13 @@ func TestRefreshTokenClaims(t *testing.T) {
 	}
 	// One issued for an API token ends with it.
 	apiTok := &fsmv1.ApiToken{Id: "tok1", Owner: "alice", ExpiresUnixNanos: clk.Now().Add(time.Hour).UnixNano()}
-	raw, _ = tokens.IssueRefresh(ctx, u, apiTok)
+	raw, _ = tokens.IssueRefresh(ctx, Caller{User: u.GetName(), Token: apiTok, login: tokenLogin(u, apiTok)})
 	if c, err = tokens.VerifyRefresh(ctx, raw); err != nil || c.APIToken != "tok1" || c.Password != "" || !c.ExpiresAt.Equal(clk.Now().Add(time.Hour)) {
 		t.Fatalf("claims = %+v, %v", c, err)
 	}
 
 	// Access and refresh tokens are never taken for one another.
-	access, _, _ := tokens.Issue(ctx, "alice", nil)
+	access, _, _ := tokens.Issue(ctx, Caller{User: "alice"}, nil)
 	if _, err := tokens.VerifyRefresh(ctx, access); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("VerifyRefresh(access token) = %v", err)
 	}
@@ -518,7 +518,7 @@ func TestRefreshTokenClaims(t *testing.T) {
 	}
 	// Not even one crafted with the access token's audience.
 	forged := RefreshClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "wharf", Subject: "alice", Audience: jwt.ClaimStrings{service},
-		ExpiresAt: jwt.NewNumericDate(clk.Now().Add(time.Hour))}, Use: refreshUse, UserID: 7, Password: "x"}
+		ExpiresAt: jwt.NewNumericDate(clk.Now().Add(time.Hour))}, Use: refreshUse, Login: Login{UserID: 7, Password: "x"}}
 	raw, _ = tokens.sign(ctx, forged)
 	if _, err := tokens.VerifyRefresh(ctx, raw); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("VerifyRefresh(refresh claims for the access audience) = %v", err)

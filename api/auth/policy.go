@@ -107,7 +107,8 @@ const (
 	ActionSetVisibility Action = "set_visibility"
 	ActionManageRoles   Action = "manage_roles"
 	// ActionCatalog lists repositories; the list is then filtered to what
-	// the caller may pull.
+	// the caller may pull, so anyone may, anonymous callers included (they
+	// see the public repositories).
 	ActionCatalog Action = "catalog"
 )
 
@@ -118,6 +119,9 @@ type Caller struct {
 	// Token, if the caller authenticated with an API token, limits it to
 	// the token's namespaces and actions.
 	Token *fsmv1.ApiToken
+	// login is what the caller authenticated with, for the tokens issued
+	// to it; zero for an anonymous caller.
+	login Login
 }
 
 // Anonymous reports whether c presented no credentials.
@@ -131,6 +135,9 @@ func Decide(c Caller, a Action, repo string, st fsm.Access) bool {
 	}
 	if !tokenAllows(c.Token, a, st.Namespace) {
 		return false
+	}
+	if a == ActionCatalog && c.Anonymous() {
+		return true
 	}
 	if c.Anonymous() || st.User == nil || st.User.GetName() != c.User {
 		return false // anonymous, or the account is gone

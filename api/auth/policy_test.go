@@ -112,7 +112,7 @@ func TestPermissionMatrix(t *testing.T) {
 		caller Caller
 		want   []bool // in the order of requests
 	}{
-		{"anonymous", Caller{}, []bool{F, T, F, F, F, F, F, F, F}},
+		{"anonymous", Caller{}, []bool{F, T, F, F, F, F, F, F, T}}, // the catalog then lists public repositories
 		{"no role", Caller{User: "nobody"}, []bool{F, T, F, F, F, F, F, F, T}},
 		{"unknown user", Caller{User: "ghost"}, []bool{F, T, F, F, F, F, F, F, F}},
 		{"collaborator", Caller{User: "collab"}, []bool{T, T, F, F, T, F, T, F, T}},

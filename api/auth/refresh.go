@@ -3,18 +3,12 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
-	"github.com/wharf-registry/wharf/fsm"
 )
 
 // RefreshTokenTTL is how long a refresh token of the OAuth2 flow lasts (at
@@ -37,54 +31,35 @@ type RefreshClaims struct {
 	jwt.RegisteredClaims
 	// Use is "refresh".
 	Use string `json:"token_use"`
-	// UserID is the account's ID, never reused: a later account of the
-	// same name does not inherit the token.
-	UserID uint64 `json:"uid"`
-	// APIToken is the ID of the API token the login used; its
-	// restrictions, expiry and revocation hold for every refresh.
-	APIToken string `json:"api_token,omitempty"`
-	// Password, for a password login, fingerprints the password hash the
-	// login matched: changing or removing the password revokes the token.
-	Password string `json:"pwd,omitempty"`
+	Login
 }
 
-// passwordFingerprint names a stored password hash without revealing
-// anything about the password: the hash carries a random salt the token
-// holder does not know.
-func passwordFingerprint(hash string) string {
-	sum := sha256.Sum256([]byte("wharf refresh token\x00" + hash))
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
-}
-
-// IssueRefresh signs a refresh token for user, who logged in with a
-// password, or with apiToken if it is not nil.
-func (t *Tokens) IssueRefresh(ctx context.Context, user *fsmv1.User, apiToken *fsmv1.ApiToken) (string, error) {
-	if user.GetName() == "" {
-		return "", errors.New("issue refresh token: no user")
+// IssueRefresh signs a refresh token for c, a caller that logged in with a
+// password or an API token. One issued for an API token ends with it.
+func (t *Tokens) IssueRefresh(ctx context.Context, c Caller) (string, error) {
+	if c.User == "" || !c.login.bound() {
+		return "", errors.New("issue refresh token: no login")
 	}
 	now := t.now().Truncate(time.Second)
 	exp := now.Add(RefreshTokenTTL)
+	if c.Token != nil {
+		if end := time.Unix(0, c.Token.GetExpiresUnixNanos()); end.Before(exp) {
+			exp = end
+		}
+	}
 	claims := RefreshClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
-			Subject:   user.GetName(),
+			Subject:   c.User,
 			Audience:  jwt.ClaimStrings{refreshAudience(t.service)},
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        rand.Text(),
 		},
-		Use:    refreshUse,
-		UserID: user.GetId(),
+		Use:   refreshUse,
+		Login: c.login,
 	}
-	if apiToken != nil {
-		claims.APIToken = apiToken.GetId()
-		if end := time.Unix(0, apiToken.GetExpiresUnixNanos()); end.Before(exp) {
-			exp = end
-		}
-	} else {
-		claims.Password = passwordFingerprint(user.GetPasswordHash())
-	}
-	claims.ExpiresAt = jwt.NewNumericDate(exp)
 	return t.sign(ctx, claims)
 }
 
@@ -98,7 +73,7 @@ func (t *Tokens) VerifyRefresh(ctx context.Context, raw string) (*RefreshClaims,
 	if err := t.parse(ctx, raw, &claims, refreshAudience(t.service)); err != nil {
 		return nil, err
 	}
-	if claims.Use != refreshUse || claims.Subject == "" || (claims.APIToken == "") == (claims.Password == "") {
+	if claims.Use != refreshUse || claims.Subject == "" || !claims.bound() {
 		return nil, fmt.Errorf("%w: not a refresh token", ErrInvalidToken)
 	}
 	return &claims, nil
@@ -150,32 +125,9 @@ func (c *RefreshClaims) subject() string {
 }
 
 func (a *Authenticator) checkRefresh(ctx context.Context, claims *RefreshClaims, now time.Time) (Caller, error) {
-	u, err := a.store.User(ctx, claims.Subject)
-	if errors.Is(err, fsm.ErrNotFound) {
-		return Caller{}, fmt.Errorf("%w: the user no longer exists", ErrBadCredentials)
+	c, err := claims.check(ctx, a.store, claims.Subject, now)
+	if errors.Is(err, errRevoked) {
+		return Caller{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
-	if err != nil {
-		return Caller{}, err
-	}
-	if u.GetId() != claims.UserID {
-		return Caller{}, fmt.Errorf("%w: the user was deleted and created again", ErrBadCredentials)
-	}
-	if claims.APIToken != "" {
-		t, err := a.store.APIToken(ctx, claims.APIToken)
-		if errors.Is(err, fsm.ErrNotFound) {
-			return Caller{}, fmt.Errorf("%w: the API token was revoked", ErrBadCredentials)
-		}
-		if err != nil {
-			return Caller{}, err
-		}
-		if t.GetOwner() != u.GetName() || now.UnixNano() >= t.GetExpiresUnixNanos() {
-			return Caller{}, fmt.Errorf("%w: the API token expired", ErrBadCredentials)
-		}
-		return Caller{User: u.GetName(), Token: t}, nil
-	}
-	fp := passwordFingerprint(u.GetPasswordHash())
-	if u.GetPasswordHash() == "" || subtle.ConstantTimeCompare([]byte(fp), []byte(claims.Password)) != 1 {
-		return Caller{}, fmt.Errorf("%w: the password changed", ErrBadCredentials)
-	}
-	return Caller{User: u.GetName()}, nil
+	return c, err
 }

@@ -20,6 +20,8 @@ type Registry struct {
 	authn     *Authenticator
 	tokens    *Tokens
 	store     Store
+	local     Store
+	now       func() time.Time
 	service   string
 	publicURL string
 	claim     func(ctx context.Context, namespace, user string) error
@@ -30,7 +32,16 @@ type Registry struct {
 type RegistryConfig struct {
 	Authenticator *Authenticator
 	Tokens        *Tokens
-	Store         Store
+	// Store serves the state that decisions read; on a cluster node, with
+	// linearizable reads.
+	Store Store
+	// Local, if set, serves this node's applied state without a read
+	// index. A Bearer token is first checked against it, and against Store
+	// only when Local refuses it: a revocation applied here takes effect at
+	// once, and a grant this node has not applied yet costs one read index.
+	Local Store
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 	// Service is the token service name, in challenges.
 	Service string
 	// PublicURL, if set, makes the realm of challenges PublicURL/token.
@@ -45,11 +56,17 @@ type RegistryConfig struct {
 // NewRegistry returns the registry API's authorizer.
 func NewRegistry(cfg RegistryConfig) *Registry {
 	r := &Registry{
-		authn: cfg.Authenticator, tokens: cfg.Tokens, store: cfg.Store, service: cfg.Service,
-		publicURL: cfg.PublicURL, claim: cfg.Claim, log: cfg.Logger,
+		authn: cfg.Authenticator, tokens: cfg.Tokens, store: cfg.Store, local: cfg.Local, now: cfg.Now,
+		service: cfg.Service, publicURL: cfg.PublicURL, claim: cfg.Claim, log: cfg.Logger,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.local == nil {
+		r.local = r.store
+	}
+	if r.now == nil {
+		r.now = time.Now
 	}
 	return r
 }
@@ -92,8 +109,9 @@ type Grant struct {
 func (g *Grant) User() string { return g.caller.User }
 
 // Superuser reports whether the caller is a superuser acting with its
-// full rights (a password, or a token the token service issued for it).
-func (g *Grant) Superuser() bool { return g.superuser }
+// full rights: logged in with its password, not an API token, whose
+// confinement holds for superusers too.
+func (g *Grant) Superuser() bool { return g.superuser && g.caller.Token == nil }
 
 // Authorize authenticates r and checks that the caller holds every action
 // of every scope in need (push implies pull; none for /v2/ itself). The
@@ -125,6 +143,10 @@ func (reg *Registry) Authorize(r *http.Request, need []Scope, optional ...Scope)
 	return g, nil
 }
 
+// bearer authorizes a Bearer token: its scopes bound what it allows, and
+// the login it stands for and the caller's roles now decide within them.
+// Both are read from this node's applied state first, then, if that
+// refuses, from linearizable state.
 func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope) (*Grant, error) {
 	claims, err := reg.tokens.Verify(r.Context(), raw)
 	if errors.Is(err, ErrInvalidToken) {
@@ -133,16 +155,18 @@ func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	g := &Grant{reg: reg, caller: Caller{User: claims.Subject}, claims: claims}
-	if g.caller.User != "" {
-		u, err := reg.store.User(r.Context(), g.caller.User)
-		switch {
-		case errors.Is(err, fsm.ErrNotFound):
-			return nil, reg.unauthorized(r, need, optional, ErrorInvalidToken, "the token's user no longer exists")
-		case err != nil:
-			return nil, unavailable(err)
+	if g, err := reg.bearerGrant(r.Context(), reg.local, claims); err == nil {
+		if ok, err := g.holdsIn(r.Context(), reg.local, need); err == nil && ok {
+			return g, nil
 		}
-		g.superuser = u.GetSuperuser()
+	}
+	g, err := reg.bearerGrant(r.Context(), reg.store, claims)
+	if errors.Is(err, errRevoked) {
+		Audit(reg.log, "revoked_token_refused", claims.Subject, "registry", "reason", err.Error())
+		return nil, reg.unauthorized(r, need, optional, ErrorInvalidToken, err.Error()+"; log in again")
+	}
+	if err != nil {
+		return nil, unavailable(err)
 	}
 	ok, err := g.holds(r.Context(), need)
 	if err != nil {
@@ -155,6 +179,26 @@ func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope)
 		}
 		return nil, reg.unauthorized(r, need, optional, ErrorInsufficientScope, msg)
 	}
+	return g, nil
+}
+
+// bearerGrant returns the Grant of a token's claims as store sees the
+// login they stand for, or an error wrapping errRevoked if it no longer
+// holds there.
+func (reg *Registry) bearerGrant(ctx context.Context, store Store, claims *Claims) (*Grant, error) {
+	g := &Grant{reg: reg, claims: claims}
+	if claims.Subject == "" {
+		return g, nil
+	}
+	c, err := claims.check(ctx, store, claims.Subject, reg.now())
+	if err != nil {
+		return nil, err
+	}
+	u, err := store.User(ctx, c.User)
+	if err != nil {
+		return nil, err
+	}
+	g.caller, g.superuser = c, u.GetSuperuser()
 	return g, nil
 }
 
@@ -190,9 +234,14 @@ func (reg *Registry) basic(r *http.Request, creds Credentials, need, optional []
 
 // holds reports whether g holds every action of every scope.
 func (g *Grant) holds(ctx context.Context, scopes []Scope) (bool, error) {
+	return g.holdsIn(ctx, g.reg.store, scopes)
+}
+
+// holdsIn is holds on the state store serves.
+func (g *Grant) holdsIn(ctx context.Context, store Store, scopes []Scope) (bool, error) {
 	for _, sc := range scopes {
 		for _, a := range sc.Actions {
-			ok, err := g.Allowed(ctx, sc.Type, sc.Name, a)
+			ok, err := g.allowedIn(ctx, store, sc.Type, sc.Name, a)
 			if err != nil || !ok {
 				return false, err
 			}
@@ -202,25 +251,27 @@ func (g *Grant) holds(ctx context.Context, scopes []Scope) (bool, error) {
 }
 
 // Allowed reports whether g may do action on resource typ/name: a
-// repository ("pull", "push", "delete") or the catalog.
+// repository ("pull", "push", "delete") or the catalog ("*"). The caller's
+// roles now decide, within a token's scopes: a public pull needs neither.
 func (g *Grant) Allowed(ctx context.Context, typ, name, action string) (bool, error) {
-	if g.claims != nil && (g.claims.Allows(typ, name, action) ||
-		(action == "pull" && g.claims.Allows(typ, name, "push"))) {
-		return true, nil
-	}
-	if g.claims != nil && action != "pull" {
-		return false, nil // only public pulls go beyond a token's scopes
-	}
+	return g.allowedIn(ctx, g.reg.store, typ, name, action)
+}
+
+func (g *Grant) allowedIn(ctx context.Context, store Store, typ, name, action string) (bool, error) {
 	repo, a := name, Action(action)
 	if typ == TypeRegistry {
 		repo, a = "", ActionCatalog
 	}
-	st, err := g.reg.store.Access(ctx, g.caller.User, repo)
+	st, err := store.Access(ctx, g.caller.User, repo)
 	if err != nil {
 		return false, unavailable(err)
 	}
-	if g.claims != nil {
-		return st.Public, nil
+	if a == ActionPull && st.Public {
+		return true, nil
+	}
+	if g.claims != nil && !g.claims.Allows(typ, name, action) &&
+		!(action == "pull" && g.claims.Allows(typ, name, "push")) {
+		return false, nil
 	}
 	return Decide(g.caller, a, repo, st), nil
 }
@@ -228,7 +279,7 @@ func (g *Grant) Allowed(ctx context.Context, typ, name, action string) (bool, er
 // MayPull reports whether g may pull repo, for listings filtered to what
 // the caller can see: with its permissions now, not a token's scopes.
 func (g *Grant) MayPull(ctx context.Context, repo string) (bool, error) {
-	if g.superuser {
+	if g.Superuser() {
 		return true, nil
 	}
 	st, err := g.reg.store.Access(ctx, g.caller.User, repo)
@@ -249,7 +300,7 @@ func (g *Grant) PrepareWrite(ctx context.Context, repo string) error {
 	if st.NamespaceExists {
 		return nil
 	}
-	if !Decide(Caller{User: g.caller.User, Token: g.caller.Token}, ActionPush, repo, st) {
+	if !Decide(g.caller, ActionPush, repo, st) {
 		return &Refusal{Status: http.StatusForbidden, Code: "DENIED",
 			Message: fmt.Sprintf("namespace %q does not exist and %q may not create namespaces; ask an administrator for the publisher role or a namespace", st.Namespace, g.caller.User)}
 	}

@@ -3,9 +3,12 @@ package oci
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/api/auth"
 )
@@ -188,24 +191,47 @@ func (h *Handler) prepareWrite(ctx context.Context, repo string) error {
 	return refusalError(g.PrepareWrite(ctx, repo))
 }
 
-// mayMount reports whether the caller may mount a blob from repository
-// from, or, with from empty, from anywhere in the store (superusers only:
-// a digest alone must not open private content).
-func (h *Handler) mayMount(ctx context.Context, from string) (bool, error) {
+// maxMountSources bounds how many repositories holding a blob a mount by
+// digest alone looks at for one the caller may pull.
+const maxMountSources = 1000
+
+// mayMount reports whether the caller may mount blob d from repository
+// from, or, with from empty, from wherever it is stored: the caller must
+// be allowed to pull from (or, by digest alone, one of the repositories
+// the blob is linked into) with its own permissions now, under its API
+// token's confinement, so that a digest never opens content the caller
+// could not read. A superuser logged in with its password may mount any
+// stored blob.
+func (h *Handler) mayMount(ctx context.Context, d digest.Digest, from string) (bool, error) {
 	g := grantOf(ctx)
-	if g == nil {
+	switch {
+	case g == nil:
+		return true, nil
+	case from != "":
+		// The caller's own permission on the source, not only its token's
+		// scopes: clients reuse a push token for mounts.
+		ok, err := g.MayPull(ctx, from)
+		return ok, refusalError(err)
+	case g.Superuser():
 		return true, nil
 	}
-	if from == "" {
-		return g.Superuser(), nil
+	last := ""
+	for seen := 0; seen < maxMountSources; {
+		repos, err := h.meta.RepositoriesLinking(ctx, d, last, min(100, maxMountSources-seen))
+		if err != nil {
+			return false, fmt.Errorf("look up repositories holding blob %s: %w", d, err)
+		}
+		for _, repo := range repos {
+			if ok, err := g.MayPull(ctx, repo); err != nil || ok {
+				return ok, refusalError(err)
+			}
+		}
+		if len(repos) == 0 {
+			break
+		}
+		seen, last = seen+len(repos), repos[len(repos)-1]
 	}
-	// The caller's own permission on the source, not only its token's
-	// scopes: clients reuse a push token for mounts.
-	ok, err := g.MayPull(ctx, from)
-	if err != nil {
-		return false, refusalError(err)
-	}
-	return ok, nil
+	return false, nil
 }
 
 // visible filters repository names to those the caller may pull.

@@ -35,6 +35,9 @@ type Metadata interface {
 	Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmv1.Manifest, error)
 	// BlobLinked reports whether blob d is part of repo, and its size.
 	BlobLinked(ctx context.Context, repo string, d digest.Digest) (size int64, ok bool, err error)
+	// RepositoriesLinking returns up to n repositories blob d is linked
+	// into, after last in lexical order.
+	RepositoriesLinking(ctx context.Context, d digest.Digest, last string, n int) ([]string, error)
 
 	// PutManifest commits a manifest and its tags.
 	PutManifest(ctx context.Context, cmd *fsmv1.PutManifest) error

@@ -76,18 +76,25 @@ func (h *Handler) checkPushName(ctx context.Context, repo string) error {
 }
 
 // mountBlob links an existing blob into repo: from the repository named by
-// ?from= if the blob is linked there, or, without ?from=, from the store if
-// the blob is there at all. It reports false, without error, when there is
-// nothing to mount and the client should get an upload session instead.
+// ?from= if the blob is linked there, or, without ?from=, from any
+// repository the caller may pull that it is linked into. It reports false,
+// without error, when there is nothing to mount (or nothing the caller may
+// mount) and the client should get an upload session instead.
 func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo string, q url.Values) (bool, error) {
 	d, err := parseDigest(q.Get("mount"))
 	if err != nil {
 		return false, err
 	}
-	if ok, err := h.mayMount(ctx, q.Get("from")); err != nil || !ok {
+	from := q.Get("from")
+	if from != "" {
+		if err := validateName(from); err != nil {
+			return false, err
+		}
+	}
+	if ok, err := h.mayMount(ctx, d, from); err != nil || !ok {
 		return false, err // not allowed: upload the blob instead
 	}
-	size, ok, err := h.mountable(ctx, d, q.Get("from"))
+	size, ok, err := h.mountable(ctx, d, from)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -101,9 +108,6 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 // mountable reports whether blob d can be mounted, and its size.
 func (h *Handler) mountable(ctx context.Context, d digest.Digest, from string) (int64, bool, error) {
 	if from != "" {
-		if err := validateName(from); err != nil {
-			return 0, false, err
-		}
 		_, ok, err := h.meta.BlobLinked(ctx, from, d)
 		if err != nil {
 			return 0, false, fmt.Errorf("look up blob %s in %s: %w", d, from, err)

@@ -68,7 +68,8 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 		tokens: tokens,
 		token:  auth.NewHandler(auth.HandlerConfig{Authenticator: authn, Store: node, Tokens: tokens, Service: service, Logger: log}),
 		registry: auth.NewRegistry(auth.RegistryConfig{
-			Authenticator: authn, Tokens: tokens, Store: node, Service: service, PublicURL: o.publicURL, Logger: log,
+			Authenticator: authn, Tokens: tokens, Store: node, Local: auth.FSMStore(node.FSM()),
+			Service: service, PublicURL: o.publicURL, Logger: log,
 			Claim: func(ctx context.Context, ns, user string) error {
 				_, err := node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: ns, User: user}}})
 				return err

@@ -1,0 +1,108 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm"
+)
+
+// Login is what a signed token stands for: the account, by its ID, which is
+// never reused, and what it logged in with, an API token or a password.
+// Access and refresh tokens carry it, and each use of one checks it against
+// the state (Login.check), so that deleting the account, revoking the API
+// token or changing the password ends every token issued for it, on every
+// node, as soon as that node has applied the change.
+type Login struct {
+	// UserID is the account's ID: a later account of the same name does
+	// not inherit the token.
+	UserID uint64 `json:"uid,omitempty"`
+	// APIToken is the ID of the API token the login used; its
+	// restrictions, expiry and revocation hold for every use.
+	APIToken string `json:"api_token,omitempty"`
+	// Password, for a password login, fingerprints the password hash the
+	// login matched: changing or removing the password revokes the token.
+	Password string `json:"pwd,omitempty"`
+}
+
+// passwordLogin is the Login of user, who gave its password.
+func passwordLogin(u *fsmv1.User) Login {
+	return Login{UserID: u.GetId(), Password: passwordFingerprint(u.GetPasswordHash())}
+}
+
+// tokenLogin is the Login of user, who gave API token t.
+func tokenLogin(u *fsmv1.User, t *fsmv1.ApiToken) Login {
+	return Login{UserID: u.GetId(), APIToken: t.GetId()}
+}
+
+// bound reports whether l names what it stands for: exactly one of an API
+// token or a password, of a known account.
+func (l Login) bound() bool {
+	return l.UserID != 0 && (l.APIToken == "") != (l.Password == "")
+}
+
+// passwordFingerprint names a stored password hash without revealing
+// anything about the password: the hash carries a random salt the token
+// holder does not know.
+func passwordFingerprint(hash string) string {
+	sum := sha256.Sum256([]byte("wharf refresh token\x00" + hash))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// errRevoked wraps every reason a token's Login no longer holds.
+var errRevoked = errors.New("the login this token stands for no longer holds")
+
+// check returns the caller that l, a login of user subject, stands for now
+// in store: the account still exists (the same one), its password is
+// unchanged, or the API token is still valid, whose restrictions the
+// caller then carries. It refuses with an error wrapping errRevoked; other
+// errors are faults of the store.
+func (l Login) check(ctx context.Context, store Store, subject string, now time.Time) (Caller, error) {
+	if !l.bound() {
+		return Caller{}, fmt.Errorf("%w: the token names no login (issued before an upgrade?)", errRevoked)
+	}
+	u, err := store.User(ctx, subject)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, fmt.Errorf("%w: user %q no longer exists", errRevoked, subject)
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	if u.GetId() != l.UserID {
+		return Caller{}, fmt.Errorf("%w: user %q was deleted and created again", errRevoked, subject)
+	}
+	c := Caller{User: u.GetName(), login: l}
+	if l.APIToken != "" {
+		if c.Token, err = liveAPIToken(ctx, store, u.GetName(), l.APIToken, now); err != nil {
+			return Caller{}, err
+		}
+		return c, nil
+	}
+	fp := passwordFingerprint(u.GetPasswordHash())
+	if u.GetPasswordHash() == "" || subtle.ConstantTimeCompare([]byte(fp), []byte(l.Password)) != 1 {
+		return Caller{}, fmt.Errorf("%w: the password of %q changed", errRevoked, subject)
+	}
+	return c, nil
+}
+
+// liveAPIToken returns API token id of owner if it is neither revoked nor
+// expired, else an error wrapping errRevoked.
+func liveAPIToken(ctx context.Context, store Store, owner, id string, now time.Time) (*fsmv1.ApiToken, error) {
+	t, err := store.APIToken(ctx, id)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, fmt.Errorf("%w: API token %s was revoked", errRevoked, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.GetOwner() != owner || now.UnixNano() >= t.GetExpiresUnixNanos() {
+		return nil, fmt.Errorf("%w: API token %s expired", errRevoked, id)
+	}
+	return t, nil
+}

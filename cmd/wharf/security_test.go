@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/wharf-registry/wharf/api/auth"
+	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
+)
+
+// Regression tests for the findings of a security probe (issue 11): what
+// an API token's confinement and a revocation must stop.
+
+// tokenFor asks node n's token endpoint for a token with scopes, logging
+// in with Basic credentials.
+func tokenFor(t *testing.T, n *accNode, user, password string, scopes ...string) string {
+	t.Helper()
+	q := url.Values{"service": {"wharf"}, "scope": scopes}
+	status, _, body := accGet(t, n.srv.URL+"/token?"+q.Encode(), user, password)
+	if status != http.StatusOK {
+		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)
+	}
+	var tok struct{ Token string }
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
+}
+
+// withAuth sends a request with an Authorization header (empty: none).
+func withAuth(t *testing.T, method, u, authorization string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	return accDo(t, req)
+}
+
+func basicHeader(user, password string) string {
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth(user, password)
+	return req.Header.Get("Authorization")
+}
+
+// createToken creates an API token for user and returns its ID and
+// secret.
+func createToken(t *testing.T, n *accNode, user, password string, namespaces, actions []string) (string, string) {
+	t.Helper()
+	resp, err := accAccess(n, user, password).CreateToken(context.Background(), connect.NewRequest(&wharfv1.CreateTokenRequest{
+		Description: "confined", Namespaces: namespaces, Actions: actions,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Msg.Token.Id, resp.Msg.Secret
+}
+
+// TestConfinedTokenStaysInItsNamespaces: an API token limited to one
+// namespace neither mounts (with or without ?from=) nor lists content of
+// another one that its owner may read, whether it is presented directly
+// or traded for a registry token, and whoever owns it, a superuser
+// included.
+func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
+	n := startAccessNodes(t, 1)[0]
+	ctx := context.Background()
+	admin := accAccess(n, "admin", accAdminPassword)
+	if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "dev", Password: "dev-password"})); err != nil {
+		t.Fatal(err)
+	}
+	secret := accImage(t)
+	for _, ref := range []string{"secret/app:v1", "teama/app:v1"} {
+		if err := remote.Write(accRef(t, n, ref), secret, keychainOf("admin", accAdminPassword)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The layer to steal: pushed to secret/app only.
+	layer := []byte("the secret layer of another namespace")
+	layerDigest := digestOf(layer)
+	if status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/secret/app/blobs/uploads/?digest="+layerDigest,
+		basicHeader("admin", accAdminPassword), layer); status != http.StatusCreated {
+		t.Fatalf("push the secret layer: HTTP %d %s", status, body)
+	}
+	for _, ns := range []string{"secret", "teama"} {
+		if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{
+			Grant: &wharfv1.RoleGrant{Role: "collaborator", Namespace: ns, User: "dev"},
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type caller struct{ user, password string }
+	for _, owner := range []caller{{"admin", accAdminPassword}, {"dev", "dev-password"}} {
+		_, tokSecret := createToken(t, n, owner.user, owner.password, []string{"teama"}, []string{"pull", "push"})
+		bearer := "Bearer " + tokenFor(t, n, owner.user, tokSecret,
+			"repository:teama/app:pull,push", "repository:secret/app:pull", "registry:catalog:*")
+		for what, authorization := range map[string]string{
+			"bearer token":      bearer,
+			"API token (Basic)": basicHeader(owner.user, tokSecret),
+		} {
+			name := owner.user + "'s " + what
+			for _, mount := range []string{"?mount=" + layerDigest + "&from=secret/app", "?mount=" + layerDigest} {
+				status, hdr, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teama/app/blobs/uploads/"+mount, authorization, nil)
+				if status != http.StatusAccepted || hdr.Get("Location") == "" {
+					t.Errorf("%s: POST %s: HTTP %d %s, want 202 and an upload session", name, mount, status, body)
+				}
+			}
+			if status, _, _ := withAuth(t, http.MethodGet, n.srv.URL+"/v2/teama/app/blobs/"+layerDigest, authorization, nil); status != http.StatusNotFound {
+				t.Errorf("%s: GET the secret layer through teama/app: HTTP %d, want 404", name, status)
+			}
+			if status, _, _ := withAuth(t, http.MethodGet, n.srv.URL+"/v2/secret/app/blobs/"+layerDigest, authorization, nil); status/100 != 4 {
+				t.Errorf("%s: GET the secret layer in secret/app: HTTP %d, want a refusal", name, status)
+			}
+			status, _, body := withAuth(t, http.MethodGet, n.srv.URL+"/v2/_catalog", authorization, nil)
+			var catalog struct{ Repositories []string }
+			if err := json.Unmarshal(body, &catalog); status != http.StatusOK || err != nil {
+				t.Fatalf("%s: catalog: HTTP %d %s", name, status, body)
+			}
+			if !slices.Equal(catalog.Repositories, []string{"teama/app"}) {
+				t.Errorf("%s: catalog = %v, want only teama/app", name, catalog.Repositories)
+			}
+		}
+	}
+
+	// The same mounts succeed for the unconfined login of the same user:
+	// the refusals above are the confinement's.
+	for _, mount := range []string{"?mount=" + layerDigest + "&from=secret/app", "?mount=" + layerDigest} {
+		status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teama/app/blobs/uploads/"+mount, basicHeader("dev", "dev-password"), nil)
+		if status != http.StatusCreated {
+			t.Errorf("dev's password: POST %s: HTTP %d %s, want 201", mount, status, body)
+		}
+	}
+	// A mount by digest alone needs a repository the caller may pull that
+	// holds the blob: a user without a role on secret/ gets a session.
+	if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "outsider", Password: "outsider-password"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(accRef(t, n, "teamb/app:v1"), accImage(t), keychainOf("admin", accAdminPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{
+		Grant: &wharfv1.RoleGrant{Role: "collaborator", Namespace: "teamb", User: "outsider"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teamb/app/blobs/uploads/?mount="+layerDigest, basicHeader("outsider", "outsider-password"), nil)
+	if status != http.StatusAccepted {
+		t.Errorf("outsider: POST ?mount= by digest alone: HTTP %d %s, want 202", status, body)
+	}
+}
+
+// TestRevocationEndsIssuedTokens: a registry token stops working on every
+// node as soon as that node has applied the revocation of what it was
+// issued for: the API token, the role, the password, the account. A token
+// that names no login at all is refused.
+func TestRevocationEndsIssuedTokens(t *testing.T) {
+	nodes := startAccessNodes(t, 3)
+	a := nodes[0]
+	ctx := context.Background()
+	admin := accAccess(a, "admin", accAdminPassword)
+	if err := remote.Write(accRef(t, a, "acme/app:v1"), accImage(t), keychainOf("admin", accAdminPassword)); err != nil {
+		t.Fatal(err)
+	}
+	grant := &wharfv1.RoleGrant{Role: "collaborator", Namespace: "acme", User: "dev"}
+	const scope = "repository:acme/app:pull,push"
+	push := func(n *accNode, token string) (int, http.Header) {
+		status, hdr, _ := withAuth(t, http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", "Bearer "+token, nil)
+		return status, hdr
+	}
+	applied := func() {
+		for _, n := range nodes {
+			if err := n.reg.node.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// refusedEverywhere checks that token no longer pushes through any
+	// node, with a challenge saying why.
+	refusedEverywhere := func(what, token, wantError string) {
+		t.Helper()
+		applied()
+		for _, n := range nodes {
+			status, hdr := push(n, token)
+			if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="`+wantError+`"`) {
+				t.Errorf("%s: push through %s: HTTP %d, challenge %q; want 401 %s", what, n.host(), status, hdr.Get("WWW-Authenticate"), wantError)
+			}
+		}
+	}
+	// working checks that token pushes through every node.
+	working := func(what, token string) {
+		t.Helper()
+		applied()
+		for _, n := range nodes {
+			if status, _ := push(n, token); status != http.StatusAccepted {
+				t.Fatalf("%s: push through %s before the revocation: HTTP %d", what, n.host(), status)
+			}
+		}
+	}
+	newDev := func() {
+		if _, err := admin.CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "dev", Password: "dev-password"})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{Grant: grant})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newDev()
+
+	// An API token revoked.
+	id, secret := createToken(t, a, "dev", "dev-password", nil, []string{"pull", "push"})
+	token := tokenFor(t, a, "dev", secret, scope)
+	working("API token", token)
+	if _, err := accAccess(a, "dev", "dev-password").RevokeToken(ctx, connect.NewRequest(&wharfv1.RevokeTokenRequest{Id: id})); err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere("revoked API token", token, auth.ErrorInvalidToken)
+
+	// A role revoked: the token's scopes no longer hold.
+	token = tokenFor(t, a, "dev", "dev-password", scope)
+	working("password", token)
+	if _, err := admin.RevokeRole(ctx, connect.NewRequest(&wharfv1.RevokeRoleRequest{Grant: grant})); err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere("revoked role", token, auth.ErrorInsufficientScope)
+	if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{Grant: grant})); err != nil {
+		t.Fatal(err)
+	}
+	working("role granted again", token)
+
+	// The password changed.
+	if _, err := admin.SetPassword(ctx, connect.NewRequest(&wharfv1.SetPasswordRequest{Name: "dev", Password: "dev-password-2"})); err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere("changed password", token, auth.ErrorInvalidToken)
+
+	// The account deleted, and created again under the same name.
+	token = tokenFor(t, a, "dev", "dev-password-2", scope)
+	working("new password", token)
+	if _, err := admin.DeleteUser(ctx, connect.NewRequest(&wharfv1.DeleteUserRequest{Name: "dev"})); err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere("deleted user", token, auth.ErrorInvalidToken)
+	newDev()
+	refusedEverywhere("user created again", token, auth.ErrorInvalidToken)
+
+	// A token signed with the cluster's key that names no login.
+	unbound, _, err := auth.NewTokens(auth.TokensConfig{Keys: a.reg.node.SigningKeys, Issuer: tokenIssuer, Service: "wharf"}).
+		Issue(ctx, auth.Caller{User: "admin"}, []auth.Scope{auth.RepositoryScope("acme/app", "pull", "push")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedEverywhere("token without a login", unbound, auth.ErrorInvalidToken)
+}
