@@ -10,6 +10,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,7 +44,8 @@ type Config struct {
 func NewHandler(cfg Config) http.Handler {
 	m := newHTTPMetrics(cfg.Registry)
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", m.instrument(cfg.Route, cfg.OCI))
+	oci := m.instrument(cfg.Route, cfg.OCI)
+	mux.Handle("/v2/", oci)
 	if cfg.Token != nil {
 		mux.Handle("/token", m.instrument(staticRoute("token"), cfg.Token))
 	}
@@ -63,12 +66,28 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.UI != nil {
 		mux.Handle("/", m.instrument(staticRoute("ui"), cfg.UI))
 	}
-	if cfg.RequestContext == nil {
-		return mux
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(w, r.WithContext(cfg.RequestContext(r.Context())))
+		if cfg.RequestContext != nil {
+			r = r.WithContext(cfg.RequestContext(r.Context()))
+		}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v2/"):
+			// Not through the mux, which would redirect a path with dot
+			// segments to its cleaned form: the OCI handler refuses it.
+			oci.ServeHTTP(w, r)
+		case !canonical(r.URL.Path):
+			writePlain(w, http.StatusBadRequest, "bad request path: empty, \".\" or \"..\" segments are not allowed\n")
+		default:
+			mux.ServeHTTP(w, r)
+		}
 	})
+}
+
+// canonical reports whether p has no empty, "." or ".." segment (a
+// trailing slash aside), so that http.ServeMux would not redirect it.
+func canonical(p string) bool {
+	c := path.Clean(p)
+	return p == c || p == c+"/"
 }
 
 func writePlain(w http.ResponseWriter, status int, body string) {

@@ -186,3 +186,46 @@ func TestAdminServices(t *testing.T) {
 		t.Errorf("negative page size: got %v, want InvalidArgument", err)
 	}
 }
+
+// TestDotSegmentsAreRefusedNotRedirected: a path with "." or ".." segments
+// or a doubled slash gets a 400 (NAME_INVALID in the OCI envelope under
+// /v2/), never a redirect to its cleaned form.
+func TestDotSegmentsAreRefusedNotRedirected(t *testing.T) {
+	fs := startFullServer(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		method, path string
+		status       int
+		ociCode      string // "" for a plain-text answer
+	}{
+		{http.MethodDelete, "/v2/../../etc/passwd", http.StatusBadRequest, "NAME_INVALID"},
+		{http.MethodGet, "/v2/acme/../app/manifests/v1", http.StatusBadRequest, "NAME_INVALID"},
+		{http.MethodGet, "/v2/acme/./app/tags/list", http.StatusBadRequest, "NAME_INVALID"},
+		{http.MethodGet, "/v2//acme/app/tags/list", http.StatusBadRequest, "NAME_INVALID"},
+		{http.MethodPut, "/v2/acme/app/manifests/..", http.StatusBadRequest, "NAME_INVALID"},
+		{http.MethodGet, "/ui/../metrics", http.StatusBadRequest, ""},
+		{http.MethodGet, "/token/../v2/", http.StatusBadRequest, ""},
+		{http.MethodGet, "//healthz", http.StatusBadRequest, ""},
+		// Canonical paths still reach their handlers.
+		{http.MethodGet, "/v2/", http.StatusOK, ""},
+		{http.MethodGet, "/healthz", http.StatusOK, ""},
+	}
+	for _, tt := range tests {
+		req, err := http.NewRequest(tt.method, fs.url+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || resp.Header.Get("Location") != "" {
+			t.Errorf("%s %s: HTTP %d, Location %q; want %d and no redirect", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Location"), tt.status)
+		}
+		if tt.ociCode != "" && !strings.Contains(string(body), `"code":"`+tt.ociCode+`"`) {
+			t.Errorf("%s %s: body %s, want the OCI error %s", tt.method, tt.path, body, tt.ociCode)
+		}
+	}
+}

@@ -139,6 +139,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // dispatch finds the endpoint for r, validates the repository name and
 // runs the endpoint.
 func (h *Handler) dispatch(w http.ResponseWriter, r *http.Request) error {
+	if err := checkPath(r.URL.Path); err != nil {
+		return err
+	}
 	rt := parseRoute(r.URL.Path)
 	methods, ok := h.routes[rt.kind]
 	if !ok {

@@ -102,3 +102,24 @@ func errNamespaceConflict(repo string, err error) error {
 	return newError(http.StatusBadRequest, CodeNameInvalid, "cannot push to repository %s: %v", repo, err).
 		withDetail(map[string]string{"name": repo}).withCause(err)
 }
+
+// checkPath refuses a request path with a "." or ".." segment or an empty
+// one (a doubled slash): no repository name holds them, and a registry
+// must neither resolve them to another path nor redirect the client there.
+func checkPath(p string) error {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return nil
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	if rest == "" {
+		return nil
+	}
+	for seg := range strings.SplitSeq(rest, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return newError(http.StatusBadRequest, CodeNameInvalid,
+				"the path %q has an empty, \".\" or \"..\" segment; repository names cannot hold them", p)
+		}
+	}
+	return nil
+}
