@@ -79,12 +79,21 @@ type Config struct {
 // compressMinBytes: smaller answers are sent uncompressed.
 const compressMinBytes = 1 << 10
 
+// MaxRequestBytes bounds the body of an admin request, both as sent
+// (compressed or not) and once inflated: far more than any request needs,
+// far less than would strain a node's memory. A larger one is refused with
+// resource_exhausted before more of it is read.
+const MaxRequestBytes = 4 << 20
+
 // Handlers returns the services' handlers keyed by their path prefix, for
 // api.Config.Connect.
 func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler {
 	// Compressing answers smaller than a packet or so costs more CPU than
 	// it saves; Connect's default compresses every one a client accepts.
-	opts = append([]connect.HandlerOption{connect.WithCompressMinBytes(compressMinBytes)}, opts...)
+	opts = append([]connect.HandlerOption{
+		connect.WithCompressMinBytes(compressMinBytes),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+	}, opts...)
 	handlers := make(map[string]http.Handler, 3)
 	path, h := wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...)
 	handlers[path] = h
@@ -94,10 +103,11 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 		path, h = wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...)
 		handlers[path] = h
 	}
-	if cfg.Auth != nil {
-		for p, h := range handlers {
-			handlers[p] = cfg.Auth.wrap(h)
+	for p, h := range handlers {
+		if cfg.Auth != nil {
+			h = cfg.Auth.wrap(h)
 		}
+		handlers[p] = http.MaxBytesHandler(h, MaxRequestBytes)
 	}
 	return handlers
 }

@@ -35,26 +35,11 @@ type Auth struct {
 type callerKey struct{}
 
 // wrap authenticates each request and passes the caller to the services
-// in its context; bad credentials are refused before any service runs.
+// in its context. Every service needs a login, so anonymous callers and
+// bad credentials are refused before any of the body is read.
 func (a *Auth) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		creds, err := auth.ParseAuthorization(r.Header.Get("Authorization"))
-		if err == nil && creds.Scheme == auth.SchemeBearer {
-			err = errors.New("the admin API takes Basic credentials (a password or an API token)")
-		}
-		code := connect.CodeUnauthenticated
-		var c auth.Caller
-		if err == nil {
-			c, err = a.Authenticator.Authenticate(r, creds)
-			switch {
-			case err == nil, errors.Is(err, auth.ErrBadCredentials):
-			case errors.Is(err, auth.ErrThrottled):
-				code = connect.CodeResourceExhausted
-			default:
-				code = connect.CodeUnavailable
-				err = fmt.Errorf("cannot check credentials now: %w", err)
-			}
-		}
+		c, code, err := a.authenticate(r)
 		if err != nil {
 			if code == connect.CodeUnauthenticated {
 				w.Header().Set("WWW-Authenticate", `Basic realm="wharf"`)
@@ -64,6 +49,30 @@ func (a *Auth) wrap(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
+}
+
+// authenticate returns the caller of r, or the code and cause of a
+// refusal.
+func (a *Auth) authenticate(r *http.Request) (auth.Caller, connect.Code, error) {
+	creds, err := auth.ParseAuthorization(r.Header.Get("Authorization"))
+	switch {
+	case err != nil:
+		return auth.Caller{}, connect.CodeUnauthenticated, err
+	case creds.Scheme == auth.SchemeNone:
+		return auth.Caller{}, connect.CodeUnauthenticated, errLogin.Unwrap()
+	case creds.Scheme == auth.SchemeBearer:
+		return auth.Caller{}, connect.CodeUnauthenticated, errors.New("the admin API takes Basic credentials (a password or an API token)")
+	}
+	c, err := a.Authenticator.Authenticate(r, creds)
+	switch {
+	case err == nil:
+		return c, 0, nil
+	case errors.Is(err, auth.ErrBadCredentials):
+		return c, connect.CodeUnauthenticated, err
+	case errors.Is(err, auth.ErrThrottled):
+		return c, connect.CodeResourceExhausted, err
+	}
+	return c, connect.CodeUnavailable, fmt.Errorf("cannot check credentials now: %w", err)
 }
 
 // caller returns the authenticated caller and whether access control is

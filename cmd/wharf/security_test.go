@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -265,4 +269,118 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedEverywhere("token without a login", unbound, auth.ErrorInvalidToken)
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// zeros is an endless reader of '0' bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '0'
+	}
+	return len(p), nil
+}
+
+// jsonBody is a Connect JSON request of about size bytes.
+func jsonBody(size int64) io.Reader {
+	return io.MultiReader(strings.NewReader(`{"namespace":"`), io.LimitReader(zeros{}, size), strings.NewReader(`"}`))
+}
+
+// gzipBomb is jsonBody(inflated) compressed.
+func gzipBomb(t *testing.T, inflated int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if _, err := io.Copy(zw, jsonBody(inflated)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRequestBodiesAreBounded: no request body is read whole before its
+// caller is authenticated, and none beyond its limit, compressed or
+// inflated; each refusal is in the protocol's own format. The node's
+// allocations during each request show what it read.
+func TestRequestBodiesAreBounded(t *testing.T) {
+	n := startAccessNodes(t, 1)[0]
+	const huge = 64 << 20
+	bomb := gzipBomb(t, 256<<20)
+	if len(bomb) > 1<<20 {
+		t.Fatalf("the gzip bomb is %d bytes; it should be far smaller than what it inflates to", len(bomb))
+	}
+	connectURL := n.srv.URL + "/wharf.v1.RegistryService/ListRepositories"
+	tests := []struct {
+		name, method, url, authorization, contentType, encoding string
+		body                                                    func() io.Reader
+		status                                                  int
+		want                                                    string // in the answer
+	}{
+		{"anonymous 64 MiB Connect request", http.MethodPost, connectURL, "", "application/json", "",
+			func() io.Reader { return jsonBody(huge) }, http.StatusUnauthorized, `"code":"unauthenticated"`},
+		{"64 MiB Connect request", http.MethodPost, connectURL, basicHeader("admin", accAdminPassword), "application/json", "",
+			func() io.Reader { return jsonBody(huge) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
+		{"gzip bomb to the Connect API", http.MethodPost, connectURL, basicHeader("admin", accAdminPassword), "application/json", "gzip",
+			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
+		{"anonymous gzip bomb to the Connect API", http.MethodPost, connectURL, "", "application/json", "gzip",
+			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusUnauthorized, `"code":"unauthenticated"`},
+		{"64 MiB token form", http.MethodPost, n.srv.URL + "/token", "", "application/x-www-form-urlencoded", "",
+			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusBadRequest, `"error":"invalid_request"`},
+		{"anonymous 64 MiB blob upload", http.MethodPost, n.srv.URL + "/v2/acme/app/blobs/uploads/?digest=" + digestOf(nil), "", "application/octet-stream", "",
+			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`},
+		{"anonymous 64 MiB manifest", http.MethodPut, n.srv.URL + "/v2/acme/app/manifests/v1", "", "application/vnd.oci.image.manifest.v1+json", "",
+			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := &countingReader{r: tt.body()}
+			req, err := http.NewRequest(tt.method, tt.url, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tt.contentType)
+			req.Header.Set("Connect-Protocol-Version", "1")
+			if tt.encoding != "" {
+				req.Header.Set("Content-Encoding", tt.encoding)
+			}
+			if tt.authorization != "" {
+				req.Header.Set("Authorization", tt.authorization)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			// A fresh connection each time: the server closes one whose
+			// body it did not read.
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("request: %v (after sending %d bytes)", err, body.n.Load())
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			runtime.ReadMemStats(&after)
+			if resp.StatusCode != tt.status || !strings.Contains(string(answer), tt.want) {
+				t.Errorf("HTTP %d %s; want %d with %s", resp.StatusCode, answer, tt.status, tt.want)
+			}
+			// The test itself allocates a few MiB (buffers, the answer);
+			// reading the body whole would allocate at least 64 MiB.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+				t.Errorf("the process allocated %d MiB during the request (%d bytes of the body sent)", alloc>>20, body.n.Load())
+			}
+		})
+	}
 }
