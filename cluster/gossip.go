@@ -67,6 +67,8 @@ type gossip struct {
 	events chan struct{}
 	boot   chan struct{}
 	logger *slog.Logger
+	// notices are the small messages nodes gossip to each other.
+	notices *notices
 
 	mu   sync.Mutex
 	meta gossipMeta
@@ -95,6 +97,7 @@ func startGossip(c gossipConfig) (*gossip, error) {
 		meta:   c.meta,
 		table:  map[string]Member{},
 	}
+	g.notices = newNotices(g.aliveMembers)
 	mc, err := g.memberlistConfig(c)
 	if err != nil {
 		return nil, err
@@ -210,6 +213,19 @@ func (g *gossip) members() []Member {
 	return out
 }
 
+// aliveMembers counts the members gossip sees alive, this one included.
+func (g *gossip) aliveMembers() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, m := range g.table {
+		if m.state == memberlist.StateAlive {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
 // memberFromNode describes nd. memberlist's Node.State is not kept
 // current, so the caller says what it knows: alive for a listed member; for
 // a departed one, left if it announced leaving, else dead.
@@ -290,10 +306,12 @@ func (g *gossip) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (g *gossip) NotifyMsg([]byte)                           {}
-func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (g *gossip) LocalState(join bool) []byte                { return nil }
-func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+func (g *gossip) NotifyMsg(b []byte) { g.notices.receive(b) }
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte {
+	return g.notices.queue.GetBroadcasts(overhead, limit)
+}
+func (g *gossip) LocalState(join bool) []byte            { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool) {}
 
 // memberlist.EventDelegate
 

@@ -5,7 +5,9 @@
 #  2. podman pushes a multi-layer image through haproxy; it pulls intact
 #     through haproxy and through each node directly;
 #  3. the OCI conformance suite passes through haproxy;
-#  4. one node is killed with SIGKILL and the image still pulls through
+#  4. failed logins through haproxy are throttled per (client, user) on
+#     every node, without locking the user out elsewhere;
+#  5. one node is killed with SIGKILL and the image still pulls through
 #     haproxy.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/podman.sh"
@@ -29,7 +31,7 @@ start_cluster() {
 		start_node_bg "${NODES[$i]}" "$port" \
 			--gossip-listen "127.0.0.1:$((port + 2))" --advertise 127.0.0.1 \
 			--bootstrap-expect 3 --join "$(IFS=,; echo "${joins[*]}")" --cluster-key "$key" \
-			--public-url "http://$LB" --sparse-manifests
+			--public-url "http://$LB" --sparse-manifests --trusted-proxies 127.0.0.1
 	done
 	for i in 0 1 2; do
 		wait_ready "${NODES[$i]}" "$(node_port "$i")"
@@ -48,6 +50,7 @@ defaults
 	timeout client 5m
 	timeout server 5m
 	option redispatch
+	option forwardfor
 	retries 2
 frontend registry
 	bind 127.0.0.1:$LB_PORT
@@ -93,7 +96,43 @@ log "pulled the same image through every node"
 log "3. the conformance suite through haproxy"
 CONFORMANCE_REGISTRY=127.0.0.1:$LB_PORT run_conformance cluster true
 
-log "4. kill -9 one node, pull again through haproxy"
+log "4. failed logins through haproxy: throttled per client and user, on every node"
+# status_from ADDR USER PASSWORD: the HTTP status of a Basic login through
+# haproxy by a client at ADDR (haproxy's client is 127.0.0.1, a trusted
+# proxy here, so the address the client forwards counts).
+status_from() {
+	curl -s -o /dev/null -w '%{http_code}' -H "X-Forwarded-For: $1" -u "$2:$3" "http://$LB/v2/"
+}
+for i in $(seq 1 97); do
+	[ "$(status_from 203.0.113.66 "random-$i" guess)" = 401 ] || die "failed login $i of a random user was not a 401"
+done
+[ "$(status_from 203.0.113.66 "$ADMIN_USER" "$WHARF_ADMIN_PASSWORD")" = 200 ] ||
+	die "97 failed logins of random users locked the admin out"
+# Five failures are free; the sixth locks the pair out for 1s, the
+# seventh for 2s, the eighth for 4s, whichever nodes the guesses reach.
+for i in 1 2 3 4 5 6; do
+	[ "$(status_from 203.0.113.66 "$ADMIN_USER" guess)" = 401 ] || die "guess $i at the admin password was not a 401"
+done
+locked=
+for _ in 1 2 3 4 5 6 7 8; do # within the 1s lockout, as gossip spreads the failures
+	[ "$(status_from 203.0.113.66 "$ADMIN_USER" "$WHARF_ADMIN_PASSWORD")" = 429 ] && locked=1 && break
+	sleep 0.1
+done
+[ -n "$locked" ] || die "no 1s lockout after six failures"
+sleep 1.5 # past the lockout on every node, which counts it from when it heard
+[ "$(status_from 203.0.113.66 "$ADMIN_USER" guess)" = 401 ] || die "guess 7 after the 1s lockout was not a 401"
+sleep 2.5
+[ "$(status_from 203.0.113.66 "$ADMIN_USER" guess)" = 401 ] || die "guess 8 after the 2s lockout was not a 401"
+sleep 0.8 # the failures reach every node by gossip
+for i in 0 1 2; do # haproxy round-robins: each of the three nodes answers
+	got=$(status_from 203.0.113.66 "$ADMIN_USER" "$WHARF_ADMIN_PASSWORD")
+	[ "$got" = 429 ] || die "the admin's right password from the guessing address within the 4s lockout: HTTP $got, want 429 on every node"
+done
+[ "$(status_from 198.51.100.7 "$ADMIN_USER" "$WHARF_ADMIN_PASSWORD")" = 200 ] ||
+	die "the admin's right password from another address was refused"
+log "97 random failures locked no one out; 6 guesses locked that client and user out on every node, not the user elsewhere"
+
+log "5. kill -9 one node, pull again through haproxy"
 kill_node n2 KILL
 sleep 2
 "${PODMAN[@]}" rmi -f "$LB/e2e/cluster:v1" >/dev/null
@@ -101,4 +140,4 @@ sleep 2
 [ "$(image_id "$LB/e2e/cluster:v1")" = "$want" ] || die "the image changed after a node died"
 log "the image still pulls with one node dead"
 
-echo "e2e-cluster: 4 passed, 0 failed"
+echo "e2e-cluster: 5 passed, 0 failed"

@@ -1,11 +1,11 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -58,24 +58,17 @@ func (e *ThrottledError) Error() string {
 
 func (e *ThrottledError) Unwrap() error { return ErrThrottled }
 
-// Throttle limits for failed logins.
-const (
-	userFailuresPerMinute = 10
-	userFailureBurst      = 10
-	addrFailuresPerMinute = 30
-	addrFailureBurst      = 30
-	maxThrottleKeys       = 100_000
-)
-
 // Authenticator checks Basic credentials: a user's password, or an API
 // token given as the password of its owner.
 type Authenticator struct {
-	store  Store
-	log    *slog.Logger
-	now    func() time.Time
-	addr   func(*http.Request) string
-	users  *throttle
-	source *throttle
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+	addr  func(*http.Request) string
+	// throttle counts failed logins per source address and user name;
+	// share tells the other nodes of each one.
+	throttle *throttle
+	share    func(key string, notice []byte)
 	// verified remembers recent successful password checks, so that a
 	// client sending Basic credentials with every request does not pay
 	// for argon2id each time.
@@ -91,8 +84,14 @@ type AuthenticatorConfig struct {
 	Now func() time.Time
 	// ClientAddress returns the source address of a request for
 	// throttling (default: the host of RemoteAddr; behind a trusted load
-	// balancer, the client address it forwards).
+	// balancer, the client address it forwards: ClientAddress).
 	ClientAddress func(*http.Request) string
+	// Node names this node in the failure counts it shares.
+	Node string
+	// ShareFailure, if set, sends a notice of each failed login to the
+	// other nodes, which pass it to their TakeFailureNotice. A newer notice
+	// of the same key makes an older one obsolete.
+	ShareFailure func(key string, notice []byte)
 }
 
 // NewAuthenticator returns an Authenticator.
@@ -102,8 +101,8 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		addr:     cfg.ClientAddress,
-		users:    newThrottle(userFailuresPerMinute, userFailureBurst, maxThrottleKeys),
-		source:   newThrottle(addrFailuresPerMinute, addrFailureBurst, maxThrottleKeys),
+		throttle: newThrottle(cmp.Or(cfg.Node, "local")),
+		share:    cfg.ShareFailure,
 		verified: newVerifiedCache(verifiedTTL, maxVerified),
 	}
 	if a.log == nil {
@@ -116,14 +115,6 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 		a.addr = remoteHost
 	}
 	return a
-}
-
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 type tentativeKey struct{}
@@ -150,7 +141,8 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
 	}
 	now, src := a.now(), a.addr(r)
-	if err := a.throttled(creds.Username, src, now); err != nil {
+	pair := newThrottleKey(src, creds.Username)
+	if err := a.throttled(pair, now); err != nil {
 		if !tentative(r.Context()) {
 			Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
 		}
@@ -161,8 +153,7 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 		return Caller{}, err
 	}
 	if errors.Is(err, ErrBadCredentials) {
-		a.users.fail(creds.Username, now)
-		a.source.fail(src, now)
+		a.failed(pair, now)
 		Audit(a.log, "login_failed", creds.Username, "registry", "source", src, "method", method)
 		return Caller{}, err
 	}
@@ -177,13 +168,31 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 	return c, nil
 }
 
-func (a *Authenticator) throttled(user, src string, now time.Time) error {
-	okUser, waitUser := a.users.allow(user, now)
-	okSrc, waitSrc := a.source.allow(src, now)
-	if okUser && okSrc {
-		return nil
+// throttled refuses pair while it is locked out.
+func (a *Authenticator) throttled(pair throttleKey, now time.Time) error {
+	if ok, wait := a.throttle.allow(pair, now); !ok {
+		return &ThrottledError{RetryAfter: max(wait, time.Second)}
 	}
-	return &ThrottledError{RetryAfter: max(waitUser, waitSrc, time.Second)}
+	return nil
+}
+
+// failed counts a failed login of pair, here and on the other nodes.
+func (a *Authenticator) failed(pair throttleKey, now time.Time) {
+	notice := a.throttle.fail(pair, now)
+	if a.share != nil {
+		a.share(string(notice.key[:]), notice.marshal())
+	}
+}
+
+// TakeFailureNotice counts a failed login another node saw, from the
+// notice its ShareFailure sent.
+func (a *Authenticator) TakeFailureNotice(notice []byte) error {
+	n, err := unmarshalFailureNotice(notice)
+	if err != nil {
+		return err
+	}
+	a.throttle.merge(n, a.now())
+	return nil
 }
 
 // check verifies creds and names the method used ("password" or

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"net/http/httptest"
 	"testing"
-	"time"
 )
 
 func TestChallenge(t *testing.T) {
@@ -57,34 +56,5 @@ func TestRealm(t *testing.T) {
 		if got := Realm(tt.public, r); got != tt.want {
 			t.Errorf("Realm(%q, %s %v) = %q, want %q", tt.public, tt.host, tt.headers, got, tt.want)
 		}
-	}
-}
-
-func TestThrottle(t *testing.T) {
-	th := newThrottle(60, 3, 10) // one token a second, burst 3
-	now := clock{}
-	for i := range 3 {
-		if ok, _ := th.allow("bob", now.Now()); !ok {
-			t.Fatalf("attempt %d refused", i)
-		}
-		th.fail("bob", now.Now())
-	}
-	ok, wait := th.allow("bob", now.Now())
-	if ok || wait != time.Second {
-		t.Fatalf("after the burst: allow = %v, %v", ok, wait)
-	}
-	if ok, _ := th.allow("carol", now.Now()); !ok {
-		t.Fatal("another key is throttled")
-	}
-	now.advance(time.Second)
-	if ok, _ := th.allow("bob", now.Now()); !ok {
-		t.Fatal("not refilled after a second")
-	}
-	// A flood of keys does not grow the map beyond its bound.
-	for i := range 100 {
-		th.fail(string(rune('a'+i)), now.Now())
-	}
-	if len(th.buckets) > 10 {
-		t.Fatalf("%d buckets kept", len(th.buckets))
 	}
 }

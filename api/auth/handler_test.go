@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +29,8 @@ type tokenServer struct {
 	apiTok string // collab's API token: pull only, on acme
 	a      *applier
 	keys   *memKeys
+	// addr is the source address of requests ("": 192.0.2.1).
+	addr string
 }
 
 // newTokenServer serves the matrix state with real passwords: every user's
@@ -62,7 +66,7 @@ func (s *tokenServer) get(t *testing.T, authz string, scopes ...string) *httptes
 	t.Helper()
 	q := url.Values{"service": {service}, "scope": scopes}
 	r := httptest.NewRequest(http.MethodGet, "/token?"+q.Encode(), nil)
-	r.RemoteAddr = "192.0.2.1:40000"
+	r.RemoteAddr = cmp.Or(s.addr, "192.0.2.1") + ":40000"
 	if authz != "" {
 		r.Header.Set("Authorization", authz)
 	}
@@ -179,23 +183,54 @@ func TestTokenBadRequests(t *testing.T) {
 
 func TestFailedLoginsThrottled(t *testing.T) {
 	s := newTokenServer(t)
-	for i := range userFailureBurst {
-		if w := s.get(t, basic("collab", "guess"), "repository:acme/app:pull"); w.Code != http.StatusUnauthorized {
-			t.Fatalf("attempt %d: status %d", i, w.Code)
+	fail := func(n int) {
+		t.Helper()
+		for i := range n {
+			if w := s.get(t, basic("collab", "guess"), "repository:acme/app:pull"); w.Code != http.StatusUnauthorized {
+				t.Fatalf("guess %d: status %d", i, w.Code)
+			}
 		}
 	}
-	// Now even the right password waits, so guessing cannot go on.
-	w := s.get(t, basic("collab", "pw-collab"))
-	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
-		t.Fatalf("after %d failures: status %d, Retry-After %q", userFailureBurst, w.Code, w.Header().Get("Retry-After"))
+	status := func(addr, user, password string) int {
+		t.Helper()
+		s.addr = addr
+		defer func() { s.addr = "" }()
+		return s.get(t, basic(user, password)).Code
 	}
-	// Other users from other addresses are not affected.
-	if w := s.get(t, basic("pub", "pw-pub")); w.Code != http.StatusOK {
-		t.Fatalf("another user: status %d", w.Code)
+	fail(freeFailures)
+	if code := status("", "collab", "pw-collab"); code != http.StatusOK {
+		t.Fatalf("after %d free failures: status %d", freeFailures, code)
 	}
-	s.clk.advance(time.Minute)
-	if w := s.get(t, basic("collab", "pw-collab")); w.Code != http.StatusOK {
-		t.Fatalf("after a minute: status %d", w.Code)
+	// Each failure beyond the free ones locks (address, user) out for
+	// twice as long as the one before: 1s, 2s, 4s.
+	for i, lock := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		fail(1)
+		w := s.get(t, basic("collab", "pw-collab"))
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != strconv.Itoa(int(lock/time.Second)) {
+			t.Fatalf("failure %d beyond the free ones: status %d, Retry-After %q; want 429 after %v", i+1, w.Code, w.Header().Get("Retry-After"), lock)
+		}
+		// The right password from another address, and another user
+		// from this one, are never refused.
+		if code := status("198.51.100.7", "collab", "pw-collab"); code != http.StatusOK {
+			t.Fatalf("collab from another address: status %d", code)
+		}
+		if code := status("", "pub", "pw-pub"); code != http.StatusOK {
+			t.Fatalf("another user from the same address: status %d", code)
+		}
+		s.clk.advance(lock - time.Millisecond)
+		if code := status("", "collab", "pw-collab"); code != http.StatusTooManyRequests {
+			t.Fatalf("just before the %v lockout ends: status %d", lock, code)
+		}
+		s.clk.advance(time.Millisecond)
+		if code := status("", "collab", "pw-collab"); code != http.StatusOK {
+			t.Fatalf("once the %v lockout ended: status %d", lock, code)
+		}
+	}
+	// The counts fade after a quiet hour.
+	s.clk.advance(forgetFailures + sweepEvery + time.Second)
+	fail(1) // sweeps, then counts one
+	if code := status("", "collab", "pw-collab"); code != http.StatusOK {
+		t.Fatalf("a failure after a quiet hour: status %d, want the count restarted", code)
 	}
 }
 
@@ -230,7 +265,7 @@ func TestTentativeFailuresLeaveNoTrace(t *testing.T) {
 		return err
 	}
 	tentative := Tentative(context.Background())
-	for i := range 3 * userFailureBurst {
+	for i := range 3 * freeFailures {
 		if err := authenticate(tentative, "guess"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("tentative attempt %d: %v, want bad credentials", i, err)
 		}

@@ -85,13 +85,15 @@ func (t *Tokens) VerifyRefresh(ctx context.Context, raw string) (*RefreshClaims,
 // or the API token it was issued for is still valid, whose restrictions
 // the caller carries. It refuses with an error wrapping ErrBadCredentials
 // or ErrThrottled; other errors are faults of the store or the keys.
-// Refused refresh tokens count as failed logins of the source address.
+// Refused refresh tokens count as failures of the source address, apart
+// from its password logins.
 func (a *Authenticator) AuthenticateRefresh(r *http.Request, tokens *Tokens, raw string) (Caller, error) {
 	const method = "refresh_token"
 	now, src := a.now(), a.addr(r)
-	if ok, wait := a.source.allow(src, now); !ok {
+	pair := newThrottleKey(src, "") // refused refresh tokens, by address
+	if err := a.throttled(pair, now); err != nil {
 		Audit(a.log, "login_throttled", "", "registry", "source", src, "method", method)
-		return Caller{}, &ThrottledError{RetryAfter: max(wait, time.Second)}
+		return Caller{}, err
 	}
 	claims, err := tokens.VerifyRefresh(r.Context(), raw)
 	var c Caller
@@ -101,7 +103,7 @@ func (a *Authenticator) AuthenticateRefresh(r *http.Request, tokens *Tokens, raw
 		err = fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
 	if errors.Is(err, ErrBadCredentials) {
-		a.source.fail(src, now)
+		a.failed(pair, now)
 		Audit(a.log, "login_failed", claims.subject(), "registry", "source", src, "method", method)
 		return Caller{}, err
 	}

@@ -190,7 +190,7 @@ func TestUploadCompleteErrors(t *testing.T) {
 		{"bad digest", request{method: "PUT", path: loc + "?digest=sha256:0", body: []byte("x")}, 400, CodeDigestInvalid},
 		{"wrong digest", request{method: "PUT", path: loc + "?digest=" + digest.FromString("y").String(), body: []byte("x")}, 400, CodeDigestInvalid},
 		{"unknown session", request{method: "PUT", path: "/v2/repo/blobs/uploads/nosuchsession?digest=" + digest.FromString("x").String()}, 404, CodeBlobUploadUnknown},
-		{"dot segments", request{method: "PATCH", path: "/v2/repo/blobs/uploads/../../x", body: []byte("x")}, 404, CodeUnsupported},
+		{"dot segments", request{method: "PATCH", path: "/v2/repo/blobs/uploads/../../x", body: []byte("x")}, 400, CodeNameInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

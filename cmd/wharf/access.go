@@ -57,7 +57,20 @@ func (o serveOptions) tokenServiceName() string {
 func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *accessControl {
 	log := logger.With("component", "auth")
 	service := o.tokenServiceName()
-	authn := auth.NewAuthenticator(auth.AuthenticatorConfig{Store: node, Logger: log})
+	proxies, _ := auth.ParseTrustedProxies(o.trustedProxies) // validated by serve
+	authn := auth.NewAuthenticator(auth.AuthenticatorConfig{
+		Store: node, Logger: log, ClientAddress: auth.ClientAddress(proxies), Node: node.ID(),
+		// Every node counts every failed login, so guessing through
+		// several nodes gains nothing.
+		ShareFailure: func(key string, notice []byte) {
+			node.Notify(cluster.NoticeLoginFailure, key, notice)
+		},
+	})
+	node.OnNotice(cluster.NoticeLoginFailure, func(notice []byte) {
+		if err := authn.TakeFailureNotice(notice); err != nil {
+			log.Debug("dropped a login failure notice", "error", err)
+		}
+	})
 	tokens := auth.NewTokens(auth.TokensConfig{
 		Keys:      node.SigningKeys,
 		LocalKeys: func(context.Context) (*fsmv1.SigningKeySet, error) { return node.FSM().SigningKeys() },

@@ -70,6 +70,9 @@ func startAccessNodes(t *testing.T, count int) []*accNode {
 			replicas: count, writeQuorum: 1, deadNodeTimeout: time.Hour, repairInterval: time.Hour,
 			maxManifestBytes: 4 << 20, uploadMaxAge: time.Hour, gcGrace: time.Hour, gcInterval: time.Hour,
 			shutdownTimeout: 5 * time.Second, adminPassword: accAdminPassword,
+			// The tests' clients name other source addresses with
+			// X-Forwarded-For.
+			trustedProxies: []string{"127.0.0.1"},
 			tuneCluster: func(c *cluster.Config) {
 				c.HeartbeatTimeout = 300 * time.Millisecond
 				c.ElectionTimeout = 300 * time.Millisecond

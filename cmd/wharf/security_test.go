@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -382,5 +384,57 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 				t.Errorf("the process allocated %d MiB during the request (%d bytes of the body sent)", alloc>>20, body.n.Load())
 			}
 		})
+	}
+}
+
+// TestLoginThrottleIsClusterWide: failed logins of one (address, user) pair
+// count on every node, so guesses spread over a cluster's nodes are
+// throttled as through one; the right password from another address, and
+// other users from the same address, are never refused.
+func TestLoginThrottleIsClusterWide(t *testing.T) {
+	nodes := startAccessNodes(t, 3)
+	ctx := context.Background()
+	if _, err := accAccess(nodes[0], "admin", accAdminPassword).CreateUser(ctx, connect.NewRequest(&wharfv1.CreateUserRequest{Name: "dev", Password: "dev-password"})); err != nil {
+		t.Fatal(err)
+	}
+	login := func(n *accNode, from, user, password string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/", nil)
+		req.SetBasicAuth(user, password)
+		if from != "" {
+			req.Header.Set("X-Forwarded-For", from)
+		}
+		status, _, _ := accDo(t, req)
+		return status
+	}
+	const attacker = "203.0.113.66"
+	// Random users from the attacker's address lock out no one else.
+	for i := range 30 {
+		if status := login(nodes[i%3], attacker, fmt.Sprintf("random-%d", i), "guess"); status != http.StatusUnauthorized {
+			t.Fatalf("random user %d: HTTP %d", i, status)
+		}
+	}
+	// Six guesses at dev's password, two through each node: the sixth
+	// failure locks the pair out on every node once the notices arrive.
+	for i := range 6 {
+		if status := login(nodes[i%3], attacker, "dev", "guess"); status != http.StatusUnauthorized {
+			t.Fatalf("guess %d: HTTP %d", i, status)
+		}
+	}
+	waitUntil(t, 10*time.Second, func() error {
+		for _, n := range nodes {
+			if status := login(n, attacker, "dev", "dev-password"); status != http.StatusTooManyRequests {
+				return fmt.Errorf("dev's right password from the attacker's address through %s: HTTP %d, want 429", n.host(), status)
+			}
+		}
+		return nil
+	})
+	for _, n := range nodes {
+		if status := login(n, "198.51.100.7", "dev", "dev-password"); status != http.StatusOK {
+			t.Errorf("dev from another address through %s: HTTP %d", n.host(), status)
+		}
+		if status := login(n, attacker, "admin", accAdminPassword); status != http.StatusOK {
+			t.Errorf("admin from the attacker's address through %s: HTTP %d", n.host(), status)
+		}
 	}
 }

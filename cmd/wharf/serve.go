@@ -51,6 +51,7 @@ type serveOptions struct {
 	tokenService     string
 	tokenTTL         time.Duration
 	pprofListen      string
+	trustedProxies   []string
 	// adminPassword is the password of the admin user created on first
 	// start (from WHARF_ADMIN_PASSWORD, never a flag: command lines are
 	// visible to every local user); empty generates one.
@@ -111,6 +112,7 @@ the command line wins over the environment, which wins over the file.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
 	f.StringVar(&o.tokenService, "token-service", "", "service name of registry tokens (the same on every node); default: the host of --public-url, else \"wharf\"")
 	f.DurationVar(&o.tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of the registry tokens /token issues")
+	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDR prefixes of load balancers whose X-Forwarded-For names the client, for the login throttle and audit lines; comma-separated")
 	f.StringVar(&o.pprofListen, "pprof-listen", "", "address for Go's /debug/pprof profiles, unauthenticated: keep it on loopback; empty (the default) serves none")
 	return cmd
 }
@@ -144,6 +146,9 @@ func (o serveOptions) validate() error {
 	}
 	if o.publicURL != "" && !strings.HasPrefix(o.publicURL, "http://") && !strings.HasPrefix(o.publicURL, "https://") {
 		return fmt.Errorf("--public-url %q: must start with http:// or https://", o.publicURL)
+	}
+	if _, err := auth.ParseTrustedProxies(o.trustedProxies); err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	return nil
 }
