@@ -398,7 +398,7 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("tokens are created on the public listener"))
 	}
 	if c.Token != nil {
-		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("an API token cannot create tokens; log in with the password"))
+		return nil, errTokenManagesTokens
 	}
 	life := defaultTokenLifetime
 	if req.Msg.ExpiresInSeconds < 0 {
@@ -421,6 +421,17 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 	return connect.NewResponse(&wharfv1.CreateTokenResponse{Token: tokenInfo(t), Secret: secret}), nil
 }
 
+var errTokenManagesTokens = connect.NewError(connect.CodePermissionDenied, errors.New("an API token cannot manage tokens; log in with the password"))
+
+// requirePassword refuses anonymous callers and API tokens.
+func requirePassword(ctx context.Context) (auth.Caller, error) {
+	c, err := requireLogin(ctx)
+	if err == nil && c.Token != nil {
+		err = errTokenManagesTokens
+	}
+	return c, err
+}
+
 func tokenInfo(t *fsmv1.ApiToken) *wharfv1.ApiToken {
 	return &wharfv1.ApiToken{
 		Id: t.GetId(), Owner: t.GetOwner(), Description: t.GetDescription(), Namespaces: t.GetNamespaces(),
@@ -429,7 +440,7 @@ func tokenInfo(t *fsmv1.ApiToken) *wharfv1.ApiToken {
 }
 
 func (s *accessService) ListTokens(ctx context.Context, _ *connect.Request[wharfv1.ListTokensRequest]) (*connect.Response[wharfv1.ListTokensResponse], error) {
-	c, err := requireLogin(ctx)
+	c, err := requirePassword(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +464,7 @@ func (s *accessService) ListTokens(ctx context.Context, _ *connect.Request[wharf
 }
 
 func (s *accessService) RevokeToken(ctx context.Context, req *connect.Request[wharfv1.RevokeTokenRequest]) (*connect.Response[wharfv1.RevokeTokenResponse], error) {
-	c, err := requireLogin(ctx)
+	c, err := requirePassword(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -505,10 +516,16 @@ func (s *accessService) MyPermissions(ctx context.Context, _ *connect.Request[wh
 	if err != nil {
 		return nil, stateError(err)
 	}
-	resp := &wharfv1.MyPermissionsResponse{Global: permStrings(auth.PermissionsOf(pr.Global, pr.User.GetSuperuser()))}
+	// Through an API token, what the token lets the caller use.
+	global := auth.Confine(c.Token, "", auth.PermissionsOf(pr.Global, pr.User.GetSuperuser()))
+	resp := &wharfv1.MyPermissionsResponse{Global: permStrings(global)}
 	for _, ns := range slices.Sorted(maps.Keys(pr.Namespaces)) {
 		roles := slices.Concat(pr.Namespaces[ns], pr.Global)
-		np := &wharfv1.NamespacePermissions{Namespace: ns, Permissions: permStrings(auth.PermissionsOf(roles, pr.User.GetSuperuser()))}
+		perms := auth.Confine(c.Token, ns, auth.PermissionsOf(roles, pr.User.GetSuperuser()))
+		if len(perms) == 0 {
+			continue
+		}
+		np := &wharfv1.NamespacePermissions{Namespace: ns, Permissions: permStrings(perms)}
 		for _, r := range pr.Namespaces[ns] {
 			np.Roles = append(np.Roles, roleName(r))
 		}

@@ -200,6 +200,37 @@ func tokenAllows(t *fsmv1.ApiToken, a Action, ns string) bool {
 	return a == ActionCatalog || len(t.GetNamespaces()) == 0 || slices.Contains(t.GetNamespaces(), ns)
 }
 
+// tokenPermissions maps each API token action to the permissions a caller
+// can use through it: what the actions tokenActions maps to require.
+var tokenPermissions = map[string][]Permission{
+	"pull":   {PermPull},
+	"push":   {PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermCreateNamespace},
+	"delete": {PermDeleteRepository},
+}
+
+// Confine returns the part of perms, held on namespace ns ("" for every
+// namespace), that a caller can use through API token t (nil: all of
+// them): none outside the token's namespaces, and only those its actions
+// cover.
+func Confine(t *fsmv1.ApiToken, ns string, perms []Permission) []Permission {
+	if t == nil {
+		return perms
+	}
+	if len(t.GetNamespaces()) > 0 && (ns == "" || !slices.Contains(t.GetNamespaces(), ns)) {
+		return nil
+	}
+	var out []Permission
+	for _, p := range perms {
+		for _, a := range t.GetActions() {
+			if slices.Contains(tokenPermissions[a], p) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // CreatesNamespace reports whether a push allowed on st creates its
 // namespace, so the pusher must first claim it with fsmv1.ClaimNamespace
 // and becomes its owner.

@@ -220,3 +220,26 @@ func TestHasPermission(t *testing.T) {
 		}
 	}
 }
+
+func TestConfine(t *testing.T) {
+	all := SuperuserPermissions()
+	tests := []struct {
+		name  string
+		token *fsmv1.ApiToken
+		ns    string
+		want  []Permission
+	}{
+		{"no token", nil, "acme", all},
+		{"pull anywhere", &fsmv1.ApiToken{Actions: []string{"pull"}}, "acme", []Permission{PermPull}},
+		{"push in its namespace", &fsmv1.ApiToken{Actions: []string{"push"}, Namespaces: []string{"acme"}}, "acme",
+			[]Permission{PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermCreateNamespace}},
+		{"outside its namespaces", &fsmv1.ApiToken{Actions: []string{"pull", "push", "delete"}, Namespaces: []string{"acme"}}, "other", nil},
+		{"global, for a confined token", &fsmv1.ApiToken{Actions: []string{"pull"}, Namespaces: []string{"acme"}}, "", nil},
+		{"delete", &fsmv1.ApiToken{Actions: []string{"delete"}}, "", []Permission{PermDeleteRepository}},
+	}
+	for _, tt := range tests {
+		if got := Confine(tt.token, tt.ns, all); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -143,6 +143,22 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 		}
 	}
 
+	// The admin API through dev's token: its namespaces only, and no
+	// token management.
+	_, devSecret := createToken(t, n, "dev", "dev-password", []string{"teama"}, []string{"pull"})
+	viaToken := accAccess(n, "dev", devSecret)
+	perms, err := viaToken.MyPermissions(ctx, connect.NewRequest(&wharfv1.MyPermissionsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(perms.Msg.Namespaces) != 1 || perms.Msg.Namespaces[0].Namespace != "teama" ||
+		!slices.Equal(perms.Msg.Namespaces[0].Permissions, []string{"pull"}) || len(perms.Msg.Global) != 0 {
+		t.Errorf("MyPermissions through a pull token for teama: %v", perms.Msg)
+	}
+	if _, err := viaToken.ListTokens(ctx, connect.NewRequest(&wharfv1.ListTokensRequest{})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("ListTokens through an API token: %v, want permission_denied", err)
+	}
+
 	// The same mounts succeed for the unconfined login of the same user:
 	// the refusals above are the confinement's.
 	for _, mount := range []string{"?mount=" + layerDigest + "&from=secret/app", "?mount=" + layerDigest} {
