@@ -32,7 +32,13 @@
 // distinct audience, bound to the account's ID and to the password hash or
 // API token of the login, which each refresh checks again (RefreshClaims).
 //
-// Failed logins are throttled per user and per source address; secrets are
-// compared in constant time and never logged; logins and token use are
-// written as audit log lines naming the actor and the target.
+// Registry tokens, like refresh tokens, name the login they were issued
+// for (Login), and each use checks it and the caller's roles as they are
+// now, so a revocation ends the tokens issued before it.
+//
+// Failed logins are throttled per (source address, user name), with a
+// lockout that doubles with each failure beyond a few, counted on every
+// node of a cluster (throttle.go); secrets are compared in constant time
+// and never logged; logins and token use are written as audit log lines
+// naming the actor and the target.
 package auth

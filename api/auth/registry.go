@@ -36,9 +36,10 @@ type RegistryConfig struct {
 	// linearizable reads.
 	Store Store
 	// Local, if set, serves this node's applied state without a read
-	// index. A Bearer token is first checked against it, and against Store
-	// only when Local refuses it: a revocation applied here takes effect at
-	// once, and a grant this node has not applied yet costs one read index.
+	// index. A Bearer token's reads are first checked against it, and
+	// against Store only when Local refuses them: a revocation applied here
+	// takes effect at once, and a grant this node has not applied yet costs
+	// one read index.
 	Local Store
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -145,8 +146,10 @@ func (reg *Registry) Authorize(r *http.Request, need []Scope, optional ...Scope)
 
 // bearer authorizes a Bearer token: its scopes bound what it allows, and
 // the login it stands for and the caller's roles now decide within them.
-// Both are read from this node's applied state first, then, if that
-// refuses, from linearizable state.
+// A read is checked on this node's applied state first, and on
+// linearizable state only if that refuses it; a write is checked on
+// linearizable state (Store), so that nothing is published a moment after
+// a revocation through a node that has not applied it yet.
 func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope) (*Grant, error) {
 	claims, err := reg.tokens.Verify(r.Context(), raw)
 	if errors.Is(err, ErrInvalidToken) {
@@ -155,9 +158,11 @@ func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if g, err := reg.bearerGrant(r.Context(), reg.local, claims); err == nil {
-		if ok, err := g.holdsIn(r.Context(), reg.local, need); err == nil && ok {
-			return g, nil
+	if readOnly(need) {
+		if g, err := reg.bearerGrant(r.Context(), reg.local, claims); err == nil {
+			if ok, err := g.holdsIn(r.Context(), reg.local, need); err == nil && ok {
+				return g, nil
+			}
 		}
 	}
 	g, err := reg.bearerGrant(r.Context(), reg.store, claims)
@@ -180,6 +185,18 @@ func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope)
 		return nil, reg.unauthorized(r, need, optional, ErrorInsufficientScope, msg)
 	}
 	return g, nil
+}
+
+// readOnly reports whether scopes ask only to read: pulls and the catalog.
+func readOnly(scopes []Scope) bool {
+	for _, sc := range scopes {
+		for _, a := range sc.Actions {
+			if a != "pull" && !(sc.Type == TypeRegistry && a == "*") {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // bearerGrant returns the Grant of a token's claims as store sees the

@@ -264,6 +264,28 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 	}
 	working("role granted again", token)
 
+	// A manifest, which publishes a push, is refused at once through every
+	// node, before the node applied the revocation.
+	desc, err := remote.Get(accRef(t, a, "acme/app:v1"), keychainOf("admin", accAdminPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RevokeRole(ctx, connect.NewRequest(&wharfv1.RevokeRoleRequest{Grant: grant})); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v2/acme/app/manifests/after-revoke-%d", n.srv.URL, i), bytes.NewReader(desc.Manifest))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", string(desc.MediaType))
+		if status, _, body := accDo(t, req); status != http.StatusUnauthorized {
+			t.Errorf("manifest PUT just after the revocation, through %s: HTTP %d %s, want 401", n.host(), status, body)
+		}
+	}
+	if _, err := admin.GrantRole(ctx, connect.NewRequest(&wharfv1.GrantRoleRequest{Grant: grant})); err != nil {
+		t.Fatal(err)
+	}
+	working("role granted once more", token)
+
 	// The password changed.
 	if _, err := admin.SetPassword(ctx, connect.NewRequest(&wharfv1.SetPasswordRequest{Name: "dev", Password: "dev-password-2"})); err != nil {
 		t.Fatal(err)
