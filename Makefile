@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthorization$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTokenForm$$' -fuzztime=$(FUZZTIME) ./api/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzFailureNotice$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeList$$' -fuzztime=$(FUZZTIME) ./blobstore/peer
 
 ## conformance: the OCI distribution-spec conformance suite; any failure fails

@@ -130,3 +130,20 @@ func TestClientAddress(t *testing.T) {
 		t.Error("a bad prefix was accepted")
 	}
 }
+
+// FuzzFailureNotice: any bytes a peer gossips decode to a notice that
+// encodes back to them, or are refused; none panic.
+func FuzzFailureNotice(f *testing.F) {
+	f.Add(failureNotice{key: newThrottleKey("192.0.2.1", "alice"), node: "n1", count: 3}.marshal())
+	f.Add([]byte{})
+	f.Add(make([]byte, 21))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := unmarshalFailureNotice(b)
+		if err != nil {
+			return
+		}
+		if got := n.marshal(); !bytes.Equal(got, b) {
+			t.Fatalf("marshal(unmarshal(%x)) = %x", b, got)
+		}
+	})
+}
