@@ -45,4 +45,13 @@
 // for fresh pages; blobs up to cachedWindow stay cached. The running hash of a session
 // lives in memory between requests; after a restart, or when a commit asks
 // for another algorithm, Commit re-reads the data file instead.
+//
+// # Disk space
+//
+// A Store given a Space (Config.Space) asks it before an upload session
+// starts, before an append reads its body, and before every chunk it
+// writes, so that a disk that runs short refuses new bytes instead of
+// filling up; the bytes written before a refused chunk stay in the session.
+// The Space hears of every error from a write or a commit, so that an
+// ENOSPC is noticed at once.
 package blobstore

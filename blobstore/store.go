@@ -31,7 +31,28 @@ var (
 type Config struct {
 	Root   string       // directory holding blobs/ and uploads/
 	Logger *slog.Logger // reports problems that do not fail a call; nil discards them
+	// Space, if set, decides whether new bytes may be written, and hears
+	// of every failed write (see Space).
+	Space Space
 }
+
+// Space is what a Store asks before it writes new bytes to its disk
+// (*diskspace.Watcher is one).
+type Space interface {
+	// Allow is asked before n more bytes are written to an upload, and
+	// with n = 0 before a session starts or an append reads its body. An
+	// error refuses them; the store returns it, wrapped.
+	Allow(n int64) error
+	// Notice is told of every error from a write or a commit, so that a
+	// full disk (ENOSPC) is noticed at once.
+	Notice(err error)
+}
+
+// noSpaceCheck is the Space of a Store configured without one.
+type noSpaceCheck struct{}
+
+func (noSpaceCheck) Allow(int64) error { return nil }
+func (noSpaceCheck) Notice(error)      {}
 
 // Store is content-addressed blob storage on the local filesystem. It is safe
 // for concurrent use. One Store should own a root directory at a time.
@@ -40,6 +61,7 @@ type Store struct {
 	uploadsDir string
 	buffers    sync.Pool // *chunks
 	logger     *slog.Logger
+	space      Space
 
 	mu       sync.Mutex // guards the fields below; held across a blob's exists-check and rename
 	sessions map[string]*session
@@ -60,9 +82,13 @@ func Open(cfg Config) (*Store, error) {
 		buffers:    sync.Pool{New: newChunks},
 		sessions:   make(map[string]*session),
 		logger:     cfg.Logger,
+		space:      cfg.Space,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.space == nil {
+		s.space = noSpaceCheck{}
 	}
 	if err := s.makeDirs(cfg.Root); err != nil {
 		return nil, fmt.Errorf("blobstore: %w", err)

@@ -37,9 +37,12 @@ func newChunks() any { return &chunks{make([]byte, chunkSize), make([]byte, chun
 // goroutine while it is written and chunk k+1 is read, so a push costs about
 // the slower of hashing and I/O rather than their sum.
 //
+// Before each write, allow is asked whether the chunk may be written; its
+// error stops the ingest with the bytes before the chunk written.
+//
 // It returns the number of bytes written. hashOK is false when a write failed
 // part-way, in which case h has seen bytes that f may not hold.
-func ingest(ctx context.Context, f *os.File, off int64, h hash.Hash, r io.Reader, buf *chunks) (n int64, hashOK bool, err error) {
+func ingest(ctx context.Context, f *os.File, off int64, h hash.Hash, r io.Reader, buf *chunks, allow func(int64) error) (n int64, hashOK bool, err error) {
 	hasher := newAsyncHash(h)
 	defer hasher.wait()
 	for i := 0; ; i ^= 1 {
@@ -50,6 +53,9 @@ func ingest(ctx context.Context, f *os.File, off int64, h hash.Hash, r io.Reader
 		// chunk's hashing started.
 		m, rerr := io.ReadAtLeast(r, buf[i], minChunk)
 		if m > 0 {
+			if err := allow(int64(m)); err != nil {
+				return n, true, err
+			}
 			hasher.wait()
 			hasher.start(buf[i][:m])
 			at := off + n

@@ -138,16 +138,21 @@ func (s *Store) newUpload(ctx context.Context, alg digest.Algorithm, owner strin
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := s.space.Allow(0); err != nil {
+		return nil, fmt.Errorf("new upload: %w", err)
+	}
 	ss := newSession(s.uploadsDir, newID())
 	ss.owner = owner
 	if owner != "" {
 		// Before the data file: a session is recovered only with one.
 		if err := os.WriteFile(ss.ownerPath(), []byte(owner), 0o644); err != nil {
+			s.space.Notice(err)
 			return nil, errors.Join(fmt.Errorf("new upload: %w", err), ss.removeFiles())
 		}
 	}
 	f, err := os.OpenFile(ss.dataPath(), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
+		s.space.Notice(err)
 		return nil, errors.Join(fmt.Errorf("new upload: %w", err), ss.removeFiles())
 	}
 	ss.h, ss.alg = newHash(alg), alg
@@ -406,14 +411,19 @@ func (u *Upload) Append(ctx context.Context, r io.Reader) (int64, error) {
 		return 0, uploadUnknown(u.sess.id)
 	}
 	ss := u.sess
+	space := u.store.space
+	if err := space.Allow(0); err != nil {
+		return 0, fmt.Errorf("append to upload %s: %w", ss.id, err)
+	}
 	buf := u.store.buffers.Get().(*chunks)
 	defer u.store.buffers.Put(buf)
-	n, hashOK, err := ingest(ctx, u.f, ss.size.Load(), ss.h, r, buf)
+	n, hashOK, err := ingest(ctx, u.f, ss.size.Load(), ss.h, r, buf, space.Allow)
 	ss.size.Add(n)
 	if !hashOK {
 		ss.h = nil
 	}
 	if err != nil {
+		space.Notice(err)
 		return n, fmt.Errorf("append to upload %s: %w", ss.id, err)
 	}
 	return n, nil
@@ -430,6 +440,7 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest) (int64, error) {
 	}
 	size, err := u.commit(ctx, d)
 	if err != nil {
+		u.store.space.Notice(err)
 		err = fmt.Errorf("commit upload %s: %w", u.sess.id, err)
 		if errors.Is(err, ErrDigestMismatch) {
 			return 0, err
