@@ -15,7 +15,9 @@
 //
 // using the codes of the distribution specification, plus UNAVAILABLE (503)
 // when the cluster has no quorum, TAG_INVALID and PAGINATION_NUMBER_INVALID
-// (400, as in the Docker registry) and UNKNOWN (500) for internal failures.
+// (400, as in the Docker registry), INSUFFICIENT_STORAGE (507) when the
+// node's disk has no room for a write (see internal/diskspace), and UNKNOWN
+// (500) for internal failures.
 // A push that breaks a namespace rule is refused with NAME_INVALID (400),
 // before any bytes are uploaded, with a message naming the rule.
 package oci

@@ -12,6 +12,7 @@ import (
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // ErrorCode is the code field of an OCI error.
@@ -41,6 +42,9 @@ const (
 	CodePaginationNumberInvalid ErrorCode = "PAGINATION_NUMBER_INVALID"
 	// CodeUnavailable reports that the cluster cannot commit writes right now.
 	CodeUnavailable ErrorCode = "UNAVAILABLE"
+	// CodeInsufficientStorage reports that the node's disk has no room for
+	// the write (507 Insufficient Storage); deletions still work.
+	CodeInsufficientStorage ErrorCode = "INSUFFICIENT_STORAGE"
 	// CodeUnknown reports an internal failure; details are in the server log.
 	CodeUnknown ErrorCode = "UNKNOWN"
 )
@@ -119,6 +123,8 @@ func classify(err error) []*apiError {
 // OCI errors. It is the fallback for errors a handler did not translate.
 func classifyCause(err error) *apiError {
 	switch {
+	case diskspace.IsFull(err):
+		return errInsufficientStorage(err)
 	case errors.Is(err, cluster.ErrNoQuorum):
 		return newError(http.StatusServiceUnavailable, CodeUnavailable,
 			"the cluster has no quorum, so the change could not be committed; retry later").withCause(err)
@@ -146,6 +152,18 @@ func classifyCause(err error) *apiError {
 		return newError(http.StatusInternalServerError, CodeUnknown,
 			"internal server error; the registry logged the cause").withCause(err)
 	}
+}
+
+// errInsufficientStorage answers a write refused, or failed, for lack of
+// disk space. 507 rather than 503: podman, skopeo and docker print the
+// status line of a 5xx, not its body, and "507 Insufficient Storage" says
+// what is wrong; podman retries a 503 at once, which a full disk would
+// not survive, and load balancers count 503s as an unhealthy node, while
+// this one still serves pulls.
+func errInsufficientStorage(err error) *apiError {
+	return newError(http.StatusInsufficientStorage, CodeInsufficientStorage,
+		"the registry's disk is full, so it stores nothing new until space is freed; deletions still work: "+
+			"delete images or tags that are no longer needed, or have an operator add space, then retry").withCause(err)
 }
 
 // writeError answers a request with the error envelope and logs the cause.
@@ -191,6 +209,8 @@ func writeEnvelope(w http.ResponseWriter, r *http.Request, errs []*apiError) {
 func (h *Handler) logError(r *http.Request, status int, err error) {
 	level := slog.LevelDebug
 	switch {
+	case status == http.StatusInsufficientStorage:
+		// The disk watcher logs once when it starts refusing.
 	case status == http.StatusServiceUnavailable:
 		level = slog.LevelWarn
 	case status >= http.StatusInternalServerError:

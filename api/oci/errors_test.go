@@ -3,14 +3,17 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 func TestClassify(t *testing.T) {
@@ -32,6 +35,11 @@ func TestClassify(t *testing.T) {
 		{"digest mismatch", blobstore.ErrDigestMismatch, 400, []ErrorCode{CodeDigestInvalid}},
 		{"unsupported digest", blobstore.ErrUnsupportedDigest, 400, []ErrorCode{CodeDigestInvalid}},
 		{"size mismatch", blobstore.ErrSizeMismatch, 400, []ErrorCode{CodeSizeInvalid}},
+		{"ENOSPC", fmt.Errorf("append: %w", &fs.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), 507, []ErrorCode{CodeInsufficientStorage}},
+		{"EDQUOT", &fs.PathError{Op: "write", Path: "x", Err: syscall.EDQUOT}, 507, []ErrorCode{CodeInsufficientStorage}},
+		{"ENOSPC through raft", fmt.Errorf("raft: %w", fmt.Errorf("store logs: %w", syscall.ENOSPC)), 507, []ErrorCode{CodeInsufficientStorage}},
+		{"refused by the disk watcher", fmt.Errorf("new upload: %w", &diskspace.RefusedError{Write: "upload"}), 507, []ErrorCode{CodeInsufficientStorage}},
+		{"refused by the leader's disk", fmt.Errorf("forward write to leader: %w: %v", diskspace.ErrInsufficientStorage, "its disk is below its floor"), 507, []ErrorCode{CodeInsufficientStorage}},
 		{"anything else", errors.New("disk on fire"), 500, []ErrorCode{CodeUnknown}},
 	}
 	for _, tt := range tests {

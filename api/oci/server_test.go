@@ -31,11 +31,18 @@ type testServer struct {
 // This is the one place that builds the registry under test.
 func newTestServer(t *testing.T, opts ...func(*Config)) *testServer {
 	t.Helper()
-	blobs, err := blobstore.Open(blobstore.Config{Root: t.TempDir()})
+	return newTestServerOn(t, blobstore.Config{Root: t.TempDir()}, startNode(t), opts...)
+}
+
+// newTestServerOn is newTestServer with a blob store of blobConfig and
+// node for its metadata.
+func newTestServerOn(t *testing.T, blobConfig blobstore.Config, node *cluster.Node, opts ...func(*Config)) *testServer {
+	t.Helper()
+	blobs, err := blobstore.Open(blobConfig)
 	if err != nil {
 		t.Fatalf("open blob store: %v", err)
 	}
-	cfg := Config{Metadata: startNode(t), Blobs: blobs}
+	cfg := Config{Metadata: node, Blobs: blobs}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -45,11 +52,11 @@ func newTestServer(t *testing.T, opts ...func(*Config)) *testServer {
 }
 
 // startNode runs a real single-node cluster (Raft and Pebble on disk) for
-// the test's metadata.
-func startNode(t *testing.T) *cluster.Node {
+// the test's metadata; tune adjusts its config.
+func startNode(t *testing.T, tune ...func(*cluster.Config)) *cluster.Node {
 	t.Helper()
 	ctx := context.Background()
-	node, err := cluster.Open(ctx, cluster.Config{
+	cfg := cluster.Config{
 		DataDir:         t.TempDir(),
 		NodeName:        t.Name(),
 		ClusterListen:   "127.0.0.1:0",
@@ -58,7 +65,11 @@ func startNode(t *testing.T) *cluster.Node {
 		HeartbeatTimeout:   50 * time.Millisecond,
 		ElectionTimeout:    50 * time.Millisecond,
 		LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	node, err := cluster.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open cluster node: %v", err)
 	}

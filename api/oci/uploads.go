@@ -13,6 +13,7 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // startUpload answers POST /v2/<name>/blobs/uploads/: a cross-repository
@@ -305,6 +306,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 	cr := r.Header.Get("Content-Range")
 	if cr == "" {
 		if _, err := h.appendMirrored(ctx, u, r.Body); err != nil {
+			h.dropIfFull(ctx, u, err)
 			return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 		}
 		return nil
@@ -327,6 +329,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 	}
 	n, err := h.appendMirrored(ctx, u, io.LimitReader(r.Body, length))
 	if err != nil {
+		h.dropIfFull(ctx, u, err)
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
 	if n != length {
@@ -340,6 +343,7 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 // commit appends rest to u, commits it as blob d and links the blob into repo.
 func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string, u *blobstore.Upload, d digest.Digest, rest io.Reader) error {
 	if _, err := h.appendMirrored(ctx, u, rest); err != nil {
+		h.dropIfFull(ctx, u, err)
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
 	h.committing(u, d)
@@ -353,6 +357,19 @@ func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string
 	}
 	copies := h.storedUpload(ctx, u.ID(), d, size)
 	return h.linkStored(ctx, w, repo, d, size, copies)
+}
+
+// dropIfFull cancels upload u after an append failed with err, if err
+// says the disk is full: the session's bytes are space the node lacks,
+// and clients start a refused upload again from the beginning.
+func (h *Handler) dropIfFull(ctx context.Context, u *blobstore.Upload, err error) {
+	if !diskspace.IsFull(err) {
+		return
+	}
+	h.uploadEnded(u.ID())
+	if cerr := u.Cancel(context.WithoutCancel(ctx)); cerr != nil {
+		h.log.DebugContext(ctx, "drop upload refused for lack of space", "upload", u.ID(), "err", cerr)
+	}
 }
 
 // storeError translates a failure to store blob d.

@@ -7,7 +7,7 @@
 //	PUT  /internal/blobs/<digest>   store the body as blob <digest>: 201 once it is verified and
 //	                                fsynced, 200 if the blob was already stored (the body is then
 //	                                not read), 400 if the bytes do not hash to <digest> (nothing
-//	                                is stored)
+//	                                is stored), 507 if this node's disk has no room for it
 //	GET  /internal/blobs/<digest>   the blob, with Range and If-Range support (ETag is the quoted
 //	                                digest); 404 if this node does not hold it
 //	HEAD /internal/blobs/<digest>   as GET, without the body
@@ -17,7 +17,8 @@
 //	POST /internal/mirror           store the body as a new blob, streamed and hashed as it
 //	                                arrives; the body ends with a Wharf-Digest trailer naming
 //	                                its digest: 201 once verified and fsynced, 400 if the
-//	                                trailer is missing or the bytes do not match it. A stream
+//	                                trailer is missing or the bytes do not match it, 507 if
+//	                                this node's disk has no room for it. A stream
 //	                                that breaks stores nothing. Wharf-Relay, if set, names the
 //	                                nodes (IDs, comma-separated) to pass the bytes on to while
 //	                                they arrive (see Relay).

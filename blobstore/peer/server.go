@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // PathPrefix is the URL path under which a Server answers.
@@ -126,7 +127,8 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
 	level := slog.LevelDebug
-	if code >= http.StatusInternalServerError && r.Context().Err() == nil { // not just a client gone
+	// Not a full disk either: the disk watcher logs that once.
+	if code >= http.StatusInternalServerError && code != http.StatusInsufficientStorage && r.Context().Err() == nil { // not just a client gone
 		level = slog.LevelError
 	}
 	s.logger.Log(r.Context(), level, "peer blob request failed",
@@ -140,6 +142,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, blobstore.ErrDigestMismatch), errors.Is(err, blobstore.ErrUnsupportedDigest):
 		return http.StatusBadRequest
+	case diskspace.IsFull(err):
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
