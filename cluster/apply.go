@@ -24,7 +24,12 @@ import (
 // leader for QuorumTimeout, shut down, timed out; the command may still be
 // committed later), or fsm.ErrNotFound, fsm.ErrNamespaceConflict or
 // fsm.ErrInvalid when the FSM refused it; the Result is returned as well.
+// A write refused because this node's or the leader's disk is below its
+// floor matches diskspace.ErrInsufficientStorage.
 func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+	if err := n.allowWrite(cmd); err != nil {
+		return nil, err
+	}
 	if cmd.GetRequestId() == "" {
 		cmd.RequestId = rand.Text()
 	}
@@ -45,6 +50,31 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 		return nil, err
 	}
 	return res, resultError(res)
+}
+
+// allowWrite refuses cmd while the disk is below its floor, unless the
+// write frees space or keeps the membership (fsm.AcceptedOnFullDisk).
+func (n *Node) allowWrite(cmd *fsmv1.Command) error {
+	if n.cfg.DiskSpace == nil || fsm.AcceptedOnFullDisk(cmd) {
+		return nil
+	}
+	if err := n.cfg.DiskSpace.AllowMetadata(); err != nil {
+		return fmt.Errorf("node %s: %w", n.id, err)
+	}
+	return nil
+}
+
+// allowForwarded is allowWrite, on the leader, for an encoded command
+// another node forwarded.
+func (n *Node) allowForwarded(data []byte) error {
+	if n.cfg.DiskSpace == nil {
+		return nil
+	}
+	var cmd fsmv1.Command
+	if err := proto.Unmarshal(data, &cmd); err != nil {
+		return nil // the FSM answers it as invalid
+	}
+	return n.allowWrite(&cmd)
 }
 
 // propose appends an encoded command to the local Raft log, which only the

@@ -25,6 +25,8 @@ type clusterOpts struct {
 	deadNodeTimeout time.Duration
 	// commitTimeout overrides Raft's (the default's) 50ms.
 	commitTimeout time.Duration
+	// diskSpace, if set, gives node i its DiskSpace.
+	diskSpace func(i int) DiskSpace
 }
 
 // testCluster is a set of in-process nodes on loopback.
@@ -90,6 +92,9 @@ func startCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 	for i := range n {
 		join := slices.Delete(slices.Clone(tc.gossips), i, i+1)
 		cfg := tc.config(tc.gossips[i], join)
+		if opts.diskSpace != nil {
+			cfg.DiskSpace = opts.diskSpace(i)
+		}
 		wg.Go(func() { tc.nodes[i], errs[i] = Open(context.Background(), cfg) })
 	}
 	wg.Wait()

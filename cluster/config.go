@@ -92,10 +92,28 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 
+	// DiskSpace, if set, guards the data directory's disk: while it refuses
+	// metadata writes, the node refuses the writes that would not free
+	// space, and Pebble tells it when a write meets a full disk.
+	DiskSpace DiskSpace
+
 	// Logger receives the node's, Raft's and Pebble's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the node's metrics. Nil: no metrics.
 	Registerer prometheus.Registerer
+}
+
+// DiskSpace is what a Node asks of the disk its data directory is on
+// (*diskspace.Watcher is one).
+type DiskSpace interface {
+	// AllowMetadata returns an error while writes that do not free space
+	// are refused (fsm.AcceptedOnFullDisk tells them apart).
+	AllowMetadata() error
+	// DiskFull is called when a write of the FSM's or the Raft log's
+	// Pebble database meets ENOSPC, before the write is retried once: it
+	// can make room (delete a ballast file). Pebble stops the process when
+	// a write to its log fails.
+	DiskFull()
 }
 
 const (

@@ -15,6 +15,7 @@ import (
 	clusterv1 "github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // Retry backoff for requests that need the leader.
@@ -169,6 +170,8 @@ func peerError(ctx context.Context, what string, err error) error {
 	switch connect.CodeOf(err) {
 	case connect.CodeFailedPrecondition, connect.CodeUnavailable, connect.CodeUnknown:
 		return fmt.Errorf("%s: %w: %w", what, errRetry, err)
+	case connect.CodeResourceExhausted: // the leader's disk is full
+		return fmt.Errorf("%s: %w: %v", what, diskspace.ErrInsufficientStorage, err)
 	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
 		if ctx.Err() == nil {
 			return fmt.Errorf("%s: %w: %w", what, errRetry, err)
@@ -188,6 +191,9 @@ func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterv1.A
 	n := p.n
 	if n.raft.State() != raft.Leader {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("not the leader"))
+	}
+	if err := n.allowForwarded(req.Msg.GetCommand()); err != nil {
+		return nil, toConnect(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
@@ -220,6 +226,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, ErrNoQuorum):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case diskspace.IsFull(err):
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/hashicorp/raft"
 )
 
@@ -37,8 +38,15 @@ var (
 	_ raft.StableStore = (*logStore)(nil)
 )
 
-func openLogStore(dir string, logger pebble.Logger) (*logStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: logger})
+// openLogStore opens the log store in dir. onDiskFull, if not nil, is
+// called when a write meets ENOSPC, before it is retried once (see
+// DiskSpace.DiskFull).
+func openLogStore(dir string, logger pebble.Logger, onDiskFull func()) (*logStore, error) {
+	fs := vfs.Default
+	if onDiskFull != nil {
+		fs = vfs.OnDiskFull(fs, onDiskFull)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: logger, FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log store: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 
 func openTestLogStore(t *testing.T, dir string) *logStore {
 	t.Helper()
-	s, err := openLogStore(dir, pebbleLogger{slog.New(slog.DiscardHandler)})
+	s, err := openLogStore(dir, pebbleLogger{slog.New(slog.DiscardHandler)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

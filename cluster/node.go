@@ -175,12 +175,18 @@ func (n *Node) goBackground(fn func(ctx context.Context)) {
 }
 
 func (n *Node) openStores() error {
-	f, err := fsm.Open(filepath.Join(n.cfg.DataDir, "fsm"), fsm.WithLogger(n.logger.With("component", "fsm")))
+	opts := []fsm.Option{fsm.WithLogger(n.logger.With("component", "fsm"))}
+	var onDiskFull func()
+	if n.cfg.DiskSpace != nil {
+		onDiskFull = n.cfg.DiskSpace.DiskFull
+		opts = append(opts, fsm.WithOnDiskFull(onDiskFull))
+	}
+	f, err := fsm.Open(filepath.Join(n.cfg.DataDir, "fsm"), opts...)
 	if err != nil {
 		return err
 	}
 	n.fsm = f
-	logs, err := openLogStore(filepath.Join(n.cfg.DataDir, "raft", "log"), pebbleLogger{n.logger.With("component", "raft-log")})
+	logs, err := openLogStore(filepath.Join(n.cfg.DataDir, "raft", "log"), pebbleLogger{n.logger.With("component", "raft-log")}, onDiskFull)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/hashicorp/raft"
 )
 
@@ -25,6 +26,7 @@ var errClosed = errors.New("fsm is closed")
 type FSM struct {
 	dir    string
 	logger *slog.Logger
+	fs     vfs.FS // the databases' filesystem
 	// requestHistory is a field only so tests can shrink it.
 	requestHistory uint64
 
@@ -55,9 +57,17 @@ func WithLogger(l *slog.Logger) Option {
 	return func(f *FSM) { f.logger = l }
 }
 
+// WithOnDiskFull makes a write of the databases that fails with ENOSPC
+// call fn, then try once more (pebble's vfs.OnDiskFull): fn can make room,
+// by deleting a ballast file. Pebble stops the process when a write to its
+// log fails, so this is the FSM's only way through a full disk.
+func WithOnDiskFull(fn func()) Option {
+	return func(f *FSM) { f.fs = vfs.OnDiskFull(f.fs, fn) }
+}
+
 // Open opens (or creates) the FSM stored in dir.
 func Open(dir string, opts ...Option) (*FSM, error) {
-	f := &FSM{dir: dir, logger: slog.New(slog.DiscardHandler), requestHistory: requestHistory}
+	f := &FSM{dir: dir, logger: slog.New(slog.DiscardHandler), fs: vfs.Default, requestHistory: requestHistory}
 	for _, opt := range opts {
 		opt(f)
 	}
@@ -111,6 +121,7 @@ func (f *FSM) openGeneration(name string, mustExist bool) (*handle, error) {
 	db, err := pebble.Open(filepath.Join(f.dir, name), &pebble.Options{
 		ErrorIfNotExists: mustExist,
 		Logger:           pebbleLogger{f.logger},
+		FS:               f.fs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", name, err)

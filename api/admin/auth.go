@@ -13,6 +13,7 @@ import (
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // AccessStore is the access-control state the services read; a
@@ -178,6 +179,8 @@ func stateError(err error) error {
 		code = connect.CodeInvalidArgument
 	case errors.Is(err, cluster.ErrNoQuorum):
 		code = connect.CodeUnavailable
+	case diskspace.IsFull(err):
+		code = connect.CodeResourceExhausted
 	default:
 		code = connect.CodeInternal
 	}

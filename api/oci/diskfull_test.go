@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/blobstore"
+	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
@@ -56,10 +57,12 @@ func (d *testDisk) set(free int64) {
 	}
 }
 
-// newDiskServer is a test server whose blob store asks disk for room.
+// newDiskServer is a test server whose blob store and metadata node ask
+// disk for room.
 func newDiskServer(t *testing.T, disk *testDisk) *testServer {
 	t.Helper()
-	return newTestServerOn(t, blobstore.Config{Root: t.TempDir(), Space: disk.watcher}, startNode(t))
+	node := startNode(t, func(c *cluster.Config) { c.DiskSpace = disk.watcher })
+	return newTestServerOn(t, blobstore.Config{Root: t.TempDir(), Space: disk.watcher}, node)
 }
 
 // TestPushBelowTheReserve is the regression test of issue 11, finding 6:
@@ -103,6 +106,33 @@ func TestPushBelowTheReserve(t *testing.T) {
 
 	disk.set(500 * mib)
 	ts.pushImage("repo", "v3")
+}
+
+// TestDeletesBelowTheFloor checks that below the floor the registry still
+// serves pulls and deletions, so that an operator can free space, and
+// refuses every other write with 507.
+func TestDeletesBelowTheFloor(t *testing.T) {
+	disk := newTestDisk(t)
+	ts := newDiskServer(t, disk)
+	manifest, md := ts.pushImage("repo", "v1")
+	layer := ts.pushBlob("repo", []byte("a layer"))
+	ts.pushManifest("repo", "v2", "application/vnd.oci.image.manifest.v1+json", manifest)
+
+	disk.set(10 * mib)
+	wantError(t, ts.putManifest("repo", "v3", "application/vnd.oci.image.manifest.v1+json", manifest),
+		http.StatusInsufficientStorage, CodeInsufficientStorage)
+	wantError(t, ts.do(request{method: http.MethodPost, path: "/v2/other/blobs/uploads/?mount=" + layer.String() + "&from=repo"}),
+		http.StatusInsufficientStorage, CodeInsufficientStorage)
+	if got := ts.get("/v2/repo/manifests/v1"); got.status != http.StatusOK || !bytes.Equal(got.body, manifest) {
+		t.Fatalf("pull below the floor: %d %s", got.status, got.body)
+	}
+	wantStatus(t, ts.do(request{method: http.MethodDelete, path: "/v2/repo/manifests/v2"}), http.StatusAccepted)
+	wantStatus(t, ts.do(request{method: http.MethodDelete, path: "/v2/repo/manifests/" + md.String()}), http.StatusAccepted)
+	wantStatus(t, ts.do(request{method: http.MethodDelete, path: "/v2/repo/blobs/" + layer.String()}), http.StatusAccepted)
+	wantStatus(t, ts.do(request{method: http.MethodHead, path: "/v2/repo/manifests/" + md.String()}), http.StatusNotFound)
+
+	disk.set(500 * mib)
+	ts.pushImage("repo", "v4")
 }
 
 // TestChunksStopAtTheReserve pushes one chunk after the other without a
