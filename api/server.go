@@ -32,6 +32,9 @@ type Config struct {
 	UI http.Handler
 	// Ready reports whether the node can serve consistent reads and writes.
 	Ready func() bool
+	// ReadyDetail, if set, returns lines (each ending in a newline) that
+	// /readyz adds after its verdict, such as the disk's free space.
+	ReadyDetail func() string
 	// Registry receives the HTTP metrics and is exposed on /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -57,11 +60,14 @@ func NewHandler(cfg Config) http.Handler {
 		writePlain(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		status, body := http.StatusOK, "ready\n"
 		if cfg.Ready != nil && !cfg.Ready() {
-			writePlain(w, http.StatusServiceUnavailable, "not ready: no leader, or the log is not applied up to the commit index\n")
-			return
+			status, body = http.StatusServiceUnavailable, "not ready: no leader, or the log is not applied up to the commit index\n"
 		}
-		writePlain(w, http.StatusOK, "ready\n")
+		if cfg.ReadyDetail != nil {
+			body += cfg.ReadyDetail()
+		}
+		writePlain(w, status, body)
 	})
 	if cfg.UI != nil {
 		mux.Handle("/", m.instrument(staticRoute("ui"), cfg.UI))

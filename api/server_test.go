@@ -27,6 +27,7 @@ import (
 type fullServer struct {
 	url   string
 	ready bool
+	disk  string // the /readyz detail
 }
 
 func startFullServer(t *testing.T) *fullServer {
@@ -50,16 +51,17 @@ func startFullServer(t *testing.T) *fullServer {
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	fs := &fullServer{ready: true}
+	fs := &fullServer{ready: true, disk: "disk: 12.3 GiB free of 50.0 GiB\n"}
 	srv := httptest.NewServer(api.NewHandler(api.Config{
 		OCI:   oci.New(oci.Config{Metadata: node, Blobs: blobs}),
 		Route: oci.Route,
 		Connect: admin.Handlers(admin.Config{
 			Node: node, Blobs: blobs, Catalog: node.FSM(), Version: "test",
 		}),
-		UI:       ui.Handler("test", func(r *http.Request) string { return r.Host }),
-		Ready:    func() bool { return fs.ready && node.Status().Ready() },
-		Registry: reg,
+		UI:          ui.Handler("test", func(r *http.Request) string { return r.Host }),
+		Ready:       func() bool { return fs.ready && node.Status().Ready() },
+		ReadyDetail: func() string { return fs.disk },
+		Registry:    reg,
 	}))
 	t.Cleanup(srv.Close)
 	fs.url = srv.URL
@@ -87,8 +89,9 @@ func TestHealthAndReadiness(t *testing.T) {
 		wantBody   string
 	}{
 		{"liveness", "/healthz", true, 200, "ok"},
-		{"ready", "/readyz", true, 200, "ready"},
+		{"ready", "/readyz", true, 200, "ready\ndisk: 12.3 GiB free of 50.0 GiB\n"},
 		{"not ready", "/readyz", false, 503, "not ready"},
+		{"disk detail while not ready", "/readyz", false, 503, "index\ndisk: 12.3 GiB free"},
 		{"liveness while not ready", "/healthz", false, 200, "ok"},
 		{"home page", "/", true, 200, "podman push"},
 		{"unknown page", "/nope", true, 404, ""},
