@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 func newTestFlags() (*pflag.FlagSet, *string, *int, *bool) {
@@ -121,5 +123,65 @@ func TestDeployExampleConfig(t *testing.T) {
 		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
 			t.Errorf("%s = %s, want %s", flag, got, want)
 		}
+	}
+}
+
+// TestMinFreeSpaceFlag checks --min-free-space from each source, and the
+// disk watcher's thresholds it makes.
+func TestMinFreeSpaceFlag(t *testing.T) {
+	tests := []struct {
+		name              string
+		args              []string
+		env, yaml         string
+		wantReserve       string
+		wantFloor, ofSize int64
+		wantErr           string
+	}{
+		{name: "default", wantReserve: "1GiB", wantFloor: 256 << 20},
+		{name: "flag", args: []string{"--min-free-space", "10GiB"}, wantReserve: "10GiB", wantFloor: 10 << 28},
+		{name: "environment", env: "5%", wantReserve: "5%", ofSize: 1000 << 20, wantFloor: 1000 << 20 / 80},
+		{name: "file", yaml: "min-free-space: 512MiB\n", wantReserve: "512MiB", wantFloor: 128 << 20},
+		{name: "off", args: []string{"--min-free-space", "0"}, wantReserve: "0", wantFloor: 0},
+		{name: "bad unit", env: "5 parsecs", wantErr: "WHARF_MIN_FREE_SPACE"},
+		{name: "bad percentage", yaml: "min-free-space: 150%\n", wantErr: "percentage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("WHARF_MIN_FREE_SPACE", tt.env)
+			}
+			args := tt.args
+			if tt.yaml != "" {
+				file := filepath.Join(t.TempDir(), "wharf.yaml")
+				if err := os.WriteFile(file, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", file)
+			}
+			cmd := newServeCommand()
+			flags := cmd.Flags()
+			err := flags.Parse(args)
+			if err == nil {
+				err = applyConfigSources(flags, "config")
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			flag := flags.Lookup("min-free-space")
+			if got := flag.Value.String(); got != tt.wantReserve {
+				t.Errorf("min-free-space = %s, want %s", got, tt.wantReserve)
+			}
+			reserve := *flag.Value.(*diskspace.Threshold)
+			cfg := serveOptions{minFreeSpace: reserve}.diskConfig(nil, nil)
+			if got := cfg.Floor.Of(tt.ofSize); got != tt.wantFloor {
+				t.Errorf("floor %d bytes, want %d", got, tt.wantFloor)
+			}
+		})
 	}
 }

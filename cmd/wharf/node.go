@@ -22,6 +22,7 @@ import (
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 	"github.com/wharf-registry/wharf/ui"
 )
 
@@ -30,6 +31,7 @@ import (
 // run several in one process.
 type registryNode struct {
 	node    *cluster.Node
+	disk    *diskspace.Watcher
 	blobs   *blobstore.Store
 	replica *replica.Store
 	gc      *gc.Collector
@@ -55,7 +57,13 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	blobs, err := blobstore.Open(blobstore.Config{Root: filepath.Join(o.dataDir, "blobs"), Logger: logger.With("component", "blobstore")})
+	disk, err := diskspace.New(o.diskConfig(logger.With("component", "disk"), reg))
+	if err != nil {
+		return nil, fmt.Errorf("watch the data dir's disk: %w", err)
+	}
+	blobs, err := blobstore.Open(blobstore.Config{
+		Root: filepath.Join(o.dataDir, "blobs"), Logger: logger.With("component", "blobstore"), Space: disk,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
@@ -64,7 +72,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		Help: "Blob upload sessions in progress on this node.",
 	}, func() float64 { return float64(blobs.OpenUploads()) }))
 
-	node, err := cluster.Open(ctx, o.clusterConfig(logger, reg))
+	node, err := cluster.Open(ctx, o.clusterConfig(logger, reg, disk))
 	if err != nil {
 		return nil, fmt.Errorf("start cluster node: %w", err)
 	}
@@ -98,14 +106,14 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		_ = node.Shutdown(ctx)
 		return nil, fmt.Errorf("start garbage collection: %w", err)
 	}
-	n := &registryNode{node: node, blobs: blobs, replica: store, gc: collector, logger: logger}
+	n := &registryNode{node: node, disk: disk, blobs: blobs, replica: store, gc: collector, logger: logger}
 	n.handler = n.assemble(o, reg, leave)
 	n.startLoops(o)
 	return n, nil
 }
 
 // clusterConfig turns the serve flags into the cluster node's config.
-func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Registerer) cluster.Config {
+func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Registerer, disk cluster.DiskSpace) cluster.Config {
 	cfg := cluster.Config{
 		DataDir:         o.dataDir,
 		NodeName:        o.nodeName,
@@ -120,6 +128,7 @@ func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Register
 		TLSCAFile:       o.tlsCA,
 		StaleReads:      o.staleReads,
 		DeadNodeTimeout: o.deadNodeTimeout,
+		DiskSpace:       disk,
 		Logger:          logger.With("component", "cluster"),
 		Registerer:      reg,
 	}
@@ -164,25 +173,32 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	adminConfig.Apply = n.node.Apply
 	adminConfig.Logger = n.logger.With("component", "auth")
 	return api.NewHandler(api.Config{
-		OCI:      registry,
-		Token:    ac.token,
-		Route:    oci.Route,
-		Connect:  admin.Handlers(adminConfig),
-		UI:       ui.Handler(version, registryHost(o.publicURL)),
-		Ready:    func() bool { return n.node.Status().Ready() && n.accessReady() },
-		Registry: reg,
-		Logger:   n.logger,
+		OCI:     registry,
+		Token:   ac.token,
+		Route:   oci.Route,
+		Connect: admin.Handlers(adminConfig),
+		UI:      ui.Handler(version, registryHost(o.publicURL)),
+		Ready:   func() bool { return n.node.Status().Ready() && n.accessReady() },
+		// A full disk leaves the node ready: it still serves pulls.
+		ReadyDetail: func() string { return "disk: " + n.disk.State().String() + "\n" },
+		Registry:    reg,
+		Logger:      n.logger,
 		// The reads of one request share one read index.
 		RequestContext: cluster.WithReadScope,
 	})
 }
 
 // startLoops runs the node's background work: blob repair (on the
-// leader), garbage collection and the purge of abandoned uploads.
+// leader), garbage collection, the purge of abandoned uploads and the
+// disk's measurements.
 func (n *registryNode) startLoops(o serveOptions) {
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go func() {
+		defer n.wg.Done()
+		n.disk.Run(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		bootstrapAccess(ctx, n.node, o, os.Stderr, n.logger.With("component", "auth"))

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/wharf-registry/wharf/api/auth"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // serveOptions are the flags of 'wharf serve'.
@@ -48,6 +50,7 @@ type serveOptions struct {
 	gcGrace          time.Duration
 	gcInterval       time.Duration
 	shutdownTimeout  time.Duration
+	minFreeSpace     diskspace.Threshold
 	tokenService     string
 	tokenTTL         time.Duration
 	pprofListen      string
@@ -110,11 +113,33 @@ the command line wins over the environment, which wins over the file.`,
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "how long a blob no manifest or repository references is kept before garbage collection removes it from every node")
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Minute, "how often the leader collects unreferenced blobs and every node deletes its copies of collected ones")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
+	o.minFreeSpace = defaultMinFreeSpace
+	f.Var(&o.minFreeSpace, "min-free-space", "free space kept on the data directory's disk, e.g. 1GiB or 5%: below it uploads are refused with 507, below a quarter of it every write but deletions")
 	f.StringVar(&o.tokenService, "token-service", "", "service name of registry tokens (the same on every node); default: the host of --public-url, else \"wharf\"")
 	f.DurationVar(&o.tokenTTL, "token-ttl", auth.DefaultTokenTTL, "lifetime of the registry tokens /token issues")
 	f.StringSliceVar(&o.trustedProxies, "trusted-proxies", nil, "addresses or CIDR prefixes of load balancers whose X-Forwarded-For names the client, for the login throttle and audit lines; comma-separated")
 	f.StringVar(&o.pprofListen, "pprof-listen", "", "address for Go's /debug/pprof profiles, unauthenticated: keep it on loopback; empty (the default) serves none")
 	return cmd
+}
+
+// defaultMinFreeSpace is --min-free-space's default: room for the Raft log,
+// Pebble's compactions and an FSM snapshot of a large registry.
+var defaultMinFreeSpace = diskspace.Bytes(1 << 30)
+
+// ballastBytes is the size of the ballast file (at most the floor).
+const ballastBytes = 64 << 20
+
+// diskConfig turns the serve flags into the disk watcher's config: the
+// floor is a quarter of the reserve.
+func (o serveOptions) diskConfig(logger *slog.Logger, reg prometheus.Registerer) diskspace.Config {
+	return diskspace.Config{
+		Dir:        o.dataDir,
+		Reserve:    o.minFreeSpace,
+		Floor:      o.minFreeSpace.Scaled(0.25),
+		Ballast:    ballastBytes,
+		Logger:     logger,
+		Registerer: reg,
+	}
 }
 
 func defaultNodeName() string {
