@@ -16,7 +16,7 @@
 //     that free space or keep the cluster running (deletions, garbage
 //     collection, membership), so that an operator can always dig out.
 //
-// Leaving a level takes a twentieth of its threshold more than entering it,
+// Leaving a level takes a quarter of its threshold more than entering it,
 // so that free space hovering at a threshold does not flap. The Watcher
 // logs each change of level once: a WARN on the way down, with the
 // numbers, and an INFO on the way back.

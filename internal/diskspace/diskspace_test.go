@@ -201,12 +201,12 @@ func TestLevels(t *testing.T) {
 		{free: 101, uploads: true, meta: true},
 		{free: 99, uploads: false, meta: true, warnings: 1, wantStateSnippet: "below the reserve: refusing uploads"},
 		{free: 98, uploads: false, meta: true, warnings: 1},
-		{free: 102, uploads: false, meta: true, warnings: 1}, // within the margin (5 MiB)
+		{free: 124, uploads: false, meta: true, warnings: 1}, // within the margin (25 MiB)
 		{free: 19, uploads: false, meta: false, warnings: 2, wantStateSnippet: "below the floor: accepting only deletions"},
-		{free: 20, uploads: false, meta: false, warnings: 2}, // within the floor's margin (1 MiB)
-		{free: 22, uploads: false, meta: true, warnings: 2, infos: 1},
-		{free: 104, uploads: false, meta: true, warnings: 2, infos: 1},
-		{free: 106, uploads: true, meta: true, warnings: 2, infos: 2, wantStateSnippet: "accepting uploads"},
+		{free: 24, uploads: false, meta: false, warnings: 2}, // within the floor's margin (5 MiB)
+		{free: 25, uploads: false, meta: true, warnings: 2, infos: 1},
+		{free: 120, uploads: false, meta: true, warnings: 2, infos: 1},
+		{free: 125, uploads: true, meta: true, warnings: 2, infos: 2, wantStateSnippet: "accepting uploads"},
 		{free: 10, uploads: false, meta: false, warnings: 3, infos: 2},
 		{free: 900, uploads: true, meta: true, warnings: 3, infos: 3},
 	}
@@ -366,7 +366,7 @@ func TestBallast(t *testing.T) {
 	}
 
 	// Not made again until there is room above the reserve and its margin.
-	disk.set(106 * mib)
+	disk.set(127 * mib)
 	_ = w.Refresh()
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ballast made again with no room for it: %v", err)

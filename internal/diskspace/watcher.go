@@ -289,8 +289,13 @@ func (w *Watcher) levelFor(free int64) level {
 	return next
 }
 
-// margin is how far above a threshold free space must be to leave it.
-func margin(threshold int64) int64 { return threshold / 20 }
+// margin is how far above a threshold free space must be to leave it: a
+// quarter of it. An upload refused at the reserve has its session dropped
+// (its bytes are the space the node lacks), which gives those bytes back;
+// with a small margin, a refused layer larger than the margin would bring
+// the node back above it at once, and the next try would be refused again,
+// each logging the change of level.
+func margin(threshold int64) int64 { return threshold / 4 }
 
 // setLevelLocked moves to level next, logging the change.
 func (w *Watcher) setLevelLocked(next level) {
