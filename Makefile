@@ -11,7 +11,7 @@ PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition bench bench-rss bench-cluster generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-rss bench-cluster generate clean
 
 ## run: start one wharf node on :5001 with its data in ./wharf-data; the first
 ## start prints the admin password and how to log in
@@ -23,7 +23,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster e2e-partition
+test: lint unit fuzz conformance e2e e2e-cluster e2e-partition e2e-diskfull
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:
@@ -65,6 +65,11 @@ e2e-cluster:
 ## e2e-partition: three nodes in network namespaces (root); cut one off, heal it
 e2e-partition:
 	scripts/e2e-partition.sh
+
+## e2e-diskfull: a node on a 300 MiB tmpfs (root): podman pushes until the
+## reserve refuses them with 507, the disk fills, deletions free it again
+e2e-diskfull:
+	scripts/e2e-diskfull.sh
 
 ## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
 bench:
