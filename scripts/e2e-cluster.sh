@@ -137,7 +137,8 @@ kill_node n2 KILL
 sleep 2
 "${PODMAN[@]}" rmi -f "$LB/e2e/cluster:v1" >/dev/null
 "${PODMAN[@]}" pull -q "${TLS[@]}" "$LB/e2e/cluster:v1" >/dev/null
-[ "$(image_id "$LB/e2e/cluster:v1")" = "$want" ] || die "the image changed after a node died"
+got=$(image_id "$LB/e2e/cluster:v1") || die "no image after the pull with a node dead"
+[ "$got" = "$want" ] || die "the image changed after a node died: $got, want $want"
 log "the image still pulls with one node dead"
 
 echo "e2e-cluster: 5 passed, 0 failed"
