@@ -1,5 +1,5 @@
-# wharf: `make run` starts a single-node registry on :5001, `make test` runs
-# every check CI runs. See README.md.
+# wharf: `make run` starts a single-node registry on localhost:5001, `make
+# test` runs every check CI runs. See README.md.
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
@@ -13,10 +13,19 @@ STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-rss bench-cluster generate clean
 
-## run: start one wharf node on :5001 with its data in ./wharf-data; the first
-## start prints the admin password and how to log in
+# Where `make run` listens: loopback only, so that nothing is exposed to
+# other machines; e.g. RUN_LISTEN=:5001 serves every interface.
+RUN_LISTEN         ?= 127.0.0.1:5001
+RUN_CLUSTER_LISTEN ?= 127.0.0.1:5002
+
+## run: build bin/wharf and start one node on $(RUN_LISTEN) (loopback only) with
+## its data in ./wharf-data; the first start prints the admin password and how
+## to log in with bin/wharf
 run:
-	$(GO) run ./cmd/wharf serve
+	@echo "==> building bin/wharf (the first build compiles every dependency: a few minutes)"
+	$(GO) build -o $(BIN)/wharf ./cmd/wharf
+	@echo "==> starting bin/wharf serve on $(RUN_LISTEN) (cluster port $(RUN_CLUSTER_LISTEN)); stop it with Ctrl-C"
+	$(BIN)/wharf serve --listen $(RUN_LISTEN) --cluster-listen $(RUN_CLUSTER_LISTEN)
 
 ## build: build bin/wharf
 build:

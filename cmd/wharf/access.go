@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/wharf-registry/wharf/api/auth"
@@ -193,21 +195,19 @@ func createAdmin(ctx context.Context, node *cluster.Node, o serveOptions, banner
 	return nil
 }
 
-// printBanner tells the operator, once, how to log in as admin.
+// printBanner tells the operator, once, how to log in as admin, and who
+// can reach the listener.
 func printBanner(w io.Writer, o serveOptions, password, file string) {
 	server := o.publicURL
 	if server == "" {
-		server = "http://" + o.listen
-		if o.listen != "" && o.listen[0] == ':' {
-			server = "http://localhost" + o.listen
-		}
+		server = "http://" + clientHost(o.listen)
 	}
 	host := server
 	if u, err := url.Parse(server); err == nil && u.Host != "" {
 		host = u.Host
 	}
 	tls := ""
-	if len(server) >= 7 && server[:7] == "http://" {
+	if strings.HasPrefix(server, "http://") {
 		tls = " --tls-verify=false"
 	}
 	fmt.Fprintf(w, `
@@ -220,10 +220,66 @@ func printBanner(w io.Writer, o serveOptions, password, file string) {
  Log in with:
 
      podman login%s -u admin %s
-     wharf login %s -u admin
+     %s login %s -u admin --password-stdin < %s
 
  Set %s before the first start to choose the password instead.
+
+ Listening on %s: %s.
 ================================================================================
 
-`, file, password, tls, host, server, adminPasswordEnv)
+`, file, password, tls, host, cliCommand(), server, file, adminPasswordEnv, o.listen, exposure(o.listen))
+}
+
+// clientHost is the host:port a client on this machine uses for listen
+// address addr: localhost for a wildcard or loopback IP.
+func clientHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// exposure says who can reach a listener on addr.
+func exposure(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "unknown exposure"
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || (ip != nil && ip.IsUnspecified()):
+		return "every network interface, so other machines can reach it"
+	case host == "localhost" || (ip != nil && ip.IsLoopback()):
+		return "loopback only, so other machines cannot reach it"
+	}
+	return "the interface of " + host + " only"
+}
+
+// cliCommand is how to run this binary's CLI: its path when it was started
+// by one (relative to the working directory when under it), else "wharf".
+func cliCommand() string {
+	arg0 := os.Args[0]
+	if !strings.ContainsRune(arg0, filepath.Separator) || strings.Contains(arg0, "go-build") {
+		return "wharf" // found on $PATH, or a temporary build of 'go run'
+	}
+	abs, err := filepath.Abs(arg0)
+	if err != nil {
+		return arg0
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return abs
+	}
+	rel, err := filepath.Rel(wd, abs)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return abs
+	}
+	if !strings.ContainsRune(rel, filepath.Separator) {
+		rel = "." + string(filepath.Separator) + rel
+	}
+	return rel
 }

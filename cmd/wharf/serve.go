@@ -229,7 +229,7 @@ func runHTTP(ctx context.Context, o serveOptions, handler http.Handler, logger *
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("wharf is serving", "listen", ln.Addr().String(), "data_dir", o.dataDir, "version", version)
+	logger.Info("wharf is serving", "listen", ln.Addr().String(), "reachable_on", exposure(o.listen), "data_dir", o.dataDir, "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
