@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -49,7 +50,35 @@ func newRootCommand() *cobra.Command {
 		newTokenCommand(c),
 		newWhoAmICommand(c),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group below cmd (a command
+// with subcommands and nothing to run of its own) fail on an unknown
+// subcommand. cobra does that for the root only: for a group it prints the
+// help and exits 0, so 'wharf repo delete X' looked like a success.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = unknownSubcommand
+	}
+}
+
+// unknownSubcommand is the RunE of a command group: without arguments it
+// prints the group's help, else it refuses the first as an unknown command.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if suggestions := cmd.SuggestionsFor(args[0]); len(suggestions) > 0 {
+		msg += "; did you mean " + strings.Join(suggestions, " or ") + "?"
+	}
+	return fmt.Errorf("%s (run '%s --help' for its commands)", msg, cmd.CommandPath())
 }
 
 func newVersionCommand() *cobra.Command {

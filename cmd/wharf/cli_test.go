@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// runMainEnv makes the test binary run wharf's main instead of the tests,
+// so that tests can check the exit status of real command lines.
+const runMainEnv = "WHARF_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runWharf runs wharf with args in a child process and returns its exit
+// status and combined output. The child has no stored credentials.
+func runWharf(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "XDG_CONFIG_HOME="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	}
+	t.Fatalf("run wharf %v: %v", args, err)
+	return -1, ""
+}
+
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"repo", "delete", "acme/app"}, 1, `unknown command "delete" for "wharf repo"`},
+		{[]string{"cluster", "foo"}, 1, `unknown command "foo" for "wharf cluster"`},
+		{[]string{"cluster", "member"}, 1, "did you mean members?"},
+		{[]string{"nosuch"}, 1, `unknown command "nosuch" for "wharf"`},
+		{[]string{"cluster", "status", "extra"}, 1, "unknown command"},
+		{[]string{"cluster", "--nosuchflag"}, 1, "unknown flag"},
+		{[]string{"cluster"}, 0, "Available Commands"},
+		{[]string{"version"}, 0, "dev"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out := runWharf(t, nil, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// Every command group refuses an unknown subcommand, whatever its place in
+// the tree.
+func TestEveryGroupRefusesUnknownSubcommands(t *testing.T) {
+	groups := 0
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+		if !cmd.HasSubCommands() {
+			return
+		}
+		groups++
+		path := strings.Fields(cmd.CommandPath())[1:]
+		root := newRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append(path, "no-such-command"))
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("%s no-such-command: err = %v, want an unknown command error (output %q)", cmd.CommandPath(), err, out.String())
+		}
+	}
+	walk(newRootCommand())
+	if groups < 7 {
+		t.Errorf("found %d command groups, want the root and at least cluster, user, group, role, repo and token", groups)
+	}
+}
