@@ -64,6 +64,8 @@ type Config struct {
 	// end of its process; nil refuses Leave.
 	Leave   func()
 	Version string
+	// PublicURL is the node's --public-url, which Identity reports.
+	PublicURL string
 
 	// Auth, if set, authenticates every request and makes each RPC check
 	// the caller's permission; nil leaves the services open, as on the
@@ -159,4 +161,16 @@ func diskUsage(dir string) (used, free uint64) {
 	}
 	bsize := uint64(st.Bsize)
 	return (st.Blocks - st.Bfree) * bsize, st.Bavail * bsize
+}
+
+// Identity names the answering node and the cluster's public URL, to any
+// caller: nothing in it is secret, and the CLI needs it before it logs in.
+func (s *clusterService) Identity(_ context.Context, _ *connect.Request[wharfv1.IdentityRequest]) (*connect.Response[wharfv1.IdentityResponse], error) {
+	st := s.cfg.Node.Status()
+	return connect.NewResponse(&wharfv1.IdentityResponse{
+		PublicUrl: s.cfg.PublicURL,
+		NodeId:    st.NodeID,
+		NodeName:  st.NodeName,
+		Version:   s.cfg.Version,
+	}), nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,11 +35,16 @@ func newLoginCommand(c *clientOptions) *cobra.Command {
 	return clientCommand(c, &cobra.Command{
 		Use:   "login [SERVER]",
 		Short: "Check credentials and store them for the next commands",
-		Long: `Log in to a wharf node: the user (--username) and the password (or an API
-token, from --password-stdin or WHARF_PASSWORD) are checked, then stored with
-the server in $XDG_CONFIG_HOME/wharf/credentials.json (~/.config/wharf/ by
-default, mode 0600). Later commands use them when no other credentials are
-given.`,
+		Long: `Log in to a wharf node or cluster: the user (--username) and the password
+(or an API token, from --password-stdin or WHARF_PASSWORD) are checked, then
+stored with the server in $XDG_CONFIG_HOME/wharf/credentials.json
+(~/.config/wharf/ by default, mode 0600). Later commands use them when no
+other credentials are given.
+
+One login serves a whole cluster: the credential is stored with the
+cluster's public URL (--public-url of its nodes), and is used for the public
+URL and for every server that reports the same public URL, so --server may
+name any node. A new login to the same cluster replaces the old one.`,
 		Args: cobra.MaximumNArgs(1),
 	}, func(cmd *cobra.Command, args []string) error {
 		if len(args) == 1 {
@@ -60,19 +67,93 @@ given.`,
 		if err != nil {
 			return fmt.Errorf("log in to %s: %w", c.baseURL(), err)
 		}
+		public, err := c.identify(cmd.Context(), c.baseURL())
+		if err != nil && connect.CodeOf(err) != connect.CodeUnimplemented { // older nodes cannot say
+			return err
+		}
 		creds, err := loadCredentials()
 		if err != nil {
 			return err
 		}
-		creds.Current = c.baseURL()
-		creds.Servers[c.baseURL()] = serverCredential{Username: c.username, Password: c.password}
+		cred := serverCredential{Username: c.username, Password: c.password}
+		if public != "" {
+			cred.PublicURL = normalizeServer(public)
+		}
+		creds.store(c.baseURL(), cred)
 		path, err := saveCredentials(creds)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Login Succeeded: %s as %s (saved in %s)\n", c.baseURL(), resp.Msg.User, path)
+		if cred.PublicURL != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "It serves every node of the cluster at %s.\n", cred.PublicURL)
+		}
 		return nil
 	})
+}
+
+func newLogoutCommand(c *clientOptions) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "logout [SERVER | --all]",
+		Short: "Remove a stored login",
+		Long: `Remove the credential 'wharf login' stored for SERVER (default: --server,
+WHARF_SERVER, else the server of the last login), which is the credential of
+that server's whole cluster; --all removes every stored credential.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all && len(args) > 0 {
+				return errors.New("give a server or --all, not both")
+			}
+			creds, err := loadCredentials()
+			if err != nil {
+				return err
+			}
+			if all {
+				return logoutAll(cmd, creds)
+			}
+			server := c.server
+			if len(args) == 1 {
+				server = args[0]
+			}
+			return logout(cmd, c, creds, cmp.Or(server, os.Getenv("WHARF_SERVER"), creds.Current))
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "remove every stored login")
+	return cmd
+}
+
+// logout removes the credential that serves server.
+func logout(cmd *cobra.Command, c *clientOptions, creds credentials, server string) error {
+	if server == "" {
+		fmt.Fprintln(cmd.OutOrStdout(), "not logged in")
+		return nil
+	}
+	key, ok := creds.find(cmd.Context(), server, c.identify)
+	if !ok {
+		fmt.Fprintf(cmd.OutOrStdout(), "not logged in to %s\n", normalizeServer(server))
+		return nil
+	}
+	cred := creds.Servers[key]
+	creds.remove(key)
+	if _, err := saveCredentials(creds); err != nil {
+		return err
+	}
+	what := key
+	if cred.PublicURL != "" && cred.PublicURL != key {
+		what += " (cluster " + cred.PublicURL + ")"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "removed the login of %s to %s\n", cred.Username, what)
+	return nil
+}
+
+func logoutAll(cmd *cobra.Command, creds credentials) error {
+	n := len(creds.Servers)
+	if _, err := saveCredentials(credentials{Servers: map[string]serverCredential{}}); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "removed %d stored login(s)\n", n)
+	return nil
 }
 
 func newWhoAmICommand(c *clientOptions) *cobra.Command {

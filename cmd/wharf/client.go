@@ -2,14 +2,12 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,9 +72,16 @@ func (c *clientOptions) resolve(cmd *cobra.Command) error {
 		c.server = creds.Current
 	}
 	if c.server == "" {
-		c.server = "http://localhost:5001"
+		c.server = defaultServer
 	}
-	if stored, ok := creds.Servers[normalizeServer(c.server)]; ok {
+	// Only a command without a password of its own uses a stored one, and
+	// only then asks a server which cluster it belongs to.
+	identify := c.identify
+	if c.password != "" {
+		identify = nil
+	}
+	if key, ok := creds.find(cmd.Context(), c.server, identify); ok {
+		stored := creds.Servers[key]
 		if c.username == "" {
 			c.username = stored.Username
 		}
@@ -85,6 +90,20 @@ func (c *clientOptions) resolve(cmd *cobra.Command) error {
 		}
 	}
 	return nil
+}
+
+// defaultServer is the node the CLI asks when nothing names one.
+const defaultServer = "http://localhost:5001"
+
+// identify asks server, without credentials, for the public URL of its
+// cluster.
+func (c *clientOptions) identify(ctx context.Context, server string) (string, error) {
+	client := wharfv1connect.NewClusterServiceClient(&http.Client{Timeout: c.timeout}, normalizeServer(server))
+	resp, err := client.Identity(ctx, connect.NewRequest(&wharfv1.IdentityRequest{}))
+	if err != nil {
+		return "", fmt.Errorf("ask %s which cluster it belongs to: %w", server, err)
+	}
+	return resp.Msg.PublicUrl, nil
 }
 
 // readSecretLine reads the first line of r, without its line ending.
@@ -123,76 +142,6 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.SetBasicAuth(b.user, b.password)
 	}
 	return http.DefaultTransport.RoundTrip(r)
-}
-
-// credentials is the file 'wharf login' writes.
-type credentials struct {
-	// Current is the server of the last login, used when none is given.
-	Current string                      `json:"current,omitempty"`
-	Servers map[string]serverCredential `json:"servers"`
-}
-
-type serverCredential struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
-// credentialsPath is $XDG_CONFIG_HOME/wharf/credentials.json, or
-// ~/.config/wharf/credentials.json.
-func credentialsPath() (string, error) {
-	dir := os.Getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("find the credentials file: %w", err)
-		}
-		dir = filepath.Join(home, ".config")
-	}
-	return filepath.Join(dir, "wharf", "credentials.json"), nil
-}
-
-func loadCredentials() (credentials, error) {
-	creds := credentials{Servers: map[string]serverCredential{}}
-	path, err := credentialsPath()
-	if err != nil {
-		return creds, nil // no home: no stored credentials
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return creds, nil
-	}
-	if err != nil {
-		return creds, fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := json.Unmarshal(data, &creds); err != nil {
-		return creds, fmt.Errorf("read %s: %w", path, err)
-	}
-	if creds.Servers == nil {
-		creds.Servers = map[string]serverCredential{}
-	}
-	return creds, nil
-}
-
-func saveCredentials(creds credentials) (string, error) {
-	path, err := credentialsPath()
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	data, err := json.MarshalIndent(creds, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	return path, nil
 }
 
 // clientCommand wraps a subcommand's RunE so that the server and the

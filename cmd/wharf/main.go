@@ -43,6 +43,7 @@ func newRootCommand() *cobra.Command {
 		newKeygenCommand(),
 		newClusterCommand(c),
 		newLoginCommand(c),
+		newLogoutCommand(c),
 		newUserCommand(c),
 		newGroupCommand(c),
 		newRoleCommand(c),

@@ -167,6 +167,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		DataDir:    o.dataDir,
 		Leave:      leave,
 		Version:    version,
+		PublicURL:  o.publicURL,
 	}
 	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}

@@ -581,6 +581,112 @@ func (x *TransferLeadershipResponse) GetNewLeaderId() string {
 	return ""
 }
 
+type IdentityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityRequest) Reset() {
+	*x = IdentityRequest{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityRequest) ProtoMessage() {}
+
+func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityRequest.ProtoReflect.Descriptor instead.
+func (*IdentityRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+type IdentityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// public_url is the node's --public-url, the same on every node of a
+	// cluster; empty when it is not set.
+	PublicUrl     string `protobuf:"bytes,1,opt,name=public_url,json=publicUrl,proto3" json:"public_url,omitempty"`
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName      string `protobuf:"bytes,3,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityResponse) Reset() {
+	*x = IdentityResponse{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityResponse) ProtoMessage() {}
+
+func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityResponse.ProtoReflect.Descriptor instead.
+func (*IdentityResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IdentityResponse) GetPublicUrl() string {
+	if x != nil {
+		return x.PublicUrl
+	}
+	return ""
+}
+
+func (x *IdentityResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *IdentityResponse) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *IdentityResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type ListRepositoriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// namespace, if set, restricts the list to one namespace.
@@ -595,7 +701,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +713,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +726,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRepositoriesRequest) GetNamespace() string {
@@ -657,7 +763,7 @@ type Repository struct {
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +775,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +788,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Repository) GetName() string {
@@ -730,7 +836,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +848,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +861,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -817,7 +923,14 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\rLeaveResponse\"\x1b\n" +
 	"\x19TransferLeadershipRequest\"@\n" +
 	"\x1aTransferLeadershipResponse\x12\"\n" +
-	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"s\n" +
+	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"\x11\n" +
+	"\x0fIdentityRequest\"\x81\x01\n" +
+	"\x10IdentityResponse\x12\x1d\n" +
+	"\n" +
+	"public_url\x18\x01 \x01(\tR\tpublicUrl\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x03 \x01(\tR\bnodeName\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\"s\n" +
 	"\x17ListRepositoriesRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -832,12 +945,13 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\x12created_unix_nanos\x18\x05 \x01(\x03R\x10createdUnixNanos\"|\n" +
 	"\x18ListRepositoriesResponse\x128\n" +
 	"\frepositories\x18\x01 \x03(\v2\x14.wharf.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb0\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf5\x02\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x06Status\x12\x17.wharf.v1.StatusRequest\x1a\x18.wharf.v1.StatusResponse\"\x00\x12@\n" +
 	"\aMembers\x12\x18.wharf.v1.MembersRequest\x1a\x19.wharf.v1.MembersResponse\"\x00\x12:\n" +
 	"\x05Leave\x12\x16.wharf.v1.LeaveRequest\x1a\x17.wharf.v1.LeaveResponse\"\x00\x12a\n" +
-	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x002n\n" +
+	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x00\x12C\n" +
+	"\bIdentity\x12\x19.wharf.v1.IdentityRequest\x1a\x1a.wharf.v1.IdentityResponse\"\x002n\n" +
 	"\x0fRegistryService\x12[\n" +
 	"\x10ListRepositories\x12!.wharf.v1.ListRepositoriesRequest\x1a\".wharf.v1.ListRepositoriesResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
 
@@ -853,7 +967,7 @@ func file_wharf_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_admin_proto_rawDescData
 }
 
-var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_wharf_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: wharf.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: wharf.v1.StatusResponse
@@ -864,26 +978,30 @@ var file_wharf_v1_admin_proto_goTypes = []any{
 	(*LeaveResponse)(nil),              // 6: wharf.v1.LeaveResponse
 	(*TransferLeadershipRequest)(nil),  // 7: wharf.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 8: wharf.v1.TransferLeadershipResponse
-	(*ListRepositoriesRequest)(nil),    // 9: wharf.v1.ListRepositoriesRequest
-	(*Repository)(nil),                 // 10: wharf.v1.Repository
-	(*ListRepositoriesResponse)(nil),   // 11: wharf.v1.ListRepositoriesResponse
+	(*IdentityRequest)(nil),            // 9: wharf.v1.IdentityRequest
+	(*IdentityResponse)(nil),           // 10: wharf.v1.IdentityResponse
+	(*ListRepositoriesRequest)(nil),    // 11: wharf.v1.ListRepositoriesRequest
+	(*Repository)(nil),                 // 12: wharf.v1.Repository
+	(*ListRepositoriesResponse)(nil),   // 13: wharf.v1.ListRepositoriesResponse
 }
 var file_wharf_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
 	3,  // 1: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
-	10, // 2: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
+	12, // 2: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
 	0,  // 3: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
 	2,  // 4: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
 	5,  // 5: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
 	7,  // 6: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
-	9,  // 7: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
-	1,  // 8: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
-	4,  // 9: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
-	6,  // 10: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
-	8,  // 11: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
-	11, // 12: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
+	9,  // 7: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
+	11, // 8: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
+	1,  // 9: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
+	4,  // 10: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
+	6,  // 11: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
+	8,  // 12: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
+	10, // 13: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
+	13, // 14: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -900,7 +1018,7 @@ func file_wharf_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_admin_proto_rawDesc), len(file_wharf_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -46,6 +46,8 @@ const (
 	// ClusterServiceTransferLeadershipProcedure is the fully-qualified name of the ClusterService's
 	// TransferLeadership RPC.
 	ClusterServiceTransferLeadershipProcedure = "/wharf.v1.ClusterService/TransferLeadership"
+	// ClusterServiceIdentityProcedure is the fully-qualified name of the ClusterService's Identity RPC.
+	ClusterServiceIdentityProcedure = "/wharf.v1.ClusterService/Identity"
 	// RegistryServiceListRepositoriesProcedure is the fully-qualified name of the RegistryService's
 	// ListRepositories RPC.
 	RegistryServiceListRepositoriesProcedure = "/wharf.v1.RegistryService/ListRepositories"
@@ -64,6 +66,10 @@ type ClusterServiceClient interface {
 	// TransferLeadership asks the answering node, if it is the leader, to
 	// hand leadership to another voter.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// Identity names the answering node and the cluster's public URL. It
+	// needs no login: the CLI asks a node it has no credential for which
+	// cluster it belongs to, to pick the credential stored for that cluster.
+	Identity(context.Context, *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the wharf.v1.ClusterService service. By default,
@@ -101,6 +107,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 			connect.WithClientOptions(opts...),
 		),
+		identity: connect.NewClient[v1.IdentityRequest, v1.IdentityResponse](
+			httpClient,
+			baseURL+ClusterServiceIdentityProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("Identity")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -110,6 +122,7 @@ type clusterServiceClient struct {
 	members            *connect.Client[v1.MembersRequest, v1.MembersResponse]
 	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
+	identity           *connect.Client[v1.IdentityRequest, v1.IdentityResponse]
 }
 
 // Status calls wharf.v1.ClusterService.Status.
@@ -132,6 +145,11 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, req *conn
 	return c.transferLeadership.CallUnary(ctx, req)
 }
 
+// Identity calls wharf.v1.ClusterService.Identity.
+func (c *clusterServiceClient) Identity(ctx context.Context, req *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error) {
+	return c.identity.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the wharf.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Status describes the node that answers and what it knows of the cluster.
@@ -145,6 +163,10 @@ type ClusterServiceHandler interface {
 	// TransferLeadership asks the answering node, if it is the leader, to
 	// hand leadership to another voter.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// Identity names the answering node and the cluster's public URL. It
+	// needs no login: the CLI asks a node it has no credential for which
+	// cluster it belongs to, to pick the credential stored for that cluster.
+	Identity(context.Context, *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -178,6 +200,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceIdentityHandler := connect.NewUnaryHandler(
+		ClusterServiceIdentityProcedure,
+		svc.Identity,
+		connect.WithSchema(clusterServiceMethods.ByName("Identity")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/wharf.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceStatusProcedure:
@@ -188,6 +216,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
 		case ClusterServiceTransferLeadershipProcedure:
 			clusterServiceTransferLeadershipHandler.ServeHTTP(w, r)
+		case ClusterServiceIdentityProcedure:
+			clusterServiceIdentityHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -211,6 +241,10 @@ func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Reques
 
 func (UnimplementedClusterServiceHandler) TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.ClusterService.TransferLeadership is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) Identity(context.Context, *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.ClusterService.Identity is not implemented"))
 }
 
 // RegistryServiceClient is a client for the wharf.v1.RegistryService service.

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cliEnv runs wharf CLI commands in this process against an isolated
+// credentials file.
+type cliEnv struct{ t *testing.T }
+
+// newCLIEnv gives the test a credentials directory of its own and clears
+// the environment variables the CLI reads (t.Setenv: not in parallel).
+func newCLIEnv(t *testing.T) cliEnv {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, v := range []string{"WHARF_SERVER", "WHARF_USERNAME", "WHARF_PASSWORD"} {
+		t.Setenv(v, "")
+	}
+	return cliEnv{t}
+}
+
+// run executes one command line with stdin and returns its output.
+func (e cliEnv) run(stdin string, args ...string) (string, error) {
+	e.t.Helper()
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetIn(strings.NewReader(stdin))
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+// must runs a command line that must succeed and print want.
+func (e cliEnv) must(want string, args ...string) string {
+	e.t.Helper()
+	out, err := e.run("", args...)
+	if err != nil || !strings.Contains(out, want) {
+		e.t.Fatalf("wharf %s: %v\n%s\nwant it to print %q", strings.Join(args, " "), err, out, want)
+	}
+	return out
+}
+
+// refused runs a command line that must fail saying want.
+func (e cliEnv) refused(want string, args ...string) {
+	e.t.Helper()
+	out, err := e.run("", args...)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		e.t.Fatalf("wharf %s: err = %v, want one saying %q\n%s", strings.Join(args, " "), err, want, out)
+	}
+}
+
+// One login through the balancer serves every node of the cluster, and no
+// other registry; logout removes it for all of them.
+func TestLoginServesEveryNodeOfTheCluster(t *testing.T) {
+	h := startHarness(t, harnessOpts{lbPublicURL: true})
+	other := startAccessNodes(t, 1)[0]
+	cli := newCLIEnv(t)
+
+	out, err := cli.run(harnessAdminPassword+"\n", "login", h.lbURL(), "-u", adminUser)
+	if err != nil || !strings.Contains(out, "Login Succeeded") || !strings.Contains(out, "serves every node of the cluster at http://localhost:") {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	for _, n := range h.nodes {
+		cli.must("Raft state:", "status", "--server", n.baseURL)
+	}
+	cli.must("NAME", "cluster", "members", "--server", h.nodes[2].baseURL)
+	cli.must("Raft state:", "status") // the server of the login
+	cli.refused("log in first", "status", "--server", other.srv.URL)
+
+	cli.must("removed the login of admin", "logout", "--server", h.nodes[1].baseURL)
+	for _, server := range []string{h.lbURL(), h.nodes[0].baseURL} {
+		cli.refused("log in first", "status", "--server", server)
+	}
+	cli.must("not logged in to", "logout", h.lbURL())
+}
+
+func TestLogoutAll(t *testing.T) {
+	nodes := startAccessNodes(t, 1)
+	cli := newCLIEnv(t)
+	if out, err := cli.run(accAdminPassword+"\n", "login", nodes[0].srv.URL, "-u", adminUser); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	cli.must("Raft state:", "status")
+	cli.refused("give a server or --all", "logout", "--all", nodes[0].srv.URL)
+	cli.must("removed 1 stored login(s)", "logout", "--all")
+	cli.refused("log in first", "status", "--server", nodes[0].srv.URL)
+	cli.must("not logged in", "logout")
+}
