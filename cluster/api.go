@@ -147,6 +147,11 @@ func (n *Node) annotateLeader(byID map[string]*Member) {
 	if self, ok := byID[n.id]; ok {
 		self.AppliedIndex = n.fsm.AppliedIndex()
 	}
+	for id, age := range n.MemberContacts() {
+		if m, ok := byID[id]; ok {
+			m.LastContact = age
+		}
+	}
 	_, leader := n.raft.LeaderWithID()
 	m, ok := byID[string(leader)]
 	if !ok {

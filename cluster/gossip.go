@@ -46,8 +46,10 @@ type Member struct {
 	Suffrage   string
 	Registered bool
 	Leader     bool
-	// LastContact is the time since this node last heard from the leader,
-	// known only for the leader's entry on a follower; zero otherwise.
+	// LastContact is, on the leader, the time since it last heard from the
+	// member (zero for itself and for members that never answered it); on
+	// a follower, known only for the leader's entry: the time since this
+	// node last heard from the leader.
 	LastContact time.Duration
 	// AppliedIndex is known for the local node only.
 	AppliedIndex uint64

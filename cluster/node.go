@@ -48,6 +48,8 @@ type Node struct {
 	applied         *notifier
 	reads           *readIndexer
 	nudge           commitNudge
+	// contacts is when, as leader, this node last heard from each peer.
+	contacts *contacts
 
 	// ctx ends at shutdown; background goroutines watch it.
 	ctx    context.Context
@@ -88,6 +90,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		internal:     http.NewServeMux(),
 		leaderNotify: make(chan bool, 16),
 		applied:      newNotifier(),
+		contacts:     newContacts(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reads = newReadIndexer(n.fetchReadIndex)
@@ -228,7 +231,8 @@ func (n *Node) startRaft(snaps raft.SnapshotStore) error {
 		Logger:  newHclog(n.logger, "raft-transport"),
 	})
 	f := instrumentedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds, applied: n.applied}
-	r, err := raft.NewRaft(n.raftConfig(), f, n.logs, n.logs, snaps, n.trans)
+	trans := &contactTransport{NetworkTransport: n.trans, contacts: n.contacts}
+	r, err := raft.NewRaft(n.raftConfig(), f, n.logs, n.logs, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

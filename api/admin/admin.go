@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
@@ -25,6 +28,9 @@ type Node interface {
 	Members() []cluster.Member
 	TransferLeadership(ctx context.Context) error
 	ClusterAddress() string
+	// MemberContacts is, on the leader, how long ago it last heard from
+	// each other member; nil elsewhere.
+	MemberContacts() map[string]time.Duration
 }
 
 // BlobStats reports what the local blob store holds.
@@ -146,7 +152,18 @@ func (s *clusterService) Status(ctx context.Context, _ *connect.Request[wharfv1.
 		DiskUsedBytes:   used,
 		DiskFreeBytes:   free,
 		ClusterAddress:  s.cfg.Node.ClusterAddress(),
+		MemberContacts:  memberContacts(s.cfg.Node.MemberContacts()),
 	}), nil
+}
+
+// memberContacts lists contacts sorted by node ID.
+func memberContacts(contacts map[string]time.Duration) []*wharfv1.MemberContact {
+	out := make([]*wharfv1.MemberContact, 0, len(contacts))
+	for id, age := range contacts {
+		out = append(out, &wharfv1.MemberContact{NodeId: id, AgeNanos: int64(age)})
+	}
+	slices.SortFunc(out, func(a, b *wharfv1.MemberContact) int { return strings.Compare(a.NodeId, b.NodeId) })
+	return out
 }
 
 // diskUsage returns the used and free bytes of the filesystem holding dir,

@@ -38,6 +38,7 @@ func (s *clusterService) Members(ctx context.Context, _ *connect.Request[wharfv1
 		}()
 	}
 	wg.Wait()
+	useLeaderContacts(out)
 	resp := &wharfv1.MembersResponse{Members: out}
 	if s.cfg.Replicas != nil {
 		resp.UnderReplicatedBlobs = s.cfg.Replicas.UnderReplicated()
@@ -61,6 +62,32 @@ func memberInfo(m cluster.Member) *wharfv1.Member {
 		info.LastContactUnixNanos = time.Now().Add(-m.LastContact).UnixNano()
 	}
 	return info
+}
+
+// useLeaderContacts replaces each member's last contact with the leader's
+// view of it, as the leader's status reported it, when the answering node
+// is not the leader itself (the leader's own view is already in place).
+func useLeaderContacts(members []*wharfv1.Member) {
+	var leader *wharfv1.Member
+	for _, m := range members {
+		if m.RaftRole == "leader" {
+			leader = m
+		}
+	}
+	if leader == nil || leader.Status == nil || leader.Status.RaftState != "Leader" {
+		return
+	}
+	now := time.Now()
+	ages := map[string]int64{}
+	for _, c := range leader.Status.MemberContacts {
+		ages[c.NodeId] = c.AgeNanos
+	}
+	for _, m := range members {
+		m.LastContactUnixNanos = 0
+		if age, ok := ages[m.NodeId]; ok {
+			m.LastContactUnixNanos = now.Add(-time.Duration(age)).UnixNano()
+		}
+	}
 }
 
 // peerStatus asks member m for its own status, on its cluster port.

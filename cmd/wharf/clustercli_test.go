@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+
+	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
+	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 )
 
 // cliEnv runs wharf CLI commands in this process against an isolated
@@ -92,4 +99,68 @@ func TestLogoutAll(t *testing.T) {
 	cli.must("removed 1 stored login(s)", "logout", "--all")
 	cli.refused("log in first", "status", "--server", nodes[0].srv.URL)
 	cli.must("not logged in", "logout")
+}
+
+// adminCluster is node n's ClusterService, called as admin.
+func adminCluster(n *testNode) wharfv1connect.ClusterServiceClient {
+	return wharfv1connect.NewClusterServiceClient(&http.Client{Transport: basicTransport{adminUser, harnessAdminPassword}}, n.baseURL)
+}
+
+// lastContacts asks node n for the members and returns each one's last
+// contact as an age (-1 for unknown).
+func lastContacts(t *testing.T, n *testNode) map[string]time.Duration {
+	t.Helper()
+	resp, err := adminCluster(n).Members(context.Background(), connect.NewRequest(&wharfv1.MembersRequest{}))
+	if err != nil {
+		t.Fatalf("members of node %d: %v", n.idx, err)
+	}
+	out := map[string]time.Duration{}
+	for _, m := range resp.Msg.Members {
+		out[m.NodeId] = -1
+		if m.LastContactUnixNanos > 0 {
+			out[m.NodeId] = time.Since(time.Unix(0, m.LastContactUnixNanos))
+		}
+	}
+	return out
+}
+
+// Whichever node answers, the members' last contacts are the leader's:
+// recent for live followers, growing for a dead one, none for the leader.
+func TestMembersShowTheLeadersLastContact(t *testing.T) {
+	h := startHarness(t, harnessOpts{})
+	leader := h.nodes[h.leader()]
+	var followers []*testNode
+	for _, n := range h.nodes {
+		if n != leader {
+			followers = append(followers, n)
+		}
+	}
+	asker, dead := followers[0], followers[1]
+	waitUntil(t, 5*time.Second, func() error {
+		for _, via := range []*testNode{asker, leader} {
+			got := lastContacts(t, via)
+			if got[leader.id] != -1 {
+				return fmt.Errorf("via node %d: the leader has a last contact of %v, want none", via.idx, got[leader.id])
+			}
+			for _, f := range followers {
+				if age := got[f.id]; age < 0 || age > time.Second {
+					return fmt.Errorf("via node %d: follower %d last contacted %v ago, want within 1s", via.idx, f.idx, age)
+				}
+			}
+		}
+		return nil
+	})
+
+	h.crash(dead.idx)
+	time.Sleep(1500 * time.Millisecond)
+	waitUntil(t, 5*time.Second, func() error {
+		got := lastContacts(t, asker)
+		if age := got[dead.id]; age < time.Second {
+			return fmt.Errorf("the crashed follower last contacted %v ago, want over 1s", age)
+		}
+		if age := got[asker.id]; age < 0 || age > time.Second {
+			return fmt.Errorf("the live follower last contacted %v ago, want within 1s", age)
+		}
+		return nil
+	})
 }

@@ -79,6 +79,9 @@ type StatusResponse struct {
 	DiskFreeBytes  uint64 `protobuf:"varint,14,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
 	ClusterAddress string `protobuf:"bytes,15,opt,name=cluster_address,json=clusterAddress,proto3" json:"cluster_address,omitempty"`
 	GossipAddress  string `protobuf:"bytes,16,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	// member_contacts is set by the leader only: how long ago it last heard
+	// from each other member of the Raft configuration.
+	MemberContacts []*MemberContact `protobuf:"bytes,17,rep,name=member_contacts,json=memberContacts,proto3" json:"member_contacts,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -225,6 +228,68 @@ func (x *StatusResponse) GetGossipAddress() string {
 	return ""
 }
 
+func (x *StatusResponse) GetMemberContacts() []*MemberContact {
+	if x != nil {
+		return x.MemberContacts
+	}
+	return nil
+}
+
+type MemberContact struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// age_nanos is how long before the answer the leader last heard from the
+	// node; the leader sends ages rather than times, so that clocks need not
+	// agree.
+	AgeNanos      int64 `protobuf:"varint,2,opt,name=age_nanos,json=ageNanos,proto3" json:"age_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberContact) Reset() {
+	*x = MemberContact{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberContact) ProtoMessage() {}
+
+func (x *MemberContact) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberContact.ProtoReflect.Descriptor instead.
+func (*MemberContact) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MemberContact) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *MemberContact) GetAgeNanos() int64 {
+	if x != nil {
+		return x.AgeNanos
+	}
+	return 0
+}
+
 type MembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -233,7 +298,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	mi := &file_wharf_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +310,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[2]
+	mi := &file_wharf_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +323,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 type Member struct {
@@ -271,8 +336,10 @@ type Member struct {
 	RaftRole       string `protobuf:"bytes,4,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`
 	ClusterAddress string `protobuf:"bytes,5,opt,name=cluster_address,json=clusterAddress,proto3" json:"cluster_address,omitempty"`
 	GossipAddress  string `protobuf:"bytes,6,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
-	// last_contact_unix_nanos is when the leader last heard from the node
-	// (0 if unknown).
+	// last_contact_unix_nanos is when the leader last heard from the node,
+	// as the leader reports it whichever node answers (0 if unknown, and for
+	// the leader itself). Without an answer from the leader, the answering
+	// node gives only the leader's entry: when it last heard from the leader.
 	LastContactUnixNanos int64 `protobuf:"varint,7,opt,name=last_contact_unix_nanos,json=lastContactUnixNanos,proto3" json:"last_contact_unix_nanos,omitempty"`
 	// status is what the node reported of itself; empty if it did not answer.
 	Status *StatusResponse `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
@@ -284,7 +351,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	mi := &file_wharf_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +363,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[3]
+	mi := &file_wharf_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +376,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Member) GetNodeId() string {
@@ -387,7 +454,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	mi := &file_wharf_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +466,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[4]
+	mi := &file_wharf_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +479,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -437,7 +504,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[5]
+	mi := &file_wharf_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +516,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[5]
+	mi := &file_wharf_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +529,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type LeaveResponse struct {
@@ -473,7 +540,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[6]
+	mi := &file_wharf_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +552,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[6]
+	mi := &file_wharf_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +565,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type TransferLeadershipRequest struct {
@@ -509,7 +576,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[7]
+	mi := &file_wharf_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +588,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[7]
+	mi := &file_wharf_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +601,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type TransferLeadershipResponse struct {
@@ -546,7 +613,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[8]
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +625,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[8]
+	mi := &file_wharf_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +638,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -589,7 +656,7 @@ type IdentityRequest struct {
 
 func (x *IdentityRequest) Reset() {
 	*x = IdentityRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +668,7 @@ func (x *IdentityRequest) String() string {
 func (*IdentityRequest) ProtoMessage() {}
 
 func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[9]
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +681,7 @@ func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityRequest.ProtoReflect.Descriptor instead.
 func (*IdentityRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type IdentityResponse struct {
@@ -631,7 +698,7 @@ type IdentityResponse struct {
 
 func (x *IdentityResponse) Reset() {
 	*x = IdentityResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +710,7 @@ func (x *IdentityResponse) String() string {
 func (*IdentityResponse) ProtoMessage() {}
 
 func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +723,7 @@ func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityResponse.ProtoReflect.Descriptor instead.
 func (*IdentityResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IdentityResponse) GetPublicUrl() string {
@@ -701,7 +768,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +780,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +793,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRepositoriesRequest) GetNamespace() string {
@@ -763,7 +830,7 @@ type Repository struct {
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[12]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +842,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[12]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +855,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Repository) GetName() string {
@@ -836,7 +903,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[13]
+	mi := &file_wharf_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +915,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[13]
+	mi := &file_wharf_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +928,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -883,7 +950,7 @@ var File_wharf_v1_admin_proto protoreflect.FileDescriptor
 const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x14wharf/v1/admin.proto\x12\bwharf.v1\"\x0f\n" +
-	"\rStatusRequest\"\xbe\x04\n" +
+	"\rStatusRequest\"\x80\x05\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x1d\n" +
@@ -904,7 +971,11 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\x0fdisk_used_bytes\x18\r \x01(\x04R\rdiskUsedBytes\x12&\n" +
 	"\x0fdisk_free_bytes\x18\x0e \x01(\x04R\rdiskFreeBytes\x12'\n" +
 	"\x0fcluster_address\x18\x0f \x01(\tR\x0eclusterAddress\x12%\n" +
-	"\x0egossip_address\x18\x10 \x01(\tR\rgossipAddress\"\x10\n" +
+	"\x0egossip_address\x18\x10 \x01(\tR\rgossipAddress\x12@\n" +
+	"\x0fmember_contacts\x18\x11 \x03(\v2\x17.wharf.v1.MemberContactR\x0ememberContacts\"E\n" +
+	"\rMemberContact\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tage_nanos\x18\x02 \x01(\x03R\bageNanos\"\x10\n" +
 	"\x0eMembersRequest\"\xc0\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -967,44 +1038,46 @@ func file_wharf_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_admin_proto_rawDescData
 }
 
-var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_wharf_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: wharf.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: wharf.v1.StatusResponse
-	(*MembersRequest)(nil),             // 2: wharf.v1.MembersRequest
-	(*Member)(nil),                     // 3: wharf.v1.Member
-	(*MembersResponse)(nil),            // 4: wharf.v1.MembersResponse
-	(*LeaveRequest)(nil),               // 5: wharf.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 6: wharf.v1.LeaveResponse
-	(*TransferLeadershipRequest)(nil),  // 7: wharf.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 8: wharf.v1.TransferLeadershipResponse
-	(*IdentityRequest)(nil),            // 9: wharf.v1.IdentityRequest
-	(*IdentityResponse)(nil),           // 10: wharf.v1.IdentityResponse
-	(*ListRepositoriesRequest)(nil),    // 11: wharf.v1.ListRepositoriesRequest
-	(*Repository)(nil),                 // 12: wharf.v1.Repository
-	(*ListRepositoriesResponse)(nil),   // 13: wharf.v1.ListRepositoriesResponse
+	(*MemberContact)(nil),              // 2: wharf.v1.MemberContact
+	(*MembersRequest)(nil),             // 3: wharf.v1.MembersRequest
+	(*Member)(nil),                     // 4: wharf.v1.Member
+	(*MembersResponse)(nil),            // 5: wharf.v1.MembersResponse
+	(*LeaveRequest)(nil),               // 6: wharf.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 7: wharf.v1.LeaveResponse
+	(*TransferLeadershipRequest)(nil),  // 8: wharf.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 9: wharf.v1.TransferLeadershipResponse
+	(*IdentityRequest)(nil),            // 10: wharf.v1.IdentityRequest
+	(*IdentityResponse)(nil),           // 11: wharf.v1.IdentityResponse
+	(*ListRepositoriesRequest)(nil),    // 12: wharf.v1.ListRepositoriesRequest
+	(*Repository)(nil),                 // 13: wharf.v1.Repository
+	(*ListRepositoriesResponse)(nil),   // 14: wharf.v1.ListRepositoriesResponse
 }
 var file_wharf_v1_admin_proto_depIdxs = []int32{
-	1,  // 0: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
-	3,  // 1: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
-	12, // 2: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
-	0,  // 3: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
-	2,  // 4: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
-	5,  // 5: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
-	7,  // 6: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
-	9,  // 7: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
-	11, // 8: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
-	1,  // 9: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
-	4,  // 10: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
-	6,  // 11: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
-	8,  // 12: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
-	10, // 13: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
-	13, // 14: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	2,  // 0: wharf.v1.StatusResponse.member_contacts:type_name -> wharf.v1.MemberContact
+	1,  // 1: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
+	4,  // 2: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
+	13, // 3: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
+	0,  // 4: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
+	3,  // 5: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
+	6,  // 6: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
+	8,  // 7: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
+	10, // 8: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
+	12, // 9: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
+	1,  // 10: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
+	5,  // 11: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
+	7,  // 12: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
+	9,  // 13: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
+	11, // 14: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
+	14, // 15: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_wharf_v1_admin_proto_init() }
@@ -1018,7 +1091,7 @@ func file_wharf_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_admin_proto_rawDesc), len(file_wharf_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
