@@ -329,6 +329,18 @@ func (n *Node) removeMember(ctx context.Context, id string, left bool, alive map
 			return nil
 		}
 		n.logger.Info("removing server", "member", id, "left", left)
+	}
+	return n.dropMember(ctx, id)
+}
+
+// dropMember takes a member out of the Raft configuration, if it is in it,
+// and deregisters it.
+func (n *Node) dropMember(ctx context.Context, id string) error {
+	conf, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	if _, ok := findServer(conf, id); ok {
 		if err := n.raftChange(ctx, "remove server "+id, n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)); err != nil {
 			return err
 		}

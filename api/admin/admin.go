@@ -31,6 +31,8 @@ type Node interface {
 	// MemberContacts is, on the leader, how long ago it last heard from
 	// each other member; nil elsewhere.
 	MemberContacts() map[string]time.Duration
+	// RemoveMember removes a member now (leader only).
+	RemoveMember(ctx context.Context, node string, force bool) (cluster.Member, error)
 }
 
 // BlobStats reports what the local blob store holds.

@@ -13,6 +13,7 @@ import (
 
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
 // cliEnv runs wharf CLI commands in this process against an isolated
@@ -163,4 +164,61 @@ func TestMembersShowTheLeadersLastContact(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// member returns node id's entry in node via's member list.
+func member(via *testNode, id string) (cluster.Member, bool) {
+	for _, m := range via.registry().node.Members() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return cluster.Member{}, false
+}
+
+// wharf cluster remove, asked of a follower: refuses unknown and live
+// nodes, the leader and a removal below quorum, and removes a dead node
+// from Raft and from the registered nodes at once.
+func TestClusterRemove(t *testing.T) {
+	h := startHarness(t, harnessOpts{})
+	cli := newCLIEnv(t)
+	t.Setenv("WHARF_USERNAME", adminUser)
+	t.Setenv("WHARF_PASSWORD", harnessAdminPassword)
+	leader := h.nodes[h.leader()]
+	var asker, victim *testNode
+	for _, n := range h.nodes {
+		switch {
+		case n == leader:
+		case asker == nil:
+			asker = n
+		default:
+			victim = n
+		}
+	}
+	via := []string{"--server", asker.baseURL}
+	remove := func(args ...string) []string { return append(append([]string{"cluster", "remove"}, args...), via...) }
+
+	cli.refused("no such member", remove("no-such-node")...)
+	cli.refused("gossip sees "+victim.opts.nodeName, remove(victim.opts.nodeName)...)
+	cli.refused("is the leader answering", remove("--force", leader.id)...)
+
+	h.crash(victim.idx)
+	waitUntil(t, 10*time.Second, func() error {
+		if m, _ := member(leader, victim.id); m.Gossip == "alive" {
+			return fmt.Errorf("the leader still sees node %d alive", victim.idx)
+		}
+		return nil
+	})
+	cli.refused("without a quorum", remove("--force", asker.id)...)
+	cli.must("removed node "+victim.opts.nodeName+" ("+victim.id+")", remove(victim.opts.nodeName)...)
+	for _, n := range []*testNode{leader, asker} {
+		waitUntil(t, 5*time.Second, func() error {
+			if m, ok := member(n, victim.id); ok && (m.Suffrage != "none" || m.Registered) {
+				return fmt.Errorf("node %d still has the removed node as %s, registered %v", n.idx, m.Suffrage, m.Registered)
+			}
+			return nil
+		})
+	}
+	cli.refused("no such member", remove(victim.id)...)
+	cli.must("Raft state:", "status", "--server", asker.baseURL)
 }

@@ -42,6 +42,7 @@ func newClusterCommand(c *clientOptions) *cobra.Command {
 		newClusterMembersCommand(c),
 		newClusterLeaveCommand(c),
 		newClusterTransferCommand(c),
+		newClusterRemoveCommand(c),
 	)
 	return cmd
 }
@@ -138,4 +139,30 @@ func newClusterTransferCommand(c *clientOptions) *cobra.Command {
 		fmt.Fprintf(cmd.OutOrStdout(), "leadership moved to %s\n", resp.Msg.NewLeaderId)
 		return nil
 	})
+}
+
+func newClusterRemoveCommand(c *clientOptions) *cobra.Command {
+	var force bool
+	cmd := clientCommand(c, &cobra.Command{
+		Use:   "remove NODE [--force]",
+		Short: "Remove a dead node (by ID or name) from the cluster now",
+		Long: `Remove a node from the cluster now: from the Raft configuration and from the
+registered nodes, as the leader does by itself once a node has been dead for
+--dead-node-timeout. Any node may be asked; a follower asks the leader.
+
+A node gossip sees alive is refused unless --force is given (a running node
+whose cluster port still answers is added back at once: stop it first). A
+voter whose removal would leave too few alive voters for a quorum is always
+refused. To take a live node out, use 'wharf cluster leave' on it.`,
+		Args: cobra.ExactArgs(1),
+	}, func(cmd *cobra.Command, args []string) error {
+		resp, err := c.clusterClient().RemoveMember(cmd.Context(), connect.NewRequest(&wharfv1.RemoveMemberRequest{Node: args[0], Force: force}))
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", args[0], err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "removed node %s (%s) from the cluster\n", resp.Msg.NodeName, resp.Msg.NodeId)
+		return nil
+	})
+	cmd.Flags().BoolVar(&force, "force", false, "remove the node even though gossip sees it alive")
+	return cmd
 }

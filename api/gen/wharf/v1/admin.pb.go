@@ -648,6 +648,114 @@ func (x *TransferLeadershipResponse) GetNewLeaderId() string {
 	return ""
 }
 
+type RemoveMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node's ID or name.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// force removes a node gossip sees alive (a node whose cluster port is
+	// broken, say). A healthy node that is still running is added back by
+	// the leader.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RemoveMemberRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RemoveMemberRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeName      string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveMemberResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemoveMemberResponse) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
 type IdentityRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -656,7 +764,7 @@ type IdentityRequest struct {
 
 func (x *IdentityRequest) Reset() {
 	*x = IdentityRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +776,7 @@ func (x *IdentityRequest) String() string {
 func (*IdentityRequest) ProtoMessage() {}
 
 func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[10]
+	mi := &file_wharf_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +789,7 @@ func (x *IdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityRequest.ProtoReflect.Descriptor instead.
 func (*IdentityRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type IdentityResponse struct {
@@ -698,7 +806,7 @@ type IdentityResponse struct {
 
 func (x *IdentityResponse) Reset() {
 	*x = IdentityResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +818,7 @@ func (x *IdentityResponse) String() string {
 func (*IdentityResponse) ProtoMessage() {}
 
 func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[11]
+	mi := &file_wharf_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +831,7 @@ func (x *IdentityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityResponse.ProtoReflect.Descriptor instead.
 func (*IdentityResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IdentityResponse) GetPublicUrl() string {
@@ -768,7 +876,7 @@ type ListRepositoriesRequest struct {
 
 func (x *ListRepositoriesRequest) Reset() {
 	*x = ListRepositoriesRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[12]
+	mi := &file_wharf_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +888,7 @@ func (x *ListRepositoriesRequest) String() string {
 func (*ListRepositoriesRequest) ProtoMessage() {}
 
 func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[12]
+	mi := &file_wharf_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +901,7 @@ func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRepositoriesRequest) GetNamespace() string {
@@ -830,7 +938,7 @@ type Repository struct {
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[13]
+	mi := &file_wharf_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +950,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[13]
+	mi := &file_wharf_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +963,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Repository) GetName() string {
@@ -903,7 +1011,7 @@ type ListRepositoriesResponse struct {
 
 func (x *ListRepositoriesResponse) Reset() {
 	*x = ListRepositoriesResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[14]
+	mi := &file_wharf_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1023,7 @@ func (x *ListRepositoriesResponse) String() string {
 func (*ListRepositoriesResponse) ProtoMessage() {}
 
 func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[14]
+	mi := &file_wharf_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1036,7 @@ func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
@@ -994,7 +1102,13 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\rLeaveResponse\"\x1b\n" +
 	"\x19TransferLeadershipRequest\"@\n" +
 	"\x1aTransferLeadershipResponse\x12\"\n" +
-	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"\x11\n" +
+	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"?\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"L\n" +
+	"\x14RemoveMemberResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\"\x11\n" +
 	"\x0fIdentityRequest\"\x81\x01\n" +
 	"\x10IdentityResponse\x12\x1d\n" +
 	"\n" +
@@ -1016,12 +1130,13 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"\x12created_unix_nanos\x18\x05 \x01(\x03R\x10createdUnixNanos\"|\n" +
 	"\x18ListRepositoriesResponse\x128\n" +
 	"\frepositories\x18\x01 \x03(\v2\x14.wharf.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf5\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc6\x03\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x06Status\x12\x17.wharf.v1.StatusRequest\x1a\x18.wharf.v1.StatusResponse\"\x00\x12@\n" +
 	"\aMembers\x12\x18.wharf.v1.MembersRequest\x1a\x19.wharf.v1.MembersResponse\"\x00\x12:\n" +
 	"\x05Leave\x12\x16.wharf.v1.LeaveRequest\x1a\x17.wharf.v1.LeaveResponse\"\x00\x12a\n" +
-	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x00\x12C\n" +
+	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x00\x12O\n" +
+	"\fRemoveMember\x12\x1d.wharf.v1.RemoveMemberRequest\x1a\x1e.wharf.v1.RemoveMemberResponse\"\x00\x12C\n" +
 	"\bIdentity\x12\x19.wharf.v1.IdentityRequest\x1a\x1a.wharf.v1.IdentityResponse\"\x002n\n" +
 	"\x0fRegistryService\x12[\n" +
 	"\x10ListRepositories\x12!.wharf.v1.ListRepositoriesRequest\x1a\".wharf.v1.ListRepositoriesResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
@@ -1038,7 +1153,7 @@ func file_wharf_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_admin_proto_rawDescData
 }
 
-var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wharf_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: wharf.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: wharf.v1.StatusResponse
@@ -1050,31 +1165,35 @@ var file_wharf_v1_admin_proto_goTypes = []any{
 	(*LeaveResponse)(nil),              // 7: wharf.v1.LeaveResponse
 	(*TransferLeadershipRequest)(nil),  // 8: wharf.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 9: wharf.v1.TransferLeadershipResponse
-	(*IdentityRequest)(nil),            // 10: wharf.v1.IdentityRequest
-	(*IdentityResponse)(nil),           // 11: wharf.v1.IdentityResponse
-	(*ListRepositoriesRequest)(nil),    // 12: wharf.v1.ListRepositoriesRequest
-	(*Repository)(nil),                 // 13: wharf.v1.Repository
-	(*ListRepositoriesResponse)(nil),   // 14: wharf.v1.ListRepositoriesResponse
+	(*RemoveMemberRequest)(nil),        // 10: wharf.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 11: wharf.v1.RemoveMemberResponse
+	(*IdentityRequest)(nil),            // 12: wharf.v1.IdentityRequest
+	(*IdentityResponse)(nil),           // 13: wharf.v1.IdentityResponse
+	(*ListRepositoriesRequest)(nil),    // 14: wharf.v1.ListRepositoriesRequest
+	(*Repository)(nil),                 // 15: wharf.v1.Repository
+	(*ListRepositoriesResponse)(nil),   // 16: wharf.v1.ListRepositoriesResponse
 }
 var file_wharf_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: wharf.v1.StatusResponse.member_contacts:type_name -> wharf.v1.MemberContact
 	1,  // 1: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
 	4,  // 2: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
-	13, // 3: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
+	15, // 3: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
 	0,  // 4: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
 	3,  // 5: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
 	6,  // 6: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
 	8,  // 7: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
-	10, // 8: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
-	12, // 9: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
-	1,  // 10: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
-	5,  // 11: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
-	7,  // 12: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
-	9,  // 13: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
-	11, // 14: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
-	14, // 15: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	10, // 8: wharf.v1.ClusterService.RemoveMember:input_type -> wharf.v1.RemoveMemberRequest
+	12, // 9: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
+	14, // 10: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
+	1,  // 11: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
+	5,  // 12: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
+	7,  // 13: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
+	9,  // 14: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
+	11, // 15: wharf.v1.ClusterService.RemoveMember:output_type -> wharf.v1.RemoveMemberResponse
+	13, // 16: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
+	16, // 17: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -1091,7 +1210,7 @@ func file_wharf_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_admin_proto_rawDesc), len(file_wharf_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -46,6 +46,9 @@ const (
 	// ClusterServiceTransferLeadershipProcedure is the fully-qualified name of the ClusterService's
 	// TransferLeadership RPC.
 	ClusterServiceTransferLeadershipProcedure = "/wharf.v1.ClusterService/TransferLeadership"
+	// ClusterServiceRemoveMemberProcedure is the fully-qualified name of the ClusterService's
+	// RemoveMember RPC.
+	ClusterServiceRemoveMemberProcedure = "/wharf.v1.ClusterService/RemoveMember"
 	// ClusterServiceIdentityProcedure is the fully-qualified name of the ClusterService's Identity RPC.
 	ClusterServiceIdentityProcedure = "/wharf.v1.ClusterService/Identity"
 	// RegistryServiceListRepositoriesProcedure is the fully-qualified name of the RegistryService's
@@ -66,6 +69,13 @@ type ClusterServiceClient interface {
 	// TransferLeadership asks the answering node, if it is the leader, to
 	// hand leadership to another voter.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// RemoveMember removes a node from the cluster now: from the Raft
+	// configuration and from the registered nodes, as the leader does by
+	// itself once a node has been dead for --dead-node-timeout. It refuses a
+	// node gossip sees alive unless force is set, and a voter whose removal
+	// would leave the alive voters without a quorum. Any node answers; a
+	// follower asks the leader.
+	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// Identity names the answering node and the cluster's public URL. It
 	// needs no login: the CLI asks a node it has no credential for which
 	// cluster it belongs to, to pick the credential stored for that cluster.
@@ -107,6 +117,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 			connect.WithClientOptions(opts...),
 		),
+		removeMember: connect.NewClient[v1.RemoveMemberRequest, v1.RemoveMemberResponse](
+			httpClient,
+			baseURL+ClusterServiceRemoveMemberProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RemoveMember")),
+			connect.WithClientOptions(opts...),
+		),
 		identity: connect.NewClient[v1.IdentityRequest, v1.IdentityResponse](
 			httpClient,
 			baseURL+ClusterServiceIdentityProcedure,
@@ -122,6 +138,7 @@ type clusterServiceClient struct {
 	members            *connect.Client[v1.MembersRequest, v1.MembersResponse]
 	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
+	removeMember       *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
 	identity           *connect.Client[v1.IdentityRequest, v1.IdentityResponse]
 }
 
@@ -145,6 +162,11 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, req *conn
 	return c.transferLeadership.CallUnary(ctx, req)
 }
 
+// RemoveMember calls wharf.v1.ClusterService.RemoveMember.
+func (c *clusterServiceClient) RemoveMember(ctx context.Context, req *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
+	return c.removeMember.CallUnary(ctx, req)
+}
+
 // Identity calls wharf.v1.ClusterService.Identity.
 func (c *clusterServiceClient) Identity(ctx context.Context, req *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error) {
 	return c.identity.CallUnary(ctx, req)
@@ -163,6 +185,13 @@ type ClusterServiceHandler interface {
 	// TransferLeadership asks the answering node, if it is the leader, to
 	// hand leadership to another voter.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// RemoveMember removes a node from the cluster now: from the Raft
+	// configuration and from the registered nodes, as the leader does by
+	// itself once a node has been dead for --dead-node-timeout. It refuses a
+	// node gossip sees alive unless force is set, and a voter whose removal
+	// would leave the alive voters without a quorum. Any node answers; a
+	// follower asks the leader.
+	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	// Identity names the answering node and the cluster's public URL. It
 	// needs no login: the CLI asks a node it has no credential for which
 	// cluster it belongs to, to pick the credential stored for that cluster.
@@ -200,6 +229,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceRemoveMemberHandler := connect.NewUnaryHandler(
+		ClusterServiceRemoveMemberProcedure,
+		svc.RemoveMember,
+		connect.WithSchema(clusterServiceMethods.ByName("RemoveMember")),
+		connect.WithHandlerOptions(opts...),
+	)
 	clusterServiceIdentityHandler := connect.NewUnaryHandler(
 		ClusterServiceIdentityProcedure,
 		svc.Identity,
@@ -216,6 +251,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
 		case ClusterServiceTransferLeadershipProcedure:
 			clusterServiceTransferLeadershipHandler.ServeHTTP(w, r)
+		case ClusterServiceRemoveMemberProcedure:
+			clusterServiceRemoveMemberHandler.ServeHTTP(w, r)
 		case ClusterServiceIdentityProcedure:
 			clusterServiceIdentityHandler.ServeHTTP(w, r)
 		default:
@@ -241,6 +278,10 @@ func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Reques
 
 func (UnimplementedClusterServiceHandler) TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.ClusterService.TransferLeadership is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.ClusterService.RemoveMember is not implemented"))
 }
 
 func (UnimplementedClusterServiceHandler) Identity(context.Context, *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error) {
