@@ -48,8 +48,11 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 // first hands leadership over; the node then announces its departure
 // through gossip, and waits (until ctx ends, at most 30s without a
 // deadline) for the leader to remove it from Raft and deregister it. A
-// node alone in its configuration just shuts down.
+// node alone in its configuration just shuts down, and so does one whose
+// removal no quorum could commit: it is the last voter, or the voters that
+// are not leaving too are fewer than a quorum (every node stopped at once).
 func (n *Node) Leave(ctx context.Context) error {
+	n.stopping.Store(true)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultLeaveWait)
@@ -77,12 +80,43 @@ func (n *Node) leaveCluster(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := n.gossip.leave(gossipLeaveTimeout); err != nil {
+	if stop, err := n.leaveGossip(ctx); stop || err != nil {
 		return err
 	}
 	n.logger.Info("left gossip; waiting to be removed from raft")
+	return n.waitForRemoval(ctx)
+}
+
+// leaveGossip announces the departure through gossip. memberlist waits for
+// its leave broadcast to go out, which it never does once every other
+// member is gone, so the wait also ends, with stop set, as soon as no
+// quorum is left to commit this node's removal.
+func (n *Node) leaveGossip(ctx context.Context) (stop bool, err error) {
+	done := make(chan error, 1)
+	go func() { done <- n.gossip.leave(gossipLeaveTimeout) }()
 	t := time.NewTicker(leavePoll)
 	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return false, err
+		case <-ctx.Done():
+			return false, fmt.Errorf("leave gossip: %w", ctx.Err())
+		case <-t.C:
+			if n.stopWithoutRemoval() {
+				return true, nil
+			}
+		}
+	}
+}
+
+// waitForRemoval polls until the leader has removed this node from the
+// Raft configuration, or no quorum is left to do it. If leadership comes
+// back to this node meanwhile, it removes itself.
+func (n *Node) waitForRemoval(ctx context.Context) error {
+	t := time.NewTicker(leavePoll)
+	defer t.Stop()
+	var removing chan error // the self-removal in flight, if any
 	for {
 		conf, err := n.configuration()
 		if err == nil {
@@ -91,12 +125,66 @@ func (n *Node) leaveCluster(ctx context.Context) error {
 				return nil
 			}
 		}
+		if n.stopWithoutRemoval() {
+			return nil
+		}
+		if removing == nil && n.raft.State() == raft.Leader {
+			n.logger.Info("leading again while leaving; removing this node from raft")
+			removing = make(chan error, 1)
+			go func(done chan<- error) {
+				done <- n.raft.RemoveServer(raft.ServerID(n.id), 0, n.cfg.ApplyTimeout).Error()
+			}(removing)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for removal from raft: %w", ctx.Err())
+		case err := <-removing:
+			if err != nil {
+				n.logger.Info("remove this node from raft", "error", err)
+			}
+			removing = nil // look again
 		case <-t.C:
 		}
 	}
+}
+
+// stopWithoutRemoval reports, and logs at info level, that this node's
+// removal from Raft cannot be committed without it: it is the last voter,
+// or the other voters that gossip sees alive and not leaving are fewer
+// than a quorum of them. Waiting would then only run out the shutdown
+// timeout; the configuration stays as it is, so the nodes form the same
+// cluster again when they start.
+func (n *Node) stopWithoutRemoval() bool {
+	conf, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	staying := map[string]bool{}
+	for _, m := range n.localMembers() {
+		if m.Gossip == "alive" && !m.Leaving {
+			staying[m.ID] = true
+		}
+	}
+	others, up := 0, 0
+	for _, v := range voterIDs(conf) {
+		if v == n.id {
+			continue
+		}
+		others++
+		if staying[v] {
+			up++
+		}
+	}
+	switch {
+	case others == 0:
+		n.logger.Info("shutting down without waiting to be removed from raft: this is the last voter")
+	case up < others/2+1:
+		n.logger.Info("shutting down without waiting to be removed from raft: too few voters stay to commit the removal",
+			"staying_voters", up, "other_voters", others, "quorum", others/2+1)
+	default:
+		return false
+	}
+	return true
 }
 
 // Members returns every node this node knows of, from gossip, the Raft

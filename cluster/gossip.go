@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -55,6 +56,8 @@ type Member struct {
 	AppliedIndex uint64
 	// HasRaftState is what the member gossips about its Raft state.
 	HasRaftState bool
+	// Leaving: the member announced that it is leaving gracefully.
+	Leaving bool
 
 	state memberlist.NodeStateType
 }
@@ -89,6 +92,7 @@ type gossipConfig struct {
 	probeInterval time.Duration
 	meta          gossipMeta
 	logger        *slog.Logger
+	stopping      *atomic.Bool
 }
 
 func startGossip(c gossipConfig) (*gossip, error) {
@@ -141,7 +145,7 @@ func (g *gossip) memberlistConfig(c gossipConfig) (*memberlist.Config, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = nil
-	mc.LogOutput = &memberlistLog{l: c.logger}
+	mc.LogOutput = &memberlistLog{l: c.logger, stopping: c.stopping}
 	// A node restarted from its data directory on a new address keeps its
 	// ID. memberlist refuses the new address while it remembers the old
 	// one, unless the old one has been dead for DeadNodeReclaimTime; left
@@ -247,6 +251,7 @@ func memberFromNode(nd *memberlist.Node, state memberlist.NodeStateType) Member 
 		GossipAddr:   nd.Address(),
 		Gossip:       gossipState(state),
 		HasRaftState: meta.HasState,
+		Leaving:      meta.Leaving,
 		state:        state,
 	}
 }
@@ -336,7 +341,11 @@ func (g *gossip) record(m Member) {
 }
 
 // memberlistLog sends memberlist's "[LEVEL] memberlist: msg" lines to slog.
-type memberlistLog struct{ l *slog.Logger }
+type memberlistLog struct {
+	l *slog.Logger
+	// stopping, if set, is true once the node has started to stop.
+	stopping *atomic.Bool
+}
 
 func (w *memberlistLog) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
@@ -348,6 +357,10 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 			break
 		}
 	}
-	w.l.Log(context.Background(), level, line)
+	var errs []error
+	if strings.Contains(line, net.ErrClosed.Error()) { // memberlist logs errors as text
+		errs = append(errs, net.ErrClosed)
+	}
+	w.l.Log(context.Background(), shutdownLevel(level, w.stopping, errs...), line)
 	return len(p), nil
 }

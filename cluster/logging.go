@@ -2,12 +2,16 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter sends Raft's hclog output to slog.
@@ -15,12 +19,45 @@ type hclogAdapter struct {
 	l    *slog.Logger
 	name string
 	args []any
+	// stopping, if set, is true once the node has started to stop.
+	stopping *atomic.Bool
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
-func newHclog(l *slog.Logger, name string) *hclogAdapter {
-	return &hclogAdapter{l: l.With("component", name), name: name}
+func newHclog(l *slog.Logger, name string, stopping *atomic.Bool) *hclogAdapter {
+	return &hclogAdapter{l: l.With("component", name), name: name, stopping: stopping}
+}
+
+// shutdownLevel is the level of a library's log line at level, given the
+// error it reports: what a node's own shutdown makes its libraries report
+// (a closed transport or socket) is debug output, and, once the node has
+// started to stop, failures to reach peers, which are stopping too, are
+// warnings rather than errors.
+func shutdownLevel(level slog.Level, stopping *atomic.Bool, errs ...error) slog.Level {
+	if level < slog.LevelError {
+		return level
+	}
+	for _, err := range errs {
+		if errors.Is(err, raft.ErrTransportShutdown) || errors.Is(err, net.ErrClosed) {
+			return slog.LevelDebug
+		}
+	}
+	if stopping != nil && stopping.Load() {
+		return slog.LevelWarn
+	}
+	return level
+}
+
+// argErrors returns the errors among hclog arguments.
+func argErrors(args []any) []error {
+	var errs []error
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 func slogLevel(level hclog.Level) slog.Level {
@@ -50,7 +87,8 @@ func hclogLevel(level slog.Level) hclog.Level {
 }
 
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
-	h.l.Log(context.Background(), slogLevel(level), msg, formatArgs(args)...)
+	lv := shutdownLevel(slogLevel(level), h.stopping, argErrors(args)...)
+	h.l.Log(context.Background(), lv, msg, formatArgs(args)...)
 }
 
 // formatArgs renders hclog.Fmt values, which slog would print as their
@@ -85,7 +123,7 @@ func (h *hclogAdapter) IsError() bool { return h.enabled(hclog.Error) }
 func (h *hclogAdapter) ImpliedArgs() []any { return h.args }
 
 func (h *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: h.l.With(args...), name: h.name, args: append(append([]any(nil), h.args...), args...)}
+	return &hclogAdapter{l: h.l.With(args...), name: h.name, args: append(append([]any(nil), h.args...), args...), stopping: h.stopping}
 }
 
 func (h *hclogAdapter) Name() string { return h.name }
@@ -98,7 +136,7 @@ func (h *hclogAdapter) Named(name string) hclog.Logger {
 }
 
 func (h *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: h.l.With("component", name), name: name, args: h.args}
+	return &hclogAdapter{l: h.l.With("component", name), name: name, args: h.args, stopping: h.stopping}
 }
 
 // SetLevel is ignored: the slog handler decides.

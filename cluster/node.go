@@ -56,8 +56,11 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	opened       time.Time // when Open was called
-	closed       atomic.Bool
+	opened time.Time // when Open was called
+	closed atomic.Bool
+	// stopping is set once the node starts to leave or shut down: Raft's
+	// and gossip's complaints about peers are then expected (shutdownLevel).
+	stopping     atomic.Bool
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
@@ -116,7 +119,7 @@ func (n *Node) open(ctx context.Context) error {
 	if err := n.openStores(); err != nil {
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "raft"), snapshotsRetained, newHclog(n.logger, "raft-snapshots"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "raft"), snapshotsRetained, newHclog(n.logger, "raft-snapshots", &n.stopping))
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
@@ -228,7 +231,7 @@ func (n *Node) startRaft(snaps raft.SnapshotStore) error {
 		Stream:  stream,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
-		Logger:  newHclog(n.logger, "raft-transport"),
+		Logger:  newHclog(n.logger, "raft-transport", &n.stopping),
 	})
 	f := instrumentedFSM{FSM: n.fsm, applySeconds: n.metrics.applySeconds, applied: n.applied}
 	trans := &contactTransport{NetworkTransport: n.trans, contacts: n.contacts}
@@ -243,7 +246,7 @@ func (n *Node) startRaft(snaps raft.SnapshotStore) error {
 func (n *Node) raftConfig() *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(n.id)
-	c.Logger = newHclog(n.logger, "raft")
+	c.Logger = newHclog(n.logger, "raft", &n.stopping)
 	c.NoSnapshotRestoreOnStart = false // see Open
 	c.NotifyCh = n.leaderNotify
 	setIfNonZero(&c.HeartbeatTimeout, n.cfg.HeartbeatTimeout)
@@ -282,6 +285,7 @@ func (n *Node) bootstrap() error {
 // Shutdown stops Raft and closes the stores. It is idempotent; if ctx ends
 // first, Shutdown returns and the shutdown goes on in the background.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopping.Store(true)
 	n.shutdownOnce.Do(func() {
 		n.closed.Store(true)
 		go func() {

@@ -44,6 +44,7 @@ func (n *Node) startNetwork(hasState bool) error {
 		probeInterval: n.cfg.GossipProbeInterval,
 		meta:          gossipMeta{Name: n.cfg.NodeName, ClusterAddr: n.advertise.String(), HasState: hasState},
 		logger:        n.logger.With("component", "gossip"),
+		stopping:      &n.stopping,
 	})
 	return err
 }

@@ -50,6 +50,8 @@ type harnessOpts struct {
 	// tune, if set, adjusts each node's cluster config after the test
 	// timings are applied.
 	tune func(*cluster.Config)
+	// logs, if set, receives every node's log at info level and above.
+	logs io.Writer
 }
 
 // testNode is one node of the harness: its fixed addresses and data dir,
@@ -91,7 +93,10 @@ func asAdmin() remote.Option {
 // good: nodes restart on their addresses.
 func harnessPort(t testing.TB) string { return testnet.FreeAddr(t) }
 
-func harnessLogger(t testing.TB, idx int) *slog.Logger {
+func harnessLogger(t testing.TB, idx int, logs io.Writer) *slog.Logger {
+	if logs != nil {
+		return slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", idx)
+	}
 	if os.Getenv("WHARF_TEST_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -212,7 +217,7 @@ func cmpOr[T comparable](v, def T) T {
 // startNode starts (or restarts, from the same data dir and on the same
 // ports) one node and serves its handler on its public address.
 func (h *harness) startNode(n *testNode) error {
-	reg, err := startRegistryNode(context.Background(), n.opts, harnessLogger(h.t, n.idx), nil)
+	reg, err := startRegistryNode(context.Background(), n.opts, harnessLogger(h.t, n.idx, h.opts.logs), nil)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.idx, err)
 	}
