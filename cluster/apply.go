@@ -139,6 +139,8 @@ func resultError(res *fsmv1.Result) error {
 		sentinel = fsm.ErrBlobCollected
 	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
 		sentinel = fsm.ErrBlobNotCollectable
+	case fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
+		sentinel = fsm.ErrRepositoryNotEmpty
 	case fsmv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
 		sentinel = fsm.ErrAlreadyExists
 	case fsmv1.ResultCode_RESULT_CODE_FAILED_PRECONDITION:

@@ -72,6 +72,9 @@ func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmv1.Result
 	if err := indexBlobRefs(b, cmd.GetUnixNanos()); err != nil {
 		return nil, fmt.Errorf("index blob references: %w", err)
 	}
+	if err := indexEmptyRepositories(b, cmd.GetUnixNanos()); err != nil {
+		return nil, fmt.Errorf("index empty repositories: %w", err)
+	}
 	id := cmd.GetRequestId()
 	if id != "" {
 		res, ok, err := lookupRequest(b, id)

@@ -27,6 +27,8 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmv1.Command_DeregisterNode]():       applyDeregisterNode,
 	reflect.TypeFor[*fsmv1.Command_CollectBlob]():          applyCollectBlob,
 	reflect.TypeFor[*fsmv1.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
+	// Repositories a push left empty: emptyrepo.go.
+	reflect.TypeFor[*fsmv1.Command_RemoveEmptyRepository](): applyRemoveEmptyRepository,
 	// Access control: access.go.
 	reflect.TypeFor[*fsmv1.Command_CreateUser]():        applyCreateUser,
 	reflect.TypeFor[*fsmv1.Command_SetUserPassword]():   applySetUserPassword,
@@ -78,6 +80,9 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 		return res, err
 	}
 	if err := storeManifest(b, op, cmd.GetUnixNanos()); err != nil {
+		return nil, err
+	}
+	if err := b.Delete(emptyRepositoryKey(op.GetRepository()), nil); err != nil {
 		return nil, err
 	}
 	for _, tag := range op.GetTags() {
@@ -146,6 +151,9 @@ func applyDeleteManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 		return nil, err
 	}
 	if err := dropManifestRefs(b, repo, dgst, m.GetBlobs(), cmd.GetUnixNanos()); err != nil {
+		return nil, err
+	}
+	if err := markIfEmpty(b, repo, cmd.GetUnixNanos()); err != nil {
 		return nil, err
 	}
 	return success(), nil
@@ -218,6 +226,9 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 		return nil, err
 	}
 	if err := addBlobRef(b, dgst, linkRefKey(dgst, repo)); err != nil {
+		return nil, err
+	}
+	if err := markIfEmpty(b, repo, cmd.GetUnixNanos()); err != nil {
 		return nil, err
 	}
 	return success(), nil

@@ -56,6 +56,8 @@
 //	gc/<digest>                              unreferenced since (unix nanos, 8 bytes big endian)
 //	collected/<digest>                       fsmv1.CollectedBlob; the nodes that must still delete their copy
 //	m/blobrefs                               set once the reference index covers the whole state
+//	emptyrepo/<repository>                   holds no manifest since (unix nanos, 8 bytes big endian); emptyrepo.go
+//	m/emptyrepos                             set once the empty-repository record covers the whole state
 //
 // Access control (access.go has the details):
 //

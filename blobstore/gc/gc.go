@@ -1,4 +1,5 @@
-// Package gc removes blobs that nothing references any more.
+// Package gc removes blobs that nothing references any more, and
+// repositories a push left empty.
 //
 // What references a blob, and since when a blob is unreferenced, is
 // replicated state (see the fsm package: bref/, gc/ and collected/ keys).
@@ -54,6 +55,14 @@
 // age: no node is recorded as holding that blob, so this file may be its
 // last copy; the sweep counts it (SweepReport.OrphansReferenced) and Run
 // logs a warning.
+//
+// On the leader, Collect also removes repositories that have held no
+// manifest, and had no blob linked, for EmptyRepositoryGrace: what a push
+// that failed before its manifest leaves behind. It proposes
+// RemoveEmptyRepository, which the FSM re-checks as it applies it (see the
+// fsm package), so a push that linked a blob or stored a manifest in the
+// meantime keeps the repository. The removed repository's blob links go
+// with it, which may leave its blobs unreferenced, to be collected in turn.
 package gc
 
 import (
@@ -107,6 +116,13 @@ type Cluster interface {
 	// CatchUp returns once the local FSM has applied every entry the leader
 	// committed before the call, or an error if that is not known.
 	CatchUp(ctx context.Context) error
+	// ListEmptyRepositories pages through the repositories without
+	// manifests, with since when.
+	ListEmptyRepositories(last string, n int) ([]fsm.EmptyRepository, error)
+	// RemoveEmptyRepository commits a RemoveEmptyRepository command stamped
+	// with the proposer's clock; it fails with fsm.ErrRepositoryNotEmpty
+	// when the FSM keeps the repository.
+	RemoveEmptyRepository(ctx context.Context, repo string, grace time.Duration) error
 }
 
 // Config configures a Collector.
@@ -124,6 +140,10 @@ type Config struct {
 	// from deletion, whatever the FSM says: longer than a commit's
 	// AddBlobHolder takes to be applied. Default min(5m, Grace).
 	Settle time.Duration
+	// EmptyRepositoryGrace is how long a repository must have held no
+	// manifest, with no blob linked to it either, before it is removed.
+	// Default 24h.
+	EmptyRepositoryGrace time.Duration
 	// Replicas (R) is the number of copies each blob should have. A copy
 	// this node no longer holds is deleted only while at least
 	// min(R, other live nodes) other live nodes hold the blob. Default 3.
@@ -144,6 +164,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Settle <= 0 {
 		c.Settle = min(5*time.Minute, c.Grace)
+	}
+	if c.EmptyRepositoryGrace <= 0 {
+		c.EmptyRepositoryGrace = 24 * time.Hour
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 3
@@ -188,8 +211,9 @@ func (c *Collector) Run(ctx context.Context) {
 		if c.cfg.Cluster.IsLeader() {
 			if rep, err := c.Collect(ctx); err != nil && ctx.Err() == nil {
 				c.cfg.Logger.Warn("blob collection round", "err", err)
-			} else if rep.Collected > 0 {
-				c.cfg.Logger.Info("collected unreferenced blobs", "count", rep.Collected)
+			} else if rep.Collected > 0 || rep.RepositoriesRemoved > 0 {
+				c.cfg.Logger.Info("collected unreferenced blobs and empty repositories",
+					"blobs", rep.Collected, "repositories", rep.RepositoriesRemoved)
 			}
 		}
 		rep, err := c.Sweep(ctx)
@@ -224,6 +248,10 @@ type CollectReport struct {
 	Collected    int // blobs the FSM collected
 	Kept         int // blobs the FSM refused to collect (referenced again)
 	Forgotten    int // tombstone entries of unregistered nodes dropped
+	// RepositoriesRemoved counts the empty repositories the FSM removed,
+	// RepositoriesKept those it kept (a push linked or stored something).
+	RepositoriesRemoved int
+	RepositoriesKept    int
 }
 
 // Collect proposes CollectBlob for every blob unreferenced for longer than
@@ -261,7 +289,45 @@ func (c *Collector) Collect(ctx context.Context) (CollectReport, error) {
 	}
 	n, err := c.forgetUnregistered(ctx)
 	rep.Forgotten = n
-	return rep, errors.Join(append(errs, err)...)
+	errs = append(errs, err, c.removeEmptyRepositories(ctx, &rep))
+	return rep, errors.Join(errs...)
+}
+
+// removeEmptyRepositories proposes RemoveEmptyRepository for every
+// repository empty for longer than EmptyRepositoryGrace.
+func (c *Collector) removeEmptyRepositories(ctx context.Context, rep *CollectReport) error {
+	grace := c.cfg.EmptyRepositoryGrace
+	cutoff := c.cfg.Now().Add(-grace).UnixNano()
+	var errs []error
+	last := ""
+	for ctx.Err() == nil {
+		repos, err := c.cfg.Cluster.ListEmptyRepositories(last, page)
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("list empty repositories: %w", err))...)
+		}
+		for _, r := range repos {
+			if r.SinceUnixNanos > cutoff {
+				continue
+			}
+			err := c.cfg.Cluster.RemoveEmptyRepository(ctx, r.Name, grace)
+			switch {
+			case errors.Is(err, fsm.ErrRepositoryNotEmpty):
+				rep.RepositoriesKept++
+			case err != nil:
+				errs = append(errs, fmt.Errorf("remove empty repository %s: %w", r.Name, err))
+			default:
+				rep.RepositoriesRemoved++
+				c.metrics.repositoriesRemoved.Inc()
+				c.cfg.Logger.Info("removed an empty repository", "repository", r.Name,
+					"empty_since", time.Unix(0, r.SinceUnixNanos).UTC(), "grace", grace)
+			}
+		}
+		if len(repos) < page {
+			break
+		}
+		last = repos[len(repos)-1].Name
+	}
+	return errors.Join(errs...)
 }
 
 // forgetUnregistered takes nodes that left the cluster off tombstones: they
@@ -509,6 +575,9 @@ type metrics struct {
 	// orphanDeleted counts deleted files that no holder record named; their
 	// bytes count in bytesFreed.
 	orphanDeleted prometheus.Counter
+	// repositoriesRemoved counts the empty repositories this node removed
+	// as leader.
+	repositoriesRemoved prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -533,9 +602,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "wharf_gc_orphan_files_deleted_total",
 			Help: "Local blob files that no holder record named (orphans), deleted after the grace period.",
 		}),
+		repositoriesRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_gc_empty_repositories_removed_total",
+			Help: "Repositories without manifests or tags this node removed as leader after the empty-repository grace period.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted, m.orphanDeleted)
+		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted, m.orphanDeleted, m.repositoriesRemoved)
 	}
 	return m
 }
@@ -549,4 +622,5 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	reg.Unregister(m.bytesFreed)
 	reg.Unregister(m.unheldDeleted)
 	reg.Unregister(m.orphanDeleted)
+	reg.Unregister(m.repositoriesRemoved)
 }

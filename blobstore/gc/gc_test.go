@@ -118,6 +118,8 @@ func (tc *testCluster) apply(cmd *fsmv1.Command) error {
 		sentinel = fsm.ErrBlobCollected
 	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
 		sentinel = fsm.ErrBlobNotCollectable
+	case fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
+		sentinel = fsm.ErrRepositoryNotEmpty
 	default:
 		sentinel = errors.New(res.GetCode().String())
 	}
@@ -196,6 +198,13 @@ func (v view) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, er
 func (v view) CollectBlob(_ context.Context, d digest.Digest, grace time.Duration) error {
 	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
 		Digest: d.String(), GraceNanos: int64(grace)}}})
+}
+func (v view) ListEmptyRepositories(last string, n int) ([]fsm.EmptyRepository, error) {
+	return v.tc.fsm.ListEmptyRepositories(last, n)
+}
+func (v view) RemoveEmptyRepository(_ context.Context, repo string, grace time.Duration) error {
+	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmv1.RemoveEmptyRepository{
+		Repository: repo, GraceNanos: int64(grace)}}})
 }
 func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node string) error {
 	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{

@@ -94,6 +94,16 @@ func (c gcCluster) CatchUp(ctx context.Context) error {
 	return c.node.Sync(ctx)
 }
 
+func (c gcCluster) ListEmptyRepositories(last string, n int) ([]fsm.EmptyRepository, error) {
+	return c.node.FSM().ListEmptyRepositories(last, n)
+}
+
+func (c gcCluster) RemoveEmptyRepository(ctx context.Context, repo string, grace time.Duration) error {
+	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmv1.RemoveEmptyRepository{
+		Repository: repo, GraceNanos: int64(grace),
+	}}})
+}
+
 func (c gcCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {
 	if _, err := c.node.Apply(ctx, cmd); err != nil {
 		return fmt.Errorf("apply %T: %w", cmd.GetOp(), err)

@@ -51,7 +51,9 @@ type harnessOpts struct {
 	// timings are applied.
 	tune func(*cluster.Config)
 	// logs, if set, receives every node's log at info level and above.
-	logs io.Writer
+	logs           io.Writer
+	gcInterval     time.Duration // default 1m
+	emptyRepoGrace time.Duration // default 24h
 }
 
 // testNode is one node of the harness: its fixed addresses and data dir,
@@ -114,6 +116,8 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 	opts.writeQuorum = cmpOr(opts.writeQuorum, 2)
 	opts.deadNodeTimeout = cmpOr(opts.deadNodeTimeout, 5*time.Minute)
 	opts.repairInterval = cmpOr(opts.repairInterval, 200*time.Millisecond)
+	opts.gcInterval = cmpOr(opts.gcInterval, time.Minute)
+	opts.emptyRepoGrace = cmpOr(opts.emptyRepoGrace, 24*time.Hour)
 	key, err := cluster.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +149,8 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 			maxManifestBytes: 4 << 20,
 			uploadMaxAge:     time.Hour,
 			gcGrace:          time.Hour,
-			gcInterval:       time.Minute,
+			gcInterval:       opts.gcInterval,
+			emptyRepoGrace:   opts.emptyRepoGrace,
 			shutdownTimeout:  5 * time.Second,
 			adminPassword:    harnessAdminPassword,
 			tuneCluster: func(c *cluster.Config) {

@@ -93,13 +93,14 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		return nil, fmt.Errorf("start blob replication: %w", err)
 	}
 	collector, err := gc.New(gc.Config{
-		Local:      blobs,
-		Cluster:    gcCluster{node},
-		Grace:      o.gcGrace,
-		Interval:   o.gcInterval,
-		Replicas:   o.replicas,
-		Logger:     logger.With("component", "gc"),
-		Registerer: reg,
+		Local:                blobs,
+		Cluster:              gcCluster{node},
+		Grace:                o.gcGrace,
+		Interval:             o.gcInterval,
+		EmptyRepositoryGrace: o.emptyRepoGrace,
+		Replicas:             o.replicas,
+		Logger:               logger.With("component", "gc"),
+		Registerer:           reg,
 	})
 	if err != nil {
 		_ = store.Close()

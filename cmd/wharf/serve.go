@@ -49,6 +49,7 @@ type serveOptions struct {
 	uploadMaxAge     time.Duration
 	gcGrace          time.Duration
 	gcInterval       time.Duration
+	emptyRepoGrace   time.Duration
 	shutdownTimeout  time.Duration
 	minFreeSpace     diskspace.Threshold
 	tokenService     string
@@ -112,6 +113,7 @@ the command line wins over the environment, which wins over the file.`,
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "upload sessions idle for longer are removed")
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "how long a blob no manifest or repository references is kept before garbage collection removes it from every node")
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Minute, "how often the leader collects unreferenced blobs and every node deletes its copies of collected ones")
+	f.DurationVar(&o.emptyRepoGrace, "empty-repo-grace", 24*time.Hour, "how long a repository with no manifest and no tag (a push that failed before its manifest) stays, counted from its last blob link, before the leader removes it")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time given to in-flight requests on shutdown")
 	o.minFreeSpace = defaultMinFreeSpace
 	f.Var(&o.minFreeSpace, "min-free-space", "free space kept on the data directory's disk, e.g. 1GiB or 5%: below it uploads are refused with 507, below a quarter of it every write but deletions")
@@ -163,8 +165,8 @@ func (o serveOptions) validate() error {
 	if o.maxManifestBytes < 4<<20 {
 		return fmt.Errorf("--max-manifest-bytes %d: must be at least 4 MiB (%d)", o.maxManifestBytes, 4<<20)
 	}
-	if o.gcGrace <= 0 || o.gcInterval <= 0 {
-		return fmt.Errorf("--gc-grace %s --gc-interval %s: both must be positive", o.gcGrace, o.gcInterval)
+	if o.gcGrace <= 0 || o.gcInterval <= 0 || o.emptyRepoGrace <= 0 {
+		return fmt.Errorf("--gc-grace %s --gc-interval %s --empty-repo-grace %s: all must be positive", o.gcGrace, o.gcInterval, o.emptyRepoGrace)
 	}
 	if o.tokenTTL < 0 || o.tokenTTL > 24*time.Hour {
 		return fmt.Errorf("--token-ttl %s: must be between 0 (the default, %s) and 24h", o.tokenTTL, auth.DefaultTokenTTL)

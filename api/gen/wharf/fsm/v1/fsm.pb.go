@@ -44,6 +44,9 @@ const (
 	// CollectBlob found the blob referenced again, or not unreferenced for
 	// the whole grace period; nothing was collected.
 	ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE ResultCode = 5
+	// RemoveEmptyRepository found the repository holding a manifest or a
+	// tag, or not empty for the whole grace period; nothing was removed.
+	ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY ResultCode = 6
 	// The user, group, grant, token or namespace claim already exists
 	// (access control; values 40-59 are reserved for it).
 	ResultCode_RESULT_CODE_ALREADY_EXISTS ResultCode = 40
@@ -61,6 +64,7 @@ var (
 		3:  "RESULT_CODE_INVALID",
 		4:  "RESULT_CODE_BLOB_COLLECTED",
 		5:  "RESULT_CODE_BLOB_NOT_COLLECTABLE",
+		6:  "RESULT_CODE_REPOSITORY_NOT_EMPTY",
 		40: "RESULT_CODE_ALREADY_EXISTS",
 		41: "RESULT_CODE_FAILED_PRECONDITION",
 	}
@@ -71,6 +75,7 @@ var (
 		"RESULT_CODE_INVALID":              3,
 		"RESULT_CODE_BLOB_COLLECTED":       4,
 		"RESULT_CODE_BLOB_NOT_COLLECTABLE": 5,
+		"RESULT_CODE_REPOSITORY_NOT_EMPTY": 6,
 		"RESULT_CODE_ALREADY_EXISTS":       40,
 		"RESULT_CODE_FAILED_PRECONDITION":  41,
 	}
@@ -124,6 +129,7 @@ type Command struct {
 	//	*Command_RemoveBlobHolder
 	//	*Command_CollectBlob
 	//	*Command_CollectedBlobDeleted
+	//	*Command_RemoveEmptyRepository
 	//	*Command_CreateUser
 	//	*Command_SetUserPassword
 	//	*Command_SetUserSuperuser
@@ -289,6 +295,15 @@ func (x *Command) GetCollectedBlobDeleted() *CollectedBlobDeleted {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CollectedBlobDeleted); ok {
 			return x.CollectedBlobDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveEmptyRepository() *RemoveEmptyRepository {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveEmptyRepository); ok {
+			return x.RemoveEmptyRepository
 		}
 	}
 	return nil
@@ -478,6 +493,11 @@ type Command_CollectedBlobDeleted struct {
 	CollectedBlobDeleted *CollectedBlobDeleted `protobuf:"bytes,20,opt,name=collected_blob_deleted,json=collectedBlobDeleted,proto3,oneof"`
 }
 
+type Command_RemoveEmptyRepository struct {
+	// Removal of repositories a push left empty (see RemoveEmptyRepository).
+	RemoveEmptyRepository *RemoveEmptyRepository `protobuf:"bytes,21,opt,name=remove_empty_repository,json=removeEmptyRepository,proto3,oneof"`
+}
+
 type Command_CreateUser struct {
 	// Access control (access.proto), field numbers 40-59.
 	CreateUser *CreateUser `protobuf:"bytes,40,opt,name=create_user,json=createUser,proto3,oneof"`
@@ -560,6 +580,8 @@ func (*Command_RemoveBlobHolder) isCommand_Op() {}
 func (*Command_CollectBlob) isCommand_Op() {}
 
 func (*Command_CollectedBlobDeleted) isCommand_Op() {}
+
+func (*Command_RemoveEmptyRepository) isCommand_Op() {}
 
 func (*Command_CreateUser) isCommand_Op() {}
 
@@ -1784,11 +1806,70 @@ func (x *CollectedBlob) GetNodeIds() []string {
 	return nil
 }
 
+// RemoveEmptyRepository removes a repository that holds no manifest and no
+// tag, and has held none, with no blob linked to it either, for grace_nanos
+// before the command's unix_nanos: what a push that failed before its
+// manifest leaves behind. The FSM re-checks both conditions. The
+// repository's blob links and its public flag go with it (the blobs become
+// unreferenced, and are collected after their own grace period); its
+// namespace stays, with the namespace's owner and grants.
+type RemoveEmptyRepository struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	GraceNanos    int64                  `protobuf:"varint,2,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveEmptyRepository) Reset() {
+	*x = RemoveEmptyRepository{}
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveEmptyRepository) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveEmptyRepository) ProtoMessage() {}
+
+func (x *RemoveEmptyRepository) ProtoReflect() protoreflect.Message {
+	mi := &file_wharf_fsm_v1_fsm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveEmptyRepository.ProtoReflect.Descriptor instead.
+func (*RemoveEmptyRepository) Descriptor() ([]byte, []int) {
+	return file_wharf_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RemoveEmptyRepository) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *RemoveEmptyRepository) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
 var File_wharf_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\x1a\x19wharf/fsm/v1/access.proto\"\xe1\x0e\n" +
+	"\x16wharf/fsm/v1/fsm.proto\x12\fwharf.fsm.v1\x1a\x19wharf/fsm/v1/access.proto\"\xc0\x0f\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -1807,7 +1888,8 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fadd_blob_holder\x18\x11 \x01(\v2\x1b.wharf.fsm.v1.AddBlobHolderH\x00R\raddBlobHolder\x12N\n" +
 	"\x12remove_blob_holder\x18\x12 \x01(\v2\x1e.wharf.fsm.v1.RemoveBlobHolderH\x00R\x10removeBlobHolder\x12>\n" +
 	"\fcollect_blob\x18\x13 \x01(\v2\x19.wharf.fsm.v1.CollectBlobH\x00R\vcollectBlob\x12Z\n" +
-	"\x16collected_blob_deleted\x18\x14 \x01(\v2\".wharf.fsm.v1.CollectedBlobDeletedH\x00R\x14collectedBlobDeleted\x12;\n" +
+	"\x16collected_blob_deleted\x18\x14 \x01(\v2\".wharf.fsm.v1.CollectedBlobDeletedH\x00R\x14collectedBlobDeleted\x12]\n" +
+	"\x17remove_empty_repository\x18\x15 \x01(\v2#.wharf.fsm.v1.RemoveEmptyRepositoryH\x00R\x15removeEmptyRepository\x12;\n" +
 	"\vcreate_user\x18( \x01(\v2\x18.wharf.fsm.v1.CreateUserH\x00R\n" +
 	"createUser\x12K\n" +
 	"\x11set_user_password\x18) \x01(\v2\x1d.wharf.fsm.v1.SetUserPasswordH\x00R\x0fsetUserPassword\x12N\n" +
@@ -1929,7 +2011,13 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x120\n" +
 	"\x14collected_unix_nanos\x18\x03 \x01(\x03R\x12collectedUnixNanos\x12\x19\n" +
-	"\bnode_ids\x18\x04 \x03(\tR\anodeIds*\x83\x02\n" +
+	"\bnode_ids\x18\x04 \x03(\tR\anodeIds\"X\n" +
+	"\x15RemoveEmptyRepository\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x1f\n" +
+	"\vgrace_nanos\x18\x02 \x01(\x03R\n" +
+	"graceNanos*\xa9\x02\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\"\n" +
@@ -1937,7 +2025,8 @@ const file_wharf_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x15RESULT_CODE_NOT_FOUND\x10\x02\x12\x17\n" +
 	"\x13RESULT_CODE_INVALID\x10\x03\x12\x1e\n" +
 	"\x1aRESULT_CODE_BLOB_COLLECTED\x10\x04\x12$\n" +
-	" RESULT_CODE_BLOB_NOT_COLLECTABLE\x10\x05\x12\x1e\n" +
+	" RESULT_CODE_BLOB_NOT_COLLECTABLE\x10\x05\x12$\n" +
+	" RESULT_CODE_REPOSITORY_NOT_EMPTY\x10\x06\x12\x1e\n" +
 	"\x1aRESULT_CODE_ALREADY_EXISTS\x10(\x12#\n" +
 	"\x1fRESULT_CODE_FAILED_PRECONDITION\x10)B<Z:github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1;fsmv1b\x06proto3"
 
@@ -1954,45 +2043,46 @@ func file_wharf_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_wharf_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_wharf_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_wharf_fsm_v1_fsm_proto_goTypes = []any{
-	(ResultCode)(0),              // 0: wharf.fsm.v1.ResultCode
-	(*Command)(nil),              // 1: wharf.fsm.v1.Command
-	(*Result)(nil),               // 2: wharf.fsm.v1.Result
-	(*PutManifest)(nil),          // 3: wharf.fsm.v1.PutManifest
-	(*DeleteManifest)(nil),       // 4: wharf.fsm.v1.DeleteManifest
-	(*DeleteTag)(nil),            // 5: wharf.fsm.v1.DeleteTag
-	(*LinkBlob)(nil),             // 6: wharf.fsm.v1.LinkBlob
-	(*UnlinkBlob)(nil),           // 7: wharf.fsm.v1.UnlinkBlob
-	(*Namespace)(nil),            // 8: wharf.fsm.v1.Namespace
-	(*Repository)(nil),           // 9: wharf.fsm.v1.Repository
-	(*Manifest)(nil),             // 10: wharf.fsm.v1.Manifest
-	(*RegisterNode)(nil),         // 11: wharf.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),       // 12: wharf.fsm.v1.DeregisterNode
-	(*Node)(nil),                 // 13: wharf.fsm.v1.Node
-	(*AddBlobHolder)(nil),        // 14: wharf.fsm.v1.AddBlobHolder
-	(*RemoveBlobHolder)(nil),     // 15: wharf.fsm.v1.RemoveBlobHolder
-	(*BlobHolders)(nil),          // 16: wharf.fsm.v1.BlobHolders
-	(*CollectBlob)(nil),          // 17: wharf.fsm.v1.CollectBlob
-	(*CollectedBlobDeleted)(nil), // 18: wharf.fsm.v1.CollectedBlobDeleted
-	(*CollectedBlob)(nil),        // 19: wharf.fsm.v1.CollectedBlob
-	nil,                          // 20: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                          // 21: wharf.fsm.v1.Manifest.AnnotationsEntry
-	(*CreateUser)(nil),           // 22: wharf.fsm.v1.CreateUser
-	(*SetUserPassword)(nil),      // 23: wharf.fsm.v1.SetUserPassword
-	(*SetUserSuperuser)(nil),     // 24: wharf.fsm.v1.SetUserSuperuser
-	(*DeleteUser)(nil),           // 25: wharf.fsm.v1.DeleteUser
-	(*CreateGroup)(nil),          // 26: wharf.fsm.v1.CreateGroup
-	(*DeleteGroup)(nil),          // 27: wharf.fsm.v1.DeleteGroup
-	(*AddGroupMember)(nil),       // 28: wharf.fsm.v1.AddGroupMember
-	(*RemoveGroupMember)(nil),    // 29: wharf.fsm.v1.RemoveGroupMember
-	(*GrantRole)(nil),            // 30: wharf.fsm.v1.GrantRole
-	(*RevokeRole)(nil),           // 31: wharf.fsm.v1.RevokeRole
-	(*ClaimNamespace)(nil),       // 32: wharf.fsm.v1.ClaimNamespace
-	(*SetVisibility)(nil),        // 33: wharf.fsm.v1.SetVisibility
-	(*CreateApiToken)(nil),       // 34: wharf.fsm.v1.CreateApiToken
-	(*DeleteApiToken)(nil),       // 35: wharf.fsm.v1.DeleteApiToken
-	(*RotateSigningKey)(nil),     // 36: wharf.fsm.v1.RotateSigningKey
+	(ResultCode)(0),               // 0: wharf.fsm.v1.ResultCode
+	(*Command)(nil),               // 1: wharf.fsm.v1.Command
+	(*Result)(nil),                // 2: wharf.fsm.v1.Result
+	(*PutManifest)(nil),           // 3: wharf.fsm.v1.PutManifest
+	(*DeleteManifest)(nil),        // 4: wharf.fsm.v1.DeleteManifest
+	(*DeleteTag)(nil),             // 5: wharf.fsm.v1.DeleteTag
+	(*LinkBlob)(nil),              // 6: wharf.fsm.v1.LinkBlob
+	(*UnlinkBlob)(nil),            // 7: wharf.fsm.v1.UnlinkBlob
+	(*Namespace)(nil),             // 8: wharf.fsm.v1.Namespace
+	(*Repository)(nil),            // 9: wharf.fsm.v1.Repository
+	(*Manifest)(nil),              // 10: wharf.fsm.v1.Manifest
+	(*RegisterNode)(nil),          // 11: wharf.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),        // 12: wharf.fsm.v1.DeregisterNode
+	(*Node)(nil),                  // 13: wharf.fsm.v1.Node
+	(*AddBlobHolder)(nil),         // 14: wharf.fsm.v1.AddBlobHolder
+	(*RemoveBlobHolder)(nil),      // 15: wharf.fsm.v1.RemoveBlobHolder
+	(*BlobHolders)(nil),           // 16: wharf.fsm.v1.BlobHolders
+	(*CollectBlob)(nil),           // 17: wharf.fsm.v1.CollectBlob
+	(*CollectedBlobDeleted)(nil),  // 18: wharf.fsm.v1.CollectedBlobDeleted
+	(*CollectedBlob)(nil),         // 19: wharf.fsm.v1.CollectedBlob
+	(*RemoveEmptyRepository)(nil), // 20: wharf.fsm.v1.RemoveEmptyRepository
+	nil,                           // 21: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                           // 22: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(*CreateUser)(nil),            // 23: wharf.fsm.v1.CreateUser
+	(*SetUserPassword)(nil),       // 24: wharf.fsm.v1.SetUserPassword
+	(*SetUserSuperuser)(nil),      // 25: wharf.fsm.v1.SetUserSuperuser
+	(*DeleteUser)(nil),            // 26: wharf.fsm.v1.DeleteUser
+	(*CreateGroup)(nil),           // 27: wharf.fsm.v1.CreateGroup
+	(*DeleteGroup)(nil),           // 28: wharf.fsm.v1.DeleteGroup
+	(*AddGroupMember)(nil),        // 29: wharf.fsm.v1.AddGroupMember
+	(*RemoveGroupMember)(nil),     // 30: wharf.fsm.v1.RemoveGroupMember
+	(*GrantRole)(nil),             // 31: wharf.fsm.v1.GrantRole
+	(*RevokeRole)(nil),            // 32: wharf.fsm.v1.RevokeRole
+	(*ClaimNamespace)(nil),        // 33: wharf.fsm.v1.ClaimNamespace
+	(*SetVisibility)(nil),         // 34: wharf.fsm.v1.SetVisibility
+	(*CreateApiToken)(nil),        // 35: wharf.fsm.v1.CreateApiToken
+	(*DeleteApiToken)(nil),        // 36: wharf.fsm.v1.DeleteApiToken
+	(*RotateSigningKey)(nil),      // 37: wharf.fsm.v1.RotateSigningKey
 }
 var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -2006,30 +2096,31 @@ var file_wharf_fsm_v1_fsm_proto_depIdxs = []int32{
 	15, // 8: wharf.fsm.v1.Command.remove_blob_holder:type_name -> wharf.fsm.v1.RemoveBlobHolder
 	17, // 9: wharf.fsm.v1.Command.collect_blob:type_name -> wharf.fsm.v1.CollectBlob
 	18, // 10: wharf.fsm.v1.Command.collected_blob_deleted:type_name -> wharf.fsm.v1.CollectedBlobDeleted
-	22, // 11: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
-	23, // 12: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
-	24, // 13: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
-	25, // 14: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
-	26, // 15: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
-	27, // 16: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
-	28, // 17: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
-	29, // 18: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
-	30, // 19: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
-	31, // 20: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
-	32, // 21: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
-	33, // 22: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
-	34, // 23: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
-	35, // 24: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
-	36, // 25: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
-	0,  // 26: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	20, // 27: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	21, // 28: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	13, // 29: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 11: wharf.fsm.v1.Command.remove_empty_repository:type_name -> wharf.fsm.v1.RemoveEmptyRepository
+	23, // 12: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
+	24, // 13: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
+	25, // 14: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
+	26, // 15: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
+	27, // 16: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
+	28, // 17: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
+	29, // 18: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
+	30, // 19: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
+	31, // 20: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
+	32, // 21: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
+	33, // 22: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
+	34, // 23: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
+	35, // 24: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
+	36, // 25: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
+	37, // 26: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
+	0,  // 27: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	21, // 28: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	22, // 29: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	13, // 30: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_wharf_fsm_v1_fsm_proto_init() }
@@ -2050,6 +2141,7 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 		(*Command_RemoveBlobHolder)(nil),
 		(*Command_CollectBlob)(nil),
 		(*Command_CollectedBlobDeleted)(nil),
+		(*Command_RemoveEmptyRepository)(nil),
 		(*Command_CreateUser)(nil),
 		(*Command_SetUserPassword)(nil),
 		(*Command_SetUserSuperuser)(nil),
@@ -2072,7 +2164,7 @@ func file_wharf_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_fsm_v1_fsm_proto_rawDesc), len(file_wharf_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
