@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,7 +17,19 @@ const (
 	gossipLeaveTimeout = 5 * time.Second
 	leavePoll          = 50 * time.Millisecond
 	defaultLeaveWait   = 30 * time.Second
+	// acceptTimeout bounds the check that a peer's cluster port is open.
+	acceptTimeout = 250 * time.Millisecond
 )
+
+// accepting reports whether something accepts TCP connections on addr.
+func accepting(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, acceptTimeout)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
 
 // InternalMux is the handler tree of the cluster port's HTTP server, behind
 // mutual TLS. Other packages mount peer handlers under /internal/.
@@ -150,10 +163,12 @@ func (n *Node) waitForRemoval(ctx context.Context) error {
 
 // stopWithoutRemoval reports, and logs at info level, that this node's
 // removal from Raft cannot be committed without it: it is the last voter,
-// or the other voters that gossip sees alive and not leaving are fewer
-// than a quorum of them. Waiting would then only run out the shutdown
-// timeout; the configuration stays as it is, so the nodes form the same
-// cluster again when they start.
+// or the other voters that stay are fewer than a quorum of them. A voter
+// stays if gossip sees it alive and not leaving and its cluster port still
+// accepts connections (a node whose process ended refuses them at once,
+// seconds before gossip gives up on it). Waiting would then only run out
+// the shutdown timeout; the configuration stays as it is, so the nodes form
+// the same cluster again when they start.
 func (n *Node) stopWithoutRemoval() bool {
 	conf, err := n.configuration()
 	if err != nil {
@@ -166,12 +181,12 @@ func (n *Node) stopWithoutRemoval() bool {
 		}
 	}
 	others, up := 0, 0
-	for _, v := range voterIDs(conf) {
-		if v == n.id {
+	for _, s := range conf.Servers {
+		if s.Suffrage != raft.Voter || string(s.ID) == n.id {
 			continue
 		}
 		others++
-		if staying[v] {
+		if staying[string(s.ID)] && accepting(string(s.Address)) {
 			up++
 		}
 	}
