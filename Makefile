@@ -12,6 +12,7 @@ PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-rss bench-cluster generate clean
+.PHONY: cluster e2e-make-cluster
 
 # Where `make run` listens: loopback only, so that nothing is exposed to
 # other machines; e.g. RUN_LISTEN=:5001 serves every interface.
@@ -27,12 +28,23 @@ run:
 	@echo "==> starting bin/wharf serve on $(RUN_LISTEN) (cluster port $(RUN_CLUSTER_LISTEN)); stop it with Ctrl-C"
 	$(BIN)/wharf serve --listen $(RUN_LISTEN) --cluster-listen $(RUN_CLUSTER_LISTEN)
 
+# Where `make cluster` keeps its nodes' data and logs, and its balancer's
+# port (the nodes use the next ports, see scripts/cluster.sh).
+CLUSTER_DIR  ?= $(CURDIR)/wharf-cluster
+CLUSTER_PORT ?= 5100
+
+## cluster: build bin/wharf and run three nodes behind haproxy on this machine,
+## on loopback (haproxy on localhost:$(CLUSTER_PORT)), printing the URLs and how
+## to log in; Ctrl-C stops them, and the next run starts the same cluster again
+cluster:
+	CLUSTER_DIR=$(CLUSTER_DIR) CLUSTER_PORT=$(CLUSTER_PORT) scripts/cluster.sh
+
 ## build: build bin/wharf
 build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster e2e-partition e2e-diskfull
+test: lint unit fuzz conformance e2e e2e-cluster e2e-partition e2e-diskfull e2e-make-cluster
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:
@@ -80,6 +92,11 @@ e2e-partition:
 e2e-diskfull:
 	scripts/e2e-diskfull.sh
 
+## e2e-make-cluster: make cluster started, logged in to, pushed to and pulled
+## from through haproxy, then stopped with Ctrl-C (SIGINT): every process ends
+e2e-make-cluster:
+	scripts/e2e-make-cluster.sh
+
 ## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./blobstore ./api/...
@@ -100,4 +117,4 @@ generate:
 	PATH=$(BIN):$$PATH $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
 
 clean:
-	rm -rf $(BIN) wharf-data
+	rm -rf $(BIN) wharf-data wharf-cluster
