@@ -11,6 +11,7 @@ import (
 
 	"github.com/wharf-registry/wharf/api/auth"
 	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/internal/diskspace"
@@ -35,11 +36,27 @@ type Auth struct {
 
 type callerKey struct{}
 
+// anonymousProcedures are the only RPCs that anonymous callers may make,
+// with a body of at most maxAnonymousBytes: Identity, which tells the CLI
+// which cluster a node belongs to before it has a credential for it.
+var anonymousProcedures = map[string]bool{
+	wharfv1connect.ClusterServiceIdentityProcedure: true,
+}
+
+// maxAnonymousBytes bounds the body of an anonymous call.
+const maxAnonymousBytes = 1 << 10
+
 // wrap authenticates each request and passes the caller to the services
-// in its context. Every service needs a login, so anonymous callers and
-// bad credentials are refused before any of the body is read.
+// in its context. Every service but anonymousProcedures needs a login, so
+// anonymous callers and bad credentials are refused before any of the
+// body is read.
 func (a *Auth) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" && anonymousProcedures[r.URL.Path] {
+			r.Body = http.MaxBytesReader(w, r.Body, maxAnonymousBytes)
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, auth.Caller{})))
+			return
+		}
 		c, code, err := a.authenticate(r)
 		if err != nil {
 			if code == connect.CodeUnauthenticated {

@@ -378,6 +378,8 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
 		{"anonymous gzip bomb to the Connect API", http.MethodPost, connectURL, "", "application/json", "gzip",
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusUnauthorized, `"code":"unauthenticated"`},
+		{"anonymous 64 MiB to Identity, the one anonymous RPC", http.MethodPost, n.srv.URL + "/wharf.v1.ClusterService/Identity", "", "application/json", "",
+			func() io.Reader { return jsonBody(huge) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
 		{"64 MiB token form", http.MethodPost, n.srv.URL + "/token", "", "application/x-www-form-urlencoded", "",
 			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusBadRequest, `"error":"invalid_request"`},
 		{"anonymous 64 MiB blob upload", http.MethodPost, n.srv.URL + "/v2/acme/app/blobs/uploads/?digest=" + digestOf(nil), "", "application/octet-stream", "",
