@@ -102,8 +102,9 @@ func (n *Node) leaveCluster(ctx context.Context) error {
 
 // leaveGossip announces the departure through gossip. memberlist waits for
 // its leave broadcast to go out, which it never does once every other
-// member is gone, so the wait also ends, with stop set, as soon as no
-// quorum is left to commit this node's removal.
+// member is gone (a live one takes it at once), so the wait also ends,
+// with stop set, as soon as gossip sees no other member alive: no one is
+// left to commit this node's removal.
 func (n *Node) leaveGossip(ctx context.Context) (stop bool, err error) {
 	done := make(chan error, 1)
 	go func() { done <- n.gossip.leave(gossipLeaveTimeout) }()
@@ -116,12 +117,23 @@ func (n *Node) leaveGossip(ctx context.Context) (stop bool, err error) {
 		case <-ctx.Done():
 			return false, fmt.Errorf("leave gossip: %w", ctx.Err())
 		case <-t.C:
-			if n.stopWithoutRemoval() {
+			if !n.otherMemberAlive() {
+				n.logger.Info("shutting down without waiting to be removed from raft: no other member is alive")
 				return true, nil
 			}
 		}
 	}
 }
+
+// otherMemberAlive reports whether gossip sees another member alive.
+func (n *Node) otherMemberAlive() bool {
+	return slices.ContainsFunc(n.localMembers(), func(m Member) bool { return m.ID != n.id && m.Gossip == "alive" })
+}
+
+// quorumGoneFor is how many polls in a row must find no quorum to commit
+// this node's removal before a leaving node stops waiting for it: one
+// slow answer of a busy peer's cluster port must not cut the wait short.
+const quorumGoneFor = 10
 
 // waitForRemoval polls until the leader has removed this node from the
 // Raft configuration, or no quorum is left to do it. If leadership comes
@@ -130,6 +142,7 @@ func (n *Node) waitForRemoval(ctx context.Context) error {
 	t := time.NewTicker(leavePoll)
 	defer t.Stop()
 	var removing chan error // the self-removal in flight, if any
+	gone := 0               // polls in a row that found no quorum to remove this node
 	for {
 		conf, err := n.configuration()
 		if err == nil {
@@ -138,7 +151,11 @@ func (n *Node) waitForRemoval(ctx context.Context) error {
 				return nil
 			}
 		}
-		if n.stopWithoutRemoval() {
+		if gone = gone + 1; !n.removalUncommittable() {
+			gone = 0
+		}
+		if gone >= quorumGoneFor {
+			n.logStopWithoutRemoval()
 			return nil
 		}
 		if removing == nil && n.raft.State() == raft.Leader {
@@ -161,18 +178,24 @@ func (n *Node) waitForRemoval(ctx context.Context) error {
 	}
 }
 
-// stopWithoutRemoval reports, and logs at info level, that this node's
-// removal from Raft cannot be committed without it: it is the last voter,
-// or the other voters that stay are fewer than a quorum of them. A voter
-// stays if gossip sees it alive and not leaving and its cluster port still
-// accepts connections (a node whose process ended refuses them at once,
-// seconds before gossip gives up on it). Waiting would then only run out
-// the shutdown timeout; the configuration stays as it is, so the nodes form
-// the same cluster again when they start.
-func (n *Node) stopWithoutRemoval() bool {
+// removalUncommittable reports that this node's removal from Raft cannot
+// be committed without it: it is the last voter, or the other voters that
+// stay are fewer than a quorum of them. A voter stays if gossip sees it
+// alive and not leaving and its cluster port still accepts connections (a
+// node whose process ended refuses them at once, seconds before gossip
+// gives up on it). Waiting would then only run out the shutdown timeout;
+// the configuration stays as it is, so the nodes form the same cluster
+// again when they start.
+func (n *Node) removalUncommittable() bool {
+	others, up, err := n.stayingVoters()
+	return err == nil && up < others/2+1
+}
+
+// stayingVoters counts the other voters, and those of them that stay.
+func (n *Node) stayingVoters() (others, up int, err error) {
 	conf, err := n.configuration()
 	if err != nil {
-		return false
+		return 0, 0, err
 	}
 	staying := map[string]bool{}
 	for _, m := range n.localMembers() {
@@ -180,7 +203,6 @@ func (n *Node) stopWithoutRemoval() bool {
 			staying[m.ID] = true
 		}
 	}
-	others, up := 0, 0
 	for _, s := range conf.Servers {
 		if s.Suffrage != raft.Voter || string(s.ID) == n.id {
 			continue
@@ -190,16 +212,19 @@ func (n *Node) stopWithoutRemoval() bool {
 			up++
 		}
 	}
-	switch {
-	case others == 0:
+	return others, up, nil
+}
+
+// logStopWithoutRemoval says, at info level, why a leaving node stops
+// without waiting to be removed.
+func (n *Node) logStopWithoutRemoval() {
+	others, up, _ := n.stayingVoters()
+	if others == 0 {
 		n.logger.Info("shutting down without waiting to be removed from raft: this is the last voter")
-	case up < others/2+1:
-		n.logger.Info("shutting down without waiting to be removed from raft: too few voters stay to commit the removal",
-			"staying_voters", up, "other_voters", others, "quorum", others/2+1)
-	default:
-		return false
+		return
 	}
-	return true
+	n.logger.Info("shutting down without waiting to be removed from raft: too few voters stay to commit the removal",
+		"staying_voters", up, "other_voters", others, "quorum", others/2+1)
 }
 
 // Members returns every node this node knows of, from gossip, the Raft
