@@ -110,7 +110,8 @@ bench-rss:
 bench-cluster:
 	BENCHTIME=$(BENCHTIME) scripts/bench-cluster.sh
 
-## generate: regenerate Go code from api/proto with buf
+## generate: regenerate Go code from the .proto files with buf (api/proto,
+## fsm/fsmpb, cluster/clusterpb; see buf.yaml)
 generate:
 	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(BIN) $(GO) install $(PROTOC_GEN_CONNECT)

@@ -3,8 +3,8 @@ package cluster
 import (
 	"context"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Access control reads (auth.Store and the token signing keys) see every
@@ -19,7 +19,7 @@ import (
 func (n *Node) AccessState(ctx context.Context) (*fsm.FSM, error) { return n.immutable(ctx) }
 
 // User returns a user's record, or an error wrapping fsm.ErrNotFound.
-func (n *Node) User(ctx context.Context, name string) (*fsmv1.User, error) {
+func (n *Node) User(ctx context.Context, name string) (*fsmpb.User, error) {
 	f, err := n.immutable(ctx)
 	if err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func (n *Node) User(ctx context.Context, name string) (*fsmv1.User, error) {
 
 // APIToken returns an API token's record, or an error wrapping
 // fsm.ErrNotFound.
-func (n *Node) APIToken(ctx context.Context, id string) (*fsmv1.ApiToken, error) {
+func (n *Node) APIToken(ctx context.Context, id string) (*fsmpb.ApiToken, error) {
 	f, err := n.immutable(ctx)
 	if err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (n *Node) Principal(ctx context.Context, user string) (fsm.Principal, error
 
 // SigningKeys returns the registry token signing keys, or an error
 // wrapping fsm.ErrNotFound before the first one is stored.
-func (n *Node) SigningKeys(ctx context.Context) (*fsmv1.SigningKeySet, error) {
+func (n *Node) SigningKeys(ctx context.Context) (*fsmpb.SigningKeySet, error) {
 	f, err := n.immutable(ctx)
 	if err != nil {
 		return nil, err

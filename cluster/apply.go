@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Apply commits cmd through Raft and returns the FSM's result. On a
@@ -26,7 +26,7 @@ import (
 // fsm.ErrInvalid when the FSM refused it; the Result is returned as well.
 // A write refused because this node's or the leader's disk is below its
 // floor matches diskspace.ErrInsufficientStorage.
-func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func (n *Node) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	if err := n.allowWrite(cmd); err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, er
 
 // allowWrite refuses cmd while the disk is below its floor, unless the
 // write frees space or keeps the membership (fsm.AcceptedOnFullDisk).
-func (n *Node) allowWrite(cmd *fsmv1.Command) error {
+func (n *Node) allowWrite(cmd *fsmpb.Command) error {
 	if n.cfg.DiskSpace == nil || fsm.AcceptedOnFullDisk(cmd) {
 		return nil
 	}
@@ -70,7 +70,7 @@ func (n *Node) allowForwarded(data []byte) error {
 	if n.cfg.DiskSpace == nil {
 		return nil
 	}
-	var cmd fsmv1.Command
+	var cmd fsmpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return nil // the FSM answers it as invalid
 	}
@@ -79,7 +79,7 @@ func (n *Node) allowForwarded(data []byte) error {
 
 // propose appends an encoded command to the local Raft log, which only the
 // leader can do, and waits for it to be applied.
-func (n *Node) propose(ctx context.Context, data []byte) (*fsmv1.Result, error) {
+func (n *Node) propose(ctx context.Context, data []byte) (*fsmpb.Result, error) {
 	if n.closed.Load() {
 		return nil, fmt.Errorf("%w: node is shut down", ErrNoQuorum)
 	}
@@ -88,7 +88,7 @@ func (n *Node) propose(ctx context.Context, data []byte) (*fsmv1.Result, error) 
 	if err := wait(ctx, future); err != nil {
 		return nil, err
 	}
-	res, ok := future.Response().(*fsmv1.Result)
+	res, ok := future.Response().(*fsmpb.Result)
 	if !ok {
 		return nil, fmt.Errorf("apply log entry %d: fsm returned %T, want a result", future.Index(), future.Response())
 	}
@@ -124,26 +124,26 @@ func raftError(err error) error {
 }
 
 // resultError maps a refused command's Result to the fsm error for it.
-func resultError(res *fsmv1.Result) error {
+func resultError(res *fsmpb.Result) error {
 	var sentinel error
 	switch res.GetCode() {
-	case fsmv1.ResultCode_RESULT_CODE_OK:
+	case fsmpb.ResultCode_RESULT_CODE_OK:
 		return nil
-	case fsmv1.ResultCode_RESULT_CODE_NOT_FOUND:
+	case fsmpb.ResultCode_RESULT_CODE_NOT_FOUND:
 		sentinel = fsm.ErrNotFound
-	case fsmv1.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT:
+	case fsmpb.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT:
 		sentinel = fsm.ErrNamespaceConflict
-	case fsmv1.ResultCode_RESULT_CODE_INVALID:
+	case fsmpb.ResultCode_RESULT_CODE_INVALID:
 		sentinel = fsm.ErrInvalid
-	case fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED:
+	case fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED:
 		sentinel = fsm.ErrBlobCollected
-	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
+	case fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
 		sentinel = fsm.ErrBlobNotCollectable
-	case fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
+	case fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
 		sentinel = fsm.ErrRepositoryNotEmpty
-	case fsmv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
+	case fsmpb.ResultCode_RESULT_CODE_ALREADY_EXISTS:
 		sentinel = fsm.ErrAlreadyExists
-	case fsmv1.ResultCode_RESULT_CODE_FAILED_PRECONDITION:
+	case fsmpb.ResultCode_RESULT_CODE_FAILED_PRECONDITION:
 		sentinel = fsm.ErrFailedPrecondition
 	default:
 		return fmt.Errorf("command failed with %v: %s", res.GetCode(), res.GetMessage())

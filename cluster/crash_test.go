@@ -17,7 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // The crash test runs a writer in a child process (this test binary, in
@@ -170,7 +170,7 @@ func checkAppliedIndex(t *testing.T, n *Node) {
 	if last, ok := lastCommandIndex(t, n); ok && n.fsm.AppliedIndex() != last {
 		t.Fatalf("fsm applied index = %d, last command in the log = %d", n.fsm.AppliedIndex(), last)
 	}
-	data, err := proto.Marshal(&fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+	data, err := proto.Marshal(&fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
 		Repository: "probe/probe", Digest: digest.FromString("probe").String(),
 	}}})
 	if err != nil {

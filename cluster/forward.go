@@ -12,9 +12,9 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	clusterv1 "github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1"
-	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/cluster/clusterpb"
+	"github.com/wharf-registry/wharf/cluster/clusterpb/clusterpbconnect"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
@@ -85,8 +85,8 @@ func (n *Node) withLeader(ctx context.Context, fn func(ctx context.Context) erro
 
 // applyAnywhere commits an encoded command on the leader: locally when this
 // node leads, else through the leader's PeerService.Apply.
-func (n *Node) applyAnywhere(ctx context.Context, data []byte) (*fsmv1.Result, error) {
-	var res *fsmv1.Result
+func (n *Node) applyAnywhere(ctx context.Context, data []byte) (*fsmpb.Result, error) {
+	var res *fsmpb.Result
 	err := n.withLeader(ctx, func(ctx context.Context) error {
 		id, addr, err := n.leader()
 		if err != nil {
@@ -117,7 +117,7 @@ func retryable(err error) error {
 }
 
 // peer returns the PeerService client of the node at addr.
-func (n *Node) peer(addr raft.ServerAddress) clusterv1connect.PeerServiceClient {
+func (n *Node) peer(addr raft.ServerAddress) clusterpbconnect.PeerServiceClient {
 	return n.peers.get(n.peerClient, addr)
 }
 
@@ -125,36 +125,36 @@ func (n *Node) peer(addr raft.ServerAddress) clusterv1connect.PeerServiceClient 
 // forwarded write or read index does not build a client of its own.
 type peerClients struct {
 	mu      sync.Mutex
-	clients map[raft.ServerAddress]clusterv1connect.PeerServiceClient
+	clients map[raft.ServerAddress]clusterpbconnect.PeerServiceClient
 }
 
 // maxPeerClients bounds the clients kept: addresses change as nodes move,
 // and the oldest are simply rebuilt when needed.
 const maxPeerClients = 64
 
-func (p *peerClients) get(hc *http.Client, addr raft.ServerAddress) clusterv1connect.PeerServiceClient {
+func (p *peerClients) get(hc *http.Client, addr raft.ServerAddress) clusterpbconnect.PeerServiceClient {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[addr]; ok {
 		return c
 	}
 	if p.clients == nil || len(p.clients) >= maxPeerClients {
-		p.clients = make(map[raft.ServerAddress]clusterv1connect.PeerServiceClient)
+		p.clients = make(map[raft.ServerAddress]clusterpbconnect.PeerServiceClient)
 	}
 	// The messages are small and the links fast: compressing the answers
 	// costs more CPU and time than the bytes it saves.
-	c := clusterv1connect.NewPeerServiceClient(hc, "https://"+string(addr),
+	c := clusterpbconnect.NewPeerServiceClient(hc, "https://"+string(addr),
 		connect.WithAcceptCompression("gzip", nil, nil))
 	p.clients[addr] = c
 	return c
 }
 
-func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data []byte) (*fsmv1.Result, error) {
-	resp, err := n.peer(addr).Apply(ctx, connect.NewRequest(&clusterv1.ApplyRequest{Command: data}))
+func (n *Node) forwardApply(ctx context.Context, addr raft.ServerAddress, data []byte) (*fsmpb.Result, error) {
+	resp, err := n.peer(addr).Apply(ctx, connect.NewRequest(&clusterpb.ApplyRequest{Command: data}))
 	if err != nil {
 		return nil, peerError(ctx, "forward write to leader "+string(addr), err)
 	}
-	var res fsmv1.Result
+	var res fsmpb.Result
 	if err := proto.Unmarshal(resp.Msg.GetResult(), &res); err != nil {
 		return nil, fmt.Errorf("decode result from leader %s: %w", addr, err)
 	}
@@ -184,10 +184,10 @@ func peerError(ctx context.Context, what string, err error) error {
 // peerService answers other nodes on the cluster port.
 type peerService struct{ n *Node }
 
-var _ clusterv1connect.PeerServiceHandler = peerService{}
+var _ clusterpbconnect.PeerServiceHandler = peerService{}
 
 // Apply commits a forwarded command if this node leads.
-func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterv1.ApplyRequest]) (*connect.Response[clusterv1.ApplyResponse], error) {
+func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterpb.ApplyRequest]) (*connect.Response[clusterpb.ApplyResponse], error) {
 	n := p.n
 	if n.raft.State() != raft.Leader {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("not the leader"))
@@ -205,17 +205,17 @@ func (p peerService) Apply(ctx context.Context, req *connect.Request[clusterv1.A
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("encode result: %w", err))
 	}
-	return connect.NewResponse(&clusterv1.ApplyResponse{Result: out}), nil
+	return connect.NewResponse(&clusterpb.ApplyResponse{Result: out}), nil
 }
 
 // ReadIndex answers a follower's read index request if this node leads.
-func (p peerService) ReadIndex(ctx context.Context, req *connect.Request[clusterv1.ReadIndexRequest]) (*connect.Response[clusterv1.ReadIndexResponse], error) {
+func (p peerService) ReadIndex(ctx context.Context, req *connect.Request[clusterpb.ReadIndexRequest]) (*connect.Response[clusterpb.ReadIndexResponse], error) {
 	idx, err := p.n.leaderReadIndex(ctx)
 	if err != nil {
 		return nil, toConnect(err)
 	}
 	idx = p.n.followerReadIndex(idx, req.Msg.GetCommitIndex())
-	return connect.NewResponse(&clusterv1.ReadIndexResponse{Index: idx}), nil
+	return connect.NewResponse(&clusterpb.ReadIndexResponse{Index: idx}), nil
 }
 
 // toConnect maps a local failure to the code a caller retries on.

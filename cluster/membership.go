@@ -12,8 +12,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Voter counts: a small cluster runs 3 voters, one of 5 or more members 5.
@@ -171,12 +171,12 @@ func (n *Node) configuration() (raft.Configuration, error) {
 	return f.Configuration(), nil
 }
 
-func (n *Node) registeredNodes() (map[string]*fsmv1.Node, error) {
+func (n *Node) registeredNodes() (map[string]*fsmpb.Node, error) {
 	nodes, err := n.fsm.Nodes()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]*fsmv1.Node, len(nodes))
+	out := make(map[string]*fsmpb.Node, len(nodes))
 	for _, nd := range nodes {
 		out[nd.GetId()] = nd
 	}
@@ -190,7 +190,7 @@ func (n *Node) registeredNodes() (map[string]*fsmv1.Node, error) {
 // registered, added or moved, the leader checks that mutual TLS with its
 // cluster port succeeds, so a member whose certificate comes from another
 // CA (operator-supplied TLS) never enters the FSM or Raft.
-func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string]*fsmv1.Node, alive int) error {
+func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string]*fsmpb.Node, alive int) error {
 	conf, err := n.configuration()
 	if err != nil {
 		return err
@@ -205,8 +205,8 @@ func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string
 		return fmt.Errorf("not adding member %s: its cluster port %s does not complete mutual TLS with this node (certificate from another CA?): %w", m.ID, m.ClusterAddr, err)
 	}
 	if !current {
-		node := &fsmv1.Node{Id: m.ID, Name: m.Name, ClusterAddress: m.ClusterAddr, GossipAddress: m.GossipAddr}
-		cmd := &fsmv1.Command{Op: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{Node: node}}}
+		node := &fsmpb.Node{Id: m.ID, Name: m.Name, ClusterAddress: m.ClusterAddr, GossipAddress: m.GossipAddr}
+		cmd := &fsmpb.Command{Op: &fsmpb.Command_RegisterNode{RegisterNode: &fsmpb.RegisterNode{Node: node}}}
 		if _, err := n.Apply(ctx, cmd); err != nil {
 			return fmt.Errorf("register node %s: %w", m.ID, err)
 		}
@@ -260,7 +260,7 @@ func targetVoters(alive, maxVoters int) int {
 
 // removeFailed removes members that left, and members dead for longer
 // than DeadNodeTimeout when that keeps a quorum of alive voters.
-func (n *Node) removeFailed(ctx context.Context, st *reconcileState, members []Member, registered map[string]*fsmv1.Node, conf raft.Configuration, alive map[string]bool) error {
+func (n *Node) removeFailed(ctx context.Context, st *reconcileState, members []Member, registered map[string]*fsmpb.Node, conf raft.Configuration, alive map[string]bool) error {
 	now := time.Now()
 	var errs []error
 	for _, id := range failedIDs(members, registered, conf, alive) {
@@ -289,7 +289,7 @@ type failedMember struct {
 
 // failedIDs lists the registered or Raft members that left or are dead,
 // or that gossip does not know (treated as dead), sorted by ID.
-func failedIDs(members []Member, registered map[string]*fsmv1.Node, conf raft.Configuration, alive map[string]bool) []failedMember {
+func failedIDs(members []Member, registered map[string]*fsmpb.Node, conf raft.Configuration, alive map[string]bool) []failedMember {
 	state := map[string]memberlist.NodeStateType{}
 	for _, m := range members {
 		state[m.ID] = m.state
@@ -345,7 +345,7 @@ func (n *Node) dropMember(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_DeregisterNode{DeregisterNode: &fsmv1.DeregisterNode{NodeId: id}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeregisterNode{DeregisterNode: &fsmpb.DeregisterNode{NodeId: id}}}
 	if _, err := n.Apply(ctx, cmd); err != nil && !errors.Is(err, fsm.ErrNotFound) {
 		return fmt.Errorf("deregister node %s: %w", id, err)
 	}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Node implements the OCI API's Metadata interface: writes are Raft
@@ -105,7 +105,7 @@ func (n *Node) immutable(ctx context.Context) (*fsm.FSM, error) {
 }
 
 // Manifest returns manifest d of repo, or fsm.ErrNotFound.
-func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmv1.Manifest, error) {
+func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmpb.Manifest, error) {
 	f, err := n.immutable(ctx)
 	if err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func (n *Node) Manifest(ctx context.Context, repo string, d digest.Digest) (*fsm
 }
 
 // Referrers returns the manifests of repo whose subject is subject.
-func (n *Node) Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmv1.Manifest, error) {
+func (n *Node) Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmpb.Manifest, error) {
 	f, err := n.current(ctx)
 	if err != nil {
 		return nil, err
@@ -142,41 +142,41 @@ func (n *Node) RepositoriesLinking(ctx context.Context, d digest.Digest, last st
 }
 
 // PutManifest commits a manifest and its tags.
-func (n *Node) PutManifest(ctx context.Context, op *fsmv1.PutManifest) error {
-	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: op}})
+func (n *Node) PutManifest(ctx context.Context, op *fsmpb.PutManifest) error {
+	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: op}})
 }
 
 // DeleteManifest removes a manifest and its tags, or returns fsm.ErrNotFound.
 func (n *Node) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	op := &fsmv1.DeleteManifest{Repository: repo, Digest: d.String()}
-	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_DeleteManifest{DeleteManifest: op}})
+	op := &fsmpb.DeleteManifest{Repository: repo, Digest: d.String()}
+	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_DeleteManifest{DeleteManifest: op}})
 }
 
 // DeleteTag removes a tag, or returns fsm.ErrNotFound.
 func (n *Node) DeleteTag(ctx context.Context, repo, tag string) error {
-	op := &fsmv1.DeleteTag{Repository: repo, Tag: tag}
-	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_DeleteTag{DeleteTag: op}})
+	op := &fsmpb.DeleteTag{Repository: repo, Tag: tag}
+	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_DeleteTag{DeleteTag: op}})
 }
 
 // LinkBlob makes a stored blob part of repo. The holders are the nodes
 // that have just stored the blob, recorded as its holders by the same
 // command.
 func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
-	op := &fsmv1.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
+	op := &fsmpb.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
 	if len(holders) > 0 {
 		op.HolderNodeId, op.MoreHolderNodeIds = holders[0], holders[1:]
 	}
-	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: op}})
+	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: op}})
 }
 
 // UnlinkBlob removes a blob from repo, or returns fsm.ErrNotFound.
 func (n *Node) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	op := &fsmv1.UnlinkBlob{Repository: repo, Digest: d.String()}
-	return n.do(ctx, &fsmv1.Command{Op: &fsmv1.Command_UnlinkBlob{UnlinkBlob: op}})
+	op := &fsmpb.UnlinkBlob{Repository: repo, Digest: d.String()}
+	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_UnlinkBlob{UnlinkBlob: op}})
 }
 
 // do applies cmd for its error alone.
-func (n *Node) do(ctx context.Context, cmd *fsmv1.Command) error {
+func (n *Node) do(ctx context.Context, cmd *fsmpb.Command) error {
 	_, err := n.Apply(ctx, cmd)
 	return err
 }

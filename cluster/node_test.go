@@ -12,8 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // testConfig is a single-node config with fast elections.
@@ -76,8 +76,8 @@ func shutdown(t testing.TB, n *Node) {
 	}
 }
 
-func manifestOp(repo, content string, tags ...string) *fsmv1.PutManifest {
-	return &fsmv1.PutManifest{
+func manifestOp(repo, content string, tags ...string) *fsmpb.PutManifest {
+	return &fsmpb.PutManifest{
 		Repository: repo,
 		Digest:     digest.FromString(content).String(),
 		MediaType:  "application/vnd.oci.image.manifest.v1+json",
@@ -146,7 +146,7 @@ func TestNodeApplyErrors(t *testing.T) {
 func TestNodeApplyIsIdempotentPerRequest(t *testing.T) {
 	ctx := context.Background()
 	n := openNode(t, testConfig(t.TempDir()))
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: manifestOp("acme/app", "m1", "v1")}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: manifestOp("acme/app", "m1", "v1")}}
 	if _, err := n.Apply(ctx, cmd); err != nil {
 		t.Fatal(err)
 	}

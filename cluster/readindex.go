@@ -11,7 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 
-	clusterv1 "github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1"
+	"github.com/wharf-registry/wharf/cluster/clusterpb"
 )
 
 // errNotLeader: this node does not lead, or leads but has not yet committed
@@ -107,7 +107,7 @@ func (n *Node) fetchReadIndex() (uint64, error) {
 			}
 			return err
 		}
-		req := &clusterv1.ReadIndexRequest{CommitIndex: n.raft.CommitIndex()}
+		req := &clusterpb.ReadIndexRequest{CommitIndex: n.raft.CommitIndex()}
 		resp, err := n.peer(addr).ReadIndex(ctx, connect.NewRequest(req))
 		if err != nil {
 			return peerError(ctx, "read index from leader "+string(addr), err)

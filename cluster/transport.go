@@ -10,7 +10,7 @@ import (
 	"connectrpc.com/connect"
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
-	"github.com/wharf-registry/wharf/api/gen/wharf/cluster/v1/clusterv1connect"
+	"github.com/wharf-registry/wharf/cluster/clusterpb/clusterpbconnect"
 )
 
 // startNetwork opens the cluster port, derives the security material, and
@@ -68,7 +68,7 @@ const peerCompressMinBytes = 64 << 10
 func (n *Node) serveInternal() {
 	// Peers do not ask for compressed answers (see peerClients); older
 	// ones did, for every message, however small.
-	path, h := clusterv1connect.NewPeerServiceHandler(peerService{n: n}, connect.WithCompressMinBytes(peerCompressMinBytes))
+	path, h := clusterpbconnect.NewPeerServiceHandler(peerService{n: n}, connect.WithCompressMinBytes(peerCompressMinBytes))
 	n.internal.Handle(path, h)
 	n.internalSrv = newInternalServer(n.internal, n.logger)
 	go func() {

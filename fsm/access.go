@@ -13,25 +13,25 @@ import (
 	"github.com/cockroachdb/pebble"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Access control keeps accounts, role grants, namespace ownership,
 // visibility, API tokens and the token signing keys:
 //
-//	user/<name>                              fsmv1.User
+//	user/<name>                              fsmpb.User
 //	m/userseq                                last assigned User.id, 8 bytes big endian
-//	group/<name>                             fsmv1.Group
+//	group/<name>                             fsmpb.Group
 //	member/<group>\x00<user>                 empty; the members of a group
 //	memberof/<user>\x00<group>               empty; the groups of a user
-//	grant/<ns>\x00<kind>\x00<subject>\x00<role>  fsmv1.Grant; <ns> is empty for global roles
+//	grant/<ns>\x00<kind>\x00<subject>\x00<role>  fsmpb.Grant; <ns> is empty for global roles
 //	sgrant/<kind>\x00<subject>\x00<ns>\x00<role> empty; the grants of a subject
-//	nsowner/<namespace>                      fsmv1.NamespaceOwner; the creator, irrevocable
+//	nsowner/<namespace>                      fsmpb.NamespaceOwner; the creator, irrevocable
 //	nspublic/<namespace>                     empty; the namespace is public
 //	repopublic/<repository>                  empty; the repository is public
-//	token/<id>                               fsmv1.ApiToken
+//	token/<id>                               fsmpb.ApiToken
 //	usertoken/<user>\x00<id>                 empty; the API tokens of a user
-//	m/signingkeys                            fsmv1.SigningKeySet
+//	m/signingkeys                            fsmpb.SigningKeySet
 //
 // <kind> is "user" or "group", <role> the role's lower-case name. Secrets
 // arrive hashed (passwords, token secrets) or generated (signing keys) by
@@ -99,12 +99,12 @@ func userTokenKey(user, id string) []byte   { return key(prefixUserToken, user, 
 func userTokenPrefix(user string) []byte    { return key(prefixUserToken, user, "") }
 
 // grantKey and subjectGrantKey index g by namespace and by subject.
-func grantKey(g *fsmv1.Grant) []byte {
+func grantKey(g *fsmpb.Grant) []byte {
 	s := g.GetSubject()
 	return key(prefixGrant, g.GetNamespace(), kindName(s.GetKind()), s.GetName(), roleName(g.GetRole()))
 }
 
-func subjectGrantKey(g *fsmv1.Grant) []byte {
+func subjectGrantKey(g *fsmpb.Grant) []byte {
 	s := g.GetSubject()
 	return key(prefixSubjectGrant, kindName(s.GetKind()), s.GetName(), g.GetNamespace(), roleName(g.GetRole()))
 }
@@ -113,48 +113,48 @@ func subjectGrantKey(g *fsmv1.Grant) []byte {
 func grantPrefix(ns string) []byte { return key(prefixGrant, ns, "") }
 
 // subjectGrantPrefix covers the grants of a subject on ns.
-func subjectGrantPrefix(kind fsmv1.SubjectKind, name, ns string) []byte {
+func subjectGrantPrefix(kind fsmpb.SubjectKind, name, ns string) []byte {
 	return key(prefixSubjectGrant, kindName(kind), name, ns, "")
 }
 
 // subjectPrefix covers every grant of a subject.
-func subjectPrefix(kind fsmv1.SubjectKind, name string) []byte {
+func subjectPrefix(kind fsmpb.SubjectKind, name string) []byte {
 	return key(prefixSubjectGrant, kindName(kind), name, "")
 }
 
-func kindName(k fsmv1.SubjectKind) string {
+func kindName(k fsmpb.SubjectKind) string {
 	return strings.ToLower(strings.TrimPrefix(k.String(), "SUBJECT_KIND_"))
 }
 
 // roleName is the lower-case name of r, e.g. "collaborator".
-func roleName(r fsmv1.Role) string {
+func roleName(r fsmpb.Role) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
 
 // GlobalRole reports whether r is granted globally rather than on a
 // namespace.
-func GlobalRole(r fsmv1.Role) bool {
-	return r == fsmv1.Role_ROLE_PUBLISHER || r == fsmv1.Role_ROLE_ADMIN
+func GlobalRole(r fsmpb.Role) bool {
+	return r == fsmpb.Role_ROLE_PUBLISHER || r == fsmpb.Role_ROLE_ADMIN
 }
 
-func alreadyExists(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, Message: fmt.Sprintf(format, args...)}
+func alreadyExists(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_ALREADY_EXISTS, Message: fmt.Sprintf(format, args...)}
 }
 
-func failedPrecondition(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_FAILED_PRECONDITION, Message: fmt.Sprintf(format, args...)}
+func failedPrecondition(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_FAILED_PRECONDITION, Message: fmt.Sprintf(format, args...)}
 }
 
 // --- validation ---
 
-func validateAccount(what, name string) *fsmv1.Result {
+func validateAccount(what, name string) *fsmpb.Result {
 	if !accountPattern.MatchString(name) {
 		return invalid("invalid %s name %q: use 1 to 64 lower-case letters, digits, '.', '_', '@' or '-', starting with a letter or digit", what, name)
 	}
 	return nil
 }
 
-func validatePasswordHash(h string) *fsmv1.Result {
+func validatePasswordHash(h string) *fsmpb.Result {
 	if h == "" {
 		return nil
 	}
@@ -171,23 +171,23 @@ func validatePasswordHash(h string) *fsmv1.Result {
 
 // validateNamespace checks a namespace name: one component of a repository
 // name.
-func validateNamespace(ns string) *fsmv1.Result {
+func validateNamespace(ns string) *fsmpb.Result {
 	if strings.Contains(ns, "/") || validateRepository(ns) != nil {
 		return invalid("invalid namespace name %q", ns)
 	}
 	return nil
 }
 
-func validateGrant(g *fsmv1.Grant) *fsmv1.Result {
+func validateGrant(g *fsmpb.Grant) *fsmpb.Result {
 	if g == nil {
 		return invalid("no grant")
 	}
 	switch g.GetSubject().GetKind() {
-	case fsmv1.SubjectKind_SUBJECT_KIND_USER:
+	case fsmpb.SubjectKind_SUBJECT_KIND_USER:
 		if res := validateAccount("user", g.GetSubject().GetName()); res != nil {
 			return res
 		}
-	case fsmv1.SubjectKind_SUBJECT_KIND_GROUP:
+	case fsmpb.SubjectKind_SUBJECT_KIND_GROUP:
 		if res := validateAccount("group", g.GetSubject().GetName()); res != nil {
 			return res
 		}
@@ -195,7 +195,7 @@ func validateGrant(g *fsmv1.Grant) *fsmv1.Result {
 		return invalid("grant names neither a user nor a group")
 	}
 	switch r := g.GetRole(); {
-	case r == fsmv1.Role_ROLE_COLLABORATOR || r == fsmv1.Role_ROLE_OWNER:
+	case r == fsmpb.Role_ROLE_COLLABORATOR || r == fsmpb.Role_ROLE_OWNER:
 		if g.GetNamespace() == "" {
 			return invalid("role %s is granted on a namespace; name one", roleName(r))
 		}
@@ -210,7 +210,7 @@ func validateGrant(g *fsmv1.Grant) *fsmv1.Result {
 	}
 }
 
-func validateToken(t *fsmv1.ApiToken, now int64) *fsmv1.Result {
+func validateToken(t *fsmpb.ApiToken, now int64) *fsmpb.Result {
 	switch {
 	case t == nil:
 		return invalid("no token")
@@ -243,7 +243,7 @@ func validateToken(t *fsmv1.ApiToken, now int64) *fsmv1.Result {
 	return nil
 }
 
-func validateSigningKey(k *fsmv1.SigningKey) *fsmv1.Result {
+func validateSigningKey(k *fsmpb.SigningKey) *fsmpb.Result {
 	if k == nil {
 		return invalid("no signing key")
 	}
@@ -265,7 +265,7 @@ func validateSigningKey(k *fsmv1.SigningKey) *fsmv1.Result {
 
 // --- users ---
 
-func applyCreateUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyCreateUser(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetCreateUser()
 	if res := validateAccount("user", op.GetName()); res != nil {
 		return res, nil
@@ -288,7 +288,7 @@ func applyCreateUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 	if err := b.Set(keyUserSeq, encodeUint64(id), nil); err != nil {
 		return nil, err
 	}
-	u := &fsmv1.User{
+	u := &fsmpb.User{
 		Name:             op.GetName(),
 		Id:               id,
 		PasswordHash:     op.GetPasswordHash(),
@@ -298,24 +298,24 @@ func applyCreateUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 	return success(), setProto(b, userKey(u.GetName()), u)
 }
 
-func applySetUserPassword(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applySetUserPassword(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetSetUserPassword()
 	if res := validatePasswordHash(op.GetPasswordHash()); res != nil {
 		return res, nil
 	}
-	return updateUser(b, op.GetName(), func(u *fsmv1.User) *fsmv1.Result {
+	return updateUser(b, op.GetName(), func(u *fsmpb.User) *fsmpb.Result {
 		u.PasswordHash = op.GetPasswordHash()
 		return nil
 	})
 }
 
-func applySetUserSuperuser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applySetUserSuperuser(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetSetUserSuperuser()
 	others, err := otherSuperusers(b, op.GetName())
 	if err != nil {
 		return nil, err
 	}
-	return updateUser(b, op.GetName(), func(u *fsmv1.User) *fsmv1.Result {
+	return updateUser(b, op.GetName(), func(u *fsmpb.User) *fsmpb.Result {
 		if u.GetSuperuser() && !op.GetSuperuser() && others == 0 {
 			return failedPrecondition("user %q is the last superuser; make another user a superuser first", u.GetName())
 		}
@@ -326,7 +326,7 @@ func applySetUserSuperuser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, 
 
 // updateUser applies change to the record of user name and stores it,
 // unless change refuses with a Result.
-func updateUser(b *pebble.Batch, name string, change func(*fsmv1.User) *fsmv1.Result) (*fsmv1.Result, error) {
+func updateUser(b *pebble.Batch, name string, change func(*fsmpb.User) *fsmpb.Result) (*fsmpb.Result, error) {
 	u, res, err := loadUser(b, name)
 	if res != nil || err != nil {
 		return res, err
@@ -339,11 +339,11 @@ func updateUser(b *pebble.Batch, name string, change func(*fsmv1.User) *fsmv1.Re
 
 // loadUser returns the record of user name, or a Result refusing the
 // command if the name is invalid or unknown.
-func loadUser(r pebble.Reader, name string) (*fsmv1.User, *fsmv1.Result, error) {
+func loadUser(r pebble.Reader, name string) (*fsmpb.User, *fsmpb.Result, error) {
 	if res := validateAccount("user", name); res != nil {
 		return nil, res, nil
 	}
-	var u fsmv1.User
+	var u fsmpb.User
 	found, err := getProto(r, userKey(name), &u)
 	if err != nil {
 		return nil, nil, err
@@ -358,7 +358,7 @@ func loadUser(r pebble.Reader, name string) (*fsmv1.User, *fsmv1.Result, error) 
 func otherSuperusers(r pebble.Reader, name string) (int, error) {
 	n := 0
 	err := scanPrefix(r, []byte(prefixUser), func(k, v []byte) (bool, error) {
-		var u fsmv1.User
+		var u fsmpb.User
 		if err := unmarshalRecord(k, v, &u); err != nil {
 			return false, err
 		}
@@ -373,7 +373,7 @@ func otherSuperusers(r pebble.Reader, name string) (int, error) {
 // applyDeleteUser removes a user with its memberships, grants and tokens.
 // The ownership of namespaces it created stays recorded under its user ID,
 // which no later account receives.
-func applyDeleteUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeleteUser(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	name := cmd.GetDeleteUser().GetName()
 	u, res, err := loadUser(b, name)
 	if res != nil || err != nil {
@@ -397,7 +397,7 @@ func applyDeleteUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 			return nil, err
 		}
 	}
-	if err := deleteSubjectGrants(b, fsmv1.SubjectKind_SUBJECT_KIND_USER, name); err != nil {
+	if err := deleteSubjectGrants(b, fsmpb.SubjectKind_SUBJECT_KIND_USER, name); err != nil {
 		return nil, err
 	}
 	ids, err := suffixes(b, userTokenPrefix(name))
@@ -414,7 +414,7 @@ func applyDeleteUser(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 
 // --- groups ---
 
-func applyCreateGroup(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyCreateGroup(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	name := cmd.GetCreateGroup().GetName()
 	if res := validateAccount("group", name); res != nil {
 		return res, nil
@@ -426,11 +426,11 @@ func applyCreateGroup(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 	if exists {
 		return alreadyExists("group %q already exists", name), nil
 	}
-	g := &fsmv1.Group{Name: name, CreatedUnixNanos: cmd.GetUnixNanos()}
+	g := &fsmpb.Group{Name: name, CreatedUnixNanos: cmd.GetUnixNanos()}
 	return success(), setProto(b, groupKey(name), g)
 }
 
-func applyDeleteGroup(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeleteGroup(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	name := cmd.GetDeleteGroup().GetName()
 	if res, err := mustHaveGroup(b, name); res != nil || err != nil {
 		return res, err
@@ -444,13 +444,13 @@ func applyDeleteGroup(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 			return nil, err
 		}
 	}
-	if err := deleteSubjectGrants(b, fsmv1.SubjectKind_SUBJECT_KIND_GROUP, name); err != nil {
+	if err := deleteSubjectGrants(b, fsmpb.SubjectKind_SUBJECT_KIND_GROUP, name); err != nil {
 		return nil, err
 	}
 	return success(), b.Delete(groupKey(name), nil)
 }
 
-func mustHaveGroup(r pebble.Reader, name string) (*fsmv1.Result, error) {
+func mustHaveGroup(r pebble.Reader, name string) (*fsmpb.Result, error) {
 	if res := validateAccount("group", name); res != nil {
 		return res, nil
 	}
@@ -463,7 +463,7 @@ func mustHaveGroup(r pebble.Reader, name string) (*fsmv1.Result, error) {
 
 // applyAddGroupMember adds a user to a group; adding a member again
 // succeeds and changes nothing.
-func applyAddGroupMember(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyAddGroupMember(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetAddGroupMember()
 	if res, err := mustHaveGroup(b, op.GetGroup()); res != nil || err != nil {
 		return res, err
@@ -477,15 +477,15 @@ func applyAddGroupMember(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 	return success(), b.Set(memberOfKey(op.GetUser(), op.GetGroup()), nil, nil)
 }
 
-func applyRemoveGroupMember(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRemoveGroupMember(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetRemoveGroupMember()
 	if res, err := mustHaveGroup(b, op.GetGroup()); res != nil || err != nil {
 		return res, err
 	}
-	res, err := deleteIfExists(b, memberKey(op.GetGroup(), op.GetUser()), func() *fsmv1.Result {
+	res, err := deleteIfExists(b, memberKey(op.GetGroup(), op.GetUser()), func() *fsmpb.Result {
 		return notFound("user %q is not a member of group %q", op.GetUser(), op.GetGroup())
 	})
-	if res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK || err != nil {
+	if res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK || err != nil {
 		return res, err
 	}
 	return res, b.Delete(memberOfKey(op.GetUser(), op.GetGroup()), nil)
@@ -496,7 +496,7 @@ func applyRemoveGroupMember(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result,
 // applyGrantRole stores a grant on an existing namespace (or a global
 // one) to an existing subject. Granting a role again succeeds and keeps
 // the first grant's time.
-func applyGrantRole(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyGrantRole(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	g := cmd.GetGrantRole().GetGrant()
 	if res := validateGrant(g); res != nil {
 		return res, nil
@@ -520,15 +520,15 @@ func applyGrantRole(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) 
 	if exists {
 		return success(), nil
 	}
-	rec := &fsmv1.Grant{Role: g.GetRole(), Namespace: g.GetNamespace(), Subject: g.GetSubject(), CreatedUnixNanos: cmd.GetUnixNanos()}
+	rec := &fsmpb.Grant{Role: g.GetRole(), Namespace: g.GetNamespace(), Subject: g.GetSubject(), CreatedUnixNanos: cmd.GetUnixNanos()}
 	if err := setProto(b, grantKey(rec), rec); err != nil {
 		return nil, err
 	}
 	return success(), b.Set(subjectGrantKey(rec), nil, nil)
 }
 
-func mustHaveSubject(r pebble.Reader, s *fsmv1.Subject) (*fsmv1.Result, error) {
-	if s.GetKind() == fsmv1.SubjectKind_SUBJECT_KIND_GROUP {
+func mustHaveSubject(r pebble.Reader, s *fsmpb.Subject) (*fsmpb.Result, error) {
+	if s.GetKind() == fsmpb.SubjectKind_SUBJECT_KIND_GROUP {
 		return mustHaveGroup(r, s.GetName())
 	}
 	_, res, err := loadUser(r, s.GetName())
@@ -537,7 +537,7 @@ func mustHaveSubject(r pebble.Reader, s *fsmv1.Subject) (*fsmv1.Result, error) {
 
 // applyRevokeRole deletes a grant. The creator's ownership of a namespace
 // is not a grant and cannot be revoked.
-func applyRevokeRole(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRevokeRole(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	g := cmd.GetRevokeRole().GetGrant()
 	if res := validateGrant(g); res != nil {
 		return res, nil
@@ -553,8 +553,8 @@ func applyRevokeRole(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
 }
 
 // revokeMissing explains why a grant that is not stored cannot be revoked.
-func revokeMissing(r pebble.Reader, g *fsmv1.Grant) (*fsmv1.Result, error) {
-	if g.GetRole() == fsmv1.Role_ROLE_OWNER && g.GetSubject().GetKind() == fsmv1.SubjectKind_SUBJECT_KIND_USER {
+func revokeMissing(r pebble.Reader, g *fsmpb.Grant) (*fsmpb.Result, error) {
+	if g.GetRole() == fsmpb.Role_ROLE_OWNER && g.GetSubject().GetKind() == fsmpb.SubjectKind_SUBJECT_KIND_USER {
 		creator, err := isCreator(r, g.GetSubject().GetName(), g.GetNamespace())
 		if err != nil {
 			return nil, err
@@ -573,14 +573,14 @@ func onNamespace(ns string) string {
 	return fmt.Sprintf(" on namespace %q", ns)
 }
 
-func deleteSubjectGrants(b *pebble.Batch, kind fsmv1.SubjectKind, name string) error {
+func deleteSubjectGrants(b *pebble.Batch, kind fsmpb.SubjectKind, name string) error {
 	rest, err := suffixes(b, subjectPrefix(kind, name))
 	if err != nil {
 		return err
 	}
 	for _, s := range rest {
 		ns, role := splitGrantSuffix(s)
-		g := &fsmv1.Grant{Role: role, Namespace: ns, Subject: &fsmv1.Subject{Kind: kind, Name: name}}
+		g := &fsmpb.Grant{Role: role, Namespace: ns, Subject: &fsmpb.Subject{Kind: kind, Name: name}}
 		if err := deleteKeys(b, grantKey(g), subjectGrantKey(g)); err != nil {
 			return err
 		}
@@ -602,17 +602,17 @@ func namespaceKnown(r pebble.Reader, ns string) (bool, error) {
 // isCreator reports whether user, as the account that exists now, created
 // namespace ns.
 func isCreator(r pebble.Reader, user, ns string) (bool, error) {
-	var own fsmv1.NamespaceOwner
+	var own fsmpb.NamespaceOwner
 	found, err := getProto(r, namespaceOwnerKey(ns), &own)
 	if err != nil || !found || own.GetUser() != user {
 		return false, err
 	}
-	var u fsmv1.User
+	var u fsmpb.User
 	found, err = getProto(r, userKey(user), &u)
 	return found && u.GetId() == own.GetUserId(), err
 }
 
-func applyClaimNamespace(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyClaimNamespace(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetClaimNamespace()
 	ns := op.GetNamespace()
 	if res := validateNamespace(ns); res != nil {
@@ -622,7 +622,7 @@ func applyClaimNamespace(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 	if res != nil || err != nil {
 		return res, err
 	}
-	var own fsmv1.NamespaceOwner
+	var own fsmpb.NamespaceOwner
 	claimed, err := getProto(b, namespaceOwnerKey(ns), &own)
 	if err != nil {
 		return nil, err
@@ -640,11 +640,11 @@ func applyClaimNamespace(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 	if exists {
 		return alreadyExists("namespace %q already exists", ns), nil
 	}
-	rec := &fsmv1.NamespaceOwner{Namespace: ns, User: u.GetName(), UserId: u.GetId(), CreatedUnixNanos: cmd.GetUnixNanos()}
+	rec := &fsmpb.NamespaceOwner{Namespace: ns, User: u.GetName(), UserId: u.GetId(), CreatedUnixNanos: cmd.GetUnixNanos()}
 	return success(), setProto(b, namespaceOwnerKey(ns), rec)
 }
 
-func applySetVisibility(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applySetVisibility(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetSetVisibility()
 	var k []byte
 	switch ns, repo := op.GetNamespace(), op.GetRepository(); {
@@ -683,7 +683,7 @@ func applySetVisibility(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, err
 
 // --- API tokens ---
 
-func applyCreateAPIToken(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyCreateAPIToken(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	t := cmd.GetCreateApiToken().GetToken()
 	if res := validateToken(t, cmd.GetUnixNanos()); res != nil {
 		return res, nil
@@ -698,7 +698,7 @@ func applyCreateAPIToken(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 	if exists {
 		return alreadyExists("token %s already exists", t.GetId()), nil
 	}
-	rec := &fsmv1.ApiToken{
+	rec := &fsmpb.ApiToken{
 		Id:               t.GetId(),
 		Owner:            t.GetOwner(),
 		Description:      t.GetDescription(),
@@ -714,12 +714,12 @@ func applyCreateAPIToken(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 	return success(), b.Set(userTokenKey(rec.GetOwner(), rec.GetId()), nil, nil)
 }
 
-func applyDeleteAPIToken(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeleteAPIToken(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	id := cmd.GetDeleteApiToken().GetId()
 	if !idPattern.MatchString(id) {
 		return invalid("invalid token ID %q", id), nil
 	}
-	var t fsmv1.ApiToken
+	var t fsmpb.ApiToken
 	found, err := getProto(b, tokenKey(id), &t)
 	if err != nil {
 		return nil, err
@@ -734,12 +734,12 @@ func applyDeleteAPIToken(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, er
 
 // applyRotateSigningKey makes the new key current and keeps the previous
 // current key, if the current key is the one the proposer saw.
-func applyRotateSigningKey(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRotateSigningKey(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetRotateSigningKey()
 	if res := validateSigningKey(op.GetKey()); res != nil {
 		return res, nil
 	}
-	var set fsmv1.SigningKeySet
+	var set fsmpb.SigningKeySet
 	if _, err := getProto(b, keySigningKeys, &set); err != nil {
 		return nil, err
 	}
@@ -751,8 +751,8 @@ func applyRotateSigningKey(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, 
 			return invalid("signing key %s was used before; generate a new one", k.GetId()), nil
 		}
 	}
-	key := &fsmv1.SigningKey{Id: op.GetKey().GetId(), Pkcs8: op.GetKey().GetPkcs8(), CreatedUnixNanos: cmd.GetUnixNanos()}
-	next := &fsmv1.SigningKeySet{CurrentId: key.GetId(), Keys: []*fsmv1.SigningKey{key}}
+	key := &fsmpb.SigningKey{Id: op.GetKey().GetId(), Pkcs8: op.GetKey().GetPkcs8(), CreatedUnixNanos: cmd.GetUnixNanos()}
+	next := &fsmpb.SigningKeySet{CurrentId: key.GetId(), Keys: []*fsmpb.SigningKey{key}}
 	if len(set.GetKeys()) > 0 {
 		next.Keys = append(next.Keys, set.GetKeys()[0])
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Access is what access control knows about a user and a repository, read
@@ -16,7 +16,7 @@ import (
 type Access struct {
 	// User is the account, or nil for an anonymous caller or a user that
 	// no longer exists.
-	User *fsmv1.User
+	User *fsmpb.User
 	// Namespace is the first path component of the repository.
 	Namespace string
 	// NamespaceExists is true once the namespace has a repository or a
@@ -31,21 +31,21 @@ type Access struct {
 	// Roles are the roles User holds on the namespace, directly or through
 	// a group, the global roles included, and ROLE_OWNER for the creator;
 	// sorted, without duplicates.
-	Roles []fsmv1.Role
+	Roles []fsmpb.Role
 }
 
 // Principal is everything a user holds, read in one consistent view.
 type Principal struct {
 	// User is the account, or nil if it does not exist.
-	User *fsmv1.User
+	User *fsmpb.User
 	// Groups are the groups the user belongs to, sorted.
 	Groups []string
 	// Global are the global roles the user holds, directly or through a
 	// group; sorted, without duplicates.
-	Global []fsmv1.Role
+	Global []fsmpb.Role
 	// Namespaces maps each namespace the user holds a role on, directly,
 	// through a group or as its creator, to those roles.
-	Namespaces map[string][]fsmv1.Role
+	Namespaces map[string][]fsmpb.Role
 }
 
 // Access returns what access control needs to decide on user's request
@@ -94,7 +94,7 @@ func readAccess(r pebble.Reader, user, repo string, a *Access) error {
 		}
 	}
 	if a.Creator {
-		a.Roles = append(a.Roles, fsmv1.Role_ROLE_OWNER)
+		a.Roles = append(a.Roles, fsmpb.Role_ROLE_OWNER)
 	}
 	a.Roles = sortRoles(a.Roles)
 	return nil
@@ -102,7 +102,7 @@ func readAccess(r pebble.Reader, user, repo string, a *Access) error {
 
 // Principal returns the account of user and every role it holds.
 func (f *FSM) Principal(user string) (Principal, error) {
-	p := Principal{Namespaces: map[string][]fsmv1.Role{}}
+	p := Principal{Namespaces: map[string][]fsmpb.Role{}}
 	err := f.view(func(r pebble.Reader) error { return readPrincipal(r, user, &p) })
 	if err != nil {
 		return Principal{}, fmt.Errorf("principal %q: %w", user, err)
@@ -151,37 +151,37 @@ func readPrincipal(r pebble.Reader, user string, p *Principal) error {
 // rarely (logins, MyPermissions), and namespaces are few.
 func addCreatedNamespaces(r pebble.Reader, p *Principal) error {
 	return scanPrefix(r, []byte(prefixNamespaceOwn), func(k, v []byte) (bool, error) {
-		var own fsmv1.NamespaceOwner
+		var own fsmpb.NamespaceOwner
 		if err := unmarshalRecord(k, v, &own); err != nil {
 			return false, err
 		}
 		if own.GetUserId() == p.User.GetId() {
-			p.Namespaces[own.GetNamespace()] = append(p.Namespaces[own.GetNamespace()], fsmv1.Role_ROLE_OWNER)
+			p.Namespaces[own.GetNamespace()] = append(p.Namespaces[own.GetNamespace()], fsmpb.Role_ROLE_OWNER)
 		}
 		return true, nil
 	})
 }
 
 // subjectsOf returns user and the groups it belongs to as grant subjects.
-func subjectsOf(r pebble.Reader, user string) ([]*fsmv1.Subject, error) {
+func subjectsOf(r pebble.Reader, user string) ([]*fsmpb.Subject, error) {
 	groups, err := suffixes(r, memberOfPrefix(user))
 	if err != nil {
 		return nil, err
 	}
-	subjects := []*fsmv1.Subject{{Kind: fsmv1.SubjectKind_SUBJECT_KIND_USER, Name: user}}
+	subjects := []*fsmpb.Subject{{Kind: fsmpb.SubjectKind_SUBJECT_KIND_USER, Name: user}}
 	for _, g := range groups {
-		subjects = append(subjects, &fsmv1.Subject{Kind: fsmv1.SubjectKind_SUBJECT_KIND_GROUP, Name: g})
+		subjects = append(subjects, &fsmpb.Subject{Kind: fsmpb.SubjectKind_SUBJECT_KIND_GROUP, Name: g})
 	}
 	return subjects, nil
 }
 
 // rolesOn returns the roles granted to s directly on ns ("" for global).
-func rolesOn(r pebble.Reader, s *fsmv1.Subject, ns string) ([]fsmv1.Role, error) {
+func rolesOn(r pebble.Reader, s *fsmpb.Subject, ns string) ([]fsmpb.Role, error) {
 	names, err := suffixes(r, subjectGrantPrefix(s.GetKind(), s.GetName(), ns))
 	if err != nil {
 		return nil, err
 	}
-	roles := make([]fsmv1.Role, 0, len(names))
+	roles := make([]fsmpb.Role, 0, len(names))
 	for _, n := range names {
 		roles = append(roles, parseRole(n))
 	}
@@ -189,16 +189,16 @@ func rolesOn(r pebble.Reader, s *fsmv1.Subject, ns string) ([]fsmv1.Role, error)
 }
 
 // splitGrantSuffix splits "<ns>\x00<role>" from a subject grant key.
-func splitGrantSuffix(s string) (string, fsmv1.Role) {
+func splitGrantSuffix(s string) (string, fsmpb.Role) {
 	ns, role, _ := strings.Cut(s, sep)
 	return ns, parseRole(role)
 }
 
-func parseRole(name string) fsmv1.Role {
-	return fsmv1.Role(fsmv1.Role_value["ROLE_"+strings.ToUpper(name)])
+func parseRole(name string) fsmpb.Role {
+	return fsmpb.Role(fsmpb.Role_value["ROLE_"+strings.ToUpper(name)])
 }
 
-func sortRoles(roles []fsmv1.Role) []fsmv1.Role {
+func sortRoles(roles []fsmpb.Role) []fsmpb.Role {
 	slices.Sort(roles)
 	return slices.Compact(roles)
 }
@@ -213,8 +213,8 @@ func isPublic(r pebble.Reader, repo string) (bool, error) {
 }
 
 // findUser returns the record of user, or nil if there is none.
-func findUser(r pebble.Reader, name string) (*fsmv1.User, error) {
-	var u fsmv1.User
+func findUser(r pebble.Reader, name string) (*fsmpb.User, error) {
+	var u fsmpb.User
 	found, err := getProto(r, userKey(name), &u)
 	if err != nil || !found {
 		return nil, err
@@ -223,8 +223,8 @@ func findUser(r pebble.Reader, name string) (*fsmv1.User, error) {
 }
 
 // User returns the record of user name, or ErrNotFound.
-func (f *FSM) User(name string) (*fsmv1.User, error) {
-	var u fsmv1.User
+func (f *FSM) User(name string) (*fsmpb.User, error) {
+	var u fsmpb.User
 	if err := f.getRecord(userKey(name), &u, "user %q", name); err != nil {
 		return nil, err
 	}
@@ -232,13 +232,13 @@ func (f *FSM) User(name string) (*fsmv1.User, error) {
 }
 
 // Users returns every user ordered by name.
-func (f *FSM) Users() ([]*fsmv1.User, error) {
-	return listRecords[*fsmv1.User](f, []byte(prefixUser), "users")
+func (f *FSM) Users() ([]*fsmpb.User, error) {
+	return listRecords[*fsmpb.User](f, []byte(prefixUser), "users")
 }
 
 // Group returns the record of group name, or ErrNotFound.
-func (f *FSM) Group(name string) (*fsmv1.Group, error) {
-	var g fsmv1.Group
+func (f *FSM) Group(name string) (*fsmpb.Group, error) {
+	var g fsmpb.Group
 	if err := f.getRecord(groupKey(name), &g, "group %q", name); err != nil {
 		return nil, err
 	}
@@ -246,8 +246,8 @@ func (f *FSM) Group(name string) (*fsmv1.Group, error) {
 }
 
 // Groups returns every group ordered by name.
-func (f *FSM) Groups() ([]*fsmv1.Group, error) {
-	return listRecords[*fsmv1.Group](f, []byte(prefixGroup), "groups")
+func (f *FSM) Groups() ([]*fsmpb.Group, error) {
+	return listRecords[*fsmpb.Group](f, []byte(prefixGroup), "groups")
 }
 
 // GroupMembers returns the members of group in order, or ErrNotFound.
@@ -270,19 +270,19 @@ func (f *FSM) GroupMembers(group string) ([]string, error) {
 // GrantsOn returns the grants on namespace ns, or the global grants if ns
 // is empty, ordered by subject. Creator ownership is not a grant; see
 // NamespaceOwner.
-func (f *FSM) GrantsOn(ns string) ([]*fsmv1.Grant, error) {
-	return listRecords[*fsmv1.Grant](f, grantPrefix(ns), "grants"+onNamespace(ns))
+func (f *FSM) GrantsOn(ns string) ([]*fsmpb.Grant, error) {
+	return listRecords[*fsmpb.Grant](f, grantPrefix(ns), "grants"+onNamespace(ns))
 }
 
 // Grants returns every grant, ordered by namespace (global ones first).
-func (f *FSM) Grants() ([]*fsmv1.Grant, error) {
-	return listRecords[*fsmv1.Grant](f, []byte(prefixGrant), "grants")
+func (f *FSM) Grants() ([]*fsmpb.Grant, error) {
+	return listRecords[*fsmpb.Grant](f, []byte(prefixGrant), "grants")
 }
 
 // NamespaceOwner returns the creator of namespace ns, or ErrNotFound if no
 // creator was recorded. The record outlives the user; see Access.Creator.
-func (f *FSM) NamespaceOwner(ns string) (*fsmv1.NamespaceOwner, error) {
-	var own fsmv1.NamespaceOwner
+func (f *FSM) NamespaceOwner(ns string) (*fsmpb.NamespaceOwner, error) {
+	var own fsmpb.NamespaceOwner
 	if err := f.getRecord(namespaceOwnerKey(ns), &own, "owner of namespace %q", ns); err != nil {
 		return nil, err
 	}
@@ -314,8 +314,8 @@ func (f *FSM) PublicRepositories() ([]string, error) {
 }
 
 // APIToken returns the record of API token id, or ErrNotFound.
-func (f *FSM) APIToken(id string) (*fsmv1.ApiToken, error) {
-	var t fsmv1.ApiToken
+func (f *FSM) APIToken(id string) (*fsmpb.ApiToken, error) {
+	var t fsmpb.ApiToken
 	if err := f.getRecord(tokenKey(id), &t, "token %s", id); err != nil {
 		return nil, err
 	}
@@ -324,18 +324,18 @@ func (f *FSM) APIToken(id string) (*fsmv1.ApiToken, error) {
 
 // APITokens returns the API tokens of owner ordered by ID, or every token
 // if owner is empty.
-func (f *FSM) APITokens(owner string) ([]*fsmv1.ApiToken, error) {
+func (f *FSM) APITokens(owner string) ([]*fsmpb.ApiToken, error) {
 	if owner == "" {
-		return listRecords[*fsmv1.ApiToken](f, []byte(prefixToken), "tokens")
+		return listRecords[*fsmpb.ApiToken](f, []byte(prefixToken), "tokens")
 	}
-	var tokens []*fsmv1.ApiToken
+	var tokens []*fsmpb.ApiToken
 	err := f.view(func(r pebble.Reader) error {
 		ids, err := suffixes(r, userTokenPrefix(owner))
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
-			var t fsmv1.ApiToken
+			var t fsmpb.ApiToken
 			if _, err := getProto(r, tokenKey(id), &t); err != nil {
 				return err
 			}
@@ -351,8 +351,8 @@ func (f *FSM) APITokens(owner string) ([]*fsmv1.ApiToken, error) {
 
 // SigningKeys returns the token signing keys, or ErrNotFound before the
 // first key is stored.
-func (f *FSM) SigningKeys() (*fsmv1.SigningKeySet, error) {
-	var set fsmv1.SigningKeySet
+func (f *FSM) SigningKeys() (*fsmpb.SigningKeySet, error) {
+	var set fsmpb.SigningKeySet
 	if err := f.getRecord(keySigningKeys, &set, "signing keys"); err != nil {
 		return nil, err
 	}

@@ -13,97 +13,97 @@ import (
 	"slices"
 	"testing"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const (
-	codeExists       = fsmv1.ResultCode_RESULT_CODE_ALREADY_EXISTS
-	codePrecondition = fsmv1.ResultCode_RESULT_CODE_FAILED_PRECONDITION
+	codeExists       = fsmpb.ResultCode_RESULT_CODE_ALREADY_EXISTS
+	codePrecondition = fsmpb.ResultCode_RESULT_CODE_FAILED_PRECONDITION
 
-	collaborator = fsmv1.Role_ROLE_COLLABORATOR
-	owner        = fsmv1.Role_ROLE_OWNER
-	publisher    = fsmv1.Role_ROLE_PUBLISHER
-	admin        = fsmv1.Role_ROLE_ADMIN
+	collaborator = fsmpb.Role_ROLE_COLLABORATOR
+	owner        = fsmpb.Role_ROLE_OWNER
+	publisher    = fsmpb.Role_ROLE_PUBLISHER
+	admin        = fsmpb.Role_ROLE_ADMIN
 
 	testHash = "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"
 )
 
-func createUser(name string, superuser bool) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{
+func createUser(name string, superuser bool) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{
 		Name: name, PasswordHash: testHash, Superuser: superuser,
 	}}}
 }
 
-func deleteUser(name string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeleteUser{DeleteUser: &fsmv1.DeleteUser{Name: name}}}
+func deleteUser(name string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: name}}}
 }
 
-func setSuperuser(name string, on bool) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_SetUserSuperuser{SetUserSuperuser: &fsmv1.SetUserSuperuser{Name: name, Superuser: on}}}
+func setSuperuser(name string, on bool) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_SetUserSuperuser{SetUserSuperuser: &fsmpb.SetUserSuperuser{Name: name, Superuser: on}}}
 }
 
-func setPassword(name, hash string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: name, PasswordHash: hash}}}
+func setPassword(name, hash string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: name, PasswordHash: hash}}}
 }
 
-func createGroup(name string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_CreateGroup{CreateGroup: &fsmv1.CreateGroup{Name: name}}}
+func createGroup(name string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CreateGroup{CreateGroup: &fsmpb.CreateGroup{Name: name}}}
 }
 
-func deleteGroup(name string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeleteGroup{DeleteGroup: &fsmv1.DeleteGroup{Name: name}}}
+func deleteGroup(name string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeleteGroup{DeleteGroup: &fsmpb.DeleteGroup{Name: name}}}
 }
 
-func addMember(group, user string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_AddGroupMember{AddGroupMember: &fsmv1.AddGroupMember{Group: group, User: user}}}
+func addMember(group, user string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_AddGroupMember{AddGroupMember: &fsmpb.AddGroupMember{Group: group, User: user}}}
 }
 
-func removeMember(group, user string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_RemoveGroupMember{RemoveGroupMember: &fsmv1.RemoveGroupMember{Group: group, User: user}}}
+func removeMember(group, user string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_RemoveGroupMember{RemoveGroupMember: &fsmpb.RemoveGroupMember{Group: group, User: user}}}
 }
 
-func userGrant(role fsmv1.Role, ns, user string) *fsmv1.Grant {
-	return &fsmv1.Grant{Role: role, Namespace: ns, Subject: &fsmv1.Subject{Kind: fsmv1.SubjectKind_SUBJECT_KIND_USER, Name: user}}
+func userGrant(role fsmpb.Role, ns, user string) *fsmpb.Grant {
+	return &fsmpb.Grant{Role: role, Namespace: ns, Subject: &fsmpb.Subject{Kind: fsmpb.SubjectKind_SUBJECT_KIND_USER, Name: user}}
 }
 
-func groupGrant(role fsmv1.Role, ns, group string) *fsmv1.Grant {
-	return &fsmv1.Grant{Role: role, Namespace: ns, Subject: &fsmv1.Subject{Kind: fsmv1.SubjectKind_SUBJECT_KIND_GROUP, Name: group}}
+func groupGrant(role fsmpb.Role, ns, group string) *fsmpb.Grant {
+	return &fsmpb.Grant{Role: role, Namespace: ns, Subject: &fsmpb.Subject{Kind: fsmpb.SubjectKind_SUBJECT_KIND_GROUP, Name: group}}
 }
 
-func grant(g *fsmv1.Grant) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_GrantRole{GrantRole: &fsmv1.GrantRole{Grant: g}}}
+func grant(g *fsmpb.Grant) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_GrantRole{GrantRole: &fsmpb.GrantRole{Grant: g}}}
 }
 
-func revoke(g *fsmv1.Grant) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_RevokeRole{RevokeRole: &fsmv1.RevokeRole{Grant: g}}}
+func revoke(g *fsmpb.Grant) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: g}}}
 }
 
-func claim(ns, user string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: ns, User: user}}}
+func claim(ns, user string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: ns, User: user}}}
 }
 
-func setPublic(ns, repo string, public bool) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_SetVisibility{SetVisibility: &fsmv1.SetVisibility{Namespace: ns, Repository: repo, Public: public}}}
+func setPublic(ns, repo string, public bool) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_SetVisibility{SetVisibility: &fsmpb.SetVisibility{Namespace: ns, Repository: repo, Public: public}}}
 }
 
-func apiToken(id, owner string, expires int64, namespaces ...string) *fsmv1.ApiToken {
+func apiToken(id, owner string, expires int64, namespaces ...string) *fsmpb.ApiToken {
 	sum := sha256.Sum256([]byte("secret-" + id))
-	return &fsmv1.ApiToken{Id: id, Owner: owner, Namespaces: namespaces, Actions: []string{"push", "pull"}, ExpiresUnixNanos: expires, SecretSha256: sum[:]}
+	return &fsmpb.ApiToken{Id: id, Owner: owner, Namespaces: namespaces, Actions: []string{"push", "pull"}, ExpiresUnixNanos: expires, SecretSha256: sum[:]}
 }
 
-func createToken(t *fsmv1.ApiToken) *fsmv1.Command {
-	return &fsmv1.Command{UnixNanos: 100, Op: &fsmv1.Command_CreateApiToken{CreateApiToken: &fsmv1.CreateApiToken{Token: t}}}
+func createToken(t *fsmpb.ApiToken) *fsmpb.Command {
+	return &fsmpb.Command{UnixNanos: 100, Op: &fsmpb.Command_CreateApiToken{CreateApiToken: &fsmpb.CreateApiToken{Token: t}}}
 }
 
-func deleteToken(id string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeleteApiToken{DeleteApiToken: &fsmv1.DeleteApiToken{Id: id}}}
+func deleteToken(id string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeleteApiToken{DeleteApiToken: &fsmpb.DeleteApiToken{Id: id}}}
 }
 
-func rotateKey(k *fsmv1.SigningKey, expect string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_RotateSigningKey{RotateSigningKey: &fsmv1.RotateSigningKey{Key: k, ExpectCurrentId: expect}}}
+func rotateKey(k *fsmpb.SigningKey, expect string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_RotateSigningKey{RotateSigningKey: &fsmpb.RotateSigningKey{Key: k, ExpectCurrentId: expect}}}
 }
 
-func newSigningKey(t *testing.T, id string) *fsmv1.SigningKey {
+func newSigningKey(t *testing.T, id string) *fsmpb.SigningKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -113,14 +113,14 @@ func newSigningKey(t *testing.T, id string) *fsmv1.SigningKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fsmv1.SigningKey{Id: id, Pkcs8: der}
+	return &fsmpb.SigningKey{Id: id, Pkcs8: der}
 }
 
 // baseAccess is a state most access tests start from: users alice
 // (superuser), bob and carol, group devs holding bob, and namespace acme
 // created by alice with repository acme/app.
-func baseAccess() []*fsmv1.Command {
-	return []*fsmv1.Command{
+func baseAccess() []*fsmpb.Command {
+	return []*fsmpb.Command{
 		createUser("alice", true), createUser("bob", false), createUser("carol", false),
 		createGroup("devs"), addMember("devs", "bob"),
 		claim("acme", "alice"), putManifest("acme/app", "m1", "v1"),
@@ -130,9 +130,9 @@ func baseAccess() []*fsmv1.Command {
 func TestAccessCommands(t *testing.T) {
 	tests := []struct {
 		name     string
-		setup    []*fsmv1.Command
-		cmd      *fsmv1.Command
-		want     fsmv1.ResultCode
+		setup    []*fsmpb.Command
+		cmd      *fsmpb.Command
+		want     fsmpb.ResultCode
 		contains string
 		check    func(t *testing.T, f *FSM)
 	}{
@@ -145,7 +145,7 @@ func TestAccessCommands(t *testing.T) {
 		{name: "create existing user", cmd: createUser("bob", false), want: codeExists},
 		{name: "user name upper case", cmd: createUser("Bob", false), want: codeInvalid, contains: "lower-case"},
 		{name: "user name with separator", cmd: createUser("b"+sep, false), want: codeInvalid},
-		{name: "clear-text password refused", cmd: &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: "dave", PasswordHash: "hunter2"}}}, want: codeInvalid, contains: "argon2id"},
+		{name: "clear-text password refused", cmd: &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: "dave", PasswordHash: "hunter2"}}}, want: codeInvalid, contains: "argon2id"},
 		{name: "bcrypt hash accepted", cmd: setPassword("bob", "$2a$10$abcdefghijklmnopqrstuv"), want: codeOK},
 		{name: "set password of unknown user", cmd: setPassword("zed", testHash), want: codeNotFound},
 		{name: "make superuser", cmd: setSuperuser("bob", true), want: codeOK, check: func(t *testing.T, f *FSM) {
@@ -154,12 +154,12 @@ func TestAccessCommands(t *testing.T) {
 			}
 		}},
 		{name: "last superuser stays", cmd: setSuperuser("alice", false), want: codePrecondition, contains: "last superuser"},
-		{name: "superuser demoted when another exists", setup: []*fsmv1.Command{setSuperuser("bob", true)}, cmd: setSuperuser("alice", false), want: codeOK},
+		{name: "superuser demoted when another exists", setup: []*fsmpb.Command{setSuperuser("bob", true)}, cmd: setSuperuser("alice", false), want: codeOK},
 		{name: "last superuser cannot be deleted", cmd: deleteUser("alice"), want: codePrecondition},
 		{name: "delete unknown user", cmd: deleteUser("zed"), want: codeNotFound},
 		{
 			name:  "delete user removes memberships, grants and tokens",
-			setup: []*fsmv1.Command{grant(userGrant(collaborator, "acme", "bob")), grant(userGrant(publisher, "", "bob")), createToken(apiToken("t1", "bob", 1000))},
+			setup: []*fsmpb.Command{grant(userGrant(collaborator, "acme", "bob")), grant(userGrant(publisher, "", "bob")), createToken(apiToken("t1", "bob", 1000))},
 			cmd:   deleteUser("bob"), want: codeOK,
 			check: func(t *testing.T, f *FSM) {
 				if m, _ := f.GroupMembers("devs"); len(m) != 0 {
@@ -184,7 +184,7 @@ func TestAccessCommands(t *testing.T) {
 		{name: "remove non-member", cmd: removeMember("devs", "carol"), want: codeNotFound},
 		{
 			name:  "delete group removes memberships and grants",
-			setup: []*fsmv1.Command{grant(groupGrant(owner, "acme", "devs"))},
+			setup: []*fsmpb.Command{grant(groupGrant(owner, "acme", "devs"))},
 			cmd:   deleteGroup("devs"), want: codeOK,
 			check: func(t *testing.T, f *FSM) {
 				wantNoKeys(t, f, prefixMember, prefixMemberOf, prefixGrant, prefixSubjectGrant)
@@ -196,28 +196,28 @@ func TestAccessCommands(t *testing.T) {
 				t.Fatalf("GrantsOn = %v, %v", g, err)
 			}
 		}},
-		{name: "grant twice", setup: []*fsmv1.Command{grant(userGrant(owner, "acme", "carol"))}, cmd: grant(userGrant(owner, "acme", "carol")), want: codeOK},
+		{name: "grant twice", setup: []*fsmpb.Command{grant(userGrant(owner, "acme", "carol"))}, cmd: grant(userGrant(owner, "acme", "carol")), want: codeOK},
 		{name: "grant on unknown namespace", cmd: grant(userGrant(owner, "other", "carol")), want: codeNotFound},
-		{name: "grant claimed namespace without repositories", setup: []*fsmv1.Command{claim("fresh", "bob")}, cmd: grant(userGrant(owner, "fresh", "carol")), want: codeOK},
+		{name: "grant claimed namespace without repositories", setup: []*fsmpb.Command{claim("fresh", "bob")}, cmd: grant(userGrant(owner, "fresh", "carol")), want: codeOK},
 		{name: "grant to unknown user", cmd: grant(userGrant(owner, "acme", "zed")), want: codeNotFound},
 		{name: "grant to unknown group", cmd: grant(groupGrant(owner, "acme", "ops")), want: codeNotFound},
 		{name: "namespace role without namespace", cmd: grant(userGrant(owner, "", "carol")), want: codeInvalid},
 		{name: "global role on namespace", cmd: grant(userGrant(admin, "acme", "carol")), want: codeInvalid, contains: "global"},
-		{name: "unknown role", cmd: grant(userGrant(fsmv1.Role_ROLE_UNSPECIFIED, "acme", "carol")), want: codeInvalid},
-		{name: "grant without subject", cmd: grant(&fsmv1.Grant{Role: owner, Namespace: "acme"}), want: codeInvalid},
-		{name: "revoke", setup: []*fsmv1.Command{grant(userGrant(owner, "acme", "carol"))}, cmd: revoke(userGrant(owner, "acme", "carol")), want: codeOK, check: func(t *testing.T, f *FSM) {
+		{name: "unknown role", cmd: grant(userGrant(fsmpb.Role_ROLE_UNSPECIFIED, "acme", "carol")), want: codeInvalid},
+		{name: "grant without subject", cmd: grant(&fsmpb.Grant{Role: owner, Namespace: "acme"}), want: codeInvalid},
+		{name: "revoke", setup: []*fsmpb.Command{grant(userGrant(owner, "acme", "carol"))}, cmd: revoke(userGrant(owner, "acme", "carol")), want: codeOK, check: func(t *testing.T, f *FSM) {
 			wantNoKeys(t, f, prefixGrant, prefixSubjectGrant)
 		}},
 		{name: "revoke missing grant", cmd: revoke(userGrant(owner, "acme", "carol")), want: codeNotFound},
 		{name: "creator ownership cannot be revoked", cmd: revoke(userGrant(owner, "acme", "alice")), want: codePrecondition, contains: "cannot be revoked"},
 		{name: "claim again by creator", cmd: claim("acme", "alice"), want: codeOK},
 		{name: "claim taken namespace", cmd: claim("acme", "bob"), want: codeExists, contains: `created by "alice"`},
-		{name: "claim unclaimed existing namespace", setup: []*fsmv1.Command{putManifest("legacy/app", "m2")}, cmd: claim("legacy", "bob"), want: codeExists},
+		{name: "claim unclaimed existing namespace", setup: []*fsmpb.Command{putManifest("legacy/app", "m2")}, cmd: claim("legacy", "bob"), want: codeExists},
 		{name: "claim by unknown user", cmd: claim("new", "zed"), want: codeNotFound},
 		{name: "claim invalid namespace", cmd: claim("a/b", "bob"), want: codeInvalid},
 		{
 			name:  "recreated user does not inherit ownership",
-			setup: []*fsmv1.Command{claim("bobs", "bob"), deleteUser("bob"), createUser("bob", false)},
+			setup: []*fsmpb.Command{claim("bobs", "bob"), deleteUser("bob"), createUser("bob", false)},
 			cmd:   claim("bobs", "bob"), want: codeExists,
 			check: func(t *testing.T, f *FSM) {
 				if a, _ := f.Access("bob", "bobs/x"); a.Creator || len(a.Roles) != 0 {
@@ -238,7 +238,7 @@ func TestAccessCommands(t *testing.T) {
 				t.Fatal("acme/other is public")
 			}
 		}},
-		{name: "private again", setup: []*fsmv1.Command{setPublic("", "acme/app", true)}, cmd: setPublic("", "acme/app", false), want: codeOK, check: func(t *testing.T, f *FSM) {
+		{name: "private again", setup: []*fsmpb.Command{setPublic("", "acme/app", true)}, cmd: setPublic("", "acme/app", false), want: codeOK, check: func(t *testing.T, f *FSM) {
 			wantNoKeys(t, f, prefixRepositoryPub)
 		}},
 		{name: "visibility of unknown repository", cmd: setPublic("", "acme/nope", true), want: codeNotFound},
@@ -250,14 +250,14 @@ func TestAccessCommands(t *testing.T) {
 				t.Fatalf("APIToken = %v, %v", tok, err)
 			}
 		}},
-		{name: "token id taken", setup: []*fsmv1.Command{createToken(apiToken("t1", "bob", 1000))}, cmd: createToken(apiToken("t1", "carol", 1000)), want: codeExists},
+		{name: "token id taken", setup: []*fsmpb.Command{createToken(apiToken("t1", "bob", 1000))}, cmd: createToken(apiToken("t1", "carol", 1000)), want: codeExists},
 		{name: "token already expired", cmd: createToken(apiToken("t1", "bob", 100)), want: codeInvalid, contains: "expires"},
 		{name: "token of unknown user", cmd: createToken(apiToken("t1", "zed", 1000)), want: codeNotFound},
-		{name: "token with bad hash", cmd: createToken(&fsmv1.ApiToken{Id: "t1", Owner: "bob", Actions: []string{"pull"}, ExpiresUnixNanos: 1000, SecretSha256: []byte("short")}), want: codeInvalid},
-		{name: "token with unknown action", cmd: createToken(func() *fsmv1.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = []string{"admin"}; return t }()), want: codeInvalid},
-		{name: "token without actions", cmd: createToken(func() *fsmv1.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = nil; return t }()), want: codeInvalid},
+		{name: "token with bad hash", cmd: createToken(&fsmpb.ApiToken{Id: "t1", Owner: "bob", Actions: []string{"pull"}, ExpiresUnixNanos: 1000, SecretSha256: []byte("short")}), want: codeInvalid},
+		{name: "token with unknown action", cmd: createToken(func() *fsmpb.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = []string{"admin"}; return t }()), want: codeInvalid},
+		{name: "token without actions", cmd: createToken(func() *fsmpb.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = nil; return t }()), want: codeInvalid},
 		{name: "token with bad id", cmd: createToken(apiToken("t-1", "bob", 1000)), want: codeInvalid},
-		{name: "revoke token", setup: []*fsmv1.Command{createToken(apiToken("t1", "bob", 1000))}, cmd: deleteToken("t1"), want: codeOK, check: func(t *testing.T, f *FSM) {
+		{name: "revoke token", setup: []*fsmpb.Command{createToken(apiToken("t1", "bob", 1000))}, cmd: deleteToken("t1"), want: codeOK, check: func(t *testing.T, f *FSM) {
 			wantNoKeys(t, f, prefixToken, prefixUserToken)
 		}},
 		{name: "revoke unknown token", cmd: deleteToken("t1"), want: codeNotFound},
@@ -309,12 +309,12 @@ func TestAccess(t *testing.T) {
 		{"", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true}},
 		{"", "acme/new", Access{Namespace: "acme", NamespaceExists: true}},
 		{"nobody", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true}},
-		{"alice", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true, Creator: true, Roles: []fsmv1.Role{owner}}},
-		{"bob", "acme/x", Access{Namespace: "acme", NamespaceExists: true, Roles: []fsmv1.Role{collaborator, owner, admin}}},
-		{"bob", "other/x", Access{Namespace: "other", Roles: []fsmv1.Role{admin}}},
-		{"carol", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true, Roles: []fsmv1.Role{publisher}}},
+		{"alice", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true, Creator: true, Roles: []fsmpb.Role{owner}}},
+		{"bob", "acme/x", Access{Namespace: "acme", NamespaceExists: true, Roles: []fsmpb.Role{collaborator, owner, admin}}},
+		{"bob", "other/x", Access{Namespace: "other", Roles: []fsmpb.Role{admin}}},
+		{"carol", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true, Roles: []fsmpb.Role{publisher}}},
 		{"dave", "acme/app", Access{Namespace: "acme", NamespaceExists: true, RepositoryExists: true, Public: true}},
-		{"erin", "erins/first", Access{Namespace: "erins", NamespaceExists: true, Creator: true, Roles: []fsmv1.Role{owner}}},
+		{"erin", "erins/first", Access{Namespace: "erins", NamespaceExists: true, Creator: true, Roles: []fsmpb.Role{owner}}},
 		{"erin", "solo", Access{Namespace: "solo"}},
 	}
 	for _, tt := range tests {
@@ -356,8 +356,8 @@ func TestPrincipal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]fsmv1.Role{"acme": {collaborator}, "beta": {collaborator}, "bobs": {owner}}
-	if p.User.GetName() != "bob" || !slices.Equal(p.Groups, []string{"devs"}) || !slices.Equal(p.Global, []fsmv1.Role{publisher}) ||
+	want := map[string][]fsmpb.Role{"acme": {collaborator}, "beta": {collaborator}, "bobs": {owner}}
+	if p.User.GetName() != "bob" || !slices.Equal(p.Groups, []string{"devs"}) || !slices.Equal(p.Global, []fsmpb.Role{publisher}) ||
 		!maps.EqualFunc(p.Namespaces, want, slices.Equal) {
 		t.Fatalf("Principal = %+v", p)
 	}
@@ -390,12 +390,12 @@ func TestAccessLists(t *testing.T) {
 		what      string
 		got, want []string
 	}{
-		{"users", names(users, (*fsmv1.User).GetName), []string{"alice", "bob", "carol"}},
-		{"groups", names(groups, (*fsmv1.Group).GetName), []string{"devs", "ops"}},
-		{"global grants", names(global, func(g *fsmv1.Grant) string { return g.GetSubject().GetName() }), []string{"carol"}},
-		{"all grants", names(all, func(g *fsmv1.Grant) string { return g.GetNamespace() + ":" + g.GetSubject().GetName() }), []string{":carol", "acme:ops"}},
-		{"bob's tokens", names(bobs, (*fsmv1.ApiToken).GetId), []string{"t1", "t2"}},
-		{"tokens", names(tokens, (*fsmv1.ApiToken).GetId), []string{"t1", "t2", "t3"}},
+		{"users", names(users, (*fsmpb.User).GetName), []string{"alice", "bob", "carol"}},
+		{"groups", names(groups, (*fsmpb.Group).GetName), []string{"devs", "ops"}},
+		{"global grants", names(global, func(g *fsmpb.Grant) string { return g.GetSubject().GetName() }), []string{"carol"}},
+		{"all grants", names(all, func(g *fsmpb.Grant) string { return g.GetNamespace() + ":" + g.GetSubject().GetName() }), []string{":carol", "acme:ops"}},
+		{"bob's tokens", names(bobs, (*fsmpb.ApiToken).GetId), []string{"t1", "t2"}},
+		{"tokens", names(tokens, (*fsmpb.ApiToken).GetId), []string{"t1", "t2", "t3"}},
 		{"public namespaces", nsPub, []string{"acme"}},
 		{"public repositories", repoPub, []string{"acme/app"}},
 	}
@@ -427,8 +427,8 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	k1, k2, k3 := newSigningKey(t, "k1"), newSigningKey(t, "k2"), newSigningKey(t, "k3")
 	steps := []struct {
-		cmd  *fsmv1.Command
-		want fsmv1.ResultCode
+		cmd  *fsmpb.Command
+		want fsmpb.ResultCode
 		keys []string // current first
 	}{
 		{rotateKey(k1, "k0"), codePrecondition, nil},
@@ -437,8 +437,8 @@ func TestSigningKeyRotation(t *testing.T) {
 		{rotateKey(k2, "k1"), codeOK, []string{"k2", "k1"}},
 		{rotateKey(k1, "k2"), codeInvalid, []string{"k2", "k1"}}, // no reuse
 		{rotateKey(k3, "k2"), codeOK, []string{"k3", "k2"}},      // k1 is dropped
-		{rotateKey(&fsmv1.SigningKey{Id: "k4", Pkcs8: []byte("junk")}, "k3"), codeInvalid, []string{"k3", "k2"}},
-		{rotateKey(&fsmv1.SigningKey{Id: "bad id", Pkcs8: k1.GetPkcs8()}, "k3"), codeInvalid, []string{"k3", "k2"}},
+		{rotateKey(&fsmpb.SigningKey{Id: "k4", Pkcs8: []byte("junk")}, "k3"), codeInvalid, []string{"k3", "k2"}},
+		{rotateKey(&fsmpb.SigningKey{Id: "bad id", Pkcs8: k1.GetPkcs8()}, "k3"), codeInvalid, []string{"k3", "k2"}},
 	}
 	for i, s := range steps {
 		if res := tf.apply(s.cmd); res.GetCode() != s.want {
@@ -451,7 +451,7 @@ func TestSigningKeyRotation(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || set.GetCurrentId() != s.keys[0] || !slices.Equal(names(set.GetKeys(), (*fsmv1.SigningKey).GetId), s.keys) {
+		if err != nil || set.GetCurrentId() != s.keys[0] || !slices.Equal(names(set.GetKeys(), (*fsmpb.SigningKey).GetId), s.keys) {
 			t.Fatalf("step %d: SigningKeys = %v, %v; want %v", i, set, err, s.keys)
 		}
 	}
@@ -464,7 +464,7 @@ func TestNonP256SigningKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKCS8PrivateKey(ec)
-	if res := tf.apply(rotateKey(&fsmv1.SigningKey{Id: "p384", Pkcs8: der}, "")); res.GetCode() != codeInvalid {
+	if res := tf.apply(rotateKey(&fsmpb.SigningKey{Id: "p384", Pkcs8: der}, "")); res.GetCode() != codeInvalid {
 		t.Fatalf("P-384 key: %v, want invalid", res)
 	}
 }
@@ -488,7 +488,7 @@ func TestAccessSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("restored state differs:\n got %v\nwant %v", got, want)
 	}
 	a, err := dst.Access("bob", "acme/app")
-	if err != nil || !a.Public || !slices.Equal(a.Roles, []fsmv1.Role{collaborator}) {
+	if err != nil || !a.Public || !slices.Equal(a.Roles, []fsmpb.Role{collaborator}) {
 		t.Fatalf("Access after restore = %+v, %v", a, err)
 	}
 	// The user counter survives too: a new user gets a fresh ID.

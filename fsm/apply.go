@@ -7,10 +7,10 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
-// Apply applies a committed log entry and returns its *fsmv1.Result. Entries
+// Apply applies a committed log entry and returns its *fsmpb.Result. Entries
 // at or below the applied index were applied before a restart and are
 // skipped; their Result is nil. Only LogCommand entries reach an FSM.
 //
@@ -42,7 +42,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 // left behind (Pebble recovers a prefix of its batches, each whole) is
 // brought up to date by applying again the entries above its applied
 // index. The sync would add one fsync to every write's commit path.
-func (f *FSM) apply(db *pebble.DB, index uint64, data []byte) (*fsmv1.Result, error) {
+func (f *FSM) apply(db *pebble.DB, index uint64, data []byte) (*fsmpb.Result, error) {
 	if index <= f.applied.Load() {
 		return nil, nil
 	}
@@ -64,8 +64,8 @@ func (f *FSM) apply(db *pebble.DB, index uint64, data []byte) (*fsmv1.Result, er
 
 // execute decodes a command and runs it, answering a repeated request ID with
 // the stored result.
-func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmv1.Result, error) {
-	var cmd fsmv1.Command
+func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmpb.Result, error) {
+	var cmd fsmpb.Command
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return invalid("decode command: %v", err), nil
 	}
@@ -94,8 +94,8 @@ func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmv1.Result
 	return res, nil
 }
 
-func lookupRequest(r pebble.Reader, id string) (*fsmv1.Result, bool, error) {
-	var res fsmv1.Result
+func lookupRequest(r pebble.Reader, id string) (*fsmpb.Result, bool, error) {
+	var res fsmpb.Result
 	ok, err := getProto(r, requestKey(id), &res)
 	if err != nil || !ok {
 		return nil, false, err
@@ -105,7 +105,7 @@ func lookupRequest(r pebble.Reader, id string) (*fsmv1.Result, bool, error) {
 
 // rememberRequest stores the result of request id, applied at index, and
 // forgets the oldest requests beyond the history limit.
-func (f *FSM) rememberRequest(b *pebble.Batch, index uint64, id string, res *fsmv1.Result) error {
+func (f *FSM) rememberRequest(b *pebble.Batch, index uint64, id string, res *fsmpb.Result) error {
 	if err := setProto(b, requestKey(id), res); err != nil {
 		return err
 	}
@@ -143,16 +143,16 @@ func forgetOldestRequest(b *pebble.Batch) error {
 	return b.Delete(requestKey(id), nil)
 }
 
-func success() *fsmv1.Result { return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_OK} }
+func success() *fsmpb.Result { return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_OK} }
 
-func invalid(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_INVALID, Message: fmt.Sprintf(format, args...)}
+func invalid(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_INVALID, Message: fmt.Sprintf(format, args...)}
 }
 
-func notFound(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_NOT_FOUND, Message: fmt.Sprintf(format, args...)}
+func notFound(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_NOT_FOUND, Message: fmt.Sprintf(format, args...)}
 }
 
-func conflict(msg string) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT, Message: msg}
+func conflict(msg string) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT, Message: msg}
 }

@@ -7,47 +7,47 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // A handler applies one kind of command to a batch. The Result is the
 // command's deterministic outcome; an error is a storage fault.
-type handler func(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error)
+type handler func(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error)
 
 // handlers is the dispatch table, keyed by the type of Command.Op.
 var handlers = map[reflect.Type]handler{
-	reflect.TypeFor[*fsmv1.Command_PutManifest]():          applyPutManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteManifest]():       applyDeleteManifest,
-	reflect.TypeFor[*fsmv1.Command_DeleteTag]():            applyDeleteTag,
-	reflect.TypeFor[*fsmv1.Command_LinkBlob]():             applyLinkBlob,
-	reflect.TypeFor[*fsmv1.Command_UnlinkBlob]():           applyUnlinkBlob,
-	reflect.TypeFor[*fsmv1.Command_AddBlobHolder]():        applyAddBlobHolder,
-	reflect.TypeFor[*fsmv1.Command_RemoveBlobHolder]():     applyRemoveBlobHolder,
-	reflect.TypeFor[*fsmv1.Command_RegisterNode]():         applyRegisterNode,
-	reflect.TypeFor[*fsmv1.Command_DeregisterNode]():       applyDeregisterNode,
-	reflect.TypeFor[*fsmv1.Command_CollectBlob]():          applyCollectBlob,
-	reflect.TypeFor[*fsmv1.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
+	reflect.TypeFor[*fsmpb.Command_PutManifest]():          applyPutManifest,
+	reflect.TypeFor[*fsmpb.Command_DeleteManifest]():       applyDeleteManifest,
+	reflect.TypeFor[*fsmpb.Command_DeleteTag]():            applyDeleteTag,
+	reflect.TypeFor[*fsmpb.Command_LinkBlob]():             applyLinkBlob,
+	reflect.TypeFor[*fsmpb.Command_UnlinkBlob]():           applyUnlinkBlob,
+	reflect.TypeFor[*fsmpb.Command_AddBlobHolder]():        applyAddBlobHolder,
+	reflect.TypeFor[*fsmpb.Command_RemoveBlobHolder]():     applyRemoveBlobHolder,
+	reflect.TypeFor[*fsmpb.Command_RegisterNode]():         applyRegisterNode,
+	reflect.TypeFor[*fsmpb.Command_DeregisterNode]():       applyDeregisterNode,
+	reflect.TypeFor[*fsmpb.Command_CollectBlob]():          applyCollectBlob,
+	reflect.TypeFor[*fsmpb.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
 	// Repositories a push left empty: emptyrepo.go.
-	reflect.TypeFor[*fsmv1.Command_RemoveEmptyRepository](): applyRemoveEmptyRepository,
+	reflect.TypeFor[*fsmpb.Command_RemoveEmptyRepository](): applyRemoveEmptyRepository,
 	// Access control: access.go.
-	reflect.TypeFor[*fsmv1.Command_CreateUser]():        applyCreateUser,
-	reflect.TypeFor[*fsmv1.Command_SetUserPassword]():   applySetUserPassword,
-	reflect.TypeFor[*fsmv1.Command_SetUserSuperuser]():  applySetUserSuperuser,
-	reflect.TypeFor[*fsmv1.Command_DeleteUser]():        applyDeleteUser,
-	reflect.TypeFor[*fsmv1.Command_CreateGroup]():       applyCreateGroup,
-	reflect.TypeFor[*fsmv1.Command_DeleteGroup]():       applyDeleteGroup,
-	reflect.TypeFor[*fsmv1.Command_AddGroupMember]():    applyAddGroupMember,
-	reflect.TypeFor[*fsmv1.Command_RemoveGroupMember](): applyRemoveGroupMember,
-	reflect.TypeFor[*fsmv1.Command_GrantRole]():         applyGrantRole,
-	reflect.TypeFor[*fsmv1.Command_RevokeRole]():        applyRevokeRole,
-	reflect.TypeFor[*fsmv1.Command_ClaimNamespace]():    applyClaimNamespace,
-	reflect.TypeFor[*fsmv1.Command_SetVisibility]():     applySetVisibility,
-	reflect.TypeFor[*fsmv1.Command_CreateApiToken]():    applyCreateAPIToken,
-	reflect.TypeFor[*fsmv1.Command_DeleteApiToken]():    applyDeleteAPIToken,
-	reflect.TypeFor[*fsmv1.Command_RotateSigningKey]():  applyRotateSigningKey,
+	reflect.TypeFor[*fsmpb.Command_CreateUser]():        applyCreateUser,
+	reflect.TypeFor[*fsmpb.Command_SetUserPassword]():   applySetUserPassword,
+	reflect.TypeFor[*fsmpb.Command_SetUserSuperuser]():  applySetUserSuperuser,
+	reflect.TypeFor[*fsmpb.Command_DeleteUser]():        applyDeleteUser,
+	reflect.TypeFor[*fsmpb.Command_CreateGroup]():       applyCreateGroup,
+	reflect.TypeFor[*fsmpb.Command_DeleteGroup]():       applyDeleteGroup,
+	reflect.TypeFor[*fsmpb.Command_AddGroupMember]():    applyAddGroupMember,
+	reflect.TypeFor[*fsmpb.Command_RemoveGroupMember](): applyRemoveGroupMember,
+	reflect.TypeFor[*fsmpb.Command_GrantRole]():         applyGrantRole,
+	reflect.TypeFor[*fsmpb.Command_RevokeRole]():        applyRevokeRole,
+	reflect.TypeFor[*fsmpb.Command_ClaimNamespace]():    applyClaimNamespace,
+	reflect.TypeFor[*fsmpb.Command_SetVisibility]():     applySetVisibility,
+	reflect.TypeFor[*fsmpb.Command_CreateApiToken]():    applyCreateAPIToken,
+	reflect.TypeFor[*fsmpb.Command_DeleteApiToken]():    applyDeleteAPIToken,
+	reflect.TypeFor[*fsmpb.Command_RotateSigningKey]():  applyRotateSigningKey,
 }
 
-func dispatch(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func dispatch(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	if cmd.GetOp() == nil {
 		return invalid("command has no operation"), nil
 	}
@@ -59,7 +59,7 @@ func dispatch(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 }
 
 // opName names the operation of cmd, e.g. "put_manifest".
-func opName(cmd *fsmv1.Command) string {
+func opName(cmd *fsmpb.Command) string {
 	m := cmd.ProtoReflect()
 	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("op"))
 	if fd == nil {
@@ -68,7 +68,7 @@ func opName(cmd *fsmv1.Command) string {
 	return string(fd.Name())
 }
 
-func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyPutManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetPutManifest()
 	if res := validatePutManifest(op); res != nil {
 		return res, nil
@@ -96,13 +96,13 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 // storeManifest writes the manifest record, its referrers index entry and
 // its blob references. A manifest already stored keeps its record: the same
 // digest is the same content, and the first push's creation time stays.
-func storeManifest(b *pebble.Batch, op *fsmv1.PutManifest, now int64) error {
+func storeManifest(b *pebble.Batch, op *fsmpb.PutManifest, now int64) error {
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	exists, err := has(b, manifestKey(repo, dgst))
 	if err != nil || exists {
 		return err
 	}
-	m := &fsmv1.Manifest{
+	m := &fsmpb.Manifest{
 		Digest:           dgst,
 		MediaType:        op.GetMediaType(),
 		Content:          op.GetContent(),
@@ -125,13 +125,13 @@ func storeManifest(b *pebble.Batch, op *fsmv1.PutManifest, now int64) error {
 	return b.Set(referrerKey(repo, m.GetSubject(), dgst), nil, nil)
 }
 
-func applyDeleteManifest(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeleteManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetDeleteManifest()
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
 		return res, nil
 	}
-	var m fsmv1.Manifest
+	var m fsmpb.Manifest
 	found, err := getProto(b, manifestKey(repo, dgst), &m)
 	if err != nil {
 		return nil, err
@@ -181,7 +181,7 @@ func deleteTagsPointingAt(b *pebble.Batch, repo, dgst string) error {
 	return nil
 }
 
-func applyDeleteTag(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeleteTag(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetDeleteTag()
 	repo, tag := op.GetRepository(), op.GetTag()
 	if res := validateRepository(repo); res != nil {
@@ -190,12 +190,12 @@ func applyDeleteTag(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) 
 	if res := validateTag(tag); res != nil {
 		return res, nil
 	}
-	return deleteIfExists(b, tagKey(repo, tag), func() *fsmv1.Result {
+	return deleteIfExists(b, tagKey(repo, tag), func() *fsmpb.Result {
 		return notFound("tag %q not found in repository %q", tag, repo)
 	})
 }
 
-func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyLinkBlob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetLinkBlob()
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
@@ -212,7 +212,7 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 	}
 	for _, holder := range holders {
 		res, err := recordHolder(b, dgst, op.GetSize(), holder, cmd.GetUnixNanos())
-		if err != nil || res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+		if err != nil || res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
 			return res, err
 		}
 	}
@@ -235,7 +235,7 @@ func applyLinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
 }
 
 // linkHolders returns the nodes a LinkBlob records as holders.
-func linkHolders(op *fsmv1.LinkBlob) []string {
+func linkHolders(op *fsmpb.LinkBlob) []string {
 	var out []string
 	if h := op.GetHolderNodeId(); h != "" {
 		out = append(out, h)
@@ -243,23 +243,23 @@ func linkHolders(op *fsmv1.LinkBlob) []string {
 	return append(out, op.GetMoreHolderNodeIds()...)
 }
 
-func applyUnlinkBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyUnlinkBlob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetUnlinkBlob()
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
 		return res, nil
 	}
-	res, err := deleteIfExists(b, blobKey(repo, dgst), func() *fsmv1.Result {
+	res, err := deleteIfExists(b, blobKey(repo, dgst), func() *fsmpb.Result {
 		return notFound("blob %s is not linked to repository %q", dgst, repo)
 	})
-	if err != nil || res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+	if err != nil || res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
 		return res, err
 	}
 	return res, dropBlobRef(b, dgst, linkRefKey(dgst, repo), cmd.GetUnixNanos())
 }
 
 // deleteIfExists deletes k, or returns the result missing builds if k is absent.
-func deleteIfExists(b *pebble.Batch, k []byte, missing func() *fsmv1.Result) (*fsmv1.Result, error) {
+func deleteIfExists(b *pebble.Batch, k []byte, missing func() *fsmpb.Result) (*fsmpb.Result, error) {
 	exists, err := has(b, k)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // TestAcceptedOnFullDisk lists, for every command, whether a node below
@@ -25,14 +25,14 @@ func TestAcceptedOnFullDisk(t *testing.T) {
 		"revoke_role": true, "delete_api_token": true,
 	}
 	for typ := range handlers {
-		cmd := &fsmv1.Command{}
+		cmd := &fsmpb.Command{}
 		reflect.ValueOf(cmd).Elem().FieldByName("Op").Set(reflect.New(typ.Elem()))
 		name := opName(cmd)
 		if got := AcceptedOnFullDisk(cmd); got != accepted[name] {
 			t.Errorf("AcceptedOnFullDisk(%s) = %v, want %v", name, got, accepted[name])
 		}
 	}
-	if AcceptedOnFullDisk(&fsmv1.Command{}) {
+	if AcceptedOnFullDisk(&fsmpb.Command{}) {
 		t.Error("a command without an operation is accepted")
 	}
 }

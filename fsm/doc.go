@@ -4,7 +4,7 @@
 //
 // # Applying commands
 //
-// Every log entry carries one fsmv1.Command. FSM.Apply decodes it and looks up
+// Every log entry carries one fsmpb.Command. FSM.Apply decodes it and looks up
 // the handler for its operation in a dispatch table. A handler reads and
 // writes through one indexed Pebble batch; the applied log index is written
 // into the same batch, which is committed with sync. The state on disk is
@@ -13,7 +13,7 @@
 //
 // Apply is deterministic: it depends only on the log entry and the stored
 // state. The one clock it sees is Command.unix_nanos, stamped by the proposer.
-// A handler reports the outcome of a command as an fsmv1.Result; a storage
+// A handler reports the outcome of a command as an fsmpb.Result; a storage
 // error is not an outcome but a fault, and Apply panics on it, because an FSM
 // that skipped an entry would silently diverge from its peers.
 //
@@ -38,42 +38,42 @@
 //
 //	m/applied                                applied log index, 8 bytes big endian
 //	m/requests                               number of remembered request IDs, 8 bytes big endian
-//	ns/<namespace>                           fsmv1.Namespace
-//	repo/<repository>                        fsmv1.Repository
+//	ns/<namespace>                           fsmpb.Namespace
+//	repo/<repository>                        fsmpb.Repository
 //	tag/<repository>\x00<tag>                digest the tag points at
-//	man/<repository>\x00<digest>             fsmv1.Manifest
+//	man/<repository>\x00<digest>             fsmpb.Manifest
 //	ref/<repository>\x00<subject>\x00<digest> empty; the referrers index
 //	blob/<repository>\x00<digest>            blob size, 8 bytes big endian
-//	req/<request id>                         fsmv1.Result of the request
+//	req/<request id>                         fsmpb.Result of the request
 //	reqlog/<log index>                       request ID applied at that index (8 bytes big endian index)
 //
 // Cluster membership and blob placement (nodes.go, holders.go, gc.go):
 //
-//	node/<node id>                           fsmv1.Node; a registered cluster member
-//	holder/<digest>                          fsmv1.BlobHolders; node IDs sorted, no duplicates
+//	node/<node id>                           fsmpb.Node; a registered cluster member
+//	holder/<digest>                          fsmpb.BlobHolders; node IDs sorted, no duplicates
 //	bref/<digest>\x00l\x00<repository>        empty; the repository links the blob
 //	bref/<digest>\x00m\x00<repository>\x00<manifest>  empty; a stored manifest lists the blob
 //	gc/<digest>                              unreferenced since (unix nanos, 8 bytes big endian)
-//	collected/<digest>                       fsmv1.CollectedBlob; the nodes that must still delete their copy
+//	collected/<digest>                       fsmpb.CollectedBlob; the nodes that must still delete their copy
 //	m/blobrefs                               set once the reference index covers the whole state
 //	emptyrepo/<repository>                   holds no manifest since (unix nanos, 8 bytes big endian); emptyrepo.go
 //	m/emptyrepos                             set once the empty-repository record covers the whole state
 //
 // Access control (access.go has the details):
 //
-//	user/<name>                              fsmv1.User
+//	user/<name>                              fsmpb.User
 //	m/userseq                                last assigned User.id, 8 bytes big endian
-//	group/<name>                             fsmv1.Group
+//	group/<name>                             fsmpb.Group
 //	member/<group>\x00<user>                 empty; the members of a group
 //	memberof/<user>\x00<group>               empty; the groups of a user
-//	grant/<ns>\x00<kind>\x00<subject>\x00<role>  fsmv1.Grant; <ns> empty for global roles
+//	grant/<ns>\x00<kind>\x00<subject>\x00<role>  fsmpb.Grant; <ns> empty for global roles
 //	sgrant/<kind>\x00<subject>\x00<ns>\x00<role> empty; the grants of a subject
-//	nsowner/<namespace>                      fsmv1.NamespaceOwner; the creator, irrevocable
+//	nsowner/<namespace>                      fsmpb.NamespaceOwner; the creator, irrevocable
 //	nspublic/<namespace>                     empty; the namespace is public
 //	repopublic/<repository>                  empty; the repository is public
-//	token/<id>                               fsmv1.ApiToken
+//	token/<id>                               fsmpb.ApiToken
 //	usertoken/<user>\x00<id>                 empty; the API tokens of a user
-//	m/signingkeys                            fsmv1.SigningKeySet
+//	m/signingkeys                            fsmpb.SigningKeySet
 //
 // # Files and snapshots
 //

@@ -7,7 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Repositories left empty. The first LinkBlob or PutManifest naming a
@@ -42,8 +42,8 @@ var ErrRepositoryNotEmpty = errors.New("repository is not empty")
 
 func emptyRepositoryKey(repo string) []byte { return key(prefixEmptyRepository, repo) }
 
-func notEmpty(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY, Message: fmt.Sprintf(format, args...)}
+func notEmpty(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY, Message: fmt.Sprintf(format, args...)}
 }
 
 // hasAny reports whether some key starts with prefix.
@@ -67,7 +67,7 @@ func markIfEmpty(b *pebble.Batch, repo string, now int64) error {
 
 // applyRemoveEmptyRepository removes a repository that has been empty for
 // the grace period, as of the command's time.
-func applyRemoveEmptyRepository(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRemoveEmptyRepository(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetRemoveEmptyRepository()
 	repo, now := op.GetRepository(), cmd.GetUnixNanos()
 	if res := validateRepository(repo); res != nil {
@@ -99,7 +99,7 @@ func applyRemoveEmptyRepository(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Res
 
 // checkEmpty returns a REPOSITORY_NOT_EMPTY result unless repo holds no
 // manifest and no tag and has been empty for grace nanoseconds before now.
-func checkEmpty(r pebble.Reader, repo string, now, grace int64) (*fsmv1.Result, error) {
+func checkEmpty(r pebble.Reader, repo string, now, grace int64) (*fsmpb.Result, error) {
 	for _, prefix := range [][]byte{manifestPrefix(repo), tagPrefix(repo)} {
 		full, err := hasAny(r, prefix)
 		if err != nil {

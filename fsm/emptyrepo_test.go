@@ -8,13 +8,13 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
-const codeNotEmpty = fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY
+const codeNotEmpty = fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY
 
-func removeEmpty(repo string, grace int64) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmv1.RemoveEmptyRepository{
+func removeEmpty(repo string, grace int64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmpb.RemoveEmptyRepository{
 		Repository: repo, GraceNanos: grace,
 	}}}
 }
@@ -52,12 +52,12 @@ func wantRepositories(t *testing.T, f *FSM, want ...string) {
 }
 
 func TestEmptyRepositories(t *testing.T) {
-	failedPush := []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour+1, linkBlob("acme/app", "b", 1))}
+	failedPush := []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(hour+1, linkBlob("acme/app", "b", 1))}
 	tests := []struct {
 		name     string
-		setup    []*fsmv1.Command
-		cmd      *fsmv1.Command
-		want     fsmv1.ResultCode
+		setup    []*fsmpb.Command
+		cmd      *fsmpb.Command
+		want     fsmpb.ResultCode
 		contains string
 		check    func(t *testing.T, f *FSM)
 	}{
@@ -119,14 +119,14 @@ func TestEmptyRepositories(t *testing.T) {
 		{
 			name:  "removal of an unknown repository",
 			cmd:   at(5*hour, removeEmpty("acme/none", hour)),
-			want:  fsmv1.ResultCode_RESULT_CODE_NOT_FOUND,
+			want:  fsmpb.ResultCode_RESULT_CODE_NOT_FOUND,
 			check: func(t *testing.T, f *FSM) { wantRepositories(t, f) },
 		},
 		{
 			name:  "a negative grace period is invalid",
 			setup: failedPush,
 			cmd:   at(5*hour, removeEmpty("acme/app", -1)),
-			want:  fsmv1.ResultCode_RESULT_CODE_INVALID,
+			want:  fsmpb.ResultCode_RESULT_CODE_INVALID,
 		},
 		{
 			name: "removal after the grace period takes the links and the public flag, keeps the namespace",

@@ -12,55 +12,55 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const (
-	codeOK       = fsmv1.ResultCode_RESULT_CODE_OK
-	codeConflict = fsmv1.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT
-	codeNotFound = fsmv1.ResultCode_RESULT_CODE_NOT_FOUND
-	codeInvalid  = fsmv1.ResultCode_RESULT_CODE_INVALID
+	codeOK       = fsmpb.ResultCode_RESULT_CODE_OK
+	codeConflict = fsmpb.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT
+	codeNotFound = fsmpb.ResultCode_RESULT_CODE_NOT_FOUND
+	codeInvalid  = fsmpb.ResultCode_RESULT_CODE_INVALID
 )
 
 func dgst(s string) string { return digest.FromString(s).String() }
 
-func putManifest(repo, content string, tags ...string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: &fsmv1.PutManifest{
+func putManifest(repo, content string, tags ...string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: &fsmpb.PutManifest{
 		Repository: repo, Digest: dgst(content), Content: []byte(content), Tags: tags,
 		MediaType: "application/vnd.oci.image.manifest.v1+json",
 	}}}
 }
 
-func putReferrer(repo, content, subject string) *fsmv1.Command {
+func putReferrer(repo, content, subject string) *fsmpb.Command {
 	cmd := putManifest(repo, content)
 	cmd.GetPutManifest().Subject = dgst(subject)
 	cmd.GetPutManifest().ArtifactType = "application/vnd.example.sbom"
 	return cmd
 }
 
-func deleteManifest(repo, content string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeleteManifest{DeleteManifest: &fsmv1.DeleteManifest{
+func deleteManifest(repo, content string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeleteManifest{DeleteManifest: &fsmpb.DeleteManifest{
 		Repository: repo, Digest: dgst(content),
 	}}}
 }
 
-func deleteTag(repo, tag string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeleteTag{DeleteTag: &fsmv1.DeleteTag{Repository: repo, Tag: tag}}}
+func deleteTag(repo, tag string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeleteTag{DeleteTag: &fsmpb.DeleteTag{Repository: repo, Tag: tag}}}
 }
 
-func linkBlob(repo, content string, size int64) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+func linkBlob(repo, content string, size int64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
 		Repository: repo, Digest: dgst(content), Size: size,
 	}}}
 }
 
-func unlinkBlob(repo, content string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_UnlinkBlob{UnlinkBlob: &fsmv1.UnlinkBlob{
+func unlinkBlob(repo, content string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_UnlinkBlob{UnlinkBlob: &fsmpb.UnlinkBlob{
 		Repository: repo, Digest: dgst(content),
 	}}}
 }
 
-func withRequestID(id string, cmd *fsmv1.Command) *fsmv1.Command {
+func withRequestID(id string, cmd *fsmpb.Command) *fsmpb.Command {
 	cmd.RequestId = id
 	return cmd
 }
@@ -83,23 +83,23 @@ func openTest(t *testing.T) *testFSM {
 }
 
 // apply applies cmd as the next log entry.
-func (tf *testFSM) apply(cmd *fsmv1.Command) *fsmv1.Result {
+func (tf *testFSM) apply(cmd *fsmpb.Command) *fsmpb.Result {
 	tf.t.Helper()
 	tf.index++
 	return tf.applyAt(tf.index, cmd)
 }
 
-func (tf *testFSM) applyAt(index uint64, cmd *fsmv1.Command) *fsmv1.Result {
+func (tf *testFSM) applyAt(index uint64, cmd *fsmpb.Command) *fsmpb.Result {
 	tf.t.Helper()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		tf.t.Fatal(err)
 	}
-	res, _ := tf.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(*fsmv1.Result)
+	res, _ := tf.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
 	return res
 }
 
-func (tf *testFSM) mustApply(cmds ...*fsmv1.Command) {
+func (tf *testFSM) mustApply(cmds ...*fsmpb.Command) {
 	tf.t.Helper()
 	for _, cmd := range cmds {
 		if res := tf.apply(cmd); res.GetCode() != codeOK {
@@ -111,9 +111,9 @@ func (tf *testFSM) mustApply(cmds ...*fsmv1.Command) {
 func TestApply(t *testing.T) {
 	tests := []struct {
 		name     string
-		setup    []*fsmv1.Command
-		cmd      *fsmv1.Command
-		want     fsmv1.ResultCode
+		setup    []*fsmpb.Command
+		cmd      *fsmpb.Command
+		want     fsmpb.ResultCode
 		contains string // in the result message
 		check    func(t *testing.T, f *FSM)
 	}{
@@ -141,7 +141,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:     "flat namespace refuses nested repository",
-			setup:    []*fsmv1.Command{putManifest("foo", "m1")},
+			setup:    []*fsmpb.Command{putManifest("foo", "m1")},
 			cmd:      putManifest("foo/bar", "m2"),
 			want:     codeConflict,
 			contains: `namespace "foo" was created by the single-name repository "foo" and can hold no other repository; push to a name like "foo-bar" or "otherns/bar" instead`,
@@ -149,7 +149,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:     "flat namespace refuses nested blob link",
-			setup:    []*fsmv1.Command{linkBlob("foo", "b1", 1)},
+			setup:    []*fsmpb.Command{linkBlob("foo", "b1", 1)},
 			cmd:      linkBlob("foo/bar", "b1", 1),
 			want:     codeConflict,
 			contains: `single-name repository "foo"`,
@@ -157,7 +157,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:     "nested namespace refuses single-name repository",
-			setup:    []*fsmv1.Command{linkBlob("foo/x", "b1", 1)},
+			setup:    []*fsmpb.Command{linkBlob("foo/x", "b1", 1)},
 			cmd:      putManifest("foo", "m1"),
 			want:     codeConflict,
 			contains: `namespace "foo" already holds repositories such as "foo/x"`,
@@ -165,19 +165,19 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "nested namespace holds many repositories",
-			setup: []*fsmv1.Command{putManifest("foo/x", "m1")},
+			setup: []*fsmpb.Command{putManifest("foo/x", "m1")},
 			cmd:   putManifest("foo/y/z", "m2"),
 			want:  codeOK,
 		},
 		{
 			name:  "similar names are separate namespaces",
-			setup: []*fsmv1.Command{putManifest("foo", "m1")},
+			setup: []*fsmpb.Command{putManifest("foo", "m1")},
 			cmd:   putManifest("foo-bar/x", "m2"),
 			want:  codeOK,
 		},
 		{
 			name:  "tag moves to the new digest",
-			setup: []*fsmv1.Command{putManifest("a/b", "m1", "latest", "v1")},
+			setup: []*fsmpb.Command{putManifest("a/b", "m1", "latest", "v1")},
 			cmd:   putManifest("a/b", "m2", "latest"),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -187,7 +187,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "same digest again is idempotent and adds tags",
-			setup: []*fsmv1.Command{putManifest("a/b", "m1", "v1")},
+			setup: []*fsmpb.Command{putManifest("a/b", "m1", "v1")},
 			cmd:   putManifest("a/b", "m1", "v2"),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -197,7 +197,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "delete manifest cascades to tags and referrers",
-			setup: []*fsmv1.Command{
+			setup: []*fsmpb.Command{
 				putManifest("a/b", "m1", "v1", "latest"),
 				putManifest("a/b", "m2", "v2"),
 				putReferrer("a/b", "sig", "m1"),
@@ -217,7 +217,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "delete referrer removes it from the index",
-			setup: []*fsmv1.Command{
+			setup: []*fsmpb.Command{
 				putManifest("a/b", "m1"),
 				putReferrer("a/b", "sig", "m1"),
 			},
@@ -231,7 +231,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "referrers are per subject and repository",
-			setup: []*fsmv1.Command{
+			setup: []*fsmpb.Command{
 				putReferrer("a/b", "sig1", "m1"),
 				putReferrer("a/b", "sig2", "m1"),
 				putReferrer("a/b", "sig3", "m2"),
@@ -262,7 +262,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "delete tag keeps the manifest",
-			setup: []*fsmv1.Command{putManifest("a/b", "m1", "v1", "v2")},
+			setup: []*fsmpb.Command{putManifest("a/b", "m1", "v1", "v2")},
 			cmd:   deleteTag("a/b", "v1"),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -274,7 +274,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "delete absent tag",
-			setup: []*fsmv1.Command{putManifest("a/b", "m1", "v1")},
+			setup: []*fsmpb.Command{putManifest("a/b", "m1", "v1")},
 			cmd:   deleteTag("a/b", "v2"),
 			want:  codeNotFound,
 		},
@@ -291,7 +291,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "unlink blob",
-			setup: []*fsmv1.Command{linkBlob("a/b", "b1", 42)},
+			setup: []*fsmpb.Command{linkBlob("a/b", "b1", 42)},
 			cmd:   unlinkBlob("a/b", "b1"),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -317,7 +317,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "invalid digest",
-			cmd: &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+			cmd: &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
 				Repository: "a/b", Digest: "sha256:nothex",
 			}}},
 			want: codeInvalid,
@@ -329,12 +329,12 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "command without operation",
-			cmd:  &fsmv1.Command{RequestId: "r1"},
+			cmd:  &fsmpb.Command{RequestId: "r1"},
 			want: codeInvalid,
 		},
 		{
 			name:  "repeated request ID returns the stored result",
-			setup: []*fsmv1.Command{withRequestID("r1", putManifest("a/b", "m1", "v1")), deleteTag("a/b", "v1")},
+			setup: []*fsmpb.Command{withRequestID("r1", putManifest("a/b", "m1", "v1")), deleteTag("a/b", "v1")},
 			cmd:   withRequestID("r1", putManifest("a/b", "m1", "v1")),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -345,7 +345,7 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:  "repeated request ID repeats a failure",
-			setup: []*fsmv1.Command{withRequestID("r1", deleteTag("a/b", "v1")), putManifest("a/b", "m1", "v1")},
+			setup: []*fsmpb.Command{withRequestID("r1", deleteTag("a/b", "v1")), putManifest("a/b", "m1", "v1")},
 			cmd:   withRequestID("r1", deleteTag("a/b", "v1")),
 			want:  codeNotFound,
 			check: func(t *testing.T, f *FSM) { wantTag(t, f, "a/b", "v1", dgst("m1")) },
@@ -396,10 +396,10 @@ func wantNoRepository(repo string) func(t *testing.T, f *FSM) {
 }
 
 func TestDispatchTableCoversEveryOperation(t *testing.T) {
-	oneof := (&fsmv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
+	oneof := (&fsmpb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op")
 	for i := range oneof.Fields().Len() {
 		fd := oneof.Fields().Get(i)
-		cmd := &fsmv1.Command{}
+		cmd := &fsmpb.Command{}
 		m := cmd.ProtoReflect()
 		m.Set(fd, m.NewField(fd))
 		if _, ok := handlers[reflect.TypeOf(cmd.GetOp())]; !ok {

@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Garbage collection of blobs. The FSM keeps a reverse index of what
@@ -21,7 +21,7 @@ import (
 //	bref/<digest>\x00l\x00<repository>              empty; repository links the blob (LinkBlob)
 //	bref/<digest>\x00m\x00<repository>\x00<manifest> empty; a stored manifest lists the blob in its blobs
 //	gc/<digest>                                     unix nanos since when the blob is unreferenced, 8 bytes big endian
-//	collected/<digest>                              fsmv1.CollectedBlob; tombstone of a collected blob
+//	collected/<digest>                              fsmpb.CollectedBlob; tombstone of a collected blob
 //	m/blobrefs                                      present once the reverse index covers the whole state
 //
 // The commands that add or remove references (LinkBlob, UnlinkBlob,
@@ -72,12 +72,12 @@ func decodeUint64(v []byte) uint64 { return binary.BigEndian.Uint64(v) }
 func unreferencedKey(dgst string) []byte { return key(prefixUnreferenced, dgst) }
 func collectedKey(dgst string) []byte    { return key(prefixCollected, dgst) }
 
-func blobCollected(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED, Message: fmt.Sprintf(format, args...)}
+func blobCollected(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED, Message: fmt.Sprintf(format, args...)}
 }
 
-func notCollectable(format string, args ...any) *fsmv1.Result {
-	return &fsmv1.Result{Code: fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE, Message: fmt.Sprintf(format, args...)}
+func notCollectable(format string, args ...any) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE, Message: fmt.Sprintf(format, args...)}
 }
 
 // referenced reports whether anything references blob dgst.
@@ -145,7 +145,7 @@ func dropManifestRefs(b *pebble.Batch, repo, dgst string, blobs []string, now in
 
 // refuseCollected returns a BLOB_COLLECTED result if any of ds has been
 // collected and no node holds it again.
-func refuseCollected(r pebble.Reader, ds []string) (*fsmv1.Result, error) {
+func refuseCollected(r pebble.Reader, ds []string) (*fsmpb.Result, error) {
 	for _, d := range ds {
 		gone, err := has(r, collectedKey(d))
 		if err != nil || !gone {
@@ -169,7 +169,7 @@ func refuseCollected(r pebble.Reader, ds []string) (*fsmv1.Result, error) {
 // so it has nothing to delete, and an unreferenced blob gets a fresh grace
 // period.
 func heldAgain(b *pebble.Batch, dgst, node string, now int64) error {
-	var tomb fsmv1.CollectedBlob
+	var tomb fsmpb.CollectedBlob
 	found, err := getProto(b, collectedKey(dgst), &tomb)
 	if err != nil {
 		return err
@@ -188,7 +188,7 @@ func heldAgain(b *pebble.Batch, dgst, node string, now int64) error {
 
 // removeFromTombstone takes node off tomb's list, deleting the tombstone
 // with its last node. A node not on the list changes nothing.
-func removeFromTombstone(b *pebble.Batch, tomb *fsmv1.CollectedBlob, node string) error {
+func removeFromTombstone(b *pebble.Batch, tomb *fsmpb.CollectedBlob, node string) error {
 	i, ok := slices.BinarySearch(tomb.NodeIds, node)
 	if !ok {
 		return nil
@@ -202,7 +202,7 @@ func removeFromTombstone(b *pebble.Batch, tomb *fsmv1.CollectedBlob, node string
 
 // applyCollectBlob collects a blob that has been unreferenced for the grace
 // period, as of the command's time.
-func applyCollectBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyCollectBlob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetCollectBlob()
 	dgst, now := op.GetDigest(), cmd.GetUnixNanos()
 	if res := validateDigest(dgst); res != nil {
@@ -230,7 +230,7 @@ func applyCollectBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 		return notCollectable("blob %s has been unreferenced for %dns, less than the grace period of %dns",
 			dgst, now-since, op.GetGraceNanos()), nil
 	}
-	var holders fsmv1.BlobHolders
+	var holders fsmpb.BlobHolders
 	held, err := getProto(b, holderKey(dgst), &holders)
 	if err != nil {
 		return nil, err
@@ -244,7 +244,7 @@ func applyCollectBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 	if err := b.Delete(holderKey(dgst), nil); err != nil {
 		return nil, err
 	}
-	tomb := &fsmv1.CollectedBlob{Digest: dgst}
+	tomb := &fsmpb.CollectedBlob{Digest: dgst}
 	if _, err := getProto(b, collectedKey(dgst), tomb); err != nil {
 		return nil, err
 	}
@@ -258,13 +258,13 @@ func applyCollectBlob(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error
 }
 
 // applyCollectedBlobDeleted takes a node off a collected blob's tombstone.
-func applyCollectedBlobDeleted(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyCollectedBlobDeleted(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetCollectedBlobDeleted()
 	dgst, node := op.GetDigest(), op.GetNodeId()
 	if res := validateHolder(dgst, node); res != nil {
 		return res, nil
 	}
-	var tomb fsmv1.CollectedBlob
+	var tomb fsmpb.CollectedBlob
 	found, err := getProto(b, collectedKey(dgst), &tomb)
 	if err != nil {
 		return nil, err
@@ -305,7 +305,7 @@ func indexBlobRefs(b *pebble.Batch, now int64) error {
 		if !ok {
 			return false, fmt.Errorf("malformed manifest key %q", k)
 		}
-		var m fsmv1.Manifest
+		var m fsmpb.Manifest
 		if err := proto.Unmarshal(v, &m); err != nil {
 			return false, fmt.Errorf("decode %q: %w", k, err)
 		}
@@ -379,16 +379,16 @@ func (f *FSM) ListUnreferencedBlobs(last string, n int) ([]UnreferencedBlob, err
 
 // ListCollectedBlobs returns up to n tombstones of collected blobs after
 // digest last, in digest order; n <= 0 means no limit.
-func (f *FSM) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+func (f *FSM) ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlob, error) {
 	prefix := []byte(prefixCollected)
 	lower := prefix
 	if last != "" {
 		lower = after(collectedKey(last))
 	}
-	var out []*fsmv1.CollectedBlob
+	var out []*fsmpb.CollectedBlob
 	err := f.view(func(r pebble.Reader) error {
 		return scan(r, lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
-			var rec fsmv1.CollectedBlob
+			var rec fsmpb.CollectedBlob
 			if err := proto.Unmarshal(v, &rec); err != nil {
 				return false, fmt.Errorf("decode %q: %w", k, err)
 			}
@@ -403,8 +403,8 @@ func (f *FSM) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, er
 }
 
 // CollectedBlob returns the tombstone of collected blob d, or ErrNotFound.
-func (f *FSM) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
-	var rec fsmv1.CollectedBlob
+func (f *FSM) CollectedBlob(d digest.Digest) (*fsmpb.CollectedBlob, error) {
+	var rec fsmpb.CollectedBlob
 	if err := f.getRecord(collectedKey(string(d)), &rec, "collected blob %s", d); err != nil {
 		return nil, err
 	}

@@ -10,22 +10,22 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const (
-	codeCollected      = fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED
-	codeNotCollectable = fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE
+	codeCollected      = fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED
+	codeNotCollectable = fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE
 )
 
 // at stamps cmd with the proposer's clock.
-func at(nanos int64, cmd *fsmv1.Command) *fsmv1.Command {
+func at(nanos int64, cmd *fsmpb.Command) *fsmpb.Command {
 	cmd.UnixNanos = nanos
 	return cmd
 }
 
 // putImage is a manifest of repo that references blobs (by content).
-func putImage(repo, content string, blobs ...string) *fsmv1.Command {
+func putImage(repo, content string, blobs ...string) *fsmpb.Command {
 	cmd := putManifest(repo, content)
 	for _, b := range blobs {
 		cmd.GetPutManifest().Blobs = append(cmd.GetPutManifest().Blobs, dgst(b))
@@ -33,14 +33,14 @@ func putImage(repo, content string, blobs ...string) *fsmv1.Command {
 	return cmd
 }
 
-func collectBlob(content string, grace int64) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+func collectBlob(content string, grace int64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
 		Digest: dgst(content), GraceNanos: grace,
 	}}}
 }
 
-func collectedBlobDeleted(content, node string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+func collectedBlobDeleted(content, node string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmpb.CollectedBlobDeleted{
 		Digest: dgst(content), NodeId: node,
 	}}}
 }
@@ -83,22 +83,22 @@ const hour = int64(3600e9)
 func TestBlobReferencesAndCollection(t *testing.T) {
 	tests := []struct {
 		name     string
-		setup    []*fsmv1.Command
-		cmd      *fsmv1.Command
-		want     fsmv1.ResultCode
+		setup    []*fsmpb.Command
+		cmd      *fsmpb.Command
+		want     fsmpb.ResultCode
 		contains string
 		check    func(t *testing.T, f *FSM)
 	}{
 		{
 			name:  "a stored blob not yet linked is unreferenced since it was stored",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1"))},
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1"))},
 			cmd:   at(7, addHolder("b", 1, "n2")),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 7) },
 		},
 		{
 			name:  "a link clears the gc record",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1"))},
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1"))},
 			cmd:   at(6, linkBlob("acme/app", "b", 1)),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -110,14 +110,14 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:  "unlinking the last link starts the grace period",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1))},
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1))},
 			cmd:   at(9, unlinkBlob("acme/app", "b")),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 9) },
 		},
 		{
 			name: "a blob linked in another repository stays referenced",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
 				at(7, linkBlob("acme/db", "b", 1))},
 			cmd:   at(9, unlinkBlob("acme/app", "b")),
 			want:  codeOK,
@@ -125,14 +125,14 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:  "a blob nobody holds gets no gc record",
-			setup: []*fsmv1.Command{at(6, linkBlob("acme/app", "b", 1))},
+			setup: []*fsmpb.Command{at(6, linkBlob("acme/app", "b", 1))},
 			cmd:   at(9, unlinkBlob("acme/app", "b")),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "b", 0) },
 		},
 		{
 			name: "a manifest keeps its blobs referenced after their links go",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
 				at(7, putImage("acme/app", "m", "b"))},
 			cmd:  at(9, unlinkBlob("acme/app", "b")),
 			want: codeOK,
@@ -145,7 +145,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "deleting the last manifest that lists a blob (twice) starts its grace period",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(5, addHolder("c", 1, "n1")),
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(5, addHolder("c", 1, "n1")),
 				at(7, putImage("acme/app", "m", "b", "c", "b")), at(8, putImage("acme/db", "m2", "c"))},
 			cmd:  at(9, deleteManifest("acme/app", "m")),
 			want: codeOK,
@@ -156,7 +156,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "pushing the same manifest again adds no reference",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(7, putImage("acme/app", "m", "b")),
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(7, putImage("acme/app", "m", "b")),
 				at(8, putImage("acme/app", "m", "b"))},
 			cmd:   at(9, deleteManifest("acme/app", "m")),
 			want:  codeOK,
@@ -164,7 +164,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "storing the blob again restarts an unreferenced blob's grace period",
-			setup: []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
+			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(6, linkBlob("acme/app", "b", 1)),
 				at(7, unlinkBlob("acme/app", "b"))},
 			cmd:   at(2*hour, addHolder("b", 1, "n1")),
 			want:  codeOK,
@@ -172,14 +172,14 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:     "collect refuses a blob within its grace period",
-			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1"))},
+			setup:    []*fsmpb.Command{at(hour, addHolder("b", 1, "n1"))},
 			cmd:      at(2*hour-1, collectBlob("b", hour)),
 			want:     codeNotCollectable,
 			contains: "less than the grace period",
 		},
 		{
 			name:     "collect refuses a referenced blob",
-			setup:    []*fsmv1.Command{at(5, addHolder("b", 1, "n1")), at(6, putImage("acme/app", "m", "b"))},
+			setup:    []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(6, putImage("acme/app", "m", "b"))},
 			cmd:      at(3*hour, collectBlob("b", hour)),
 			want:     codeNotCollectable,
 			contains: "is referenced",
@@ -192,7 +192,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "collect after the grace period removes the holders and leaves a tombstone",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n2")), at(hour, addHolder("b", 1, "n1")),
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n2")), at(hour, addHolder("b", 1, "n1")),
 				at(hour+1, linkBlob("acme/app", "b", 1)), at(hour+2, unlinkBlob("acme/app", "b"))},
 			cmd:  at(2*hour+2, collectBlob("b", hour)),
 			want: codeOK,
@@ -210,7 +210,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:  "collecting a blob nobody holds only drops its record",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, removeHolder("b", "n1"))},
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(hour, removeHolder("b", "n1"))},
 			cmd:   at(3*hour, collectBlob("b", hour)),
 			want:  codeOK,
 			check: func(t *testing.T, f *FSM) {
@@ -220,7 +220,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:     "a manifest push referencing a collected blob fails clearly",
-			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
+			setup:    []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
 			cmd:      at(3*hour+1, putImage("acme/app", "m", "b")),
 			want:     codeCollected,
 			contains: "blob " + dgst("b") + " was garbage-collected",
@@ -232,14 +232,14 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name:     "a link (mount) of a collected blob fails clearly",
-			setup:    []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
+			setup:    []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour))},
 			cmd:      at(3*hour+1, linkBlob("acme/app", "b", 1)),
 			want:     codeCollected,
 			contains: "push the blob again",
 		},
 		{
 			name: "a blob stored again after collection can be linked; the node leaves the tombstone",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
 				at(3*hour, collectBlob("b", hour)), at(3*hour+1, addHolder("b", 1, "n1"))},
 			cmd:  at(3*hour+2, putImage("acme/app", "m", "b")),
 			want: codeOK,
@@ -251,7 +251,7 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "nodes report deleting their copies; the tombstone goes with the last",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(hour, addHolder("b", 1, "n2")),
 				at(3*hour, collectBlob("b", hour)), collectedBlobDeleted("b", "n2")},
 			cmd:   collectedBlobDeleted("b", "n1"),
 			want:  codeOK,
@@ -259,14 +259,14 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 		},
 		{
 			name: "a node that is not on the tombstone is NOT_FOUND",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")),
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")),
 				at(3*hour, collectBlob("b", hour))},
 			cmd:  collectedBlobDeleted("b", "n9"),
 			want: codeNotFound,
 		},
 		{
 			name: "collecting again merges the tombstone",
-			setup: []*fsmv1.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour)),
+			setup: []*fsmpb.Command{at(hour, addHolder("b", 1, "n1")), at(3*hour, collectBlob("b", hour)),
 				at(3*hour, addHolder("b", 1, "n2"))},
 			cmd:   at(5*hour, collectBlob("b", hour)),
 			want:  codeOK,
@@ -294,8 +294,8 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 }
 
 // gcLog exercises every command that touches references or collection.
-func gcLog() []*fsmv1.Command {
-	return []*fsmv1.Command{
+func gcLog() []*fsmpb.Command {
+	return []*fsmpb.Command{
 		at(hour, addHolder("b1", 1, "n1")),
 		at(hour, addHolder("b2", 2, "n1")),
 		at(hour, addHolder("b2", 2, "n2")),

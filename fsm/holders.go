@@ -8,13 +8,13 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Blob holders record which nodes keep a durable copy of each blob, one
 // record per digest:
 //
-//	holder/<digest>                          fsmv1.BlobHolders; node IDs sorted, no duplicates
+//	holder/<digest>                          fsmpb.BlobHolders; node IDs sorted, no duplicates
 //
 // A record exists only while at least one node holds the blob. Holders are
 // cluster-wide, unlike blob links, which are per repository.
@@ -31,14 +31,14 @@ func holderKey(dgst string) []byte { return key(prefixHolder, dgst) }
 // blob's grace period starts again (see gc.go). The first holder records the
 // blob's size; a later holder must report the same size, since a digest
 // names one content.
-func applyAddBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyAddBlobHolder(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetAddBlobHolder()
 	return recordHolder(b, op.GetDigest(), op.GetSize(), op.GetNodeId(), cmd.GetUnixNanos())
 }
 
 // recordHolder records node as a holder of blob dgst of the given size, at
 // time now; AddBlobHolder and LinkBlob with a holder share it.
-func recordHolder(b *pebble.Batch, dgst string, size int64, node string, now int64) (*fsmv1.Result, error) {
+func recordHolder(b *pebble.Batch, dgst string, size int64, node string, now int64) (*fsmpb.Result, error) {
 	if res := validateHolder(dgst, node); res != nil {
 		return res, nil
 	}
@@ -46,7 +46,7 @@ func recordHolder(b *pebble.Batch, dgst string, size int64, node string, now int
 		return invalid("blob %s has negative size %d", dgst, size), nil
 	}
 	// A stored record replaces this new one entirely (Unmarshal resets it).
-	rec := &fsmv1.BlobHolders{Digest: dgst, Size: size}
+	rec := &fsmpb.BlobHolders{Digest: dgst, Size: size}
 	if _, err := getProto(b, holderKey(dgst), rec); err != nil {
 		return nil, err
 	}
@@ -70,13 +70,13 @@ func recordHolder(b *pebble.Batch, dgst string, size int64, node string, now int
 
 // applyRemoveBlobHolder removes a node from a blob's holders, and the record
 // with its last holder. Removing a node that is not a holder is NOT_FOUND.
-func applyRemoveBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRemoveBlobHolder(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	op := cmd.GetRemoveBlobHolder()
 	dgst, node := op.GetDigest(), op.GetNodeId()
 	if res := validateHolder(dgst, node); res != nil {
 		return res, nil
 	}
-	var rec fsmv1.BlobHolders
+	var rec fsmpb.BlobHolders
 	found, err := getProto(b, holderKey(dgst), &rec)
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func applyRemoveBlobHolder(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, 
 	return success(), nil
 }
 
-func validateHolder(dgst, node string) *fsmv1.Result {
+func validateHolder(dgst, node string) *fsmpb.Result {
 	if res := validateDigest(dgst); res != nil {
 		return res
 	}
@@ -109,8 +109,8 @@ func validateHolder(dgst, node string) *fsmv1.Result {
 }
 
 // BlobHolders returns the nodes that hold blob d, or ErrNotFound if none does.
-func (f *FSM) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
-	var rec fsmv1.BlobHolders
+func (f *FSM) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
+	var rec fsmpb.BlobHolders
 	if err := f.getRecord(holderKey(string(d)), &rec, "holders of blob %s", d); err != nil {
 		return nil, err
 	}
@@ -121,13 +121,13 @@ func (f *FSM) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
 // last ("" starts at the beginning), in digest order; n <= 0 means no limit.
 // The repair scan pages through every blob with it, passing the last digest
 // of one page to get the next.
-func (f *FSM) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+func (f *FSM) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) {
 	prefix := []byte(prefixHolder)
 	lower := prefix
 	if last != "" {
 		lower = after(holderKey(last))
 	}
-	var recs []*fsmv1.BlobHolders
+	var recs []*fsmpb.BlobHolders
 	err := f.view(func(r pebble.Reader) error {
 		return scan(r, lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
 			rec, err := decodeHolders(k, v)
@@ -144,8 +144,8 @@ func (f *FSM) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) 
 	return recs, nil
 }
 
-func decodeHolders(k, v []byte) (*fsmv1.BlobHolders, error) {
-	var rec fsmv1.BlobHolders
+func decodeHolders(k, v []byte) (*fsmpb.BlobHolders, error) {
+	var rec fsmpb.BlobHolders
 	if err := proto.Unmarshal(v, &rec); err != nil {
 		return nil, fmt.Errorf("decode %q: %w", k, err)
 	}

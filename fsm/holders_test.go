@@ -8,26 +8,26 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
-func addHolder(content string, size int64, node string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+func addHolder(content string, size int64, node string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 		Digest: dgst(content), Size: size, NodeId: node,
 	}}}
 }
 
 // linkHeld links a blob the way an upload does: recording the node that
 // stored it, and the nodes its mirrors copied it to, in the same command.
-func linkHeld(repo, content string, size int64, node string, mirrored ...string) *fsmv1.Command {
+func linkHeld(repo, content string, size int64, node string, mirrored ...string) *fsmpb.Command {
 	cmd := linkBlob(repo, content, size)
 	cmd.GetLinkBlob().HolderNodeId = node
 	cmd.GetLinkBlob().MoreHolderNodeIds = mirrored
 	return cmd
 }
 
-func removeHolder(content, node string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+func removeHolder(content, node string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
 		Digest: dgst(content), NodeId: node,
 	}}}
 }
@@ -35,9 +35,9 @@ func removeHolder(content, node string) *fsmv1.Command {
 func TestBlobHolders(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup []*fsmv1.Command
-		cmd   *fsmv1.Command
-		want  fsmv1.ResultCode
+		setup []*fsmpb.Command
+		cmd   *fsmpb.Command
+		want  fsmpb.ResultCode
 		// holders of blob "b1" afterwards; nil means no record
 		holders []string
 	}{
@@ -49,21 +49,21 @@ func TestBlobHolders(t *testing.T) {
 		},
 		{
 			name:    "holders stay sorted",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n3"), addHolder("b1", 7, "n1")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n3"), addHolder("b1", 7, "n1")},
 			cmd:     addHolder("b1", 7, "n2"),
 			want:    codeOK,
 			holders: []string{"n1", "n2", "n3"},
 		},
 		{
 			name:    "adding a holder again is idempotent",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
 			cmd:     addHolder("b1", 7, "n1"),
 			want:    codeOK,
 			holders: []string{"n1", "n2"},
 		},
 		{
 			name:    "a different size is refused",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n1")},
 			cmd:     addHolder("b1", 8, "n2"),
 			want:    codeInvalid,
 			holders: []string{"n1"},
@@ -80,7 +80,7 @@ func TestBlobHolders(t *testing.T) {
 		},
 		{
 			name: "bad digest is refused",
-			cmd: &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+			cmd: &fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 				Digest: "sha256:nope", Size: 1, NodeId: "n1",
 			}}},
 			want: codeInvalid,
@@ -93,14 +93,14 @@ func TestBlobHolders(t *testing.T) {
 		},
 		{
 			name:    "a link with a holder adds to the holders",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n2")},
 			cmd:     linkHeld("team/app", "b1", 7, "n1"),
 			want:    codeOK,
 			holders: []string{"n1", "n2"},
 		},
 		{
 			name:    "a link records its mirrored copies too",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n2")},
 			cmd:     linkHeld("team/app", "b1", 7, "n1", "n4", "n3"),
 			want:    codeOK,
 			holders: []string{"n1", "n2", "n3", "n4"},
@@ -112,14 +112,14 @@ func TestBlobHolders(t *testing.T) {
 		},
 		{
 			name:    "a refused link keeps its holder: the node has the bytes",
-			setup:   []*fsmv1.Command{linkBlob("foo", "b0", 1)},
+			setup:   []*fsmpb.Command{linkBlob("foo", "b0", 1)},
 			cmd:     linkHeld("foo/bar", "b1", 7, "n1"),
 			want:    codeConflict,
 			holders: []string{"n1"},
 		},
 		{
 			name:    "a link whose holder has another size is refused whole",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n2")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n2")},
 			cmd:     linkHeld("team/app", "b1", 8, "n1"),
 			want:    codeInvalid,
 			holders: []string{"n2"},
@@ -131,20 +131,20 @@ func TestBlobHolders(t *testing.T) {
 		},
 		{
 			name:    "remove keeps the other holders",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n1"), addHolder("b1", 7, "n2")},
 			cmd:     removeHolder("b1", "n1"),
 			want:    codeOK,
 			holders: []string{"n2"},
 		},
 		{
 			name:  "removing the last holder deletes the record",
-			setup: []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			setup: []*fsmpb.Command{addHolder("b1", 7, "n1")},
 			cmd:   removeHolder("b1", "n1"),
 			want:  codeOK,
 		},
 		{
 			name:    "removing a node that is not a holder is not found",
-			setup:   []*fsmv1.Command{addHolder("b1", 7, "n1")},
+			setup:   []*fsmpb.Command{addHolder("b1", 7, "n1")},
 			cmd:     removeHolder("b1", "n2"),
 			want:    codeNotFound,
 			holders: []string{"n1"},
@@ -176,7 +176,7 @@ func wantHolders(t *testing.T, f *FSM, d string, size int64, nodes []string) {
 		}
 		return
 	}
-	want := &fsmv1.BlobHolders{Digest: d, Size: size, NodeIds: nodes}
+	want := &fsmpb.BlobHolders{Digest: d, Size: size, NodeIds: nodes}
 	if err != nil || !proto.Equal(rec, want) {
 		t.Fatalf("BlobHolders = %v, %v; want %v", rec, err, want)
 	}

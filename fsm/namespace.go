@@ -6,7 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // splitNamespace returns the namespace of repo and whether repo is a
@@ -30,7 +30,7 @@ func namespaceConflict(r pebble.Reader, repo string) (string, error) {
 // or "" if it breaks none.
 func namespaceRule(r pebble.Reader, repo string) (string, error) {
 	name, flat := splitNamespace(repo)
-	var ns fsmv1.Namespace
+	var ns fsmpb.Namespace
 	found, err := getProto(r, namespaceKey(name), &ns)
 	if err != nil || !found {
 		return "", err
@@ -63,7 +63,7 @@ func firstRepository(r pebble.Reader, prefix string) (string, error) {
 
 // ensureRepository creates repo and its namespace if they do not exist. A
 // non-nil Result refuses the command.
-func ensureRepository(b *pebble.Batch, repo string, now int64) (*fsmv1.Result, error) {
+func ensureRepository(b *pebble.Batch, repo string, now int64) (*fsmpb.Result, error) {
 	exists, err := has(b, repositoryKey(repo))
 	if err != nil || exists {
 		return nil, err
@@ -81,12 +81,12 @@ func ensureRepository(b *pebble.Batch, repo string, now int64) (*fsmv1.Result, e
 		return nil, err
 	}
 	if !nsExists {
-		ns := &fsmv1.Namespace{Name: name, Flat: flat, CreatedUnixNanos: now}
+		ns := &fsmpb.Namespace{Name: name, Flat: flat, CreatedUnixNanos: now}
 		if err := setProto(b, namespaceKey(name), ns); err != nil {
 			return nil, err
 		}
 	}
-	rec := &fsmv1.Repository{Name: repo, Namespace: name, CreatedUnixNanos: now}
+	rec := &fsmpb.Repository{Name: repo, Namespace: name, CreatedUnixNanos: now}
 	return nil, setProto(b, repositoryKey(repo), rec)
 }
 

@@ -7,12 +7,12 @@ import (
 	"github.com/cockroachdb/pebble"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Registered cluster members, one record per node:
 //
-//	node/<node id>                           fsmv1.Node
+//	node/<node id>                           fsmpb.Node
 //
 // The leader's membership reconciler registers members gossip reports alive
 // and deregisters those that left or stayed dead too long; blob placement
@@ -29,12 +29,12 @@ func nodeKey(id string) []byte { return key(prefixNode, id) }
 
 // applyRegisterNode stores a node record, keeping the registration time of
 // an earlier registration of the same ID.
-func applyRegisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyRegisterNode(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	n := cmd.GetRegisterNode().GetNode()
 	if res := validateNode(n); res != nil {
 		return res, nil
 	}
-	rec := &fsmv1.Node{
+	rec := &fsmpb.Node{
 		Id:                  n.GetId(),
 		Name:                n.GetName(),
 		ClusterAddress:      n.GetClusterAddress(),
@@ -42,7 +42,7 @@ func applyRegisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, erro
 		Weight:              n.GetWeight(),
 		RegisteredUnixNanos: cmd.GetUnixNanos(),
 	}
-	var old fsmv1.Node
+	var old fsmpb.Node
 	found, err := getProto(b, nodeKey(n.GetId()), &old)
 	if err != nil {
 		return nil, err
@@ -57,17 +57,17 @@ func applyRegisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, erro
 }
 
 // applyDeregisterNode removes a node record, or reports it missing.
-func applyDeregisterNode(b *pebble.Batch, cmd *fsmv1.Command) (*fsmv1.Result, error) {
+func applyDeregisterNode(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	id := cmd.GetDeregisterNode().GetNodeId()
 	if res := validateNodeID(id); res != nil {
 		return res, nil
 	}
-	return deleteIfExists(b, nodeKey(id), func() *fsmv1.Result {
+	return deleteIfExists(b, nodeKey(id), func() *fsmpb.Result {
 		return notFound("node %q is not registered", id)
 	})
 }
 
-func validateNode(n *fsmv1.Node) *fsmv1.Result {
+func validateNode(n *fsmpb.Node) *fsmpb.Result {
 	if n == nil {
 		return invalid("register node: no node")
 	}
@@ -88,7 +88,7 @@ func validateNode(n *fsmv1.Node) *fsmv1.Result {
 	return nil
 }
 
-func validateNodeID(id string) *fsmv1.Result {
+func validateNodeID(id string) *fsmpb.Result {
 	if id == "" || len(id) > maxRegisteredIDLength || strings.Contains(id, sep) {
 		return invalid("invalid node ID %q", id)
 	}
@@ -96,11 +96,11 @@ func validateNodeID(id string) *fsmv1.Result {
 }
 
 // Nodes returns the registered nodes ordered by ID.
-func (f *FSM) Nodes() ([]*fsmv1.Node, error) {
-	var nodes []*fsmv1.Node
+func (f *FSM) Nodes() ([]*fsmpb.Node, error) {
+	var nodes []*fsmpb.Node
 	err := f.view(func(r pebble.Reader) error {
 		return scanPrefix(r, []byte(prefixNode), func(k, v []byte) (bool, error) {
-			var n fsmv1.Node
+			var n fsmpb.Node
 			if err := proto.Unmarshal(v, &n); err != nil {
 				return false, fmt.Errorf("decode %q: %w", k, err)
 			}
@@ -115,8 +115,8 @@ func (f *FSM) Nodes() ([]*fsmv1.Node, error) {
 }
 
 // Node returns the record of node id, or ErrNotFound.
-func (f *FSM) Node(id string) (*fsmv1.Node, error) {
-	var n fsmv1.Node
+func (f *FSM) Node(id string) (*fsmpb.Node, error) {
+	var n fsmpb.Node
 	if err := f.getRecord(nodeKey(id), &n, "node %q", id); err != nil {
 		return nil, err
 	}

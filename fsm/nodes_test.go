@@ -5,40 +5,40 @@ import (
 	"strings"
 	"testing"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
-func registerNode(id, addr string, at int64) *fsmv1.Command {
-	return &fsmv1.Command{UnixNanos: at, Op: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{
-		Node: &fsmv1.Node{Id: id, Name: "name-" + id, ClusterAddress: addr, GossipAddress: "g-" + addr},
+func registerNode(id, addr string, at int64) *fsmpb.Command {
+	return &fsmpb.Command{UnixNanos: at, Op: &fsmpb.Command_RegisterNode{RegisterNode: &fsmpb.RegisterNode{
+		Node: &fsmpb.Node{Id: id, Name: "name-" + id, ClusterAddress: addr, GossipAddress: "g-" + addr},
 	}}}
 }
 
-func deregisterNode(id string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_DeregisterNode{DeregisterNode: &fsmv1.DeregisterNode{NodeId: id}}}
+func deregisterNode(id string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_DeregisterNode{DeregisterNode: &fsmpb.DeregisterNode{NodeId: id}}}
 }
 
 func TestNodeRegistration(t *testing.T) {
 	tests := []struct {
 		name  string
-		cmds  []*fsmv1.Command
-		want  fsmv1.ResultCode // of the last command
+		cmds  []*fsmpb.Command
+		want  fsmpb.ResultCode // of the last command
 		nodes map[string]string
 	}{
-		{"register", []*fsmv1.Command{registerNode("a", "10.0.0.1:5002", 1)}, codeOK, map[string]string{"a": "10.0.0.1:5002"}},
-		{"re-register updates address", []*fsmv1.Command{registerNode("a", "x:1", 1), registerNode("a", "y:1", 2)}, codeOK, map[string]string{"a": "y:1"}},
-		{"deregister", []*fsmv1.Command{registerNode("a", "x:1", 1), registerNode("b", "z:1", 1), deregisterNode("a")}, codeOK, map[string]string{"b": "z:1"}},
-		{"deregister unknown", []*fsmv1.Command{deregisterNode("a")}, fsmv1.ResultCode_RESULT_CODE_NOT_FOUND, map[string]string{}},
-		{"empty id", []*fsmv1.Command{registerNode("", "x:1", 1)}, fsmv1.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
-		{"id with separator", []*fsmv1.Command{registerNode("a"+sep, "x:1", 1)}, fsmv1.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
-		{"no address", []*fsmv1.Command{registerNode("a", "", 1)}, fsmv1.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
-		{"long name", []*fsmv1.Command{registerNode("a", strings.Repeat("x", 2000), 1)}, fsmv1.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
-		{"no node", []*fsmv1.Command{{Op: &fsmv1.Command_RegisterNode{RegisterNode: &fsmv1.RegisterNode{}}}}, fsmv1.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
+		{"register", []*fsmpb.Command{registerNode("a", "10.0.0.1:5002", 1)}, codeOK, map[string]string{"a": "10.0.0.1:5002"}},
+		{"re-register updates address", []*fsmpb.Command{registerNode("a", "x:1", 1), registerNode("a", "y:1", 2)}, codeOK, map[string]string{"a": "y:1"}},
+		{"deregister", []*fsmpb.Command{registerNode("a", "x:1", 1), registerNode("b", "z:1", 1), deregisterNode("a")}, codeOK, map[string]string{"b": "z:1"}},
+		{"deregister unknown", []*fsmpb.Command{deregisterNode("a")}, fsmpb.ResultCode_RESULT_CODE_NOT_FOUND, map[string]string{}},
+		{"empty id", []*fsmpb.Command{registerNode("", "x:1", 1)}, fsmpb.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
+		{"id with separator", []*fsmpb.Command{registerNode("a"+sep, "x:1", 1)}, fsmpb.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
+		{"no address", []*fsmpb.Command{registerNode("a", "", 1)}, fsmpb.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
+		{"long name", []*fsmpb.Command{registerNode("a", strings.Repeat("x", 2000), 1)}, fsmpb.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
+		{"no node", []*fsmpb.Command{{Op: &fsmpb.Command_RegisterNode{RegisterNode: &fsmpb.RegisterNode{}}}}, fsmpb.ResultCode_RESULT_CODE_INVALID, map[string]string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tf := openTest(t)
-			var res *fsmv1.Result
+			var res *fsmpb.Result
 			for _, cmd := range tt.cmds {
 				res = tf.apply(cmd)
 			}

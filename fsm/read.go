@@ -8,7 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // RepositoryStats counts what a repository holds.
@@ -32,8 +32,8 @@ func (f *FSM) RepositoryExists(repo string) (bool, error) {
 }
 
 // Repository returns the record of repo, or ErrNotFound.
-func (f *FSM) Repository(repo string) (*fsmv1.Repository, error) {
-	var rec fsmv1.Repository
+func (f *FSM) Repository(repo string) (*fsmpb.Repository, error) {
+	var rec fsmpb.Repository
 	if err := f.getRecord(repositoryKey(repo), &rec, "repository %q", repo); err != nil {
 		return nil, err
 	}
@@ -41,8 +41,8 @@ func (f *FSM) Repository(repo string) (*fsmv1.Repository, error) {
 }
 
 // Namespace returns the record of namespace ns, or ErrNotFound.
-func (f *FSM) Namespace(ns string) (*fsmv1.Namespace, error) {
-	var rec fsmv1.Namespace
+func (f *FSM) Namespace(ns string) (*fsmpb.Namespace, error) {
+	var rec fsmpb.Namespace
 	if err := f.getRecord(namespaceKey(ns), &rec, "namespace %q", ns); err != nil {
 		return nil, err
 	}
@@ -115,8 +115,8 @@ func (f *FSM) ResolveTag(repo, tag string) (digest.Digest, error) {
 }
 
 // Manifest returns manifest d of repo, or ErrNotFound.
-func (f *FSM) Manifest(repo string, d digest.Digest) (*fsmv1.Manifest, error) {
-	var m fsmv1.Manifest
+func (f *FSM) Manifest(repo string, d digest.Digest) (*fsmpb.Manifest, error) {
+	var m fsmpb.Manifest
 	if err := f.getRecord(manifestKey(repo, string(d)), &m, "manifest %s of %q", d, repo); err != nil {
 		return nil, err
 	}
@@ -125,12 +125,12 @@ func (f *FSM) Manifest(repo string, d digest.Digest) (*fsmv1.Manifest, error) {
 
 // Referrers returns the manifests of repo whose subject is subject, ordered
 // by digest.
-func (f *FSM) Referrers(repo string, subject digest.Digest) ([]*fsmv1.Manifest, error) {
-	var refs []*fsmv1.Manifest
+func (f *FSM) Referrers(repo string, subject digest.Digest) ([]*fsmpb.Manifest, error) {
+	var refs []*fsmpb.Manifest
 	err := f.view(func(r pebble.Reader) error {
 		prefix := referrerPrefix(repo, string(subject))
 		return scanPrefix(r, prefix, func(k, _ []byte) (bool, error) {
-			var m fsmv1.Manifest
+			var m fsmpb.Manifest
 			found, err := getProto(r, manifestKey(repo, string(k[len(prefix):])), &m)
 			if err != nil || !found {
 				return err == nil, err // an index entry always has its manifest

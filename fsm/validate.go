@@ -8,7 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Names follow the OCI distribution specification. Neither pattern admits the
@@ -21,35 +21,35 @@ var (
 // maxRepositoryLength bounds names so keys stay small.
 const maxRepositoryLength = 255
 
-func validateRepository(repo string) *fsmv1.Result {
+func validateRepository(repo string) *fsmpb.Result {
 	if len(repo) > maxRepositoryLength || !repositoryPattern.MatchString(repo) {
 		return invalid("invalid repository name %q", repo)
 	}
 	return nil
 }
 
-func validateTag(tag string) *fsmv1.Result {
+func validateTag(tag string) *fsmpb.Result {
 	if !tagPattern.MatchString(tag) {
 		return invalid("invalid tag %q", tag)
 	}
 	return nil
 }
 
-func validateDigest(d string) *fsmv1.Result {
+func validateDigest(d string) *fsmpb.Result {
 	if err := digest.Digest(d).Validate(); err != nil {
 		return invalid("invalid digest %q: %v", d, err)
 	}
 	return nil
 }
 
-func validateRepositoryAndDigest(repo, d string) *fsmv1.Result {
+func validateRepositoryAndDigest(repo, d string) *fsmpb.Result {
 	if res := validateRepository(repo); res != nil {
 		return res
 	}
 	return validateDigest(d)
 }
 
-func validatePutManifest(op *fsmv1.PutManifest) *fsmv1.Result {
+func validatePutManifest(op *fsmpb.PutManifest) *fsmpb.Result {
 	if res := validateRepositoryAndDigest(op.GetRepository(), op.GetDigest()); res != nil {
 		return res
 	}

@@ -13,10 +13,10 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/wharf-registry/wharf/api/auth"
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Token lifetimes.
@@ -41,7 +41,7 @@ func (s *accessService) log() *slog.Logger {
 }
 
 // apply commits cmd and writes an audit line for it.
-func (s *accessService) apply(ctx context.Context, c auth.Caller, event, target string, cmd *fsmv1.Command, args ...any) error {
+func (s *accessService) apply(ctx context.Context, c auth.Caller, event, target string, cmd *fsmpb.Command, args ...any) error {
 	if _, err := s.cfg.Apply(ctx, cmd); err != nil {
 		return stateError(err)
 	}
@@ -79,7 +79,7 @@ func (s *accessService) CreateUser(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: req.Msg.Name, PasswordHash: h, Superuser: req.Msg.Superuser}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: req.Msg.Name, PasswordHash: h, Superuser: req.Msg.Superuser}}}
 	if err := s.apply(ctx, c, "user_created", req.Msg.Name, cmd, "superuser", req.Msg.Superuser); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (s *accessService) DeleteUser(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_DeleteUser{DeleteUser: &fsmv1.DeleteUser{Name: req.Msg.Name}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: req.Msg.Name}}}
 	if err := s.apply(ctx, c, "user_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *accessService) SetPassword(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: name, PasswordHash: h}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: name, PasswordHash: h}}}
 	if err := s.apply(ctx, c, "password_changed", name, cmd); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *accessService) CreateGroup(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_CreateGroup{CreateGroup: &fsmv1.CreateGroup{Name: req.Msg.Name}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_CreateGroup{CreateGroup: &fsmpb.CreateGroup{Name: req.Msg.Name}}}
 	if err := s.apply(ctx, c, "group_created", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func (s *accessService) DeleteGroup(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_DeleteGroup{DeleteGroup: &fsmv1.DeleteGroup{Name: req.Msg.Name}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteGroup{DeleteGroup: &fsmpb.DeleteGroup{Name: req.Msg.Name}}}
 	if err := s.apply(ctx, c, "group_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *accessService) AddGroupMember(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_AddGroupMember{AddGroupMember: &fsmv1.AddGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_AddGroupMember{AddGroupMember: &fsmpb.AddGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
 	if err := s.apply(ctx, c, "group_member_added", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (s *accessService) RemoveGroupMember(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_RemoveGroupMember{RemoveGroupMember: &fsmv1.RemoveGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_RemoveGroupMember{RemoveGroupMember: &fsmpb.RemoveGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
 	if err := s.apply(ctx, c, "group_member_removed", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
@@ -222,18 +222,18 @@ func (s *accessService) RemoveGroupMember(ctx context.Context, req *connect.Requ
 // --- roles ---
 
 // parseRole reads a role name such as "collaborator".
-func parseRole(name string) (fsmv1.Role, error) {
-	r := fsmv1.Role(fsmv1.Role_value["ROLE_"+strings.ToUpper(name)])
-	if r == fsmv1.Role_ROLE_UNSPECIFIED {
+func parseRole(name string) (fsmpb.Role, error) {
+	r := fsmpb.Role(fsmpb.Role_value["ROLE_"+strings.ToUpper(name)])
+	if r == fsmpb.Role_ROLE_UNSPECIFIED {
 		return r, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unknown role %q: use collaborator, owner, publisher or admin", name))
 	}
 	return r, nil
 }
 
-func roleName(r fsmv1.Role) string { return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_")) }
+func roleName(r fsmpb.Role) string { return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_")) }
 
 // grantOf turns the API's RoleGrant into the FSM's Grant.
-func grantOf(g *wharfv1.RoleGrant) (*fsmv1.Grant, error) {
+func grantOf(g *wharfv1.RoleGrant) (*fsmpb.Grant, error) {
 	if g == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("no grant"))
 	}
@@ -241,21 +241,21 @@ func grantOf(g *wharfv1.RoleGrant) (*fsmv1.Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &fsmv1.Grant{Role: role, Namespace: g.Namespace}
+	out := &fsmpb.Grant{Role: role, Namespace: g.Namespace}
 	switch {
 	case (g.User == "") == (g.Group == ""):
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("name exactly one of a user and a group"))
 	case g.User != "":
-		out.Subject = &fsmv1.Subject{Kind: fsmv1.SubjectKind_SUBJECT_KIND_USER, Name: g.User}
+		out.Subject = &fsmpb.Subject{Kind: fsmpb.SubjectKind_SUBJECT_KIND_USER, Name: g.User}
 	default:
-		out.Subject = &fsmv1.Subject{Kind: fsmv1.SubjectKind_SUBJECT_KIND_GROUP, Name: g.Group}
+		out.Subject = &fsmpb.Subject{Kind: fsmpb.SubjectKind_SUBJECT_KIND_GROUP, Name: g.Group}
 	}
 	return out, nil
 }
 
 // requireManageRoles checks that the caller may change grant g: the
 // global roles are superusers' business, a namespace's roles its owners'.
-func (s *accessService) requireManageRoles(ctx context.Context, g *fsmv1.Grant) (auth.Caller, error) {
+func (s *accessService) requireManageRoles(ctx context.Context, g *fsmpb.Grant) (auth.Caller, error) {
 	if fsm.GlobalRole(g.GetRole()) || g.GetNamespace() == "" {
 		return s.cfg.requireGlobal(ctx, auth.PermManageAccounts)
 	}
@@ -271,7 +271,7 @@ func (s *accessService) GrantRole(ctx context.Context, req *connect.Request[whar
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_GrantRole{GrantRole: &fsmv1.GrantRole{Grant: g}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_GrantRole{GrantRole: &fsmpb.GrantRole{Grant: g}}}
 	if err := s.apply(ctx, c, "role_granted", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
@@ -287,15 +287,15 @@ func (s *accessService) RevokeRole(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_RevokeRole{RevokeRole: &fsmv1.RevokeRole{Grant: g}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: g}}}
 	if err := s.apply(ctx, c, "role_revoked", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.RevokeRoleResponse{}), nil
 }
 
-func subjectString(s *fsmv1.Subject) string {
-	if s.GetKind() == fsmv1.SubjectKind_SUBJECT_KIND_GROUP {
+func subjectString(s *fsmpb.Subject) string {
+	if s.GetKind() == fsmpb.SubjectKind_SUBJECT_KIND_GROUP {
 		return "group:" + s.GetName()
 	}
 	return s.GetName()
@@ -330,7 +330,7 @@ func (s *accessService) ListRoles(ctx context.Context, req *connect.Request[whar
 	}
 	for _, g := range grants {
 		rg := &wharfv1.RoleGrant{Role: roleName(g.GetRole()), Namespace: g.GetNamespace(), CreatedUnixNanos: g.GetCreatedUnixNanos()}
-		if g.GetSubject().GetKind() == fsmv1.SubjectKind_SUBJECT_KIND_GROUP {
+		if g.GetSubject().GetKind() == fsmpb.SubjectKind_SUBJECT_KIND_GROUP {
 			rg.Group = g.GetSubject().GetName()
 		} else {
 			rg.User = g.GetSubject().GetName()
@@ -341,13 +341,13 @@ func (s *accessService) ListRoles(ctx context.Context, req *connect.Request[whar
 }
 
 func (s *accessService) ListRolePermissions(_ context.Context, req *connect.Request[wharfv1.ListRolePermissionsRequest]) (*connect.Response[wharfv1.ListRolePermissionsResponse], error) {
-	roles := []fsmv1.Role{fsmv1.Role_ROLE_COLLABORATOR, fsmv1.Role_ROLE_OWNER, fsmv1.Role_ROLE_PUBLISHER, fsmv1.Role_ROLE_ADMIN}
+	roles := []fsmpb.Role{fsmpb.Role_ROLE_COLLABORATOR, fsmpb.Role_ROLE_OWNER, fsmpb.Role_ROLE_PUBLISHER, fsmpb.Role_ROLE_ADMIN}
 	if req.Msg.Role != "" {
 		r, err := parseRole(req.Msg.Role)
 		if err != nil {
 			return nil, err
 		}
-		roles = []fsmv1.Role{r}
+		roles = []fsmpb.Role{r}
 	}
 	resp := &wharfv1.ListRolePermissionsResponse{}
 	for _, r := range roles {
@@ -378,7 +378,7 @@ func (s *accessService) SetVisibility(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_SetVisibility{SetVisibility: &fsmv1.SetVisibility{
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_SetVisibility{SetVisibility: &fsmpb.SetVisibility{
 		Namespace: req.Msg.Namespace, Repository: req.Msg.Repository, Public: req.Msg.Public,
 	}}}
 	if err := s.apply(ctx, c, "visibility_set", target, cmd, "public", req.Msg.Public); err != nil {
@@ -409,11 +409,11 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 	}
 	id, secret, sum := auth.NewAPIToken()
 	now := time.Now()
-	t := &fsmv1.ApiToken{
+	t := &fsmpb.ApiToken{
 		Id: id, Owner: c.User, Description: req.Msg.Description, Namespaces: req.Msg.Namespaces,
 		Actions: req.Msg.Actions, ExpiresUnixNanos: now.Add(life).UnixNano(), SecretSha256: sum,
 	}
-	cmd := &fsmv1.Command{UnixNanos: now.UnixNano(), Op: &fsmv1.Command_CreateApiToken{CreateApiToken: &fsmv1.CreateApiToken{Token: t}}}
+	cmd := &fsmpb.Command{UnixNanos: now.UnixNano(), Op: &fsmpb.Command_CreateApiToken{CreateApiToken: &fsmpb.CreateApiToken{Token: t}}}
 	if err := s.apply(ctx, c, "token_created", id, cmd, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
 		return nil, err
 	}
@@ -432,7 +432,7 @@ func requirePassword(ctx context.Context) (auth.Caller, error) {
 	return c, err
 }
 
-func tokenInfo(t *fsmv1.ApiToken) *wharfv1.ApiToken {
+func tokenInfo(t *fsmpb.ApiToken) *wharfv1.ApiToken {
 	return &wharfv1.ApiToken{
 		Id: t.GetId(), Owner: t.GetOwner(), Description: t.GetDescription(), Namespaces: t.GetNamespaces(),
 		Actions: t.GetActions(), ExpiresUnixNanos: t.GetExpiresUnixNanos(), CreatedUnixNanos: t.GetCreatedUnixNanos(),
@@ -477,7 +477,7 @@ func (s *accessService) RevokeToken(ctx context.Context, req *connect.Request[wh
 			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("token %s does not exist", req.Msg.Id))
 		}
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_DeleteApiToken{DeleteApiToken: &fsmv1.DeleteApiToken{Id: req.Msg.Id}}}
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteApiToken{DeleteApiToken: &fsmpb.DeleteApiToken{Id: req.Msg.Id}}}
 	if err := s.apply(ctx, c, "token_revoked", req.Msg.Id, cmd, "owner", t.GetOwner()); err != nil {
 		return nil, err
 	}
@@ -554,7 +554,7 @@ func (s *accessService) RotateSigningKey(ctx context.Context, _ *connect.Request
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	cmd := &fsmv1.Command{Op: &fsmv1.Command_RotateSigningKey{RotateSigningKey: &fsmv1.RotateSigningKey{
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_RotateSigningKey{RotateSigningKey: &fsmpb.RotateSigningKey{
 		Key: key, ExpectCurrentId: current.GetCurrentId(),
 	}}}
 	if err := s.apply(ctx, c, "signing_key_rotated", key.GetId(), cmd, "previous", current.GetCurrentId()); err != nil {

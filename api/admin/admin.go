@@ -15,11 +15,11 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Node is what the services need of the local cluster node.
@@ -52,7 +52,7 @@ type Catalog interface {
 	// ListRepositories returns up to n repository names after last, in lexical order.
 	ListRepositories(last string, n int) ([]string, error)
 	// Repository returns the stored record of a repository.
-	Repository(name string) (*fsmv1.Repository, error)
+	Repository(name string) (*fsmpb.Repository, error)
 	// RepositoryStats counts what a repository holds.
 	RepositoryStats(name string) (fsm.RepositoryStats, error)
 }
@@ -81,7 +81,7 @@ type Config struct {
 	Auth *Auth
 	// Apply commits a command through Raft; with Auth, it enables the
 	// AccessService.
-	Apply func(ctx context.Context, cmd *fsmv1.Command) (*fsmv1.Result, error)
+	Apply func(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error)
 	// Logger receives the AccessService's audit lines.
 	Logger *slog.Logger
 }

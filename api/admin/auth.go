@@ -10,10 +10,10 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/wharf-registry/wharf/api/auth"
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
@@ -139,7 +139,7 @@ func (cfg Config) requireAdmin(ctx context.Context) error {
 	if err != nil {
 		return stateError(err)
 	}
-	if c.Token != nil || pr.User == nil || !(pr.User.GetSuperuser() || slices.Contains(pr.Global, fsmv1.Role_ROLE_ADMIN)) {
+	if c.Token != nil || pr.User == nil || !(pr.User.GetSuperuser() || slices.Contains(pr.Global, fsmpb.Role_ROLE_ADMIN)) {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("cluster operations need the admin role; user %q does not hold it%s", c.User, viaToken(c)))
 	}
 	return nil

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Store is the access-control state authentication and the token service
@@ -18,10 +18,10 @@ import (
 // through its read path.
 type Store interface {
 	// User returns a user's record, or an error wrapping fsm.ErrNotFound.
-	User(ctx context.Context, name string) (*fsmv1.User, error)
+	User(ctx context.Context, name string) (*fsmpb.User, error)
 	// APIToken returns a token's record, or an error wrapping
 	// fsm.ErrNotFound.
-	APIToken(ctx context.Context, id string) (*fsmv1.ApiToken, error)
+	APIToken(ctx context.Context, id string) (*fsmpb.ApiToken, error)
 	// Access returns what fsm.FSM.Access returns.
 	Access(ctx context.Context, user, repo string) (fsm.Access, error)
 }
@@ -31,8 +31,8 @@ func FSMStore(f *fsm.FSM) Store { return fsmStore{f} }
 
 type fsmStore struct{ f *fsm.FSM }
 
-func (s fsmStore) User(_ context.Context, name string) (*fsmv1.User, error) { return s.f.User(name) }
-func (s fsmStore) APIToken(_ context.Context, id string) (*fsmv1.ApiToken, error) {
+func (s fsmStore) User(_ context.Context, name string) (*fsmpb.User, error) { return s.f.User(name) }
+func (s fsmStore) APIToken(_ context.Context, id string) (*fsmpb.ApiToken, error) {
 	return s.f.APIToken(id)
 }
 func (s fsmStore) Access(_ context.Context, user, repo string) (fsm.Access, error) {

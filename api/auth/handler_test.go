@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const service = "registry.example"
@@ -45,11 +45,11 @@ func newTokenServer(t *testing.T) *tokenServer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.apply(&fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: u, PasswordHash: h}}})
+		a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: u, PasswordHash: h}}})
 	}
 	tokens, keys, clk := newTestTokens(t, service)
 	id, secret, sum := NewAPIToken()
-	a.apply(&fsmv1.Command{UnixNanos: clk.Now().UnixNano(), Op: &fsmv1.Command_CreateApiToken{CreateApiToken: &fsmv1.CreateApiToken{Token: &fsmv1.ApiToken{
+	a.apply(&fsmpb.Command{UnixNanos: clk.Now().UnixNano(), Op: &fsmpb.Command_CreateApiToken{CreateApiToken: &fsmpb.CreateApiToken{Token: &fsmpb.ApiToken{
 		Id: id, Owner: "collab", Namespaces: []string{"acme"}, Actions: []string{"pull"},
 		ExpiresUnixNanos: clk.Now().Add(time.Hour).UnixNano(), SecretSha256: sum,
 	}}}})

@@ -10,7 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // DefaultTokenTTL is how long a registry token lasts unless configured
@@ -43,7 +43,7 @@ func (c *Claims) Allows(typ, name, action string) bool {
 
 // KeySource returns the cluster's signing keys; fsm.FSM.SigningKeys
 // through the node's read path.
-type KeySource func(ctx context.Context) (*fsmv1.SigningKeySet, error)
+type KeySource func(ctx context.Context) (*fsmpb.SigningKeySet, error)
 
 // Tokens issues and verifies registry tokens with the cluster's keys.
 type Tokens struct {

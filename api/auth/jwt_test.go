@@ -14,21 +14,21 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // memKeys is a KeySource that rotates like the FSM: the new key first,
 // the previous one kept.
 type memKeys struct {
 	mu  sync.Mutex
-	set *fsmv1.SigningKeySet
+	set *fsmpb.SigningKeySet
 }
 
-func (m *memKeys) source(context.Context) (*fsmv1.SigningKeySet, error) {
+func (m *memKeys) source(context.Context) (*fsmpb.SigningKeySet, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.set == nil {
-		return &fsmv1.SigningKeySet{}, nil
+		return &fsmpb.SigningKeySet{}, nil
 	}
 	return m.set, nil
 }
@@ -41,7 +41,7 @@ func (m *memKeys) rotate(t testing.TB) string {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next := &fsmv1.SigningKeySet{CurrentId: k.GetId(), Keys: []*fsmv1.SigningKey{k}}
+	next := &fsmpb.SigningKeySet{CurrentId: k.GetId(), Keys: []*fsmpb.SigningKey{k}}
 	if m.set != nil {
 		next.Keys = append(next.Keys, m.set.GetKeys()[0])
 	}
@@ -241,7 +241,7 @@ func TestVerifyLocalKeysFallBack(t *testing.T) {
 	}
 	freshCalls := 0
 	verifier := NewTokens(TokensConfig{
-		Keys: func(ctx context.Context) (*fsmv1.SigningKeySet, error) {
+		Keys: func(ctx context.Context) (*fsmpb.SigningKeySet, error) {
 			freshCalls++
 			return fresh.source(ctx)
 		},

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"sync"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
-// NewSigningKey generates an ES256 key for fsmv1.RotateSigningKey; its ID
+// NewSigningKey generates an ES256 key for fsmpb.RotateSigningKey; its ID
 // is KeyID of its public key.
-func NewSigningKey() (*fsmv1.SigningKey, error) {
+func NewSigningKey() (*fsmpb.SigningKey, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate signing key: %w", err)
@@ -30,7 +30,7 @@ func NewSigningKey() (*fsmv1.SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsmv1.SigningKey{Id: id, Pkcs8: der}, nil
+	return &fsmpb.SigningKey{Id: id, Pkcs8: der}, nil
 }
 
 // KeyID is the libtrust fingerprint docker registries use as "kid": the
@@ -63,13 +63,13 @@ type keyring struct {
 func newKeyring() *keyring { return &keyring{keys: map[string]*ecdsa.PrivateKey{}} }
 
 // current returns the current key of set and its ID.
-func (k *keyring) current(set *fsmv1.SigningKeySet) (string, *ecdsa.PrivateKey, error) {
+func (k *keyring) current(set *fsmpb.SigningKeySet) (string, *ecdsa.PrivateKey, error) {
 	priv, err := k.find(set, set.GetCurrentId())
 	return set.GetCurrentId(), priv, err
 }
 
 // find returns key id if set holds it.
-func (k *keyring) find(set *fsmv1.SigningKeySet, id string) (*ecdsa.PrivateKey, error) {
+func (k *keyring) find(set *fsmpb.SigningKeySet, id string) (*ecdsa.PrivateKey, error) {
 	for _, sk := range set.GetKeys() {
 		if sk.GetId() == id {
 			return k.parse(sk)
@@ -81,7 +81,7 @@ func (k *keyring) find(set *fsmv1.SigningKeySet, id string) (*ecdsa.PrivateKey, 
 	return nil, fmt.Errorf("unknown signing key %q", id)
 }
 
-func (k *keyring) parse(sk *fsmv1.SigningKey) (*ecdsa.PrivateKey, error) {
+func (k *keyring) parse(sk *fsmpb.SigningKey) (*ecdsa.PrivateKey, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if priv, ok := k.keys[sk.GetId()]; ok {

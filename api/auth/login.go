@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Login is what a signed token stands for: the account, by its ID, which is
@@ -32,12 +32,12 @@ type Login struct {
 }
 
 // passwordLogin is the Login of user, who gave its password.
-func passwordLogin(u *fsmv1.User) Login {
+func passwordLogin(u *fsmpb.User) Login {
 	return Login{UserID: u.GetId(), Password: passwordFingerprint(u.GetPasswordHash())}
 }
 
 // tokenLogin is the Login of user, who gave API token t.
-func tokenLogin(u *fsmv1.User, t *fsmv1.ApiToken) Login {
+func tokenLogin(u *fsmpb.User, t *fsmpb.ApiToken) Login {
 	return Login{UserID: u.GetId(), APIToken: t.GetId()}
 }
 
@@ -93,7 +93,7 @@ func (l Login) check(ctx context.Context, store Store, subject string, now time.
 
 // liveAPIToken returns API token id of owner if it is neither revoked nor
 // expired, else an error wrapping errRevoked.
-func liveAPIToken(ctx context.Context, store Store, owner, id string, now time.Time) (*fsmv1.ApiToken, error) {
+func liveAPIToken(ctx context.Context, store Store, owner, id string, now time.Time) (*fsmpb.ApiToken, error) {
 	t, err := store.APIToken(ctx, id)
 	if errors.Is(err, fsm.ErrNotFound) {
 		return nil, fmt.Errorf("%w: API token %s was revoked", errRevoked, id)

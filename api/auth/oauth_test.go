@@ -17,7 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const formType = "application/x-www-form-urlencoded"
@@ -176,8 +176,8 @@ func TestOAuthRefreshGrant(t *testing.T) {
 		})
 	}
 	// A refresh grants what the roles allow now.
-	s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_RevokeRole{RevokeRole: &fsmv1.RevokeRole{Grant: &fsmv1.Grant{
-		Role: fsmv1.Role_ROLE_COLLABORATOR, Namespace: "acme", Subject: &fsmv1.Subject{Kind: user, Name: "collab"},
+	s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: &fsmpb.Grant{
+		Role: fsmpb.Role_ROLE_COLLABORATOR, Namespace: "acme", Subject: &fsmpb.Subject{Kind: user, Name: "collab"},
 	}}}})
 	if _, got := s.oauth(t, s.post(t, formType, refreshForm(pw, "repository:acme/app:pull,push").Encode())); len(got) != 0 {
 		t.Fatalf("after the role was revoked: access = %v", got)
@@ -251,31 +251,31 @@ func TestOAuthRefreshRefused(t *testing.T) {
 		}, http.StatusUnauthorized},
 		{"user deleted", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
-			s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_DeleteUser{DeleteUser: &fsmv1.DeleteUser{Name: "collab"}}})
+			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: "collab"}}})
 			return tok
 		}, http.StatusUnauthorized},
 		{"user created again", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
 			u, _ := s.h.store.User(ctx, "collab")
-			s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_DeleteUser{DeleteUser: &fsmv1.DeleteUser{Name: "collab"}}},
-				&fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: "collab", PasswordHash: u.GetPasswordHash()}}})
+			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: "collab"}}},
+				&fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: "collab", PasswordHash: u.GetPasswordHash()}}})
 			return tok
 		}, http.StatusUnauthorized},
 		{"password changed", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
 			h, _ := HashPassword("pw-collab") // the same password, a new hash
-			s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: "collab", PasswordHash: h}}})
+			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: "collab", PasswordHash: h}}})
 			return tok
 		}, http.StatusUnauthorized},
 		{"password removed", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
-			s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_SetUserPassword{SetUserPassword: &fsmv1.SetUserPassword{Name: "collab"}}})
+			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: "collab"}}})
 			return tok
 		}, http.StatusUnauthorized},
 		{"api token revoked", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", s.apiTok)
 			id, _, _ := ParseAPIToken(s.apiTok)
-			s.a.apply(&fsmv1.Command{Op: &fsmv1.Command_DeleteApiToken{DeleteApiToken: &fsmv1.DeleteApiToken{Id: id}}})
+			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteApiToken{DeleteApiToken: &fsmpb.DeleteApiToken{Id: id}}})
 			return tok
 		}, http.StatusUnauthorized},
 		{"api token expired", func(t *testing.T, s *tokenServer) string {
@@ -489,7 +489,7 @@ func TestRefreshTokenIsNoBearer(t *testing.T) {
 func TestRefreshTokenClaims(t *testing.T) {
 	ctx := context.Background()
 	tokens, _, clk := newTestTokens(t, service)
-	u := &fsmv1.User{Name: "alice", Id: 7, PasswordHash: "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA"}
+	u := &fsmpb.User{Name: "alice", Id: 7, PasswordHash: "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA"}
 	raw, err := tokens.IssueRefresh(ctx, Caller{User: u.GetName(), login: passwordLogin(u)})
 	if err != nil {
 		t.Fatal(err)
@@ -506,7 +506,7 @@ func TestRefreshTokenClaims(t *testing.T) {
 		t.Fatal("the refresh token holds the password hash")
 	}
 	// One issued for an API token ends with it.
-	apiTok := &fsmv1.ApiToken{Id: "tok1", Owner: "alice", ExpiresUnixNanos: clk.Now().Add(time.Hour).UnixNano()}
+	apiTok := &fsmpb.ApiToken{Id: "tok1", Owner: "alice", ExpiresUnixNanos: clk.Now().Add(time.Hour).UnixNano()}
 	raw, _ = tokens.IssueRefresh(ctx, Caller{User: u.GetName(), Token: apiTok, login: tokenLogin(u, apiTok)})
 	if c, err = tokens.VerifyRefresh(ctx, raw); err != nil || c.APIToken != "tok1" || c.Password != "" || !c.ExpiresAt.Equal(clk.Now().Add(time.Hour)) {
 		t.Fatalf("claims = %+v, %v", c, err)

@@ -3,8 +3,8 @@ package auth
 import (
 	"slices"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Permission is one thing a role allows.
@@ -44,18 +44,18 @@ const (
 
 // rolePermissions lists what each role adds to the role below it.
 var rolePermissions = []struct {
-	role  fsmv1.Role
+	role  fsmpb.Role
 	perms []Permission
 }{
-	{fsmv1.Role_ROLE_COLLABORATOR, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata}},
-	{fsmv1.Role_ROLE_OWNER, []Permission{PermCreateRepository, PermManageRoles, PermSetVisibility}},
-	{fsmv1.Role_ROLE_PUBLISHER, []Permission{PermCreateNamespace}},
-	{fsmv1.Role_ROLE_ADMIN, []Permission{PermDeleteRepository, PermManageRemotes}},
+	{fsmpb.Role_ROLE_COLLABORATOR, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata}},
+	{fsmpb.Role_ROLE_OWNER, []Permission{PermCreateRepository, PermManageRoles, PermSetVisibility}},
+	{fsmpb.Role_ROLE_PUBLISHER, []Permission{PermCreateNamespace}},
+	{fsmpb.Role_ROLE_ADMIN, []Permission{PermDeleteRepository, PermManageRemotes}},
 }
 
 // Permissions returns the permissions role grants, its inherited ones
 // included, or nil for an unknown role.
-func Permissions(role fsmv1.Role) []Permission {
+func Permissions(role fsmpb.Role) []Permission {
 	var perms []Permission
 	for _, rp := range rolePermissions {
 		perms = append(perms, rp.perms...)
@@ -68,13 +68,13 @@ func Permissions(role fsmv1.Role) []Permission {
 
 // SuperuserPermissions returns every permission.
 func SuperuserPermissions() []Permission {
-	return append(Permissions(fsmv1.Role_ROLE_ADMIN), PermManageAccounts)
+	return append(Permissions(fsmpb.Role_ROLE_ADMIN), PermManageAccounts)
 }
 
 // PermissionsOf returns what a caller holds on a namespace given the roles
 // it holds there (global ones included) and its superuser flag, in the
 // order Permissions lists them.
-func PermissionsOf(roles []fsmv1.Role, superuser bool) []Permission {
+func PermissionsOf(roles []fsmpb.Role, superuser bool) []Permission {
 	if superuser {
 		return SuperuserPermissions()
 	}
@@ -118,7 +118,7 @@ type Caller struct {
 	User string
 	// Token, if the caller authenticated with an API token, limits it to
 	// the token's namespaces and actions.
-	Token *fsmv1.ApiToken
+	Token *fsmpb.ApiToken
 	// login is what the caller authenticated with, for the tokens issued
 	// to it; zero for an anonymous caller.
 	login Login
@@ -189,7 +189,7 @@ var tokenActions = map[Action]string{
 }
 
 // tokenAllows reports whether API token t (nil: none) covers a on ns.
-func tokenAllows(t *fsmv1.ApiToken, a Action, ns string) bool {
+func tokenAllows(t *fsmpb.ApiToken, a Action, ns string) bool {
 	if t == nil {
 		return true
 	}
@@ -212,7 +212,7 @@ var tokenPermissions = map[string][]Permission{
 // namespace), that a caller can use through API token t (nil: all of
 // them): none outside the token's namespaces, and only those its actions
 // cover.
-func Confine(t *fsmv1.ApiToken, ns string, perms []Permission) []Permission {
+func Confine(t *fsmpb.ApiToken, ns string, perms []Permission) []Permission {
 	if t == nil {
 		return perms
 	}
@@ -232,7 +232,7 @@ func Confine(t *fsmv1.ApiToken, ns string, perms []Permission) []Permission {
 }
 
 // CreatesNamespace reports whether a push allowed on st creates its
-// namespace, so the pusher must first claim it with fsmv1.ClaimNamespace
+// namespace, so the pusher must first claim it with fsmpb.ClaimNamespace
 // and becomes its owner.
 func CreatesNamespace(st fsm.Access) bool { return !st.NamespaceExists }
 

@@ -7,8 +7,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const testHash = "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"
@@ -30,7 +30,7 @@ func openFSM(t testing.TB) *applier {
 	return &applier{t: t, f: f}
 }
 
-func (a *applier) apply(cmds ...*fsmv1.Command) {
+func (a *applier) apply(cmds ...*fsmpb.Command) {
 	a.t.Helper()
 	for _, cmd := range cmds {
 		data, err := proto.Marshal(cmd)
@@ -38,32 +38,32 @@ func (a *applier) apply(cmds ...*fsmv1.Command) {
 			a.t.Fatal(err)
 		}
 		a.index++
-		res, _ := a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: data}).(*fsmv1.Result)
-		if res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+		res, _ := a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
+		if res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
 			a.t.Fatalf("apply %v: %v", cmd, res)
 		}
 	}
 }
 
-func cmdCreateUser(name string, superuser bool) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: name, PasswordHash: testHash, Superuser: superuser}}}
+func cmdCreateUser(name string, superuser bool) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: name, PasswordHash: testHash, Superuser: superuser}}}
 }
 
-func cmdGrant(role fsmv1.Role, ns string, kind fsmv1.SubjectKind, name string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_GrantRole{GrantRole: &fsmv1.GrantRole{Grant: &fsmv1.Grant{
-		Role: role, Namespace: ns, Subject: &fsmv1.Subject{Kind: kind, Name: name},
+func cmdGrant(role fsmpb.Role, ns string, kind fsmpb.SubjectKind, name string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_GrantRole{GrantRole: &fsmpb.GrantRole{Grant: &fsmpb.Grant{
+		Role: role, Namespace: ns, Subject: &fsmpb.Subject{Kind: kind, Name: name},
 	}}}}
 }
 
-func cmdPut(repo string) *fsmv1.Command {
-	return &fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+func cmdPut(repo string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
 		Repository: repo, Digest: "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Size: 1,
 	}}}
 }
 
 const (
-	user  = fsmv1.SubjectKind_SUBJECT_KIND_USER
-	group = fsmv1.SubjectKind_SUBJECT_KIND_GROUP
+	user  = fsmpb.SubjectKind_SUBJECT_KIND_USER
+	group = fsmpb.SubjectKind_SUBJECT_KIND_GROUP
 )
 
 // matrixState is a registry with one user per role: namespace acme
@@ -74,16 +74,16 @@ func matrixState(t testing.TB) *fsm.FSM {
 		cmdCreateUser("root", true),
 		cmdCreateUser("nobody", false), cmdCreateUser("collab", false), cmdCreateUser("member", false),
 		cmdCreateUser("own", false), cmdCreateUser("pub", false), cmdCreateUser("adm", false),
-		&fsmv1.Command{Op: &fsmv1.Command_CreateGroup{CreateGroup: &fsmv1.CreateGroup{Name: "devs"}}},
-		&fsmv1.Command{Op: &fsmv1.Command_AddGroupMember{AddGroupMember: &fsmv1.AddGroupMember{Group: "devs", User: "member"}}},
-		&fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: "acme", User: "root"}}},
+		&fsmpb.Command{Op: &fsmpb.Command_CreateGroup{CreateGroup: &fsmpb.CreateGroup{Name: "devs"}}},
+		&fsmpb.Command{Op: &fsmpb.Command_AddGroupMember{AddGroupMember: &fsmpb.AddGroupMember{Group: "devs", User: "member"}}},
+		&fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: "acme", User: "root"}}},
 		cmdPut("acme/app"), cmdPut("acme/pub"),
-		&fsmv1.Command{Op: &fsmv1.Command_SetVisibility{SetVisibility: &fsmv1.SetVisibility{Repository: "acme/pub", Public: true}}},
-		cmdGrant(fsmv1.Role_ROLE_COLLABORATOR, "acme", user, "collab"),
-		cmdGrant(fsmv1.Role_ROLE_COLLABORATOR, "acme", group, "devs"),
-		cmdGrant(fsmv1.Role_ROLE_OWNER, "acme", user, "own"),
-		cmdGrant(fsmv1.Role_ROLE_PUBLISHER, "", user, "pub"),
-		cmdGrant(fsmv1.Role_ROLE_ADMIN, "", user, "adm"),
+		&fsmpb.Command{Op: &fsmpb.Command_SetVisibility{SetVisibility: &fsmpb.SetVisibility{Repository: "acme/pub", Public: true}}},
+		cmdGrant(fsmpb.Role_ROLE_COLLABORATOR, "acme", user, "collab"),
+		cmdGrant(fsmpb.Role_ROLE_COLLABORATOR, "acme", group, "devs"),
+		cmdGrant(fsmpb.Role_ROLE_OWNER, "acme", user, "own"),
+		cmdGrant(fsmpb.Role_ROLE_PUBLISHER, "", user, "pub"),
+		cmdGrant(fsmpb.Role_ROLE_ADMIN, "", user, "adm"),
 	)
 	return a.f
 }
@@ -121,8 +121,8 @@ func TestPermissionMatrix(t *testing.T) {
 		{"publisher", Caller{User: "pub"}, []bool{T, T, T, T, T, F, T, T, T}},
 		{"admin", Caller{User: "adm"}, []bool{T, T, T, T, T, T, T, T, T}},
 		{"superuser", Caller{User: "root"}, []bool{T, T, T, T, T, T, T, T, T}},
-		{"admin's pull-only token", Caller{User: "adm", Token: &fsmv1.ApiToken{Actions: []string{"pull"}}}, []bool{T, T, F, F, F, F, F, F, T}},
-		{"admin's token for other namespaces", Caller{User: "adm", Token: &fsmv1.ApiToken{Actions: []string{"pull", "push", "delete"}, Namespaces: []string{"newns"}}}, []bool{F, T, T, F, F, F, F, F, T}},
+		{"admin's pull-only token", Caller{User: "adm", Token: &fsmpb.ApiToken{Actions: []string{"pull"}}}, []bool{T, T, F, F, F, F, F, F, T}},
+		{"admin's token for other namespaces", Caller{User: "adm", Token: &fsmpb.ApiToken{Actions: []string{"pull", "push", "delete"}, Namespaces: []string{"newns"}}}, []bool{F, T, T, F, F, F, F, F, T}},
 	}
 	for _, c := range callers {
 		for i, r := range requests {
@@ -139,14 +139,14 @@ func TestPermissionMatrix(t *testing.T) {
 
 func TestPermissions(t *testing.T) {
 	tests := []struct {
-		role fsmv1.Role
+		role fsmpb.Role
 		want []Permission
 	}{
-		{fsmv1.Role_ROLE_UNSPECIFIED, nil},
-		{fsmv1.Role_ROLE_COLLABORATOR, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata}},
-		{fsmv1.Role_ROLE_OWNER, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility}},
-		{fsmv1.Role_ROLE_PUBLISHER, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility, PermCreateNamespace}},
-		{fsmv1.Role_ROLE_ADMIN, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility, PermCreateNamespace, PermDeleteRepository, PermManageRemotes}},
+		{fsmpb.Role_ROLE_UNSPECIFIED, nil},
+		{fsmpb.Role_ROLE_COLLABORATOR, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata}},
+		{fsmpb.Role_ROLE_OWNER, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility}},
+		{fsmpb.Role_ROLE_PUBLISHER, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility, PermCreateNamespace}},
+		{fsmpb.Role_ROLE_ADMIN, []Permission{PermPull, PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermManageRoles, PermSetVisibility, PermCreateNamespace, PermDeleteRepository, PermManageRemotes}},
 	}
 	for _, tt := range tests {
 		if got := Permissions(tt.role); !slices.Equal(got, tt.want) {
@@ -156,8 +156,8 @@ func TestPermissions(t *testing.T) {
 	if got := SuperuserPermissions(); got[len(got)-1] != PermManageAccounts || len(got) != 11 {
 		t.Errorf("SuperuserPermissions = %v", got)
 	}
-	got := PermissionsOf([]fsmv1.Role{fsmv1.Role_ROLE_PUBLISHER, fsmv1.Role_ROLE_COLLABORATOR}, false)
-	if !slices.Equal(got, Permissions(fsmv1.Role_ROLE_PUBLISHER)) {
+	got := PermissionsOf([]fsmpb.Role{fsmpb.Role_ROLE_PUBLISHER, fsmpb.Role_ROLE_COLLABORATOR}, false)
+	if !slices.Equal(got, Permissions(fsmpb.Role_ROLE_PUBLISHER)) {
 		t.Errorf("PermissionsOf(publisher, collaborator) = %v", got)
 	}
 }
@@ -170,17 +170,17 @@ func TestCreatorBecomesOwner(t *testing.T) {
 	}
 	a := &applier{t: t, f: f, index: f.AppliedIndex()}
 	a.apply(
-		&fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: "fresh", User: "pub"}}},
+		&fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: "fresh", User: "pub"}}},
 		cmdPut("fresh/app"),
-		cmdGrant(fsmv1.Role_ROLE_PUBLISHER, "", user, "nobody"), // another publisher
+		cmdGrant(fsmpb.Role_ROLE_PUBLISHER, "", user, "nobody"), // another publisher
 	)
 	st, _ = f.Access("pub", "fresh/app")
-	if !st.Creator || !slices.Contains(st.Roles, fsmv1.Role_ROLE_OWNER) || CreatesNamespace(st) {
+	if !st.Creator || !slices.Contains(st.Roles, fsmpb.Role_ROLE_OWNER) || CreatesNamespace(st) {
 		t.Fatalf("after the first push: %+v", st)
 	}
 	// The creator's ownership outlives its global role.
-	a.apply(&fsmv1.Command{Op: &fsmv1.Command_RevokeRole{RevokeRole: &fsmv1.RevokeRole{Grant: &fsmv1.Grant{
-		Role: fsmv1.Role_ROLE_PUBLISHER, Subject: &fsmv1.Subject{Kind: user, Name: "pub"},
+	a.apply(&fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: &fsmpb.Grant{
+		Role: fsmpb.Role_ROLE_PUBLISHER, Subject: &fsmpb.Subject{Kind: user, Name: "pub"},
 	}}}})
 	st, _ = f.Access("pub", "fresh/other")
 	if !Decide(Caller{User: "pub"}, ActionPush, "fresh/other", st) || !Decide(Caller{User: "pub"}, ActionManageRoles, "fresh/other", st) {
@@ -207,7 +207,7 @@ func TestHasPermission(t *testing.T) {
 		{Caller{User: "pub"}, PermManageRemotes, false},
 		{Caller{User: "pub"}, PermCreateNamespace, true},
 		{Caller{User: "own"}, PermCreateNamespace, false},
-		{Caller{User: "root", Token: &fsmv1.ApiToken{Actions: []string{"push"}}}, PermManageAccounts, false},
+		{Caller{User: "root", Token: &fsmpb.ApiToken{Actions: []string{"push"}}}, PermManageAccounts, false},
 		{Caller{}, PermCreateNamespace, false},
 	}
 	for _, tt := range tests {
@@ -225,17 +225,17 @@ func TestConfine(t *testing.T) {
 	all := SuperuserPermissions()
 	tests := []struct {
 		name  string
-		token *fsmv1.ApiToken
+		token *fsmpb.ApiToken
 		ns    string
 		want  []Permission
 	}{
 		{"no token", nil, "acme", all},
-		{"pull anywhere", &fsmv1.ApiToken{Actions: []string{"pull"}}, "acme", []Permission{PermPull}},
-		{"push in its namespace", &fsmv1.ApiToken{Actions: []string{"push"}, Namespaces: []string{"acme"}}, "acme",
+		{"pull anywhere", &fsmpb.ApiToken{Actions: []string{"pull"}}, "acme", []Permission{PermPull}},
+		{"push in its namespace", &fsmpb.ApiToken{Actions: []string{"push"}, Namespaces: []string{"acme"}}, "acme",
 			[]Permission{PermPush, PermChangeTags, PermEditMetadata, PermCreateRepository, PermCreateNamespace}},
-		{"outside its namespaces", &fsmv1.ApiToken{Actions: []string{"pull", "push", "delete"}, Namespaces: []string{"acme"}}, "other", nil},
-		{"global, for a confined token", &fsmv1.ApiToken{Actions: []string{"pull"}, Namespaces: []string{"acme"}}, "", nil},
-		{"delete", &fsmv1.ApiToken{Actions: []string{"delete"}}, "", []Permission{PermDeleteRepository}},
+		{"outside its namespaces", &fsmpb.ApiToken{Actions: []string{"pull", "push", "delete"}, Namespaces: []string{"acme"}}, "other", nil},
+		{"global, for a confined token", &fsmpb.ApiToken{Actions: []string{"pull"}, Namespaces: []string{"acme"}}, "", nil},
+		{"delete", &fsmpb.ApiToken{Actions: []string{"delete"}}, "", []Permission{PermDeleteRepository}},
 	}
 	for _, tt := range tests {
 		if got := Confine(tt.token, tt.ns, all); !slices.Equal(got, tt.want) {

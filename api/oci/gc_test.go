@@ -8,7 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // A manifest push that commits after garbage collection removed one of its
@@ -19,10 +19,10 @@ func TestManifestPushFailsForCollectedBlob(t *testing.T) {
 	ts := newTestServer(t, sparse, func(c *Config) { c.Metadata = node })
 	layer := digest.FromString("collected layer")
 	ctx := context.Background()
-	for _, cmd := range []*fsmv1.Command{
-		{UnixNanos: 1, Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+	for _, cmd := range []*fsmpb.Command{
+		{UnixNanos: 1, Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 			Digest: layer.String(), Size: 15, NodeId: "n1"}}},
-		{UnixNanos: 100, Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+		{UnixNanos: 100, Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
 			Digest: layer.String(), GraceNanos: 10}}},
 	} {
 		if _, err := node.Apply(ctx, cmd); err != nil {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // getManifest answers GET and HEAD of a manifest by tag or digest with the
@@ -146,7 +146,7 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 }
 
 // lookupManifest finds the manifest a reference names.
-func (h *Handler) lookupManifest(ctx context.Context, ref reference) (*fsmv1.Manifest, error) {
+func (h *Handler) lookupManifest(ctx context.Context, ref reference) (*fsmpb.Manifest, error) {
 	d := ref.digest
 	if ref.tag != "" {
 		var err error
@@ -280,9 +280,9 @@ func errManifestBlobUnknown(repo, what string, d digest.Digest) error {
 }
 
 // command builds the metadata command for the push.
-func (p *manifestPush) command() *fsmv1.PutManifest {
+func (p *manifestPush) command() *fsmpb.PutManifest {
 	pm := p.manifest
-	return &fsmv1.PutManifest{
+	return &fsmpb.PutManifest{
 		Repository:   p.ref.name,
 		Digest:       p.digest.String(),
 		MediaType:    pm.mediaType,

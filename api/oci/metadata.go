@@ -5,7 +5,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Errors from a Metadata implementation are matched with errors.Is against
@@ -30,9 +30,9 @@ type Metadata interface {
 	// ResolveTag returns the digest a tag points at, or ErrNotFound.
 	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
 	// Manifest returns a manifest of repo by digest, or ErrNotFound.
-	Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmv1.Manifest, error)
+	Manifest(ctx context.Context, repo string, d digest.Digest) (*fsmpb.Manifest, error)
 	// Referrers returns the manifests of repo whose subject is d.
-	Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmv1.Manifest, error)
+	Referrers(ctx context.Context, repo string, subject digest.Digest) ([]*fsmpb.Manifest, error)
 	// BlobLinked reports whether blob d is part of repo, and its size.
 	BlobLinked(ctx context.Context, repo string, d digest.Digest) (size int64, ok bool, err error)
 	// RepositoriesLinking returns up to n repositories blob d is linked
@@ -40,7 +40,7 @@ type Metadata interface {
 	RepositoriesLinking(ctx context.Context, d digest.Digest, last string, n int) ([]string, error)
 
 	// PutManifest commits a manifest and its tags.
-	PutManifest(ctx context.Context, cmd *fsmv1.PutManifest) error
+	PutManifest(ctx context.Context, cmd *fsmpb.PutManifest) error
 	// DeleteManifest removes a manifest and the tags pointing at it, or ErrNotFound.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
 	// DeleteTag removes a tag, or ErrNotFound.

@@ -10,8 +10,8 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // getReferrers lists the manifests of a repository whose subject is the
@@ -40,7 +40,7 @@ func (h *Handler) getReferrers(w http.ResponseWriter, r *http.Request, rt route)
 
 // referrerDescriptors describes the referrers whose artifact type is in
 // filter, or all of them when filter is empty.
-func referrerDescriptors(referrers []*fsmv1.Manifest, filter []string) []v1.Descriptor {
+func referrerDescriptors(referrers []*fsmpb.Manifest, filter []string) []v1.Descriptor {
 	descs := []v1.Descriptor{}
 	for _, m := range referrers {
 		if len(filter) > 0 && !slices.Contains(filter, m.GetArtifactType()) {

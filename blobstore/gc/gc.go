@@ -76,9 +76,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // page is how many records one scan step reads.
@@ -95,7 +95,7 @@ type Cluster interface {
 	// ListUnreferencedBlobs and ListCollectedBlobs page through the FSM's
 	// gc records and tombstones.
 	ListUnreferencedBlobs(last string, n int) ([]fsm.UnreferencedBlob, error)
-	ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error)
+	ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlob, error)
 	// CollectBlob commits a CollectBlob command stamped with the proposer's
 	// clock; it fails with fsm.ErrBlobNotCollectable when the FSM keeps the
 	// blob.
@@ -103,10 +103,10 @@ type Cluster interface {
 	// CollectedBlobDeleted commits that nodeID no longer has a copy of d.
 	CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error
 	// BlobHolders returns the holder record of d, or fsm.ErrNotFound.
-	BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error)
+	BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error)
 	// CollectedBlob returns the tombstone of collected blob d, or
 	// fsm.ErrNotFound.
-	CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error)
+	CollectedBlob(d digest.Digest) (*fsmpb.CollectedBlob, error)
 	// BlobReferences counts what references blob d: repository links and
 	// stored manifests.
 	BlobReferences(d digest.Digest) (links, manifests int, err error)
@@ -339,7 +339,7 @@ func (c *Collector) forgetUnregistered(ctx context.Context) (int, error) {
 	}
 	n := 0
 	var errs []error
-	err = c.eachTombstone(ctx, func(tomb *fsmv1.CollectedBlob) {
+	err = c.eachTombstone(ctx, func(tomb *fsmpb.CollectedBlob) {
 		for _, id := range tomb.GetNodeIds() {
 			if slices.Contains(ids, id) {
 				continue
@@ -389,7 +389,7 @@ func (c *Collector) Sweep(ctx context.Context) (SweepReport, error) {
 	start := time.Now()
 	cutoff := start.Add(-c.cfg.Settle)
 	var errs []error
-	err := c.eachTombstone(ctx, func(tomb *fsmv1.CollectedBlob) {
+	err := c.eachTombstone(ctx, func(tomb *fsmpb.CollectedBlob) {
 		if _, ok := slices.BinarySearch(tomb.GetNodeIds(), local); !ok {
 			return
 		}
@@ -479,7 +479,7 @@ type unheld struct {
 // sweepUnheld deletes the local copy of blob d if its holder record rec
 // does not list this node, the copy was stored before u.cutoff and enough
 // other live nodes hold the blob (see the package documentation).
-func (c *Collector) sweepUnheld(ctx context.Context, d digest.Digest, rec *fsmv1.BlobHolders, u unheld, rep *SweepReport) error {
+func (c *Collector) sweepUnheld(ctx context.Context, d digest.Digest, rec *fsmpb.BlobHolders, u unheld, rep *SweepReport) error {
 	if _, held := slices.BinarySearch(rec.GetNodeIds(), u.local); held {
 		return nil
 	}
@@ -547,7 +547,7 @@ func (c *Collector) sweepOrphan(ctx context.Context, d digest.Digest, cutoff tim
 }
 
 // eachTombstone calls fn for every tombstone, a page at a time.
-func (c *Collector) eachTombstone(ctx context.Context, fn func(*fsmv1.CollectedBlob)) error {
+func (c *Collector) eachTombstone(ctx context.Context, fn func(*fsmpb.CollectedBlob)) error {
 	last := ""
 	for ctx.Err() == nil {
 		tombs, err := c.cfg.Cluster.ListCollectedBlobs(last, page)

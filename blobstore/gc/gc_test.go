@@ -19,11 +19,11 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 const grace = time.Hour
@@ -98,7 +98,7 @@ func (tc *testCluster) advance(d time.Duration) { tc.clock.Add(int64(d)) }
 
 // apply commits cmd, stamped with the cluster clock, and maps refusals to
 // the errors cluster.Node.Apply returns.
-func (tc *testCluster) apply(cmd *fsmv1.Command) error {
+func (tc *testCluster) apply(cmd *fsmpb.Command) error {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	cmd.UnixNanos = tc.clock.Load()
@@ -107,18 +107,18 @@ func (tc *testCluster) apply(cmd *fsmv1.Command) error {
 		return err
 	}
 	tc.index++
-	res, _ := tc.fsm.Apply(&raft.Log{Index: tc.index, Type: raft.LogCommand, Data: data}).(*fsmv1.Result)
+	res, _ := tc.fsm.Apply(&raft.Log{Index: tc.index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
 	var sentinel error
 	switch res.GetCode() {
-	case fsmv1.ResultCode_RESULT_CODE_OK:
+	case fsmpb.ResultCode_RESULT_CODE_OK:
 		return nil
-	case fsmv1.ResultCode_RESULT_CODE_NOT_FOUND:
+	case fsmpb.ResultCode_RESULT_CODE_NOT_FOUND:
 		sentinel = fsm.ErrNotFound
-	case fsmv1.ResultCode_RESULT_CODE_BLOB_COLLECTED:
+	case fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED:
 		sentinel = fsm.ErrBlobCollected
-	case fsmv1.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
+	case fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
 		sentinel = fsm.ErrBlobNotCollectable
-	case fsmv1.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
+	case fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
 		sentinel = fsm.ErrRepositoryNotEmpty
 	default:
 		sentinel = errors.New(res.GetCode().String())
@@ -169,45 +169,45 @@ func (v view) CatchUp(context.Context) error {
 // Sync has nothing to do: the views share one FSM, applied synchronously.
 func (v view) Sync(context.Context) error      { return nil }
 func (v view) Linearize(context.Context) error { return nil }
-func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+func (v view) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
 	return v.tc.fsm.BlobHolders(d)
 }
-func (v view) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
+func (v view) CollectedBlob(d digest.Digest) (*fsmpb.CollectedBlob, error) {
 	return v.tc.fsm.CollectedBlob(d)
 }
 func (v view) BlobReferences(d digest.Digest) (links, manifests int, err error) {
 	return v.tc.fsm.BlobReferences(d)
 }
-func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+func (v view) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) {
 	return v.tc.fsm.ListBlobHolders(last, n)
 }
 func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node string) error {
-	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: node}}})
 }
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: node}}})
 }
 func (v view) ListUnreferencedBlobs(last string, n int) ([]fsm.UnreferencedBlob, error) {
 	return v.tc.fsm.ListUnreferencedBlobs(last, n)
 }
-func (v view) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+func (v view) ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlob, error) {
 	return v.tc.fsm.ListCollectedBlobs(last, n)
 }
 func (v view) CollectBlob(_ context.Context, d digest.Digest, grace time.Duration) error {
-	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
 		Digest: d.String(), GraceNanos: int64(grace)}}})
 }
 func (v view) ListEmptyRepositories(last string, n int) ([]fsm.EmptyRepository, error) {
 	return v.tc.fsm.ListEmptyRepositories(last, n)
 }
 func (v view) RemoveEmptyRepository(_ context.Context, repo string, grace time.Duration) error {
-	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmv1.RemoveEmptyRepository{
+	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmpb.RemoveEmptyRepository{
 		Repository: repo, GraceNanos: int64(grace)}}})
 }
 func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.apply(&fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmpb.CollectedBlobDeleted{
 		Digest: d.String(), NodeId: node}}})
 }
 
@@ -255,25 +255,25 @@ func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
 }
 
 func (tc *testCluster) link(repo string, d digest.Digest, size int64) error {
-	return tc.apply(&fsmv1.Command{Op: &fsmv1.Command_LinkBlob{LinkBlob: &fsmv1.LinkBlob{
+	return tc.apply(&fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
 		Repository: repo, Digest: d.String(), Size: size}}})
 }
 
 func (tc *testCluster) unlink(repo string, d digest.Digest) {
 	tc.t.Helper()
-	if err := tc.apply(&fsmv1.Command{Op: &fsmv1.Command_UnlinkBlob{UnlinkBlob: &fsmv1.UnlinkBlob{
+	if err := tc.apply(&fsmpb.Command{Op: &fsmpb.Command_UnlinkBlob{UnlinkBlob: &fsmpb.UnlinkBlob{
 		Repository: repo, Digest: d.String()}}}); err != nil {
 		tc.t.Fatal(err)
 	}
 }
 
 func (tc *testCluster) putManifest(repo, content string, blobs ...digest.Digest) error {
-	op := &fsmv1.PutManifest{Repository: repo, Digest: digest.FromString(content).String(),
+	op := &fsmpb.PutManifest{Repository: repo, Digest: digest.FromString(content).String(),
 		Content: []byte(content), MediaType: "application/vnd.oci.image.manifest.v1+json"}
 	for _, b := range blobs {
 		op.Blobs = append(op.Blobs, b.String())
 	}
-	return tc.apply(&fsmv1.Command{Op: &fsmv1.Command_PutManifest{PutManifest: op}})
+	return tc.apply(&fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: op}})
 }
 
 // onDisk returns the nodes whose local store has d.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // RaftCluster is a cluster.Node seen as a Cluster: registered nodes from
@@ -46,7 +46,7 @@ func (c RaftCluster) Nodes() ([]Node, error) {
 	return out, nil
 }
 
-func (c RaftCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+func (c RaftCluster) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
 	return c.node.FSM().BlobHolders(d)
 }
 
@@ -55,23 +55,23 @@ func (c RaftCluster) Sync(ctx context.Context) error { return c.node.Sync(ctx) }
 // Linearize implements Cluster.
 func (c RaftCluster) Linearize(ctx context.Context) error { return c.node.Linearize(ctx) }
 
-func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) {
 	return c.node.FSM().ListBlobHolders(last, n)
 }
 
 func (c RaftCluster) AddBlobHolder(ctx context.Context, d digest.Digest, size int64, nodeID string) error {
-	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: nodeID,
 	}}})
 }
 
 func (c RaftCluster) RemoveBlobHolder(ctx context.Context, d digest.Digest, nodeID string) error {
-	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: nodeID,
 	}}})
 }
 
-func (c RaftCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {
+func (c RaftCluster) apply(ctx context.Context, cmd *fsmpb.Command) error {
 	if _, err := c.node.Apply(ctx, cmd); err != nil {
 		return fmt.Errorf("apply %T: %w", cmd.GetOp(), err)
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/blobstore/placement"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // repairPage is how many holder records one scan step reads.
@@ -103,7 +103,7 @@ func (s *Store) deferRepair(d digest.Digest, lostHolder bool, short map[digest.D
 
 // repairBlob brings one blob back to min(R, live nodes) live holders, or
 // trims the holders it has beyond its owners.
-func (s *Store) repairBlob(ctx context.Context, rec *fsmv1.BlobHolders, nodes []Node, short map[digest.Digest]bool, rep *RepairReport) error {
+func (s *Store) repairBlob(ctx context.Context, rec *fsmpb.BlobHolders, nodes []Node, short map[digest.Digest]bool, rep *RepairReport) error {
 	d, err := digest.Parse(rec.GetDigest())
 	if err != nil {
 		return fmt.Errorf("holder record %q: %w", rec.GetDigest(), err)

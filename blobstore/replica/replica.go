@@ -14,11 +14,11 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/blobstore/placement"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Node is a registered cluster member as replication sees it.
@@ -42,7 +42,7 @@ type Cluster interface {
 	IsLeader() bool
 	// BlobHolders returns the holder record of d, or fsm.ErrNotFound, from
 	// the local state.
-	BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error)
+	BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error)
 	// Sync returns once the local state reflects every change committed
 	// before the call.
 	Sync(ctx context.Context) error
@@ -52,7 +52,7 @@ type Cluster interface {
 	// the request began.
 	Linearize(ctx context.Context) error
 	// ListBlobHolders returns up to n holder records after digest last.
-	ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error)
+	ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error)
 	// AddBlobHolder and RemoveBlobHolder commit holder changes.
 	AddBlobHolder(ctx context.Context, d digest.Digest, size int64, nodeID string) error
 	RemoveBlobHolder(ctx context.Context, d digest.Digest, nodeID string) error

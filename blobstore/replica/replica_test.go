@@ -18,10 +18,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // sharedFSM stands in for Raft: one real FSM on Pebble that every test node
@@ -32,7 +32,7 @@ type sharedFSM struct {
 	index uint64
 }
 
-func (s *sharedFSM) apply(cmd *fsmv1.Command) error {
+func (s *sharedFSM) apply(cmd *fsmpb.Command) error {
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return err
@@ -40,8 +40,8 @@ func (s *sharedFSM) apply(cmd *fsmv1.Command) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.index++
-	res, _ := s.fsm.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: data}).(*fsmv1.Result)
-	if res.GetCode() != fsmv1.ResultCode_RESULT_CODE_OK {
+	res, _ := s.fsm.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
+	if res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
 		return fmt.Errorf("apply: %s", res.GetMessage())
 	}
 	return nil
@@ -120,22 +120,22 @@ func (v view) Nodes() ([]Node, error) {
 	defer v.tc.mu.Unlock()
 	return append([]Node(nil), v.tc.nodes...), nil
 }
-func (v view) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+func (v view) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
 	return v.tc.fsm.fsm.BlobHolders(d)
 }
 
 // Sync has nothing to do: every view shares one FSM, applied synchronously.
 func (v view) Sync(context.Context) error      { return nil }
 func (v view) Linearize(context.Context) error { return nil }
-func (v view) ListBlobHolders(last string, n int) ([]*fsmv1.BlobHolders, error) {
+func (v view) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) {
 	return v.tc.fsm.fsm.ListBlobHolders(last, n)
 }
 func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node string) error {
-	return v.tc.fsm.apply(&fsmv1.Command{Op: &fsmv1.Command_AddBlobHolder{AddBlobHolder: &fsmv1.AddBlobHolder{
+	return v.tc.fsm.apply(&fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: node}}})
 }
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.fsm.apply(&fsmv1.Command{Op: &fsmv1.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmv1.RemoveBlobHolder{
+	return v.tc.fsm.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: node}}})
 }
 

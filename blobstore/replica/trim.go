@@ -7,9 +7,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore/placement"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Trimming: a blob a client uploads to a node that is not among its owners
@@ -32,7 +32,7 @@ import (
 // owners once the dead node is back or removed, and the live ranking in
 // between is not the final word. Dead extra holders stay recorded until they
 // are back (or removed as members).
-func (s *Store) trimExtra(ctx context.Context, d digest.Digest, rec *fsmv1.BlobHolders, nodes []Node, rep *RepairReport) error {
+func (s *Store) trimExtra(ctx context.Context, d digest.Digest, rec *fsmpb.BlobHolders, nodes []Node, rep *RepairReport) error {
 	byID := make(map[string]Node, len(nodes))
 	all := make([]placement.Node, 0, len(nodes))
 	for _, n := range nodes {

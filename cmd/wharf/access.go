@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/wharf-registry/wharf/api/auth"
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Access control wiring.
@@ -75,7 +75,7 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 	})
 	tokens := auth.NewTokens(auth.TokensConfig{
 		Keys:      node.SigningKeys,
-		LocalKeys: func(context.Context) (*fsmv1.SigningKeySet, error) { return node.FSM().SigningKeys() },
+		LocalKeys: func(context.Context) (*fsmpb.SigningKeySet, error) { return node.FSM().SigningKeys() },
 		Issuer:    tokenIssuer, Service: service, TTL: o.tokenTTL,
 	})
 	return &accessControl{
@@ -86,7 +86,7 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 			Authenticator: authn, Tokens: tokens, Store: node, Local: auth.FSMStore(node.FSM()),
 			Service: service, PublicURL: o.publicURL, Logger: log,
 			Claim: func(ctx context.Context, ns, user string) error {
-				_, err := node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_ClaimNamespace{ClaimNamespace: &fsmv1.ClaimNamespace{Namespace: ns, User: user}}})
+				_, err := node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: ns, User: user}}})
 				return err
 			},
 		}),
@@ -142,7 +142,7 @@ func ensureAccess(ctx context.Context, node *cluster.Node, o serveOptions, banne
 		if err != nil {
 			return false, err
 		}
-		_, err = node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RotateSigningKey{RotateSigningKey: &fsmv1.RotateSigningKey{Key: key}}})
+		_, err = node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RotateSigningKey{RotateSigningKey: &fsmpb.RotateSigningKey{Key: key}}})
 		if err != nil && !errors.Is(err, fsm.ErrFailedPrecondition) {
 			return false, fmt.Errorf("create the token signing key: %w", err)
 		}
@@ -176,7 +176,7 @@ func createAdmin(ctx context.Context, node *cluster.Node, o serveOptions, banner
 			return fmt.Errorf("write the admin password: %w", err)
 		}
 	}
-	_, err = node.Apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CreateUser{CreateUser: &fsmv1.CreateUser{Name: adminUser, PasswordHash: hash, Superuser: true}}})
+	_, err = node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: adminUser, PasswordHash: hash, Superuser: true}}})
 	if errors.Is(err, fsm.ErrAlreadyExists) {
 		if generated {
 			_ = os.Remove(file)

@@ -8,11 +8,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	fsmv1 "github.com/wharf-registry/wharf/api/gen/wharf/fsm/v1"
 	"github.com/wharf-registry/wharf/blobstore/gc"
 	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // gcCluster shows a cluster node to garbage collection as gc.Cluster:
@@ -41,27 +41,27 @@ func (c gcCluster) ListUnreferencedBlobs(last string, n int) ([]fsm.Unreferenced
 	return c.node.FSM().ListUnreferencedBlobs(last, n)
 }
 
-func (c gcCluster) ListCollectedBlobs(last string, n int) ([]*fsmv1.CollectedBlob, error) {
+func (c gcCluster) ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlob, error) {
 	return c.node.FSM().ListCollectedBlobs(last, n)
 }
 
 func (c gcCluster) CollectBlob(ctx context.Context, d digest.Digest, grace time.Duration) error {
-	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CollectBlob{CollectBlob: &fsmv1.CollectBlob{
+	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
 		Digest: d.String(), GraceNanos: int64(grace),
 	}}})
 }
 
 func (c gcCluster) CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error {
-	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmv1.CollectedBlobDeleted{
+	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmpb.CollectedBlobDeleted{
 		Digest: d.String(), NodeId: nodeID,
 	}}})
 }
 
-func (c gcCluster) BlobHolders(d digest.Digest) (*fsmv1.BlobHolders, error) {
+func (c gcCluster) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
 	return c.node.FSM().BlobHolders(d)
 }
 
-func (c gcCluster) CollectedBlob(d digest.Digest) (*fsmv1.CollectedBlob, error) {
+func (c gcCluster) CollectedBlob(d digest.Digest) (*fsmpb.CollectedBlob, error) {
 	return c.node.FSM().CollectedBlob(d)
 }
 
@@ -99,12 +99,12 @@ func (c gcCluster) ListEmptyRepositories(last string, n int) ([]fsm.EmptyReposit
 }
 
 func (c gcCluster) RemoveEmptyRepository(ctx context.Context, repo string, grace time.Duration) error {
-	return c.apply(ctx, &fsmv1.Command{Op: &fsmv1.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmv1.RemoveEmptyRepository{
+	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmpb.RemoveEmptyRepository{
 		Repository: repo, GraceNanos: int64(grace),
 	}}})
 }
 
-func (c gcCluster) apply(ctx context.Context, cmd *fsmv1.Command) error {
+func (c gcCluster) apply(ctx context.Context, cmd *fsmpb.Command) error {
 	if _, err := c.node.Apply(ctx, cmd); err != nil {
 		return fmt.Errorf("apply %T: %w", cmd.GetOp(), err)
 	}
