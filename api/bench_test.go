@@ -22,8 +22,8 @@ import (
 	"github.com/wharf-registry/wharf/api"
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
-	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/replication"
 )
 
 // startNode runs a complete single-node registry on a loopback port, as
@@ -52,8 +52,8 @@ func startNode(tb testing.TB, dir string) string {
 		tb.Fatal(err)
 	}
 	// The blob path of wharf serve: a replicated store, here with one node.
-	store, err := replica.New(replica.Config{
-		Local: blobs, Cluster: replica.NewRaftCluster(node), Client: node.PeerHTTPClient(),
+	store, err := replication.New(replication.Config{
+		Local: blobs, Cluster: replication.NewRaftCluster(node), Client: node.PeerHTTPClient(),
 		FetchDir: filepath.Join(dir, "fetch"),
 	})
 	if err != nil {

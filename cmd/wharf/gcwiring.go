@@ -8,9 +8,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/wharf-registry/wharf/blobstore/gc"
-	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/gc"
+	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
@@ -70,7 +70,7 @@ func (c gcCluster) BlobReferences(d digest.Digest) (links, manifests int, err er
 }
 
 func (c gcCluster) LiveNodeIDs() ([]string, error) {
-	nodes, err := replica.NewRaftCluster(c.node).Nodes()
+	nodes, err := replication.NewRaftCluster(c.node).Nodes()
 	if err != nil {
 		return nil, err
 	}

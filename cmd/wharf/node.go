@@ -18,10 +18,10 @@ import (
 	"github.com/wharf-registry/wharf/api/admin"
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
-	"github.com/wharf-registry/wharf/blobstore/gc"
 	"github.com/wharf-registry/wharf/blobstore/peer"
-	"github.com/wharf-registry/wharf/blobstore/replica"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/gc"
+	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 	"github.com/wharf-registry/wharf/ui"
 )
@@ -33,7 +33,7 @@ type registryNode struct {
 	node    *cluster.Node
 	disk    *diskspace.Watcher
 	blobs   *blobstore.Store
-	replica *replica.Store
+	replica *replication.Store
 	gc      *gc.Collector
 	handler http.Handler
 	logger  *slog.Logger
@@ -76,16 +76,16 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	if err != nil {
 		return nil, fmt.Errorf("start cluster node: %w", err)
 	}
-	store, err := replica.New(replica.Config{
+	store, err := replication.New(replication.Config{
 		Local:           blobs,
-		Cluster:         replica.NewRaftCluster(node),
+		Cluster:         replication.NewRaftCluster(node),
 		Client:          node.PeerHTTPClient(),
 		Replicas:        o.replicas,
 		WriteQuorum:     o.writeQuorum,
 		FetchDir:        filepath.Join(o.dataDir, "fetch"),
 		FetchCacheBytes: o.fetchCacheBytes,
 		RepairInterval:  o.repairInterval,
-		Logger:          logger.With("component", "replica"),
+		Logger:          logger.With("component", "replication"),
 		Registerer:      reg,
 	})
 	if err != nil {
@@ -246,8 +246,8 @@ func (n *registryNode) crash() {
 // The replica store is the OCI handler's upload mirror and the peer
 // server's relay: a signature that drifts must not silently turn either off.
 var (
-	_ oci.UploadMirror = (*replica.Store)(nil)
-	_ peer.Relay       = (*replica.Store)(nil)
+	_ oci.UploadMirror = (*replication.Store)(nil)
+	_ peer.Relay       = (*replication.Store)(nil)
 )
 
 // mountInternal serves, on the cluster port behind mutual TLS, what peers

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/wharf-registry/wharf/blobstore/gc"
+	"github.com/wharf-registry/wharf/cluster/gc"
 )
 
 // sweepNow runs on every live node the local sweep that deletes copies it

@@ -1,4 +1,4 @@
-package replica
+package replication
 
 import (
 	"github.com/prometheus/client_golang/prometheus"

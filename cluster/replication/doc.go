@@ -1,4 +1,4 @@
-// Package replica keeps every blob on the nodes that should hold it.
+// Package replication keeps every blob on the nodes that should hold it.
 //
 // It wraps a node's local blobstore.Store for the OCI API:
 //
@@ -17,5 +17,7 @@
 //
 // Which nodes hold a blob is replicated state (fsm holder records);
 // everything here is a reconciler that acts on it through the Cluster
-// interface.
-package replica
+// interface. It lives under cluster/ because it is the cluster's view of
+// the blobs: blobstore/ below it knows one node's disk and how bytes
+// travel between two nodes, nothing of Raft or of who should hold what.
+package replication

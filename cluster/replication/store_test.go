@@ -1,4 +1,4 @@
-package replica
+package replication
 
 import (
 	"bytes"
@@ -139,7 +139,7 @@ func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) 
 		Digest: d.String(), NodeId: node}}})
 }
 
-// store returns node id's replica.Store with R replicas and W write
+// store returns node id's replication.Store with R replicas and W write
 // quorum; the node's peer server relays upload sessions through it from
 // now on, so call it before the uploads.
 func (tc *testCluster) store(id string, r, w int, leader bool) *Store {

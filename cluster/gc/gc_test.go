@@ -21,7 +21,7 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
-	"github.com/wharf-registry/wharf/blobstore/replica"
+	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
@@ -29,7 +29,7 @@ import (
 const grace = time.Hour
 
 // testCluster is a set of nodes, each with a real blob store, a peer server
-// on loopback HTTP and a replica.Store, sharing one FSM that stands in for
+// on loopback HTTP and a replication.Store, sharing one FSM that stands in for
 // Raft. Commands are stamped with a fake cluster clock.
 type testCluster struct {
 	t     *testing.T
@@ -41,7 +41,7 @@ type testCluster struct {
 	urls  map[string]string
 	local map[string]*blobstore.Store
 	roots map[string]string // each node's blob store root
-	repl  map[string]*replica.Store
+	repl  map[string]*replication.Store
 	r     int             // replicas
 	dead  map[string]bool // gossip's view; guarded by mu
 	// catchUpErr is what every view's CatchUp returns; guarded by mu.
@@ -62,7 +62,7 @@ func newTestClusterR(t *testing.T, n, r int) *testCluster {
 	}
 	t.Cleanup(func() { f.Close() })
 	tc := &testCluster{t: t, fsm: f, urls: map[string]string{}, local: map[string]*blobstore.Store{}, roots: map[string]string{},
-		repl: map[string]*replica.Store{}, r: r, dead: map[string]bool{}}
+		repl: map[string]*replication.Store{}, r: r, dead: map[string]bool{}}
 	tc.clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	for i := range n {
 		id := fmt.Sprintf("node%d", i)
@@ -80,7 +80,7 @@ func newTestClusterR(t *testing.T, n, r int) *testCluster {
 		tc.urls[id], tc.local[id] = srv.URL, store
 	}
 	for _, id := range tc.ids {
-		s, err := replica.New(replica.Config{
+		s, err := replication.New(replication.Config{
 			Local: tc.local[id], Cluster: view{tc, id}, Client: http.DefaultClient,
 			Replicas: r, WriteQuorum: r, DurableTimeout: 5 * time.Second, FetchDir: t.TempDir(),
 		})
@@ -126,7 +126,7 @@ func (tc *testCluster) apply(cmd *fsmpb.Command) error {
 	return fmt.Errorf("%w: %s", sentinel, res.GetMessage())
 }
 
-// view is one node's replica.Cluster and gc.Cluster.
+// view is one node's replication.Cluster and gc.Cluster.
 type view struct {
 	tc *testCluster
 	id string
@@ -137,12 +137,12 @@ func (v view) IsLeader() bool  { return v.id == "node0" }
 func (v view) NodeIDs() ([]string, error) {
 	return slices.Clone(v.tc.ids), nil
 }
-func (v view) Nodes() ([]replica.Node, error) {
+func (v view) Nodes() ([]replication.Node, error) {
 	v.tc.mu.Lock()
 	defer v.tc.mu.Unlock()
-	var out []replica.Node
+	var out []replication.Node
 	for _, id := range v.tc.ids {
-		out = append(out, replica.Node{ID: id, URL: v.tc.urls[id], Weight: 1, Alive: !v.tc.dead[id]})
+		out = append(out, replication.Node{ID: id, URL: v.tc.urls[id], Weight: 1, Alive: !v.tc.dead[id]})
 	}
 	return out, nil
 }
@@ -225,7 +225,7 @@ func (tc *testCluster) collector(id string, settle time.Duration) *Collector {
 // clientStored tells s about a blob a client just stored on it, as the
 // upload handler does: copies start, and the node is recorded as a holder
 // (by the link that follows an upload; here by Hold).
-func clientStored(t testing.TB, s *replica.Store, d digest.Digest, size int64) {
+func clientStored(t testing.TB, s *replication.Store, d digest.Digest, size int64) {
 	t.Helper()
 	s.Stored(context.Background(), d, size)
 	if err := s.Hold(context.Background(), d, size); err != nil {
