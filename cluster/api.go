@@ -137,12 +137,16 @@ const quorumGoneFor = 10
 
 // waitForRemoval polls until the leader has removed this node from the
 // Raft configuration, or no quorum is left to do it. If leadership comes
-// back to this node meanwhile, it removes itself.
+// back to this node meanwhile, it hands it over again. It never removes
+// itself: a leader's own removal, appended when the others are stopping
+// too, may reach no other node, and would leave this node restarting as a
+// non-voter beside voters whose logs are shorter than its own, a
+// configuration no election can win.
 func (n *Node) waitForRemoval(ctx context.Context) error {
 	t := time.NewTicker(leavePoll)
 	defer t.Stop()
-	var removing chan error // the self-removal in flight, if any
-	gone := 0               // polls in a row that found no quorum to remove this node
+	var handing chan error // the leadership transfer in flight, if any
+	gone := 0              // polls in a row that found no quorum to remove this node
 	for {
 		conf, err := n.configuration()
 		if err == nil {
@@ -158,21 +162,19 @@ func (n *Node) waitForRemoval(ctx context.Context) error {
 			n.logStopWithoutRemoval()
 			return nil
 		}
-		if removing == nil && n.raft.State() == raft.Leader {
-			n.logger.Info("leading again while leaving; removing this node from raft")
-			removing = make(chan error, 1)
-			go func(done chan<- error) {
-				done <- n.raft.RemoveServer(raft.ServerID(n.id), 0, n.cfg.ApplyTimeout).Error()
-			}(removing)
+		if handing == nil && n.raft.State() == raft.Leader {
+			n.logger.Info("leading again while leaving; handing leadership over")
+			handing = make(chan error, 1)
+			go func(done chan<- error) { done <- n.raft.LeadershipTransfer().Error() }(handing)
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for removal from raft: %w", ctx.Err())
-		case err := <-removing:
+		case err := <-handing:
 			if err != nil {
-				n.logger.Info("remove this node from raft", "error", err)
+				n.logger.Info("hand leadership over", "error", err)
 			}
-			removing = nil // look again
+			handing = nil // look again
 		case <-t.C:
 		}
 	}

@@ -3,10 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // syncBuffer is a bytes.Buffer that several loggers write at once.
@@ -72,5 +76,41 @@ func TestAllNodesStopTogether(t *testing.T) {
 	}
 	if infos := logs.lines("level=INFO", "shutting down without waiting"); len(infos) == 0 {
 		t.Errorf("no node said at info level that it shut down without waiting; log:\n%s", strings.Join(logs.lines("component=cluster"), "\n"))
+	}
+}
+
+// A cluster whose nodes all stop at once starts again, as many times as
+// it is stopped: no node may stop in a state that leaves the restarted
+// voters unable to elect a leader (a leaving leader that removed itself
+// could), and every image pushed before is still there.
+func TestClusterStoppedTogetherStartsAgain(t *testing.T) {
+	h := startHarness(t, harnessOpts{nodes: 3, replicas: 3, writeQuorum: 2})
+	var images []string
+	for round := range 4 {
+		tag := fmt.Sprintf("stop/app:v%d", round)
+		img := randomImage(t, 16<<10, 1)
+		if err := remote.Write(ref(t, h.lbHost(), tag), img, asAdmin()); err != nil {
+			t.Fatalf("round %d: push: %v", round, err)
+		}
+		images = append(images, tag)
+		var wg sync.WaitGroup
+		for _, n := range h.nodes {
+			wg.Go(func() { h.stopNode(n, true) })
+		}
+		wg.Wait()
+		errs := make([]error, len(h.nodes))
+		for i, n := range h.nodes {
+			wg.Go(func() { errs[i] = h.startNode(n) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: restart: %v", round, err)
+		}
+		h.waitHealthy(30 * time.Second)
+		for _, tag := range images {
+			if _, err := remote.Get(ref(t, h.lbHost(), tag), asAdmin()); err != nil {
+				t.Fatalf("round %d: %s after the restart: %v", round, tag, err)
+			}
+		}
 	}
 }
