@@ -127,7 +127,7 @@ func (n *Node) leaveGossip(ctx context.Context) (stop bool, err error) {
 
 // otherMemberAlive reports whether gossip sees another member alive.
 func (n *Node) otherMemberAlive() bool {
-	return slices.ContainsFunc(n.localMembers(), func(m Member) bool { return m.ID != n.id && m.Gossip == "alive" })
+	return slices.ContainsFunc(n.localMembers(), func(m Member) bool { return m.ID != n.id && m.Alive() })
 }
 
 // quorumGoneFor is how many polls in a row must find no quorum to commit
@@ -201,7 +201,7 @@ func (n *Node) stayingVoters() (others, up int, err error) {
 	}
 	staying := map[string]bool{}
 	for _, m := range n.localMembers() {
-		if m.Gossip == "alive" && !m.Leaving {
+		if m.Alive() && !m.Leaving {
 			staying[m.ID] = true
 		}
 	}

@@ -36,6 +36,11 @@
 // gracefully at once, and dead ones after DeadNodeTimeout unless the
 // remaining alive voters would lack a quorum (canRemoveVoter).
 //
+// Every other leader-only job is a leader task (RunOnLeader): blob repair,
+// garbage collection, the access bootstrap. The leader loop starts them
+// once the new leader's barrier is committed and cancels them, waiting for
+// each, when the node steps down; no code polls for leadership.
+//
 // # Writes and reads
 //
 // Writes are Raft commands (Node.Apply); a follower forwards them to the

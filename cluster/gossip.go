@@ -60,7 +60,14 @@ type Member struct {
 	Leaving bool
 
 	state memberlist.NodeStateType
+	// gossiped: state is gossip's (a member known only from Raft or the
+	// FSM has none).
+	gossiped bool
 }
+
+// Alive reports whether gossip sees the member alive (not suspect, dead
+// or departed).
+func (m Member) Alive() bool { return m.gossiped && m.state == memberlist.StateAlive }
 
 // gossip wraps memberlist: it publishes this node's metadata and turns
 // membership changes into signals for the bootstrapper and the leader.
@@ -253,6 +260,7 @@ func memberFromNode(nd *memberlist.Node, state memberlist.NodeStateType) Member 
 		HasRaftState: meta.HasState,
 		Leaving:      meta.Leaving,
 		state:        state,
+		gossiped:     true,
 	}
 }
 

@@ -73,14 +73,17 @@ func (l *runningLoop) stop() {
 }
 
 // leaderLoop commits a barrier (so the FSM holds every earlier entry and
-// the leader's commit index is current), then reconciles membership on
-// gossip events and every ReconcileInterval until ctx ends.
+// the leader's commit index is current), starts the leader tasks, then
+// reconciles membership on gossip events and every ReconcileInterval until
+// ctx ends.
 func (n *Node) leaderLoop(ctx context.Context) {
 	defer n.leaderReadyTerm.Store(0)
 	if !n.establishLeadership(ctx) {
 		return
 	}
 	n.logger.Info("leading the cluster", "term", n.leaderReadyTerm.Load())
+	n.leaderTasks.start(ctx)
+	defer n.leaderTasks.stop()
 	st := &reconcileState{deadSince: map[string]time.Time{}}
 	t := time.NewTicker(n.cfg.ReconcileInterval)
 	defer t.Stop()
@@ -160,7 +163,7 @@ func (n *Node) localMembers() []Member {
 	if n.gossip != nil {
 		return n.gossip.members()
 	}
-	return []Member{{ID: n.id, Name: n.cfg.NodeName, ClusterAddr: n.advertise.String(), state: memberlist.StateAlive, Gossip: "alive"}}
+	return []Member{{ID: n.id, Name: n.cfg.NodeName, ClusterAddr: n.advertise.String(), state: memberlist.StateAlive, gossiped: true, Gossip: "alive"}}
 }
 
 func (n *Node) configuration() (raft.Configuration, error) {

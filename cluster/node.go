@@ -45,9 +45,11 @@ type Node struct {
 	// leaderReadyTerm is the term in which this node, as leader, has
 	// committed an entry (its barrier); 0 when it is not leader.
 	leaderReadyTerm atomic.Uint64
-	applied         *notifier
-	reads           *readIndexer
-	nudge           commitNudge
+	// leaderTasks run while this node leads (RunOnLeader).
+	leaderTasks *leaderTasks
+	applied     *notifier
+	reads       *readIndexer
+	nudge       commitNudge
 	// contacts is when, as leader, this node last heard from each peer.
 	contacts *contacts
 
@@ -92,6 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		shutdownDone: make(chan struct{}),
 		internal:     http.NewServeMux(),
 		leaderNotify: make(chan bool, 16),
+		leaderTasks:  newLeaderTasks(cfg.Logger),
 		applied:      newNotifier(),
 		contacts:     newContacts(),
 	}
@@ -116,6 +119,7 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	n.id = id
 	n.logger = n.logger.With("node_id", id)
+	n.leaderTasks.logger = n.logger
 	if err := n.openStores(); err != nil {
 		return err
 	}
@@ -302,6 +306,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func (n *Node) shutdown() error {
+	n.leaderTasks.close()
 	n.cancel()
 	n.wg.Wait()
 	var errs []error

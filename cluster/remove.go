@@ -93,7 +93,7 @@ func (n *Node) checkRemoval(m Member, force bool) error {
 func (n *Node) aliveMembers() map[string]bool {
 	alive := map[string]bool{}
 	for _, m := range n.localMembers() {
-		if m.Gossip == "alive" && m.ClusterAddr != "" {
+		if m.Alive() && m.ClusterAddr != "" {
 			alive[m.ID] = true
 		}
 	}

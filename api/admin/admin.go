@@ -25,6 +25,8 @@ import (
 // Node is what the services need of the local cluster node.
 type Node interface {
 	Status() cluster.Status
+	// IsLeader reports whether this node leads the cluster.
+	IsLeader() bool
 	Members() []cluster.Member
 	TransferLeadership(ctx context.Context) error
 	ClusterAddress() string

@@ -28,7 +28,7 @@ func (s *clusterService) Members(ctx context.Context, _ *connect.Request[wharfv1
 	var wg sync.WaitGroup
 	for i, m := range members {
 		out[i] = memberInfo(m)
-		if m.Gossip != "alive" || m.ClusterAddr == "" {
+		if !m.Alive() || m.ClusterAddr == "" {
 			continue
 		}
 		wg.Add(1)
@@ -74,7 +74,7 @@ func useLeaderContacts(members []*wharfv1.Member) {
 			leader = m
 		}
 	}
-	if leader == nil || leader.Status == nil || leader.Status.RaftState != "Leader" {
+	if leader == nil || leader.Status == nil || leader.Status.LeaderId != leader.Status.NodeId {
 		return
 	}
 	now := time.Now()
@@ -125,7 +125,7 @@ func (s *clusterService) TransferLeadership(ctx context.Context, _ *connect.Requ
 		return nil, err
 	}
 	st := s.cfg.Node.Status()
-	if st.RaftState != "Leader" {
+	if !s.cfg.Node.IsLeader() {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("this node is not the leader; ask the leader %s (%s)", st.LeaderID, st.LeaderAddress))
 	}

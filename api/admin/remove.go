@@ -26,7 +26,7 @@ func (s *clusterService) RemoveMember(ctx context.Context, req *connect.Request[
 	}
 	var resp *wharfv1.RemoveMemberResponse
 	var err error
-	if st := s.cfg.Node.Status(); st.RaftState == "Leader" {
+	if st := s.cfg.Node.Status(); s.cfg.Node.IsLeader() {
 		resp, err = s.removeHere(ctx, req.Msg)
 	} else {
 		resp, err = s.removeOnLeader(ctx, st, req.Msg)

@@ -5,8 +5,9 @@
 // replicated state (see the fsm package: bref/, gc/ and collected/ keys).
 // This package holds the two reconcilers that act on it:
 //
-//   - on the Raft leader, Collect proposes CollectBlob for every blob that
-//     has been unreferenced for longer than the grace period. The FSM
+//   - on the Raft leader, as a leader task (CollectLoop), Collect proposes
+//     CollectBlob for every blob that has been unreferenced for longer
+//     than the grace period. The FSM
 //     re-checks both conditions when it applies the command, so a blob
 //     linked or pushed again in the meantime is kept. A collected blob loses
 //     its holder record and gets a tombstone naming the nodes that held it.
@@ -53,7 +54,7 @@
 // failed and that the client will retry. An orphan whose blob something
 // still references (a repository link or a manifest) is kept whatever its
 // age: no node is recorded as holding that blob, so this file may be its
-// last copy; the sweep counts it (SweepReport.OrphansReferenced) and Run
+// last copy; the sweep counts it (SweepReport.OrphansReferenced) and SweepLoop
 // logs a warning.
 //
 // On the leader, Collect also removes repositories that have held no
@@ -88,8 +89,6 @@ const page = 500
 type Cluster interface {
 	// LocalID is this node's ID.
 	LocalID() string
-	// IsLeader reports whether this node is the Raft leader.
-	IsLeader() bool
 	// NodeIDs returns the IDs of the registered nodes.
 	NodeIDs() ([]string, error)
 	// ListUnreferencedBlobs and ListCollectedBlobs page through the FSM's
@@ -197,9 +196,9 @@ func New(cfg Config) (*Collector, error) {
 // Close unregisters the metrics.
 func (c *Collector) Close() { c.metrics.unregister(c.cfg.Registerer) }
 
-// Run collects (on the leader) and sweeps (everywhere) every Interval until
-// ctx ends. Call it on every node.
-func (c *Collector) Run(ctx context.Context) {
+// CollectLoop collects every Interval until ctx ends: a leader task
+// (cluster.Node.RunOnLeader).
+func (c *Collector) CollectLoop(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
 	for {
@@ -208,13 +207,24 @@ func (c *Collector) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if c.cfg.Cluster.IsLeader() {
-			if rep, err := c.Collect(ctx); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("blob collection round", "err", err)
-			} else if rep.Collected > 0 || rep.RepositoriesRemoved > 0 {
-				c.cfg.Logger.Info("collected unreferenced blobs and empty repositories",
-					"blobs", rep.Collected, "repositories", rep.RepositoriesRemoved)
-			}
+		if rep, err := c.Collect(ctx); err != nil && ctx.Err() == nil {
+			c.cfg.Logger.Warn("blob collection round", "err", err)
+		} else if rep.Collected > 0 || rep.RepositoriesRemoved > 0 {
+			c.cfg.Logger.Info("collected unreferenced blobs and empty repositories",
+				"blobs", rep.Collected, "repositories", rep.RepositoriesRemoved)
+		}
+	}
+}
+
+// SweepLoop sweeps every Interval until ctx ends. Run it on every node.
+func (c *Collector) SweepLoop(ctx context.Context) {
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 		rep, err := c.Sweep(ctx)
 		if ctx.Err() != nil {

@@ -133,7 +133,6 @@ type view struct {
 }
 
 func (v view) LocalID() string { return v.id }
-func (v view) IsLeader() bool  { return v.id == "node0" }
 func (v view) NodeIDs() ([]string, error) {
 	return slices.Clone(v.tc.ids), nil
 }

@@ -243,7 +243,7 @@ func TestRunLogsOneLinePerSweepThatDeletedOrphans(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.Run(ctx)
+		c.SweepLoop(ctx)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(tc.onDisk(d)) != 0 && time.Now().Before(deadline) {

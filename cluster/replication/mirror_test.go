@@ -67,10 +67,10 @@ func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
 			tc := newTestCluster(t, n)
-			s := tc.store("node0", n, 2, false)
+			s := tc.store("node0", n, 2)
 			var relays []*Store
 			for i := 1; i < n; i++ {
-				relays = append(relays, tc.store(fmt.Sprintf("node%d", i), n, 2, false))
+				relays = append(relays, tc.store(fmt.Sprintf("node%d", i), n, 2))
 			}
 			relayed := func() float64 {
 				var sum float64
@@ -129,7 +129,7 @@ func TestMirroredUploadIsDurableWithoutCopies(t *testing.T) {
 // then reaches all of its owners (repair on the leader trims extras).
 func TestLargerClusterMirrorsToWMinusOneTargets(t *testing.T) {
 	tc := newTestCluster(t, 5)
-	s := tc.store("node0", 3, 2, false)
+	s := tc.store("node0", 3, 2)
 	content, _ := randomBlob(t, 3<<20)
 	d, _ := clientUploads(t, s, content)
 	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
@@ -202,7 +202,7 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 				}
 				tc.mu.Unlock()
 			}
-			s := tc.store("node0", 3, 2, false)
+			s := tc.store("node0", 3, 2)
 			content, _ := randomBlob(t, 4<<20)
 			start := time.Now()
 			d, _ := clientUploads(t, s, content)
@@ -281,9 +281,9 @@ func TestCancelledUploadCancelsMirrors(t *testing.T) {
 func threeNodes(t *testing.T) (*testCluster, *Store) {
 	t.Helper()
 	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
-	tc.store("node1", 3, 2, false)
-	tc.store("node2", 3, 2, false)
+	s := tc.store("node0", 3, 2)
+	tc.store("node1", 3, 2)
+	tc.store("node2", 3, 2)
 	return tc, s
 }
 
@@ -442,8 +442,8 @@ func TestFailedRelayIsLeftToRepair(t *testing.T) {
 			good.ServeHTTP(w, r)
 		})
 	}
-	s := tc.store("node0", 3, 2, true)
-	relays := []*Store{tc.store("node1", 3, 2, false), tc.store("node2", 3, 2, false)}
+	s := tc.store("node0", 3, 2)
+	relays := []*Store{tc.store("node1", 3, 2), tc.store("node2", 3, 2)}
 	content, _ := randomBlob(t, 2<<20)
 	d, _ := clientUploads(t, s, content)
 	ctx := context.Background()

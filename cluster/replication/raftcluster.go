@@ -21,8 +21,6 @@ func NewRaftCluster(node *cluster.Node) RaftCluster { return RaftCluster{node: n
 
 func (c RaftCluster) LocalID() string { return c.node.ID() }
 
-func (c RaftCluster) IsLeader() bool { return c.node.Status().RaftState == "Leader" }
-
 func (c RaftCluster) Nodes() ([]Node, error) {
 	registered, err := c.node.FSM().Nodes()
 	if err != nil {
@@ -30,7 +28,7 @@ func (c RaftCluster) Nodes() ([]Node, error) {
 	}
 	alive := map[string]bool{c.node.ID(): true}
 	for _, m := range c.node.Members() {
-		if m.Gossip == "alive" {
+		if m.Alive() {
 			alive[m.ID] = true
 		}
 	}

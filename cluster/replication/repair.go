@@ -17,9 +17,9 @@ import (
 // repairPage is how many holder records one scan step reads.
 const repairPage = 500
 
-// RunRepair runs the repair loop until ctx ends. Only the leader repairs;
-// on other nodes each round returns at once. Call it on every node.
-func (s *Store) RunRepair(ctx context.Context) {
+// RepairLoop repairs every RepairInterval until ctx ends: a leader task
+// (cluster.Node.RunOnLeader).
+func (s *Store) RepairLoop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.RepairInterval)
 	defer tick.Stop()
 	for {
@@ -27,9 +27,6 @@ func (s *Store) RunRepair(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		}
-		if !s.cfg.Cluster.IsLeader() {
-			continue
 		}
 		if _, err := s.Repair(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("blob repair round", "err", err)

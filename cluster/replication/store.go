@@ -38,8 +38,6 @@ type Cluster interface {
 	LocalID() string
 	// Nodes returns every registered node.
 	Nodes() ([]Node, error)
-	// IsLeader reports whether this node is the Raft leader.
-	IsLeader() bool
 	// BlobHolders returns the holder record of d, or fsm.ErrNotFound, from
 	// the local state.
 	BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error)

@@ -108,13 +108,11 @@ func (tc *testCluster) setAlive(id string, alive bool) {
 
 // view is one node's Cluster.
 type view struct {
-	tc     *testCluster
-	id     string
-	leader bool
+	tc *testCluster
+	id string
 }
 
 func (v view) LocalID() string { return v.id }
-func (v view) IsLeader() bool  { return v.leader }
 func (v view) Nodes() ([]Node, error) {
 	v.tc.mu.Lock()
 	defer v.tc.mu.Unlock()
@@ -142,10 +140,10 @@ func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) 
 // store returns node id's replication.Store with R replicas and W write
 // quorum; the node's peer server relays upload sessions through it from
 // now on, so call it before the uploads.
-func (tc *testCluster) store(id string, r, w int, leader bool) *Store {
+func (tc *testCluster) store(id string, r, w int) *Store {
 	tc.t.Helper()
 	s, err := New(Config{
-		Local: tc.local[id], Cluster: view{tc, id, leader}, Client: http.DefaultClient,
+		Local: tc.local[id], Cluster: view{tc, id}, Client: http.DefaultClient,
 		Replicas: r, WriteQuorum: w, DurableTimeout: 2 * time.Second, FetchDir: tc.t.TempDir(),
 	})
 	if err != nil {
@@ -196,7 +194,7 @@ func clientStores(t *testing.T, s *Store, content []byte) digest.Digest {
 
 func TestStoredBlobsReachWriteQuorum(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	s := tc.store("node0", 3, 2, false)
+	s := tc.store("node0", 3, 2)
 	content, _ := randomBlob(t, 256<<10)
 	d := clientStores(t, s, content)
 	if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
@@ -222,7 +220,7 @@ func TestStoredBlobsReachWriteQuorum(t *testing.T) {
 
 func TestReadsFetchFromHolders(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	writer := tc.store("node0", 1, 1, false)
+	writer := tc.store("node0", 1, 1)
 	content, _ := randomBlob(t, 1<<20)
 	d := clientStores(t, writer, content)
 	if err := writer.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
@@ -231,7 +229,7 @@ func TestReadsFetchFromHolders(t *testing.T) {
 	var reader *Store
 	for _, id := range []string{"node0", "node1", "node2"} {
 		if _, err := tc.local[id].Stat(context.Background(), d); errors.Is(err, blobstore.ErrBlobUnknown) {
-			reader = tc.store(id, 1, 1, false)
+			reader = tc.store(id, 1, 1)
 			break
 		}
 	}
@@ -260,7 +258,7 @@ func TestWaitDurableFailsClearlyWithoutEnoughNodes(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	tc.refuse("node1")
 	tc.refuse("node2")
-	s := tc.store("node0", 3, 2, false)
+	s := tc.store("node0", 3, 2)
 	content, _ := randomBlob(t, 4096)
 	d := clientStores(t, s, content)
 	err := s.WaitDurable(context.Background(), []digest.Digest{d})
@@ -272,7 +270,7 @@ func TestWaitDurableFailsClearlyWithoutEnoughNodes(t *testing.T) {
 
 func TestRepairRestoresReplicasAfterANodeDies(t *testing.T) {
 	tc := newTestCluster(t, 4)
-	s := tc.store("node0", 2, 2, false)
+	s := tc.store("node0", 2, 2)
 	var ds []digest.Digest
 	for range 20 {
 		content, _ := randomBlob(t, 8192)
@@ -285,7 +283,7 @@ func TestRepairRestoresReplicasAfterANodeDies(t *testing.T) {
 
 	tc.setAlive("node3", false)
 	tc.srvs["node3"].Close()
-	leader := tc.store("node1", 2, 2, true)
+	leader := tc.store("node1", 2, 2)
 	rep, err := leader.Repair(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -315,10 +313,10 @@ func TestRepairRestoresReplicasAfterANodeDies(t *testing.T) {
 
 func TestRepairForgetsUnregisteredHolders(t *testing.T) {
 	tc := newTestCluster(t, 2)
-	s := tc.store("node0", 2, 1, true)
+	s := tc.store("node0", 2, 1)
 	content, _ := randomBlob(t, 1024)
 	d := clientStores(t, s, content)
-	if err := (view{tc, "node0", true}).AddBlobHolder(context.Background(), d, int64(len(content)), "gone-node"); err != nil {
+	if err := (view{tc, "node0"}).AddBlobHolder(context.Background(), d, int64(len(content)), "gone-node"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Repair(context.Background()); err != nil {
@@ -340,10 +338,10 @@ func TestRepairGivesFreshUploadsOneRound(t *testing.T) {
 	if _, err := tc.local["node0"].Put(ctx, d, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	if err := (view{tc, "node0", false}).AddBlobHolder(ctx, d, int64(len(content)), "node0"); err != nil {
+	if err := (view{tc, "node0"}).AddBlobHolder(ctx, d, int64(len(content)), "node0"); err != nil {
 		t.Fatal(err)
 	}
-	leader := tc.store("node1", 3, 2, true)
+	leader := tc.store("node1", 3, 2)
 	first, err := leader.Repair(ctx)
 	if err != nil {
 		t.Fatal(err)

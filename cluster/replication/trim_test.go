@@ -63,7 +63,7 @@ func storeOnNonOwners(t *testing.T, tc *testCluster, n int) (d digest.Digest, ow
 	owners = tc.ownersOf(d, 2)
 	writers = tc.nonOwners(owners)[:n]
 	for _, w := range writers {
-		s := tc.store(w, 2, 2, false)
+		s := tc.store(w, 2, 2)
 		clientStores(t, s, content)
 		if err := s.WaitDurable(context.Background(), []digest.Digest{d}); err != nil {
 			t.Fatal(err)
@@ -77,7 +77,7 @@ func TestRepairTrimsAHolderThatIsNotAnOwner(t *testing.T) {
 	d, owners, writers := storeOnNonOwners(t, tc, 1)
 	tc.waitHolders(d, sorted(append(slices.Clone(owners), writers...)...))
 
-	leader := tc.store("node0", 2, 2, true)
+	leader := tc.store("node0", 2, 2)
 	rep, err := leader.Repair(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestRepairTrimsNothingWhileAnOwnerIsDead(t *testing.T) {
 	// One owner dies: 3 live holders for R=2, and the live ranking has a
 	// new second owner; nothing is trimmed until the owner is back.
 	tc.setAlive(owners[1], false)
-	leader := tc.store(owners[0], 2, 2, true)
+	leader := tc.store(owners[0], 2, 2)
 	rep, err := leader.Repair(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -139,13 +139,13 @@ func TestRepairTrimsNothingWhileAnOwnerLacksTheBlob(t *testing.T) {
 	writers := tc.nonOwners(owners)[:2]
 	tc.refuse(owners[1]) // copies to it fail
 	for _, w := range writers {
-		clientStores(t, tc.store(w, 2, 2, false), content)
+		clientStores(t, tc.store(w, 2, 2), content)
 	}
 	// The writers and the reachable owner; the background copies to the
 	// other owner keep failing.
 	tc.waitHolders(d, sorted(owners[0], writers[0], writers[1]))
 
-	leader := tc.store(owners[0], 2, 2, true)
+	leader := tc.store(owners[0], 2, 2)
 	rep, err := leader.Repair(context.Background())
 	if err != nil {
 		t.Fatal(err)

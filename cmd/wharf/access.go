@@ -93,15 +93,15 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 	}
 }
 
-// bootstrapAccess runs on every node and acts on the leader: it creates
-// the admin user when there is no user at all, and the first token
-// signing key. It returns once both exist.
-func bootstrapAccess(ctx context.Context, node *cluster.Node, o serveOptions, banner io.Writer, logger *slog.Logger) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	reported := false
-	for {
-		if node.Status().RaftState == "Leader" {
+// accessBootstrap is the leader task that creates the admin user when
+// there is no user at all, and the first token signing key. It returns
+// once both exist.
+func accessBootstrap(node *cluster.Node, o serveOptions, banner io.Writer, logger *slog.Logger) cluster.LeaderTask {
+	return func(ctx context.Context) {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		reported := false
+		for {
 			done, err := ensureAccess(ctx, node, o, banner, logger)
 			if done {
 				return
@@ -110,13 +110,11 @@ func bootstrapAccess(ctx context.Context, node *cluster.Node, o serveOptions, ba
 				logger.Warn("access control bootstrap", "err", err)
 				reported = true
 			}
-		} else if f := node.FSM(); hasUsers(f) && hasKeys(f) {
-			return // done by the leader, and replicated here
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 	}
 }

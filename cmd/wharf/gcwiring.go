@@ -23,8 +23,6 @@ var _ gc.Cluster = gcCluster{}
 
 func (c gcCluster) LocalID() string { return c.node.ID() }
 
-func (c gcCluster) IsLeader() bool { return c.node.Status().RaftState == "Leader" }
-
 func (c gcCluster) NodeIDs() ([]string, error) {
 	nodes, err := c.node.FSM().Nodes()
 	if err != nil {

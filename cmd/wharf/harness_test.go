@@ -359,7 +359,7 @@ func (h *harness) waitHealthy(timeout time.Duration) {
 			}
 			alive := map[string]bool{}
 			for _, m := range reg.node.Members() {
-				if m.Gossip == "alive" {
+				if m.Alive() {
 					alive[m.ID] = true
 				}
 			}
@@ -389,8 +389,7 @@ func (h *harness) leader() int {
 		leader = -1
 		var leaderID string
 		for _, n := range h.live() {
-			st := n.registry().node.Status()
-			if st.RaftState == "Leader" {
+			if n.registry().node.IsLeader() {
 				if leader >= 0 {
 					return errors.New("two leaders")
 				}

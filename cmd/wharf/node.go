@@ -190,38 +190,29 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	})
 }
 
-// startLoops runs the node's background work: blob repair (on the
-// leader), garbage collection, the purge of abandoned uploads and the
-// disk's measurements.
+// startLoops runs the node's background work: on the leader, the access
+// bootstrap, blob repair and collection (leader tasks); on every node, the
+// sweep of blob files, the purge of abandoned uploads and the disk's
+// measurements.
 func (n *registryNode) startLoops(o serveOptions) {
+	n.node.RunOnLeader("access-bootstrap", accessBootstrap(n.node, o, os.Stderr, n.logger.With("component", "auth")))
+	n.node.RunOnLeader("blob-repair", n.replica.RepairLoop)
+	n.node.RunOnLeader("blob-collection", n.gc.CollectLoop)
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop
-	n.wg.Add(5)
-	go func() {
-		defer n.wg.Done()
-		n.disk.Run(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		bootstrapAccess(ctx, n.node, o, os.Stderr, n.logger.With("component", "auth"))
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.replica.RunRepair(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.gc.Run(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		purgeUploads(ctx, n.blobs, o.uploadMaxAge, n.logger)
-	}()
+	for _, loop := range []func(context.Context){
+		n.disk.Run,
+		n.gc.SweepLoop,
+		func(ctx context.Context) { purgeUploads(ctx, n.blobs, o.uploadMaxAge, n.logger) },
+	} {
+		n.wg.Go(func() { loop(ctx) })
+	}
 }
 
 // close stops the background work and leaves the cluster gracefully (a
 // lone node just shuts down).
 func (n *registryNode) close(timeout time.Duration) {
+	n.node.StopLeaderTasks()
 	n.stop()
 	n.wg.Wait()
 	_ = n.replica.Close()
@@ -236,6 +227,7 @@ func (n *registryNode) close(timeout time.Duration) {
 // crash stops the node without leaving the cluster, as a killed process
 // would appear to its peers (tests only).
 func (n *registryNode) crash() {
+	n.node.StopLeaderTasks()
 	n.stop()
 	n.wg.Wait()
 	_ = n.replica.Close()

@@ -9,7 +9,7 @@ import (
 func peerURL(node *cluster.Node) func(id string) (string, bool) {
 	return func(id string) (string, bool) {
 		for _, m := range node.Members() {
-			if m.ID == id && m.Gossip == "alive" && m.ClusterAddr != "" {
+			if m.ID == id && m.Alive() && m.ClusterAddr != "" {
 				return "https://" + m.ClusterAddr, true
 			}
 		}
