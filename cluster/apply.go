@@ -49,7 +49,7 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, er
 	if err != nil {
 		return nil, err
 	}
-	return res, resultError(res)
+	return res, fsm.ResultError(res)
 }
 
 // allowWrite refuses cmd while the disk is below its floor, unless the
@@ -121,32 +121,4 @@ func raftError(err error) error {
 		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 	}
 	return fmt.Errorf("raft: %w", err)
-}
-
-// resultError maps a refused command's Result to the fsm error for it.
-func resultError(res *fsmpb.Result) error {
-	var sentinel error
-	switch res.GetCode() {
-	case fsmpb.ResultCode_RESULT_CODE_OK:
-		return nil
-	case fsmpb.ResultCode_RESULT_CODE_NOT_FOUND:
-		sentinel = fsm.ErrNotFound
-	case fsmpb.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT:
-		sentinel = fsm.ErrNamespaceConflict
-	case fsmpb.ResultCode_RESULT_CODE_INVALID:
-		sentinel = fsm.ErrInvalid
-	case fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED:
-		sentinel = fsm.ErrBlobCollected
-	case fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
-		sentinel = fsm.ErrBlobNotCollectable
-	case fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
-		sentinel = fsm.ErrRepositoryNotEmpty
-	case fsmpb.ResultCode_RESULT_CODE_ALREADY_EXISTS:
-		sentinel = fsm.ErrAlreadyExists
-	case fsmpb.ResultCode_RESULT_CODE_FAILED_PRECONDITION:
-		sentinel = fsm.ErrFailedPrecondition
-	default:
-		return fmt.Errorf("command failed with %v: %s", res.GetCode(), res.GetMessage())
-	}
-	return fmt.Errorf("%w: %s", sentinel, res.GetMessage())
 }

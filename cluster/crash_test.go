@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
@@ -170,9 +171,9 @@ func checkAppliedIndex(t *testing.T, n *Node) {
 	if last, ok := lastCommandIndex(t, n); ok && n.fsm.AppliedIndex() != last {
 		t.Fatalf("fsm applied index = %d, last command in the log = %d", n.fsm.AppliedIndex(), last)
 	}
-	data, err := proto.Marshal(&fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
+	data, err := proto.Marshal(fsm.NewCommand(&fsmpb.LinkBlob{
 		Repository: "probe/probe", Digest: digest.FromString("probe").String(),
-	}}})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func (n *Node) ensureMember(ctx context.Context, m Member, registered map[string
 	}
 	if !current {
 		node := &fsmpb.Node{Id: m.ID, Name: m.Name, ClusterAddress: m.ClusterAddr, GossipAddress: m.GossipAddr}
-		cmd := &fsmpb.Command{Op: &fsmpb.Command_RegisterNode{RegisterNode: &fsmpb.RegisterNode{Node: node}}}
+		cmd := fsm.NewCommand(&fsmpb.RegisterNode{Node: node})
 		if _, err := n.Apply(ctx, cmd); err != nil {
 			return fmt.Errorf("register node %s: %w", m.ID, err)
 		}
@@ -348,7 +348,7 @@ func (n *Node) dropMember(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeregisterNode{DeregisterNode: &fsmpb.DeregisterNode{NodeId: id}}}
+	cmd := fsm.NewCommand(&fsmpb.DeregisterNode{NodeId: id})
 	if _, err := n.Apply(ctx, cmd); err != nil && !errors.Is(err, fsm.ErrNotFound) {
 		return fmt.Errorf("deregister node %s: %w", id, err)
 	}

@@ -143,19 +143,19 @@ func (n *Node) RepositoriesLinking(ctx context.Context, d digest.Digest, last st
 
 // PutManifest commits a manifest and its tags.
 func (n *Node) PutManifest(ctx context.Context, op *fsmpb.PutManifest) error {
-	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: op}})
+	return n.do(ctx, fsm.NewCommand(op))
 }
 
 // DeleteManifest removes a manifest and its tags, or returns fsm.ErrNotFound.
 func (n *Node) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	op := &fsmpb.DeleteManifest{Repository: repo, Digest: d.String()}
-	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_DeleteManifest{DeleteManifest: op}})
+	return n.do(ctx, fsm.NewCommand(op))
 }
 
 // DeleteTag removes a tag, or returns fsm.ErrNotFound.
 func (n *Node) DeleteTag(ctx context.Context, repo, tag string) error {
 	op := &fsmpb.DeleteTag{Repository: repo, Tag: tag}
-	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_DeleteTag{DeleteTag: op}})
+	return n.do(ctx, fsm.NewCommand(op))
 }
 
 // LinkBlob makes a stored blob part of repo. The holders are the nodes
@@ -166,13 +166,13 @@ func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size 
 	if len(holders) > 0 {
 		op.HolderNodeId, op.MoreHolderNodeIds = holders[0], holders[1:]
 	}
-	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: op}})
+	return n.do(ctx, fsm.NewCommand(op))
 }
 
 // UnlinkBlob removes a blob from repo, or returns fsm.ErrNotFound.
 func (n *Node) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	op := &fsmpb.UnlinkBlob{Repository: repo, Digest: d.String()}
-	return n.do(ctx, &fsmpb.Command{Op: &fsmpb.Command_UnlinkBlob{UnlinkBlob: op}})
+	return n.do(ctx, fsm.NewCommand(op))
 }
 
 // do applies cmd for its error alone.

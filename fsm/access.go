@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -53,14 +52,6 @@ const (
 var (
 	keyUserSeq     = []byte("m/userseq")
 	keySigningKeys = []byte("m/signingkeys")
-)
-
-// Errors for the access-control result codes.
-var (
-	// ErrAlreadyExists: the user, group, token or namespace claim exists.
-	ErrAlreadyExists = errors.New("already exists")
-	// ErrFailedPrecondition: the state does not allow the command.
-	ErrFailedPrecondition = errors.New("failed precondition")
 )
 
 // Limits on access-control records, so keys and records stay small.
@@ -135,14 +126,6 @@ func roleName(r fsmpb.Role) string {
 // namespace.
 func GlobalRole(r fsmpb.Role) bool {
 	return r == fsmpb.Role_ROLE_PUBLISHER || r == fsmpb.Role_ROLE_ADMIN
-}
-
-func alreadyExists(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_ALREADY_EXISTS, Message: fmt.Sprintf(format, args...)}
-}
-
-func failedPrecondition(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_FAILED_PRECONDITION, Message: fmt.Sprintf(format, args...)}
 }
 
 // --- validation ---

@@ -142,17 +142,3 @@ func forgetOldestRequest(b *pebble.Batch) error {
 	}
 	return b.Delete(requestKey(id), nil)
 }
-
-func success() *fsmpb.Result { return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_OK} }
-
-func invalid(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_INVALID, Message: fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_NOT_FOUND, Message: fmt.Sprintf(format, args...)}
-}
-
-func conflict(msg string) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_NAMESPACE_CONFLICT, Message: msg}
-}

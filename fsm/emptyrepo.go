@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -36,15 +35,7 @@ const prefixEmptyRepository = "emptyrepo/"
 
 var keyEmptyReposIndexed = []byte("m/emptyrepos")
 
-// ErrRepositoryNotEmpty: RemoveEmptyRepository found the repository holding
-// a manifest or a tag, or empty for less than its grace period.
-var ErrRepositoryNotEmpty = errors.New("repository is not empty")
-
 func emptyRepositoryKey(repo string) []byte { return key(prefixEmptyRepository, repo) }
-
-func notEmpty(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY, Message: fmt.Sprintf(format, args...)}
-}
 
 // hasAny reports whether some key starts with prefix.
 func hasAny(r pebble.Reader, prefix []byte) (bool, error) {

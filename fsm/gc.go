@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -54,14 +53,6 @@ const (
 
 var keyBlobRefsIndexed = []byte("m/blobrefs")
 
-var (
-	// ErrBlobCollected: a command referenced a blob that was garbage-collected.
-	ErrBlobCollected = errors.New("blob was garbage-collected")
-	// ErrBlobNotCollectable: CollectBlob found the blob referenced, or not
-	// unreferenced for its grace period.
-	ErrBlobNotCollectable = errors.New("blob is not collectable")
-)
-
 func blobRefPrefix(dgst string) []byte    { return key(prefixBlobRef, dgst, "") }
 func linkRefKey(dgst, repo string) []byte { return key(prefixBlobRef, dgst, "l", repo) }
 func manifestRefKey(dgst, repo, manifest string) []byte {
@@ -71,14 +62,6 @@ func decodeUint64(v []byte) uint64 { return binary.BigEndian.Uint64(v) }
 
 func unreferencedKey(dgst string) []byte { return key(prefixUnreferenced, dgst) }
 func collectedKey(dgst string) []byte    { return key(prefixCollected, dgst) }
-
-func blobCollected(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED, Message: fmt.Sprintf(format, args...)}
-}
-
-func notCollectable(format string, args ...any) *fsmpb.Result {
-	return &fsmpb.Result{Code: fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE, Message: fmt.Sprintf(format, args...)}
-}
 
 // referenced reports whether anything references blob dgst.
 func referenced(r pebble.Reader, dgst string) (bool, error) {

@@ -79,7 +79,7 @@ func (s *accessService) CreateUser(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: req.Msg.Name, PasswordHash: h, Superuser: req.Msg.Superuser}}}
+	cmd := fsm.NewCommand(&fsmpb.CreateUser{Name: req.Msg.Name, PasswordHash: h, Superuser: req.Msg.Superuser})
 	if err := s.apply(ctx, c, "user_created", req.Msg.Name, cmd, "superuser", req.Msg.Superuser); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (s *accessService) DeleteUser(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: req.Msg.Name}}}
+	cmd := fsm.NewCommand(&fsmpb.DeleteUser{Name: req.Msg.Name})
 	if err := s.apply(ctx, c, "user_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *accessService) SetPassword(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: name, PasswordHash: h}}}
+	cmd := fsm.NewCommand(&fsmpb.SetUserPassword{Name: name, PasswordHash: h})
 	if err := s.apply(ctx, c, "password_changed", name, cmd); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *accessService) CreateGroup(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_CreateGroup{CreateGroup: &fsmpb.CreateGroup{Name: req.Msg.Name}}}
+	cmd := fsm.NewCommand(&fsmpb.CreateGroup{Name: req.Msg.Name})
 	if err := s.apply(ctx, c, "group_created", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func (s *accessService) DeleteGroup(ctx context.Context, req *connect.Request[wh
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteGroup{DeleteGroup: &fsmpb.DeleteGroup{Name: req.Msg.Name}}}
+	cmd := fsm.NewCommand(&fsmpb.DeleteGroup{Name: req.Msg.Name})
 	if err := s.apply(ctx, c, "group_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *accessService) AddGroupMember(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_AddGroupMember{AddGroupMember: &fsmpb.AddGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
+	cmd := fsm.NewCommand(&fsmpb.AddGroupMember{Group: req.Msg.Group, User: req.Msg.User})
 	if err := s.apply(ctx, c, "group_member_added", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (s *accessService) RemoveGroupMember(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_RemoveGroupMember{RemoveGroupMember: &fsmpb.RemoveGroupMember{Group: req.Msg.Group, User: req.Msg.User}}}
+	cmd := fsm.NewCommand(&fsmpb.RemoveGroupMember{Group: req.Msg.Group, User: req.Msg.User})
 	if err := s.apply(ctx, c, "group_member_removed", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func (s *accessService) GrantRole(ctx context.Context, req *connect.Request[whar
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_GrantRole{GrantRole: &fsmpb.GrantRole{Grant: g}}}
+	cmd := fsm.NewCommand(&fsmpb.GrantRole{Grant: g})
 	if err := s.apply(ctx, c, "role_granted", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func (s *accessService) RevokeRole(ctx context.Context, req *connect.Request[wha
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: g}}}
+	cmd := fsm.NewCommand(&fsmpb.RevokeRole{Grant: g})
 	if err := s.apply(ctx, c, "role_revoked", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
@@ -378,9 +378,9 @@ func (s *accessService) SetVisibility(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_SetVisibility{SetVisibility: &fsmpb.SetVisibility{
+	cmd := fsm.NewCommand(&fsmpb.SetVisibility{
 		Namespace: req.Msg.Namespace, Repository: req.Msg.Repository, Public: req.Msg.Public,
-	}}}
+	})
 	if err := s.apply(ctx, c, "visibility_set", target, cmd, "public", req.Msg.Public); err != nil {
 		return nil, err
 	}
@@ -413,7 +413,8 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 		Id: id, Owner: c.User, Description: req.Msg.Description, Namespaces: req.Msg.Namespaces,
 		Actions: req.Msg.Actions, ExpiresUnixNanos: now.Add(life).UnixNano(), SecretSha256: sum,
 	}
-	cmd := &fsmpb.Command{UnixNanos: now.UnixNano(), Op: &fsmpb.Command_CreateApiToken{CreateApiToken: &fsmpb.CreateApiToken{Token: t}}}
+	cmd := fsm.NewCommand(&fsmpb.CreateApiToken{Token: t})
+	cmd.UnixNanos = now.UnixNano() // the token's creation, matching its expiry
 	if err := s.apply(ctx, c, "token_created", id, cmd, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
 		return nil, err
 	}
@@ -477,7 +478,7 @@ func (s *accessService) RevokeToken(ctx context.Context, req *connect.Request[wh
 			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("token %s does not exist", req.Msg.Id))
 		}
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_DeleteApiToken{DeleteApiToken: &fsmpb.DeleteApiToken{Id: req.Msg.Id}}}
+	cmd := fsm.NewCommand(&fsmpb.DeleteApiToken{Id: req.Msg.Id})
 	if err := s.apply(ctx, c, "token_revoked", req.Msg.Id, cmd, "owner", t.GetOwner()); err != nil {
 		return nil, err
 	}
@@ -554,9 +555,9 @@ func (s *accessService) RotateSigningKey(ctx context.Context, _ *connect.Request
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_RotateSigningKey{RotateSigningKey: &fsmpb.RotateSigningKey{
+	cmd := fsm.NewCommand(&fsmpb.RotateSigningKey{
 		Key: key, ExpectCurrentId: current.GetCurrentId(),
-	}}}
+	})
 	if err := s.apply(ctx, c, "signing_key_rotated", key.GetId(), cmd, "previous", current.GetCurrentId()); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
@@ -45,7 +46,7 @@ func newTokenServer(t *testing.T) *tokenServer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: u, PasswordHash: h}}})
+		a.apply(fsm.NewCommand(&fsmpb.SetUserPassword{Name: u, PasswordHash: h}))
 	}
 	tokens, keys, clk := newTestTokens(t, service)
 	id, secret, sum := NewAPIToken()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
@@ -176,9 +177,9 @@ func TestOAuthRefreshGrant(t *testing.T) {
 		})
 	}
 	// A refresh grants what the roles allow now.
-	s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: &fsmpb.Grant{
+	s.a.apply(fsm.NewCommand(&fsmpb.RevokeRole{Grant: &fsmpb.Grant{
 		Role: fsmpb.Role_ROLE_COLLABORATOR, Namespace: "acme", Subject: &fsmpb.Subject{Kind: user, Name: "collab"},
-	}}}})
+	}}))
 	if _, got := s.oauth(t, s.post(t, formType, refreshForm(pw, "repository:acme/app:pull,push").Encode())); len(got) != 0 {
 		t.Fatalf("after the role was revoked: access = %v", got)
 	}
@@ -251,31 +252,31 @@ func TestOAuthRefreshRefused(t *testing.T) {
 		}, http.StatusUnauthorized},
 		{"user deleted", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
-			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: "collab"}}})
+			s.a.apply(fsm.NewCommand(&fsmpb.DeleteUser{Name: "collab"}))
 			return tok
 		}, http.StatusUnauthorized},
 		{"user created again", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
 			u, _ := s.h.store.User(ctx, "collab")
-			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteUser{DeleteUser: &fsmpb.DeleteUser{Name: "collab"}}},
-				&fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: "collab", PasswordHash: u.GetPasswordHash()}}})
+			s.a.apply(fsm.NewCommand(&fsmpb.DeleteUser{Name: "collab"}),
+				fsm.NewCommand(&fsmpb.CreateUser{Name: "collab", PasswordHash: u.GetPasswordHash()}))
 			return tok
 		}, http.StatusUnauthorized},
 		{"password changed", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
 			h, _ := HashPassword("pw-collab") // the same password, a new hash
-			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: "collab", PasswordHash: h}}})
+			s.a.apply(fsm.NewCommand(&fsmpb.SetUserPassword{Name: "collab", PasswordHash: h}))
 			return tok
 		}, http.StatusUnauthorized},
 		{"password removed", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", "pw-collab")
-			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_SetUserPassword{SetUserPassword: &fsmpb.SetUserPassword{Name: "collab"}}})
+			s.a.apply(fsm.NewCommand(&fsmpb.SetUserPassword{Name: "collab"}))
 			return tok
 		}, http.StatusUnauthorized},
 		{"api token revoked", func(t *testing.T, s *tokenServer) string {
 			tok := s.refreshToken(t, "collab", s.apiTok)
 			id, _, _ := ParseAPIToken(s.apiTok)
-			s.a.apply(&fsmpb.Command{Op: &fsmpb.Command_DeleteApiToken{DeleteApiToken: &fsmpb.DeleteApiToken{Id: id}}})
+			s.a.apply(fsm.NewCommand(&fsmpb.DeleteApiToken{Id: id}))
 			return tok
 		}, http.StatusUnauthorized},
 		{"api token expired", func(t *testing.T, s *tokenServer) string {

@@ -46,19 +46,19 @@ func (a *applier) apply(cmds ...*fsmpb.Command) {
 }
 
 func cmdCreateUser(name string, superuser bool) *fsmpb.Command {
-	return &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: name, PasswordHash: testHash, Superuser: superuser}}}
+	return fsm.NewCommand(&fsmpb.CreateUser{Name: name, PasswordHash: testHash, Superuser: superuser})
 }
 
 func cmdGrant(role fsmpb.Role, ns string, kind fsmpb.SubjectKind, name string) *fsmpb.Command {
-	return &fsmpb.Command{Op: &fsmpb.Command_GrantRole{GrantRole: &fsmpb.GrantRole{Grant: &fsmpb.Grant{
+	return fsm.NewCommand(&fsmpb.GrantRole{Grant: &fsmpb.Grant{
 		Role: role, Namespace: ns, Subject: &fsmpb.Subject{Kind: kind, Name: name},
-	}}}}
+	}})
 }
 
 func cmdPut(repo string) *fsmpb.Command {
-	return &fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
+	return fsm.NewCommand(&fsmpb.LinkBlob{
 		Repository: repo, Digest: "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Size: 1,
-	}}}
+	})
 }
 
 const (
@@ -74,11 +74,11 @@ func matrixState(t testing.TB) *fsm.FSM {
 		cmdCreateUser("root", true),
 		cmdCreateUser("nobody", false), cmdCreateUser("collab", false), cmdCreateUser("member", false),
 		cmdCreateUser("own", false), cmdCreateUser("pub", false), cmdCreateUser("adm", false),
-		&fsmpb.Command{Op: &fsmpb.Command_CreateGroup{CreateGroup: &fsmpb.CreateGroup{Name: "devs"}}},
-		&fsmpb.Command{Op: &fsmpb.Command_AddGroupMember{AddGroupMember: &fsmpb.AddGroupMember{Group: "devs", User: "member"}}},
-		&fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: "acme", User: "root"}}},
+		fsm.NewCommand(&fsmpb.CreateGroup{Name: "devs"}),
+		fsm.NewCommand(&fsmpb.AddGroupMember{Group: "devs", User: "member"}),
+		fsm.NewCommand(&fsmpb.ClaimNamespace{Namespace: "acme", User: "root"}),
 		cmdPut("acme/app"), cmdPut("acme/pub"),
-		&fsmpb.Command{Op: &fsmpb.Command_SetVisibility{SetVisibility: &fsmpb.SetVisibility{Repository: "acme/pub", Public: true}}},
+		fsm.NewCommand(&fsmpb.SetVisibility{Repository: "acme/pub", Public: true}),
 		cmdGrant(fsmpb.Role_ROLE_COLLABORATOR, "acme", user, "collab"),
 		cmdGrant(fsmpb.Role_ROLE_COLLABORATOR, "acme", group, "devs"),
 		cmdGrant(fsmpb.Role_ROLE_OWNER, "acme", user, "own"),
@@ -170,7 +170,7 @@ func TestCreatorBecomesOwner(t *testing.T) {
 	}
 	a := &applier{t: t, f: f, index: f.AppliedIndex()}
 	a.apply(
-		&fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: "fresh", User: "pub"}}},
+		fsm.NewCommand(&fsmpb.ClaimNamespace{Namespace: "fresh", User: "pub"}),
 		cmdPut("fresh/app"),
 		cmdGrant(fsmpb.Role_ROLE_PUBLISHER, "", user, "nobody"), // another publisher
 	)
@@ -179,9 +179,9 @@ func TestCreatorBecomesOwner(t *testing.T) {
 		t.Fatalf("after the first push: %+v", st)
 	}
 	// The creator's ownership outlives its global role.
-	a.apply(&fsmpb.Command{Op: &fsmpb.Command_RevokeRole{RevokeRole: &fsmpb.RevokeRole{Grant: &fsmpb.Grant{
+	a.apply(fsm.NewCommand(&fsmpb.RevokeRole{Grant: &fsmpb.Grant{
 		Role: fsmpb.Role_ROLE_PUBLISHER, Subject: &fsmpb.Subject{Kind: user, Name: "pub"},
-	}}}})
+	}}))
 	st, _ = f.Access("pub", "fresh/other")
 	if !Decide(Caller{User: "pub"}, ActionPush, "fresh/other", st) || !Decide(Caller{User: "pub"}, ActionManageRoles, "fresh/other", st) {
 		t.Fatalf("creator lost ownership: %+v", st)

@@ -108,22 +108,7 @@ func (tc *testCluster) apply(cmd *fsmpb.Command) error {
 	}
 	tc.index++
 	res, _ := tc.fsm.Apply(&raft.Log{Index: tc.index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
-	var sentinel error
-	switch res.GetCode() {
-	case fsmpb.ResultCode_RESULT_CODE_OK:
-		return nil
-	case fsmpb.ResultCode_RESULT_CODE_NOT_FOUND:
-		sentinel = fsm.ErrNotFound
-	case fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED:
-		sentinel = fsm.ErrBlobCollected
-	case fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE:
-		sentinel = fsm.ErrBlobNotCollectable
-	case fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY:
-		sentinel = fsm.ErrRepositoryNotEmpty
-	default:
-		sentinel = errors.New(res.GetCode().String())
-	}
-	return fmt.Errorf("%w: %s", sentinel, res.GetMessage())
+	return fsm.ResultError(res)
 }
 
 // view is one node's replication.Cluster and gc.Cluster.
@@ -181,12 +166,12 @@ func (v view) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) 
 	return v.tc.fsm.ListBlobHolders(last, n)
 }
 func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node string) error {
-	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
-		Digest: d.String(), Size: size, NodeId: node}}})
+	return v.tc.apply(fsm.NewCommand(&fsmpb.AddBlobHolder{
+		Digest: d.String(), Size: size, NodeId: node}))
 }
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
-		Digest: d.String(), NodeId: node}}})
+	return v.tc.apply(fsm.NewCommand(&fsmpb.RemoveBlobHolder{
+		Digest: d.String(), NodeId: node}))
 }
 func (v view) ListUnreferencedBlobs(last string, n int) ([]fsm.UnreferencedBlob, error) {
 	return v.tc.fsm.ListUnreferencedBlobs(last, n)
@@ -195,19 +180,19 @@ func (v view) ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlob, er
 	return v.tc.fsm.ListCollectedBlobs(last, n)
 }
 func (v view) CollectBlob(_ context.Context, d digest.Digest, grace time.Duration) error {
-	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
-		Digest: d.String(), GraceNanos: int64(grace)}}})
+	return v.tc.apply(fsm.NewCommand(&fsmpb.CollectBlob{
+		Digest: d.String(), GraceNanos: int64(grace)}))
 }
 func (v view) ListEmptyRepositories(last string, n int) ([]fsm.EmptyRepository, error) {
 	return v.tc.fsm.ListEmptyRepositories(last, n)
 }
 func (v view) RemoveEmptyRepository(_ context.Context, repo string, grace time.Duration) error {
-	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmpb.RemoveEmptyRepository{
-		Repository: repo, GraceNanos: int64(grace)}}})
+	return v.tc.apply(fsm.NewCommand(&fsmpb.RemoveEmptyRepository{
+		Repository: repo, GraceNanos: int64(grace)}))
 }
 func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.apply(&fsmpb.Command{Op: &fsmpb.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmpb.CollectedBlobDeleted{
-		Digest: d.String(), NodeId: node}}})
+	return v.tc.apply(fsm.NewCommand(&fsmpb.CollectedBlobDeleted{
+		Digest: d.String(), NodeId: node}))
 }
 
 // collector returns node id's Collector; Settle is tiny so that copies made
@@ -254,14 +239,14 @@ func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
 }
 
 func (tc *testCluster) link(repo string, d digest.Digest, size int64) error {
-	return tc.apply(&fsmpb.Command{Op: &fsmpb.Command_LinkBlob{LinkBlob: &fsmpb.LinkBlob{
-		Repository: repo, Digest: d.String(), Size: size}}})
+	return tc.apply(fsm.NewCommand(&fsmpb.LinkBlob{
+		Repository: repo, Digest: d.String(), Size: size}))
 }
 
 func (tc *testCluster) unlink(repo string, d digest.Digest) {
 	tc.t.Helper()
-	if err := tc.apply(&fsmpb.Command{Op: &fsmpb.Command_UnlinkBlob{UnlinkBlob: &fsmpb.UnlinkBlob{
-		Repository: repo, Digest: d.String()}}}); err != nil {
+	if err := tc.apply(fsm.NewCommand(&fsmpb.UnlinkBlob{
+		Repository: repo, Digest: d.String()})); err != nil {
 		tc.t.Fatal(err)
 	}
 }
@@ -272,7 +257,7 @@ func (tc *testCluster) putManifest(repo, content string, blobs ...digest.Digest)
 	for _, b := range blobs {
 		op.Blobs = append(op.Blobs, b.String())
 	}
-	return tc.apply(&fsmpb.Command{Op: &fsmpb.Command_PutManifest{PutManifest: op}})
+	return tc.apply(fsm.NewCommand(op))
 }
 
 // onDisk returns the nodes whose local store has d.

@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
@@ -58,15 +59,15 @@ func (c RaftCluster) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, 
 }
 
 func (c RaftCluster) AddBlobHolder(ctx context.Context, d digest.Digest, size int64, nodeID string) error {
-	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: nodeID,
-	}}})
+	}))
 }
 
 func (c RaftCluster) RemoveBlobHolder(ctx context.Context, d digest.Digest, nodeID string) error {
-	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: nodeID,
-	}}})
+	}))
 }
 
 func (c RaftCluster) apply(ctx context.Context, cmd *fsmpb.Command) error {

@@ -41,10 +41,7 @@ func (s *sharedFSM) apply(cmd *fsmpb.Command) error {
 	defer s.mu.Unlock()
 	s.index++
 	res, _ := s.fsm.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: data}).(*fsmpb.Result)
-	if res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
-		return fmt.Errorf("apply: %s", res.GetMessage())
-	}
-	return nil
+	return fsm.ResultError(res)
 }
 
 // testCluster is a set of nodes, each with its own blob store and peer
@@ -129,12 +126,12 @@ func (v view) ListBlobHolders(last string, n int) ([]*fsmpb.BlobHolders, error) 
 	return v.tc.fsm.fsm.ListBlobHolders(last, n)
 }
 func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node string) error {
-	return v.tc.fsm.apply(&fsmpb.Command{Op: &fsmpb.Command_AddBlobHolder{AddBlobHolder: &fsmpb.AddBlobHolder{
-		Digest: d.String(), Size: size, NodeId: node}}})
+	return v.tc.fsm.apply(fsm.NewCommand(&fsmpb.AddBlobHolder{
+		Digest: d.String(), Size: size, NodeId: node}))
 }
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
-	return v.tc.fsm.apply(&fsmpb.Command{Op: &fsmpb.Command_RemoveBlobHolder{RemoveBlobHolder: &fsmpb.RemoveBlobHolder{
-		Digest: d.String(), NodeId: node}}})
+	return v.tc.fsm.apply(fsm.NewCommand(&fsmpb.RemoveBlobHolder{
+		Digest: d.String(), NodeId: node}))
 }
 
 // store returns node id's replication.Store with R replicas and W write

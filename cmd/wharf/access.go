@@ -86,7 +86,7 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 			Authenticator: authn, Tokens: tokens, Store: node, Local: auth.FSMStore(node.FSM()),
 			Service: service, PublicURL: o.publicURL, Logger: log,
 			Claim: func(ctx context.Context, ns, user string) error {
-				_, err := node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_ClaimNamespace{ClaimNamespace: &fsmpb.ClaimNamespace{Namespace: ns, User: user}}})
+				_, err := node.Apply(ctx, fsm.NewCommand(&fsmpb.ClaimNamespace{Namespace: ns, User: user}))
 				return err
 			},
 		}),
@@ -140,7 +140,7 @@ func ensureAccess(ctx context.Context, node *cluster.Node, o serveOptions, banne
 		if err != nil {
 			return false, err
 		}
-		_, err = node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RotateSigningKey{RotateSigningKey: &fsmpb.RotateSigningKey{Key: key}}})
+		_, err = node.Apply(ctx, fsm.NewCommand(&fsmpb.RotateSigningKey{Key: key}))
 		if err != nil && !errors.Is(err, fsm.ErrFailedPrecondition) {
 			return false, fmt.Errorf("create the token signing key: %w", err)
 		}
@@ -174,7 +174,7 @@ func createAdmin(ctx context.Context, node *cluster.Node, o serveOptions, banner
 			return fmt.Errorf("write the admin password: %w", err)
 		}
 	}
-	_, err = node.Apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CreateUser{CreateUser: &fsmpb.CreateUser{Name: adminUser, PasswordHash: hash, Superuser: true}}})
+	_, err = node.Apply(ctx, fsm.NewCommand(&fsmpb.CreateUser{Name: adminUser, PasswordHash: hash, Superuser: true}))
 	if errors.Is(err, fsm.ErrAlreadyExists) {
 		if generated {
 			_ = os.Remove(file)

@@ -44,15 +44,15 @@ func (c gcCluster) ListCollectedBlobs(last string, n int) ([]*fsmpb.CollectedBlo
 }
 
 func (c gcCluster) CollectBlob(ctx context.Context, d digest.Digest, grace time.Duration) error {
-	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CollectBlob{CollectBlob: &fsmpb.CollectBlob{
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.CollectBlob{
 		Digest: d.String(), GraceNanos: int64(grace),
-	}}})
+	}))
 }
 
 func (c gcCluster) CollectedBlobDeleted(ctx context.Context, d digest.Digest, nodeID string) error {
-	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_CollectedBlobDeleted{CollectedBlobDeleted: &fsmpb.CollectedBlobDeleted{
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.CollectedBlobDeleted{
 		Digest: d.String(), NodeId: nodeID,
-	}}})
+	}))
 }
 
 func (c gcCluster) BlobHolders(d digest.Digest) (*fsmpb.BlobHolders, error) {
@@ -97,9 +97,9 @@ func (c gcCluster) ListEmptyRepositories(last string, n int) ([]fsm.EmptyReposit
 }
 
 func (c gcCluster) RemoveEmptyRepository(ctx context.Context, repo string, grace time.Duration) error {
-	return c.apply(ctx, &fsmpb.Command{Op: &fsmpb.Command_RemoveEmptyRepository{RemoveEmptyRepository: &fsmpb.RemoveEmptyRepository{
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.RemoveEmptyRepository{
 		Repository: repo, GraceNanos: int64(grace),
-	}}})
+	}))
 }
 
 func (c gcCluster) apply(ctx context.Context, cmd *fsmpb.Command) error {

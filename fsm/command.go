@@ -1,0 +1,37 @@
+package fsm
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
+)
+
+// NewCommand returns the Command that carries op, one of the command
+// payloads of fsm.proto (a *fsmpb.LinkBlob, a *fsmpb.CreateUser, ...), as
+// its Op. The proposer (cluster.Node.Apply) stamps its request ID and
+// time. It panics if op is no command payload, a programming error that
+// TestNewCommandCoversEveryCommand rules out for every payload there is.
+func NewCommand(op proto.Message) *fsmpb.Command {
+	fd, ok := commandFields[op.ProtoReflect().Descriptor().FullName()]
+	if !ok {
+		panic(fmt.Sprintf("fsm.NewCommand: %T is not a command", op))
+	}
+	cmd := &fsmpb.Command{}
+	cmd.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(op.ProtoReflect()))
+	return cmd
+}
+
+// commandFields maps each command payload's message name to its field of
+// the Command.op oneof.
+var commandFields = func() map[protoreflect.FullName]protoreflect.FieldDescriptor {
+	fields := (&fsmpb.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op").Fields()
+	m := make(map[protoreflect.FullName]protoreflect.FieldDescriptor, fields.Len())
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		m[fd.Message().FullName()] = fd
+	}
+	return m
+}()
