@@ -23,6 +23,7 @@ import (
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/replication"
 )
 
@@ -53,7 +54,7 @@ func startNode(tb testing.TB, dir string) string {
 	}
 	// The blob path of wharf serve: a replicated store, here with one node.
 	store, err := replication.New(replication.Config{
-		Local: blobs, Cluster: replication.NewRaftCluster(node), Client: node.PeerHTTPClient(),
+		Local: blobs, Cluster: blobstate.Of(node), Client: node.PeerHTTPClient(),
 		FetchDir: filepath.Join(dir, "fetch"),
 	})
 	if err != nil {

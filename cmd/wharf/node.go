@@ -20,6 +20,7 @@ import (
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/blobstore/peer"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/gc"
 	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/internal/diskspace"
@@ -78,7 +79,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	}
 	store, err := replication.New(replication.Config{
 		Local:           blobs,
-		Cluster:         replication.NewRaftCluster(node),
+		Cluster:         blobstate.Of(node),
 		Client:          node.PeerHTTPClient(),
 		Replicas:        o.replicas,
 		WriteQuorum:     o.writeQuorum,
@@ -94,7 +95,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	}
 	collector, err := gc.New(gc.Config{
 		Local:                blobs,
-		Cluster:              gcCluster{node},
+		Cluster:              blobstate.Of(node),
 		Grace:                o.gcGrace,
 		Interval:             o.gcInterval,
 		EmptyRepositoryGrace: o.emptyRepoGrace,

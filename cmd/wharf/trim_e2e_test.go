@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/gc"
 )
 
@@ -15,7 +16,7 @@ func (h *harness) sweepNow() {
 	for _, n := range h.live() {
 		reg := n.registry()
 		c, err := gc.New(gc.Config{
-			Local: reg.blobs, Cluster: gcCluster{reg.node},
+			Local: reg.blobs, Cluster: blobstate.Of(reg.node),
 			Settle: time.Nanosecond, Replicas: h.opts.replicas,
 		})
 		if err != nil {
