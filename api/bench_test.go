@@ -63,7 +63,7 @@ func startNode(tb testing.TB, dir string) string {
 	tb.Cleanup(func() { _ = store.Close() })
 	srv := httptest.NewServer(api.NewHandler(api.Config{
 		OCI: oci.New(oci.Config{
-			Metadata: node, Blobs: store, Replication: store, NodeID: node.ID(),
+			Metadata: node, Blobs: store, NodeID: node.ID(),
 		}),
 		Route:    oci.Route,
 		Ready:    func() bool { return node.Status().Ready() },

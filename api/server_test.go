@@ -20,6 +20,8 @@ import (
 	"github.com/wharf-registry/wharf/api/oci"
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/blobstate"
+	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/ui"
 )
 
@@ -51,9 +53,16 @@ func startFullServer(t *testing.T) *fullServer {
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	store, err := replication.New(replication.Config{
+		Local: blobs, Cluster: blobstate.Of(node), Client: node.PeerHTTPClient(), FetchDir: filepath.Join(dir, "fetch"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
 	fs := &fullServer{ready: true, disk: "disk: 12.3 GiB free of 50.0 GiB\n"}
 	srv := httptest.NewServer(api.NewHandler(api.Config{
-		OCI:   oci.New(oci.Config{Metadata: node, Blobs: blobs}),
+		OCI:   oci.New(oci.Config{Metadata: node, Blobs: store, NodeID: node.ID()}),
 		Route: oci.Route,
 		Connect: admin.Handlers(admin.Config{
 			Node: node, Blobs: blobs, Catalog: node.FSM(), Version: "test",

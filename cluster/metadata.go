@@ -162,11 +162,7 @@ func (n *Node) DeleteTag(ctx context.Context, repo, tag string) error {
 // that have just stored the blob, recorded as its holders by the same
 // command.
 func (n *Node) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
-	op := &fsmpb.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
-	if len(holders) > 0 {
-		op.HolderNodeId, op.MoreHolderNodeIds = holders[0], holders[1:]
-	}
-	return n.do(ctx, fsm.NewCommand(op))
+	return n.do(ctx, fsm.NewCommand(fsm.LinkBlobOp(repo, d, size, holders...)))
 }
 
 // UnlinkBlob removes a blob from repo, or returns fsm.ErrNotFound.

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -35,3 +36,13 @@ var commandFields = func() map[protoreflect.FullName]protoreflect.FieldDescripto
 	}
 	return m
 }()
+
+// LinkBlobOp links stored blob d of size bytes into repo, recording the
+// holders, if any, in the same write.
+func LinkBlobOp(repo string, d digest.Digest, size int64, holders ...string) *fsmpb.LinkBlob {
+	op := &fsmpb.LinkBlob{Repository: repo, Digest: d.String(), Size: size}
+	if len(holders) > 0 {
+		op.HolderNodeId, op.MoreHolderNodeIds = holders[0], holders[1:]
+	}
+	return op
+}

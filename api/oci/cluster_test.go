@@ -17,7 +17,7 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
-	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/cluster/blobstate"
 )
 
 // twoNodes starts node A, and node B sharing A's metadata but with a blob
@@ -48,7 +48,7 @@ func twoNodesReleasing(t *testing.T, releases bool) (a, b *testServer, srvB *htt
 	if err != nil {
 		t.Fatal(err)
 	}
-	handlerB := New(Config{Metadata: meta, Blobs: blobsB, NodeID: "NODEB"})
+	handlerB := New(Config{Metadata: meta, Blobs: replicated(t, blobsB, nodeNamed{blobstate.Of(meta.(*cluster.Node)), "NODEB"}), NodeID: "NODEB"})
 	// B's one server stands for both its listeners: the API and, for
 	// session handover, the internal release endpoint.
 	muxB := http.NewServeMux()
@@ -61,6 +61,15 @@ func twoNodesReleasing(t *testing.T, releases bool) (a, b *testServer, srvB *htt
 	urls["NODEB"] = srvB.URL
 	return a, &testServer{t: t, url: srvB.URL, blobs: blobsB}, srvB
 }
+
+// nodeNamed is the state of a shared cluster node seen by another node,
+// id: node B of twoNodes records its own copies.
+type nodeNamed struct {
+	blobstate.State
+	id string
+}
+
+func (n nodeNamed) LocalID() string { return n.id }
 
 func TestSessionIDsNameTheirNode(t *testing.T) {
 	a, _, _ := twoNodes(t)
@@ -218,18 +227,11 @@ func TestSessionsStayInTheirRepository(t *testing.T) {
 // registry holds, not a file that merely sits on this node's disk with no
 // holder record (garbage the sweep is about to delete).
 func TestMountNeedsARecordedHolder(t *testing.T) {
-	rep := &recordingReplication{}
-	var blobs BlobStore
-	ts := newTestServer(t, func(c *Config) {
-		rep.node = c.Metadata.(*cluster.Node)
-		c.NodeID = rep.node.ID()
-		c.Replication = rep
-		blobs = c.Blobs
-	})
+	ts := newTestServer(t)
 	pushed := ts.pushBlob("source", []byte("pushed: recorded"))
 	stray := []byte("on disk, never recorded")
 	sd := digest.FromBytes(stray)
-	if _, err := blobs.Put(context.Background(), sd, bytes.NewReader(stray)); err != nil {
+	if _, err := ts.blobs.Put(context.Background(), sd, bytes.NewReader(stray)); err != nil {
 		t.Fatal(err)
 	}
 	resp := ts.do(request{method: http.MethodPost, path: "/v2/target/blobs/uploads/?mount=" + pushed.String()})
@@ -256,61 +258,40 @@ func TestSessionsOfUnknownNodes(t *testing.T) {
 	}
 }
 
-// recordingReplication records what it is told and asked, and fails
-// WaitDurable if err is set.
-type recordingReplication struct {
-	mu     sync.Mutex
-	stored []digest.Digest
-	held   []digest.Digest
-	asked  []digest.Digest
-	err    error
-	node   *cluster.Node // for Held
+// durability is a blob store whose WaitDurable records what it is asked
+// and fails with err, if set.
+type durability struct {
+	BlobStore
+	mu    sync.Mutex
+	asked []digest.Digest
+	err   error
 }
 
-// Held answers from the real FSM when node is set, else says no.
-func (r *recordingReplication) Held(_ context.Context, d digest.Digest) (int64, bool, error) {
-	if r.node == nil {
-		return 0, false, nil
+func (d *durability) WaitDurable(ctx context.Context, ds []digest.Digest) error {
+	d.mu.Lock()
+	d.asked = append(d.asked, ds...)
+	err := d.err
+	d.mu.Unlock()
+	if err != nil {
+		return err
 	}
-	rec, err := r.node.FSM().BlobHolders(d)
-	if errors.Is(err, fsm.ErrNotFound) {
-		return 0, false, nil
-	}
-	return rec.GetSize(), err == nil, err
+	return d.BlobStore.WaitDurable(ctx, ds)
 }
 
-func (r *recordingReplication) Hold(_ context.Context, d digest.Digest, _ int64) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.held = append(r.held, d)
-	return nil
-}
-
-func (r *recordingReplication) Stored(_ context.Context, d digest.Digest, _ int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stored = append(r.stored, d)
-}
-
-func (r *recordingReplication) WaitDurable(_ context.Context, ds []digest.Digest) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.asked = append(r.asked, ds...)
-	return r.err
-}
-
-func TestReplicationHooks(t *testing.T) {
-	dur := &recordingReplication{}
+// TestPushRecordsHoldersAndWaitsForDurability: the write that links an
+// uploaded blob records this node as its holder, a manifest push waits
+// until its blobs are durable, and a push its blobs are not durable for
+// is refused as unavailable, saying why.
+func TestPushRecordsHoldersAndWaitsForDurability(t *testing.T) {
+	dur := &durability{}
 	var node *cluster.Node
 	ts := newTestServer(t, func(c *Config) {
-		c.Replication = dur
+		dur.BlobStore = c.Blobs
+		c.Blobs = dur
 		node = c.Metadata.(*cluster.Node)
-		c.NodeID = node.ID()
 	})
 	cfg, layer := []byte(`{"os":"linux"}`), []byte("layer")
 	cd, ld := ts.pushBlob("team/app", cfg), ts.pushBlob("team/app", layer)
-	// The write that linked each blob recorded this node as its holder;
-	// no separate record was needed.
 	for _, d := range []digest.Digest{cd, ld} {
 		rec, err := node.FSM().BlobHolders(d)
 		if err != nil {
@@ -320,22 +301,15 @@ func TestReplicationHooks(t *testing.T) {
 			t.Errorf("holders of %s: %v, want [%s]", d, rec.GetNodeIds(), node.ID())
 		}
 	}
-	if len(dur.held) != 0 {
-		t.Errorf("holders recorded separately after a successful link: %v", dur.held)
-	}
 	body := imageManifest(
 		v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cd, Size: int64(len(cfg))},
 		v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: ld, Size: int64(len(layer))})
 	ts.pushManifest("team/app", "v1", v1.MediaTypeImageManifest, body)
 	slices.Sort(dur.asked)
-	slices.Sort(dur.stored)
 	want := []digest.Digest{cd, ld}
 	slices.Sort(want)
 	if !slices.Equal(dur.asked, want) {
 		t.Errorf("waited for %v, want %v", dur.asked, want)
-	}
-	if !slices.Equal(dur.stored, want) {
-		t.Errorf("reported stored %v, want %v", dur.stored, want)
 	}
 
 	dur.err = errors.New("blob sha256:x has 1 of 2 copies")

@@ -6,8 +6,10 @@
 // (the last "/manifests/", "/blobs/uploads/", "/blobs/", "/referrers/" or
 // "/tags/list"). Metadata (repositories, tags, manifests, blob links) goes
 // through the Metadata interface, whose writes are Raft commands; blob bytes
-// go to a *blobstore.Store and are streamed, never buffered whole. Manifests
-// are read into memory, bounded by Config.MaxManifestBytes.
+// stream, never buffered whole, to a BlobStore (cluster/replication in a
+// node), whose upload sessions (blobstore.Writer) commit a blob and link it
+// into its repository in one step. Manifests are read into memory, bounded
+// by Config.MaxManifestBytes.
 //
 // Errors are answered with the OCI error envelope
 //

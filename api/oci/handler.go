@@ -41,10 +41,6 @@ type Config struct {
 	// Sessions forwards requests for other nodes' upload sessions; nil on
 	// a single node.
 	Sessions SessionRouter
-	// Replication copies new blobs to their owners and delays manifest
-	// pushes until their blobs are durable on enough nodes; nil when a
-	// local fsync is enough.
-	Replication Replication
 
 	// Authorizer authenticates callers and checks their permissions; nil
 	// leaves the registry open to anyone (tests only).
@@ -63,7 +59,6 @@ type Handler struct {
 	blobs            BlobStore
 	nodeID           string
 	sessions         SessionRouter
-	replication      Replication
 	log              *slog.Logger
 	maxManifestBytes int64
 	sparse           bool
@@ -87,7 +82,6 @@ func New(cfg Config) *Handler {
 		blobs:            cfg.Blobs,
 		nodeID:           cfg.NodeID,
 		sessions:         cfg.Sessions,
-		replication:      cfg.Replication,
 		log:              cfg.Logger,
 		maxManifestBytes: cfg.MaxManifestBytes,
 		sparse:           cfg.SparseManifests,

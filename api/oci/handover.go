@@ -53,7 +53,7 @@ func (h *Handler) adoptSession(w http.ResponseWriter, r *http.Request, rt route,
 		return false, nil
 	}
 	ctx := r.Context()
-	u, err := h.blobs.NewUploadFor(ctx, rt.name)
+	u, err := h.blobs.NewUpload(ctx, rt.name)
 	if err != nil {
 		h.log.DebugContext(ctx, "adopt upload session: new session", "upload", rt.arg, "err", err)
 		return false, nil
@@ -117,7 +117,7 @@ func (h *Handler) ReleaseHandler() (pattern string, handler http.Handler) {
 func (h *Handler) releaseSession(ctx context.Context, id, repo string) error {
 	lockCtx, cancel := context.WithTimeout(ctx, releaseLockWait)
 	defer cancel()
-	u, err := h.blobs.OpenUpload(lockCtx, id)
+	u, err := h.blobs.OpenUpload(lockCtx, repo, id)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return errSessionInUse
 	}
@@ -134,7 +134,6 @@ func (h *Handler) releaseSession(ctx context.Context, id, repo string) error {
 	if err := u.Cancel(ctx); err != nil {
 		return fmt.Errorf("cancel upload %s: %w", id, err)
 	}
-	h.uploadEnded(u.ID())
 	return nil
 }
 

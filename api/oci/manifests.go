@@ -261,7 +261,7 @@ func (h *Handler) checkReferences(ctx context.Context, repo string, pm *parsedMa
 // presentBlobs returns the blobs of pm that are in the repository: all of
 // them after checkReferences, only some for a sparse manifest.
 func (h *Handler) presentBlobs(ctx context.Context, repo string, pm *parsedManifest) []digest.Digest {
-	if h.replication == nil || !h.sparse {
+	if !h.sparse {
 		return pm.blobs
 	}
 	var present []digest.Digest

@@ -45,10 +45,6 @@ type Metadata interface {
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
 	// DeleteTag removes a tag, or ErrNotFound.
 	DeleteTag(ctx context.Context, repo, tag string) error
-	// LinkBlob makes a stored blob part of repo. The holders name the
-	// nodes that have just stored the blob, to be recorded as its holders
-	// by the same write (and even if the link is refused).
-	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error
 	// UnlinkBlob removes a blob from repo, or ErrNotFound.
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
+	"github.com/wharf-registry/wharf/cluster/blobstate"
+	"github.com/wharf-registry/wharf/cluster/replication"
 )
 
 // testServer is a registry over HTTP with a real blob store and a real
@@ -42,13 +44,27 @@ func newTestServerOn(t *testing.T, blobConfig blobstore.Config, node *cluster.No
 	if err != nil {
 		t.Fatalf("open blob store: %v", err)
 	}
-	cfg := Config{Metadata: node, Blobs: blobs}
+	cfg := Config{Metadata: node, Blobs: replicated(t, blobs, blobstate.Of(node))}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
 	return &testServer{t: t, url: srv.URL, blobs: blobs}
+}
+
+// replicated is the blob store of a node whose state c shows: blobs
+// replicated through c, as wharf serve assembles it.
+func replicated(t *testing.T, blobs *blobstore.Store, c replication.Cluster) *replication.Store {
+	t.Helper()
+	store, err := replication.New(replication.Config{
+		Local: blobs, Cluster: c, Client: http.DefaultClient, Replicas: 1, WriteQuorum: 1, FetchDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store
 }
 
 // startNode runs a real single-node cluster (Raft and Pebble on disk) for

@@ -13,7 +13,6 @@ import (
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
-	"github.com/wharf-registry/wharf/internal/diskspace"
 )
 
 // startUpload answers POST /v2/<name>/blobs/uploads/: a cross-repository
@@ -44,7 +43,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if q.Has("digest") {
 		return h.monolithicUpload(w, r, rt)
 	}
-	u, err := h.blobs.NewUploadFor(ctx, rt.name)
+	u, err := h.blobs.NewUpload(ctx, rt.name)
 	if err != nil {
 		return fmt.Errorf("start upload to %s: %w", rt.name, err)
 	}
@@ -99,11 +98,15 @@ func (h *Handler) mountBlob(ctx context.Context, w http.ResponseWriter, repo str
 	if err != nil || !ok {
 		return false, err
 	}
-	err = h.linkBlob(ctx, w, repo, d, size)
+	err = h.blobs.Link(ctx, repo, d, size)
 	if errors.Is(err, fsm.ErrBlobCollected) {
 		return false, nil // collected since mountable looked: upload it instead
 	}
-	return true, err
+	if err != nil {
+		return false, linkError(repo, d, err)
+	}
+	h.created(w, repo, d)
+	return true, nil
 }
 
 // mountable reports whether blob d can be mounted, and its size.
@@ -117,21 +120,11 @@ func (h *Handler) mountable(ctx context.Context, d digest.Digest, from string) (
 			return 0, false, nil
 		}
 	}
-	if h.replication != nil {
-		size, ok, err := h.replication.Held(ctx, d)
-		if err != nil {
-			return 0, false, fmt.Errorf("look up holders of blob %s: %w", d, err)
-		}
-		return size, ok, nil
-	}
-	size, err := h.blobs.Stat(ctx, d)
-	if errors.Is(err, blobstore.ErrBlobUnknown) {
-		return 0, false, nil
-	}
+	size, ok, err := h.blobs.Held(ctx, d)
 	if err != nil {
-		return 0, false, fmt.Errorf("stat blob %s: %w", d, err)
+		return 0, false, fmt.Errorf("look up holders of blob %s: %w", d, err)
 	}
-	return size, true, nil
+	return size, ok, nil
 }
 
 // monolithicUpload stores the request body as the blob named by ?digest=.
@@ -140,54 +133,11 @@ func (h *Handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 	if err != nil {
 		return err
 	}
-	if h.mirror() != nil && d.Algorithm() == digest.SHA256 &&
-		(r.ContentLength < 0 || r.ContentLength >= mirrorMonolithicBytes) {
-		size, copies, err := h.putMirrored(r.Context(), d, r.Body)
-		if err != nil {
-			return storeError(d, err)
-		}
-		return h.linkStored(r.Context(), w, rt.name, d, size, copies)
+	if _, err := h.blobs.Put(r.Context(), rt.name, d, r.Body, r.ContentLength); err != nil {
+		return storeError(rt.name, d, err)
 	}
-	size, err := h.blobs.Put(r.Context(), d, r.Body)
-	if err != nil {
-		return storeError(d, err)
-	}
-	h.stored(r.Context(), d, size)
-	return h.linkStored(r.Context(), w, rt.name, d, size, nil)
-}
-
-// mirrorMonolithicBytes is the size from which a monolithic upload is
-// mirrored to other nodes while it arrives; smaller ones are copied after
-// the commit. A mirror holds the POST until its first node has committed
-// (the link records that copy), while the copy after the commit holds up
-// nothing and, for a small blob such as an image config, is done long
-// before the manifest that needs it arrives: mirroring configs too did
-// not make 1 MiB pushes faster (bench-cluster with BENCH_NIC=1gbit).
-const mirrorMonolithicBytes = 1 << 20
-
-// putMirrored stores body as blob d through an upload session whose bytes
-// are mirrored while they arrive, as Put would without the mirror, and
-// returns the mirrored copies for the link to record.
-func (h *Handler) putMirrored(ctx context.Context, d digest.Digest, body io.Reader) (int64, MirroredCopies, error) {
-	u, err := h.blobs.NewUpload(ctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer h.release(ctx, u)
-	if _, err := h.appendMirrored(ctx, u, body); err != nil {
-		h.uploadEnded(u.ID())
-		return 0, nil, errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
-	}
-	h.committing(u, d)
-	size, err := u.Commit(ctx, d)
-	if err != nil {
-		if errors.Is(err, blobstore.ErrDigestMismatch) {
-			err = errors.Join(err, u.Cancel(context.WithoutCancel(ctx)))
-		}
-		h.uploadEnded(u.ID())
-		return 0, nil, err
-	}
-	return size, h.storedUpload(ctx, u.ID(), d, size), nil
+	h.created(w, rt.name, d)
+	return nil
 }
 
 // getUpload reports the progress of an upload session.
@@ -254,7 +204,6 @@ func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route)
 	if err := u.Cancel(ctx); err != nil {
 		return fmt.Errorf("cancel upload %s: %w", rt.arg, err)
 	}
-	h.uploadEnded(u.ID())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -262,12 +211,12 @@ func (h *Handler) deleteUpload(w http.ResponseWriter, r *http.Request, rt route)
 
 // openUpload finds the session named by the route, which must belong to
 // the route's repository.
-func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, error) {
+func (h *Handler) openUpload(ctx context.Context, rt route) (blobstore.Writer, error) {
 	node, local := splitSessionID(rt.arg)
 	if node != h.nodeID {
 		return nil, errUploadUnknown(rt.arg)
 	}
-	u, err := h.blobs.OpenUpload(ctx, local)
+	u, err := h.blobs.OpenUpload(ctx, rt.name, local)
 	if errors.Is(err, blobstore.ErrUploadUnknown) {
 		return nil, errUploadUnknown(rt.arg)
 	}
@@ -285,7 +234,7 @@ func (h *Handler) openUpload(ctx context.Context, rt route) (*blobstore.Upload, 
 // the one it was started in. A session without a recorded repository
 // (started before sessions recorded it, or whose record a crash lost) may
 // be used through any.
-func ownedBy(u *blobstore.Upload, repo string) bool {
+func ownedBy(u blobstore.Writer, repo string) bool {
 	return u.Owner() == "" || u.Owner() == repo
 }
 
@@ -301,12 +250,11 @@ func errOtherRepository(id, repo string) error {
 // appendBody appends the request body to u. With a Content-Range header
 // the chunk must start where the upload ends (else 416) and its length
 // must match Content-Length.
-func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u *blobstore.Upload) error {
+func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u blobstore.Writer) error {
 	ctx := r.Context()
 	cr := r.Header.Get("Content-Range")
 	if cr == "" {
-		if _, err := h.appendMirrored(ctx, u, r.Body); err != nil {
-			h.dropIfFull(ctx, u, err)
+		if _, err := u.Append(ctx, r.Body); err != nil {
 			return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 		}
 		return nil
@@ -327,9 +275,8 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 		return newError(http.StatusBadRequest, CodeBlobUploadInvalid,
 			"Content-Length %d does not match Content-Range %s (%d bytes)", r.ContentLength, cr, length)
 	}
-	n, err := h.appendMirrored(ctx, u, io.LimitReader(r.Body, length))
+	n, err := u.Append(ctx, io.LimitReader(r.Body, length))
 	if err != nil {
-		h.dropIfFull(ctx, u, err)
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
 	if n != length {
@@ -340,110 +287,64 @@ func (h *Handler) appendBody(w http.ResponseWriter, r *http.Request, rt route, u
 	return nil
 }
 
-// commit appends rest to u, commits it as blob d and links the blob into repo.
-func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string, u *blobstore.Upload, d digest.Digest, rest io.Reader) error {
-	if _, err := h.appendMirrored(ctx, u, rest); err != nil {
-		h.dropIfFull(ctx, u, err)
+// commit appends rest to u, commits it as blob d and links the blob into
+// repo.
+func (h *Handler) commit(ctx context.Context, w http.ResponseWriter, repo string, u blobstore.Writer, d digest.Digest, rest io.Reader) error {
+	if _, err := u.Append(ctx, rest); err != nil {
 		return fmt.Errorf("append to upload %s: %w", u.ID(), err)
 	}
-	h.committing(u, d)
-	size, err := u.Commit(ctx, d)
-	if err != nil {
-		// After a digest mismatch the session lives on, but its mirrors
-		// were told to commit and are dropped; the client's next bytes
-		// start new ones.
-		h.uploadEnded(u.ID())
-		return storeError(d, err)
+	if _, err := u.Commit(ctx, d); err != nil {
+		return storeError(repo, d, err)
 	}
-	copies := h.storedUpload(ctx, u.ID(), d, size)
-	return h.linkStored(ctx, w, repo, d, size, copies)
+	h.created(w, repo, d)
+	return nil
 }
 
-// dropIfFull cancels upload u after an append failed with err, if err
-// says the disk is full: the session's bytes are space the node lacks,
-// and clients start a refused upload again from the beginning.
-func (h *Handler) dropIfFull(ctx context.Context, u *blobstore.Upload, err error) {
-	if !diskspace.IsFull(err) {
-		return
-	}
-	h.uploadEnded(u.ID())
-	if cerr := u.Cancel(context.WithoutCancel(ctx)); cerr != nil {
-		h.log.DebugContext(ctx, "drop upload refused for lack of space", "upload", u.ID(), "err", cerr)
-	}
-}
-
-// storeError translates a failure to store blob d.
-func storeError(d digest.Digest, err error) error {
+// storeError translates a failure to store blob d and link it into repo.
+func storeError(repo string, d digest.Digest, err error) error {
 	if errors.Is(err, blobstore.ErrDigestMismatch) {
 		return newError(http.StatusBadRequest, CodeDigestInvalid,
 			"the uploaded content does not match digest %s; check the digest and the data sent", d).
 			withDetail(map[string]string{"digest": d.String()}).withCause(err)
 	}
-	return fmt.Errorf("store blob %s: %w", d, err)
+	return linkError(repo, d, err)
 }
 
-// linkStored links blob d, which a client has just stored on this node,
-// into repo, recording the node as its holder, and answers 201. The copies
-// to the blob's owners were started before, so that they overlap with the
-// write; the mirrored copies committed by then (copies, if not nil) are
-// recorded by the same write.
-func (h *Handler) linkStored(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, copies MirroredCopies) error {
-	var holders []string
-	if self := h.holder(); self != "" {
-		holders = append(holders, self)
-	}
-	settle := func(bool) {}
-	if copies != nil {
-		var mirrored []string
-		mirrored, settle = copies(ctx)
-		holders = append(holders, mirrored...)
-	}
-	err := h.linkBlob(ctx, w, repo, d, size, holders...)
-	settle(err == nil)
-	if err != nil && h.holder() != "" {
-		// The holder may be recorded already (a refused link keeps it);
-		// recording it again changes nothing.
-		h.hold(context.WithoutCancel(ctx), d, size)
-	}
-	return err
-}
-
-// linkBlob links stored blob d into repo and answers 201. The holders are
-// recorded as holding the blob by the same write.
-func (h *Handler) linkBlob(ctx context.Context, w http.ResponseWriter, repo string, d digest.Digest, size int64, holders ...string) error {
-	err := h.meta.LinkBlob(ctx, repo, d, size, holders...)
-	if errors.Is(err, fsm.ErrNamespaceConflict) {
+// linkError translates a failure to link blob d into repo.
+func linkError(repo string, d digest.Digest, err error) error {
+	switch {
+	case errors.Is(err, fsm.ErrNamespaceConflict):
 		return errNamespaceConflict(repo, err)
-	}
-	if errors.Is(err, fsm.ErrBlobCollected) {
+	case errors.Is(err, fsm.ErrBlobCollected):
 		return newError(http.StatusNotFound, CodeBlobUnknown,
 			"blob %s was garbage-collected and this node could not record its new copy; upload it again", d).
 			withCause(err)
 	}
-	if err != nil {
-		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
-	}
+	return fmt.Errorf("store blob %s in %s: %w", d, repo, err)
+}
+
+// created answers 201 for blob d, now part of repo.
+func (h *Handler) created(w http.ResponseWriter, repo string, d digest.Digest) {
 	w.Header().Set("Location", h.location("/v2/"+repo+"/blobs/"+d.String()))
 	w.Header().Set("Docker-Content-Digest", d.String())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
-	return nil
 }
 
 // release lets go of the session's lock; the session itself lives on
 // unless it was committed or cancelled.
-func (h *Handler) release(ctx context.Context, u *blobstore.Upload) {
+func (h *Handler) release(ctx context.Context, u blobstore.Writer) {
 	if err := u.Close(); err != nil {
 		h.log.DebugContext(ctx, "release upload", "upload", u.ID(), "err", err)
 	}
 }
 
-func (h *Handler) uploadLocation(repo string, u *blobstore.Upload) string {
+func (h *Handler) uploadLocation(repo string, u blobstore.Writer) string {
 	return h.location("/v2/" + repo + "/blobs/uploads/" + h.sessionID(u))
 }
 
 // writeUploadStatus answers with the state of an upload session.
-func (h *Handler) writeUploadStatus(w http.ResponseWriter, repo string, u *blobstore.Upload, status int) {
+func (h *Handler) writeUploadStatus(w http.ResponseWriter, repo string, u blobstore.Writer, status int) {
 	h.setUploadHeaders(w, repo, u)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
@@ -452,7 +353,7 @@ func (h *Handler) writeUploadStatus(w http.ResponseWriter, repo string, u *blobs
 // setUploadHeaders sets Location, Range and Docker-Upload-UUID. Range is
 // the inclusive range received so far; like the Docker registry, an empty
 // upload reports "0-0".
-func (h *Handler) setUploadHeaders(w http.ResponseWriter, repo string, u *blobstore.Upload) {
+func (h *Handler) setUploadHeaders(w http.ResponseWriter, repo string, u blobstore.Writer) {
 	hdr := w.Header()
 	hdr.Set("Location", h.uploadLocation(repo, u))
 	hdr.Set("Range", "0-"+strconv.FormatInt(max(u.Size()-1, 0), 10))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -276,15 +277,15 @@ func TestUploadNamespaceRules(t *testing.T) {
 	}
 }
 
-// noQuorum is Metadata whose writes fail as on a node without quorum.
-type noQuorum struct{ Metadata }
+// noQuorum is a BlobStore whose links fail as on a node without quorum.
+type noQuorum struct{ BlobStore }
 
-func (noQuorum) LinkBlob(context.Context, string, digest.Digest, int64, ...string) error {
-	return fmt.Errorf("propose: %w", cluster.ErrNoQuorum)
+func (noQuorum) Put(context.Context, string, digest.Digest, io.Reader, int64) (int64, error) {
+	return 0, fmt.Errorf("link blob: propose: %w", cluster.ErrNoQuorum)
 }
 
 func TestNoQuorum(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.Metadata = noQuorum{c.Metadata} })
+	ts := newTestServer(t, func(c *Config) { c.Blobs = noQuorum{c.Blobs} })
 	content := []byte("content")
 	resp := ts.do(request{method: "POST", path: "/v2/repo/blobs/uploads/?digest=" + digest.FromBytes(content).String(), body: content})
 	wantError(t, resp, http.StatusServiceUnavailable, CodeUnavailable)

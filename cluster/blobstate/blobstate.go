@@ -163,3 +163,7 @@ func (c State) RemoveEmptyRepository(ctx context.Context, repo string, grace tim
 		Repository: repo, GraceNanos: int64(grace),
 	}))
 }
+
+func (c State) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
+	return c.node.LinkBlob(ctx, repo, d, size, holders...)
+}

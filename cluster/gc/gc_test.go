@@ -169,6 +169,9 @@ func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node
 	return v.tc.apply(fsm.NewCommand(&fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: node}))
 }
+func (v view) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
+	return v.tc.apply(fsm.NewCommand(fsm.LinkBlobOp(repo, d, size, holders...)))
+}
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
 	return v.tc.apply(fsm.NewCommand(&fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: node}))
@@ -206,33 +209,38 @@ func (tc *testCluster) collector(id string, settle time.Duration) *Collector {
 	return c
 }
 
-// clientStored tells s about a blob a client just stored on it, as the
-// upload handler does: copies start, and the node is recorded as a holder
-// (by the link that follows an upload; here by Hold).
-func clientStored(t testing.TB, s *replication.Store, d digest.Digest, size int64) {
-	t.Helper()
-	s.Stored(context.Background(), d, size)
-	if err := s.Hold(context.Background(), d, size); err != nil {
-		t.Fatal(err)
+// stores commits content to node id's disk alone, as the commit of an
+// upload does before its holder record is written.
+func (tc *testCluster) stores(id string, content []byte) digest.Digest {
+	tc.t.Helper()
+	d := digest.FromBytes(content)
+	if _, err := tc.local[id].Put(context.Background(), d, bytes.NewReader(content)); err != nil {
+		tc.t.Fatal(err)
+	}
+	return d
+}
+
+// holds records node id as a holder of blob d, as the link after an upload
+// does.
+func (tc *testCluster) holds(id string, d digest.Digest, size int64) {
+	tc.t.Helper()
+	if err := (view{tc, id}).AddBlobHolder(context.Background(), d, size, id); err != nil {
+		tc.t.Fatal(err)
 	}
 }
 
-// push stores content through node id as a client upload would, waits for
-// a copy on every node and links it into repo.
+// push stores content through node id as a client upload would (stored,
+// linked into repo with node id as its holder, copied to its owners) and
+// waits for a copy on every node.
 func (tc *testCluster) push(id, repo string, content []byte) digest.Digest {
 	tc.t.Helper()
 	ctx := context.Background()
 	s := tc.repl[id]
 	d := digest.FromBytes(content)
-	size, err := s.Put(ctx, d, bytes.NewReader(content))
-	if err != nil {
+	if _, err := s.Put(ctx, repo, d, bytes.NewReader(content), int64(len(content))); err != nil {
 		tc.t.Fatal(err)
 	}
-	clientStored(tc.t, s, d, size)
 	if err := s.WaitDurable(ctx, []digest.Digest{d}); err != nil {
-		tc.t.Fatal(err)
-	}
-	if err := tc.link(repo, d, size); err != nil {
 		tc.t.Fatal(err)
 	}
 	return d
@@ -392,11 +400,8 @@ func TestCollectedBlobFailsALaterManifestPushUntilPushedAgain(t *testing.T) {
 
 	// The client pushes the blob again through node1 (whose old copy is still
 	// there: the commit finds it and stores it again).
-	s := tc.repl["node1"]
-	if _, err := s.Put(context.Background(), d, bytes.NewReader(content)); err != nil {
-		t.Fatal(err)
-	}
-	clientStored(t, s, d, int64(len(content)))
+	tc.stores("node1", content)
+	tc.holds("node1", d, int64(len(content)))
 	if err := tc.putManifest("acme/app", "manifest", d); err != nil {
 		t.Fatalf("put manifest after pushing the blob again: %v", err)
 	}

@@ -177,15 +177,12 @@ func TestCopyStoredAgainAfterTheTrimSurvivesTheSweep(t *testing.T) {
 
 	// A client uploads the blob to the writer again: the commit finds it
 	// present and stores it again; its AddBlobHolder is not applied yet.
-	s := tc.repl[writer]
-	if _, err := s.Put(context.Background(), d, bytes.NewReader(content)); err != nil {
-		t.Fatal(err)
-	}
+	tc.stores(writer, content)
 	if rep := tc.sweep(settle); rep.Unheld != 0 || rep.Settling != 1 {
 		t.Fatalf("sweep right after the commit: %+v, want the fresh copy settling", rep)
 	}
 	// The AddBlobHolder lands: the writer holds the blob again, however old.
-	clientStored(t, s, d, int64(len(content)))
+	tc.holds(writer, d, int64(len(content)))
 	time.Sleep(2 * settle)
 	if rep := tc.sweep(settle); rep.Unheld != 0 || rep.Settling != 0 {
 		t.Fatalf("sweep after the holder was added again: %+v", rep)

@@ -104,10 +104,10 @@ type mirrorResult struct {
 	err    error
 }
 
-// Appending starts mirroring upload u unless it is mirrored already, and
+// appending starts mirroring upload u unless it is mirrored already, and
 // returns a function to call whenever more bytes may have arrived. The
 // caller holds u's session. It never blocks on the network.
-func (s *Store) Appending(ctx context.Context, u *blobstore.Upload) (progress func()) {
+func (s *Store) appending(ctx context.Context, u *blobstore.Upload) (progress func()) {
 	return s.mirrorSession(u, func() []mirrorTarget { return chain(s.mirrorTargets(u.ID())) })
 }
 
@@ -134,7 +134,7 @@ func (s *Store) RelayCommitted(id string, d digest.Digest, size int64) {
 }
 
 // RelayCancelled implements peer.Relay.
-func (s *Store) RelayCancelled(id string) { s.Cancelled(id) }
+func (s *Store) RelayCancelled(id string) { s.cancelled(id) }
 
 // mirrorSession returns the progress function of u's mirror, started to
 // targets() unless it runs already.
@@ -181,13 +181,13 @@ func (s *Store) relayTargets(ids []string) []mirrorTarget {
 	return nil
 }
 
-// Committed commits the mirrors of upload session id, just committed here
+// committed commits the mirrors of upload session id, just committed here
 // as blob d, and then copies d to the owners still missing, all in the
 // background. As for Stored, the node's own holder record is written by
 // the command that links the blob, and so are the mirrors' copies that the
 // returned function hands to it (handoff.go); it is nil when there is no
 // mirror.
-func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size int64) func(context.Context) ([]string, func(bool)) {
+func (s *Store) committed(ctx context.Context, id string, d digest.Digest, size int64) func(context.Context) ([]string, func(bool)) {
 	m := s.takeMirror(id)
 	if m == nil {
 		s.copyAfter(d, size, nil)
@@ -199,14 +199,14 @@ func (s *Store) Committed(ctx context.Context, id string, d digest.Digest, size 
 	return func(ctx context.Context) ([]string, func(bool)) { return s.take(ctx, h, d, size) }
 }
 
-// Committing tells the mirrors of upload session id that it is about to
+// committing tells the mirrors of upload session id that it is about to
 // commit as blob d of size bytes, so that they send their last bytes and
 // commit their copies while this node commits its own: the peers' fsyncs
 // overlap with this node's instead of following it. The caller then calls
-// Committed once its own commit succeeded, or Cancelled if it failed (a
+// committed once its own commit succeeded, or Cancelled if it failed (a
 // peer verifies the digest itself, so a wrong one stores nothing there).
 // It never blocks.
-func (s *Store) Committing(id string, d digest.Digest, size int64) {
+func (s *Store) committing(id string, d digest.Digest, size int64) {
 	s.mu.Lock()
 	m := s.mirrors[id]
 	s.mu.Unlock()
@@ -216,10 +216,10 @@ func (s *Store) Committing(id string, d digest.Digest, size int64) {
 }
 
 // RelayCommitting implements peer.Relay, as Committing.
-func (s *Store) RelayCommitting(id string, d digest.Digest, size int64) { s.Committing(id, d, size) }
+func (s *Store) RelayCommitting(id string, d digest.Digest, size int64) { s.committing(id, d, size) }
 
-// Cancelled drops the mirrors of upload session id, which ended without a blob.
-func (s *Store) Cancelled(id string) {
+// cancelled drops the mirrors of upload session id, which ended without a blob.
+func (s *Store) cancelled(id string) {
 	if m := s.takeMirror(id); m != nil {
 		m.cancel()
 	}

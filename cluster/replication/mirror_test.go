@@ -19,45 +19,27 @@ import (
 )
 
 // clientUploads uploads content to s through an upload session in two
-// appends, as the OCI handler does with a mirror, and commits it.
+// appends, as the OCI handler does, and commits it into test/app.
 func clientUploads(t *testing.T, s *Store, content []byte) (digest.Digest, string) {
 	t.Helper()
 	ctx := context.Background()
 	d := digest.FromBytes(content)
-	u, err := s.NewUpload(ctx)
+	w, err := s.NewUpload(ctx, "test/app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
+	defer w.Close()
 	half := len(content) / 2
 	for _, part := range [][]byte{content[:half], content[half:]} {
-		progress := s.Appending(ctx, u)
-		if _, err := u.Append(ctx, bytes.NewReader(part)); err != nil {
+		if _, err := w.Append(ctx, bytes.NewReader(part)); err != nil {
 			t.Fatal(err)
 		}
-		progress()
 		time.Sleep(20 * time.Millisecond) // let the mirrors follow
 	}
-	s.Committing(u.ID(), d, int64(len(content)))
-	size, err := u.Commit(ctx, d)
-	if err != nil {
+	if _, err := w.Commit(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	// As the link does: record this node and the mirrored copies handed
-	// over, then settle.
-	holders, settle := []string{s.cfg.Cluster.LocalID()}, func(bool) {}
-	if copies := s.Committed(ctx, u.ID(), d, size); copies != nil {
-		var mirrored []string
-		mirrored, settle = copies(ctx)
-		holders = append(holders, mirrored...)
-	}
-	for _, id := range holders {
-		if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	settle(true)
-	return d, u.ID()
+	return d, w.ID()
 }
 
 // The upload's copies form one chain: node0 sends the bytes to one node,
@@ -235,11 +217,11 @@ func TestMirrorToFailingOrStuckPeer(t *testing.T) {
 func TestCancelledUploadCancelsMirrors(t *testing.T) {
 	tc, s := threeNodes(t)
 	ctx := context.Background()
-	u, err := s.NewUpload(ctx)
+	u, err := s.cfg.Local.NewUpload(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	progress := s.Appending(ctx, u)
+	progress := s.appending(ctx, u)
 	if _, err := u.Append(ctx, bytes.NewReader(make([]byte, 1<<20))); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +245,7 @@ func TestCancelledUploadCancelsMirrors(t *testing.T) {
 	if err := u.Cancel(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.Cancelled(u.ID())
+	s.cancelled(u.ID())
 	deadline = time.Now().Add(10 * time.Second)
 	for len(open()) > 0 {
 		if time.Now().After(deadline) {
@@ -293,12 +275,12 @@ func threeNodes(t *testing.T) (*testCluster, *Store) {
 func mirroredSession(t *testing.T, tc *testCluster, s *Store, content []byte, ids ...string) *blobstore.Upload {
 	t.Helper()
 	ctx := context.Background()
-	u, err := s.NewUpload(ctx)
+	u, err := s.cfg.Local.NewUpload(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	progress := s.Appending(ctx, u)
+	progress := s.appending(ctx, u)
 	if _, err := u.Append(ctx, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +322,7 @@ func commitLocally(t *testing.T, s *Store, u *blobstore.Upload, d digest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	copies := s.Committed(ctx, u.ID(), d, size)
+	copies := s.committed(ctx, u.ID(), d, size)
 	if copies == nil {
 		t.Fatal("no mirrored copies to hand to the link")
 	}
@@ -349,7 +331,7 @@ func commitLocally(t *testing.T, s *Store, u *blobstore.Upload, d digest.Digest)
 	return nodes
 }
 
-// Committing lets the whole chain commit its copies before this node
+// committing lets the whole chain commit its copies before this node
 // commits its own, so that their fsyncs overlap; the copies are then
 // handed to the link as usual.
 func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
@@ -358,7 +340,7 @@ func TestCommittingStartsTheMirrorsCommitFirst(t *testing.T) {
 	content, d := randomBlob(t, 1<<20)
 	u := mirroredSession(t, tc, s, content, "node1", "node2")
 
-	s.Committing(u.ID(), d, int64(len(content)))
+	s.committing(u.ID(), d, int64(len(content)))
 	// Both copies of the chain are stored before node0 commits.
 	for _, id := range []string{"node1", "node2"} {
 		waitStored(t, tc, id, d)
@@ -390,23 +372,23 @@ func TestCommittingAWrongDigestStoresNothing(t *testing.T) {
 	u := mirroredSession(t, tc, s, content[:len(content)/2], "node1", "node2")
 
 	wrong := digest.FromBytes(content[:len(content)/2-1])
-	s.Committing(u.ID(), wrong, int64(len(content)/2))
+	s.committing(u.ID(), wrong, int64(len(content)/2))
 	if _, err := u.Commit(ctx, wrong); !errors.Is(err, blobstore.ErrDigestMismatch) {
 		t.Fatalf("commit with a wrong digest: %v, want a mismatch", err)
 	}
-	s.Cancelled(u.ID())
+	s.cancelled(u.ID())
 	for _, id := range []string{"node1", "node2"} {
 		if _, err := tc.local[id].Stat(ctx, wrong); err == nil {
 			t.Errorf("%s stores the blob of a wrong digest", id)
 		}
 	}
 
-	progress := s.Appending(ctx, u)
+	progress := s.appending(ctx, u)
 	if _, err := u.Append(ctx, bytes.NewReader(content[len(content)/2:])); err != nil {
 		t.Fatal(err)
 	}
 	progress()
-	s.Committing(u.ID(), d, int64(len(content)))
+	s.committing(u.ID(), d, int64(len(content)))
 	nodes := commitLocally(t, s, u, d)
 	if len(nodes) != 1 {
 		t.Errorf("copies handed to the link %v, want the chain's first node", nodes)

@@ -194,7 +194,7 @@ func (s *Store) copyBetween(ctx context.Context, d digest.Digest, size int64, so
 // the push.
 func (s *Store) pipe(ctx context.Context, d digest.Digest, size int64, src, dst Node) error {
 	if src.ID == s.cfg.Cluster.LocalID() {
-		f, err := s.Store.Open(ctx, d)
+		f, err := s.cfg.Local.Open(ctx, d)
 		if err != nil {
 			return err
 		}

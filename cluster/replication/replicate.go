@@ -14,10 +14,10 @@ import (
 	"github.com/wharf-registry/wharf/fsm"
 )
 
-// Stored starts copying a blob a client just stored on this node to its
+// stored starts copying a blob a client just stored on this node to its
 // owners, in the background. The node's own holder record is written by
 // the command that links the blob (or by Hold).
-func (s *Store) Stored(ctx context.Context, d digest.Digest, size int64) {
+func (s *Store) stored(ctx context.Context, d digest.Digest, size int64) {
 	s.copyInBackground(d, size)
 }
 
@@ -34,8 +34,8 @@ func (s *Store) Held(ctx context.Context, d digest.Digest) (int64, bool, error) 
 	return rec.GetSize(), true, nil
 }
 
-// Hold records that this node holds blob d.
-func (s *Store) Hold(ctx context.Context, d digest.Digest, size int64) error {
+// hold records that this node holds blob d.
+func (s *Store) hold(ctx context.Context, d digest.Digest, size int64) error {
 	if err := s.cfg.Cluster.AddBlobHolder(ctx, d, size, s.cfg.Cluster.LocalID()); err != nil {
 		return err
 	}

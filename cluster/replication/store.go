@@ -54,6 +54,9 @@ type Cluster interface {
 	// AddBlobHolder and RemoveBlobHolder commit holder changes.
 	AddBlobHolder(ctx context.Context, d digest.Digest, size int64, nodeID string) error
 	RemoveBlobHolder(ctx context.Context, d digest.Digest, nodeID string) error
+	// LinkBlob commits the link of stored blob d into repo, recording the
+	// holders in the same write (and even if the link is refused).
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error
 }
 
 // Config configures a Store.
@@ -110,7 +113,6 @@ func (c *Config) setDefaults() {
 // Store is a node's blob storage as the OCI API sees it: the local store,
 // plus the blobs its peers hold.
 type Store struct {
-	*blobstore.Store
 	cfg        Config
 	fetcher    *peer.Fetcher
 	replicator *peer.Replicator
@@ -149,7 +151,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
-		Store: cfg.Local, cfg: cfg, fetcher: fetcher, replicator: replicator,
+		cfg: cfg, fetcher: fetcher, replicator: replicator,
 		copying: map[digest.Digest]bool{}, mirrors: map[string]*uploadMirror{}, ctx: ctx, cancel: cancel,
 	}
 	s.metrics = newMetrics(cfg.Registerer, func() float64 { return float64(s.underReplicated.Load()) })
@@ -166,7 +168,7 @@ func (s *Store) Close() error {
 
 // Stat returns the size of a blob held here or by any peer.
 func (s *Store) Stat(ctx context.Context, d digest.Digest) (int64, error) {
-	size, err := s.Store.Stat(ctx, d)
+	size, err := s.cfg.Local.Stat(ctx, d)
 	if !errors.Is(err, blobstore.ErrBlobUnknown) {
 		return size, err
 	}
@@ -183,7 +185,7 @@ func (s *Store) Stat(ctx context.Context, d digest.Digest) (int64, error) {
 // Open returns a blob's content: the local file, or a verified copy
 // fetched from a holder. The caller closes the file.
 func (s *Store) Open(ctx context.Context, d digest.Digest) (*os.File, error) {
-	f, err := s.Store.Open(ctx, d)
+	f, err := s.cfg.Local.Open(ctx, d)
 	if !errors.Is(err, blobstore.ErrBlobUnknown) {
 		return f, err
 	}

@@ -129,6 +129,9 @@ func (v view) AddBlobHolder(_ context.Context, d digest.Digest, size int64, node
 	return v.tc.fsm.apply(fsm.NewCommand(&fsmpb.AddBlobHolder{
 		Digest: d.String(), Size: size, NodeId: node}))
 }
+func (v view) LinkBlob(_ context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
+	return v.tc.fsm.apply(fsm.NewCommand(fsm.LinkBlobOp(repo, d, size, holders...)))
+}
 func (v view) RemoveBlobHolder(_ context.Context, d digest.Digest, node string) error {
 	return v.tc.fsm.apply(fsm.NewCommand(&fsmpb.RemoveBlobHolder{
 		Digest: d.String(), NodeId: node}))
@@ -171,19 +174,13 @@ func randomBlob(t *testing.T, size int) ([]byte, digest.Digest) {
 	return b, digest.FromBytes(b)
 }
 
-// clientStores stores a blob on s as a client upload would.
+// clientStores stores a blob on s as a client's monolithic upload does:
+// stored, linked into a repository with this node as its holder, and
+// copied to its owners.
 func clientStores(t *testing.T, s *Store, content []byte) digest.Digest {
 	t.Helper()
-	ctx := context.Background()
 	d := digest.FromBytes(content)
-	size, err := s.Put(ctx, d, bytes.NewReader(content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Stored(ctx, d, size)
-	// The link that follows an upload records the holder; Hold does the
-	// same here.
-	if err := s.Hold(ctx, d, size); err != nil {
+	if _, err := s.Put(context.Background(), "test/app", d, bytes.NewReader(content), int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
 	return d

@@ -152,7 +152,6 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		PublicURL:        o.publicURL,
 		NodeID:           n.node.ID(),
 		Sessions:         oci.PeerSessions{Lookup: peerURL(n.node), Transport: n.node.PeerHTTPClient().Transport},
-		Replication:      n.replica,
 	}
 	// Peers proxy upload sessions they authorized to the internal
 	// listener, behind mutual TLS; the public one checks every caller.
@@ -236,11 +235,11 @@ func (n *registryNode) crash() {
 	_ = n.node.Shutdown(context.Background())
 }
 
-// The replica store is the OCI handler's upload mirror and the peer
+// The replication store is the OCI handler's blob store and the peer
 // server's relay: a signature that drifts must not silently turn either off.
 var (
-	_ oci.UploadMirror = (*replication.Store)(nil)
-	_ peer.Relay       = (*replication.Store)(nil)
+	_ oci.BlobStore = (*replication.Store)(nil)
+	_ peer.Relay    = (*replication.Store)(nil)
 )
 
 // mountInternal serves, on the cluster port behind mutual TLS, what peers
