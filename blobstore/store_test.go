@@ -256,7 +256,7 @@ func TestOpenUploadBadID(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(root, "x.data"), nil, 0o644)
-	os.WriteFile(filepath.Join(root, "x", legacyDataFile), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "x", "data"), nil, 0o644)
 	for _, id := range []string{
 		"",
 		"../x",
@@ -538,8 +538,7 @@ func TestOpenRecoversUploads(t *testing.T) {
 	owned.Close()
 	// What a crash can leave behind: the owner file of a session whose data
 	// file is gone (the process died after a commit's rename, or while
-	// cancelling), a session directory of the legacy layout without data,
-	// and junk.
+	// cancelling), session directories of an early layout, and junk.
 	uploads := filepath.Join(root, "uploads")
 	for _, dir := range []string{newID(), "not-an-id"} {
 		if err := os.Mkdir(filepath.Join(uploads, dir), 0o755); err != nil {
@@ -572,54 +571,6 @@ func TestOpenRecoversUploads(t *testing.T) {
 	if u.Size() != int64(len("resumable")) {
 		t.Fatalf("Size() = %d", u.Size())
 	}
-}
-
-// Sessions of the legacy layout (uploads/<id>/data and owner) are moved to
-// the flat one at Open, with their bytes and owner, and can be resumed.
-func TestOpenMovesLegacySessions(t *testing.T) {
-	ctx := t.Context()
-	root := t.TempDir()
-	openStore(t, root) // creates the layout
-	uploads := filepath.Join(root, "uploads")
-	owned, anyone := newID(), newID()
-	for id, owner := range map[string]string{owned: "team/app", anyone: ""} {
-		dir := filepath.Join(uploads, id)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if owner != "" {
-			if err := os.WriteFile(filepath.Join(dir, legacyOwnerFile), []byte(owner), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, legacyDataFile), []byte("partial "+id), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := openStore(t, root)
-	if got := s.OpenUploads(); got != 2 {
-		t.Fatalf("OpenUploads() = %d, want the 2 legacy sessions", got)
-	}
-	for id, owner := range map[string]string{owned: "team/app", anyone: ""} {
-		if _, err := os.Stat(filepath.Join(uploads, id)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("legacy directory of %s still there: %v", id, err)
-		}
-		u, err := s.OpenUpload(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if u.Owner() != owner || u.Size() != int64(len("partial "+id)) {
-			t.Errorf("session %s: owner %q size %d, want %q and %d", id, u.Owner(), u.Size(), owner, len("partial "+id))
-		}
-		if _, err := u.Append(ctx, strings.NewReader(" and the rest")); err != nil {
-			t.Fatal(err)
-		}
-		content := "partial " + id + " and the rest"
-		if _, err := u.Commit(ctx, digest.FromString(content)); err != nil {
-			t.Fatalf("commit of a moved session: %v", err)
-		}
-	}
-	assertDirEmpty(t, uploads)
 }
 
 func TestUploadOwnerSurvivesRestart(t *testing.T) {

@@ -25,11 +25,6 @@ import (
 const (
 	dataSuffix  = ".data"
 	ownerSuffix = ".owner"
-	// legacyDataFile is the data file inside uploads/<id>/, the layout of
-	// sessions before the flat one; Open moves such sessions.
-	legacyDataFile = "data"
-	// legacyOwnerFile is the owner file of the legacy layout.
-	legacyOwnerFile = "owner"
 )
 
 // maxOwnerLength bounds an owner; a repository name is far shorter.
@@ -286,8 +281,9 @@ func (s *Store) purge(ss *session, cutoff time.Time) (bool, error) {
 
 // recoverUploads adopts the sessions found under uploads/ at Open and removes
 // everything else there: the files of sessions that ended while the process
-// crashed, and anything that is not a session. Sessions in the legacy
-// layout (a directory per session) are moved to the flat one.
+// crashed, and anything that is not a session (a directory per session
+// was the layout of an early version; its clients start those uploads
+// again).
 func (s *Store) recoverUploads() error {
 	entries, err := os.ReadDir(s.uploadsDir)
 	if err != nil {
@@ -310,10 +306,6 @@ func (s *Store) recoverUploads() error {
 			s.sessions[id] = ss
 		case e.Type().IsRegular() && strings.HasSuffix(name, ownerSuffix):
 			strays = append(strays, path) // kept if its session is, below
-		case e.IsDir() && validID(name):
-			if err := s.recoverLegacy(name); err != nil {
-				return err
-			}
 		default:
 			strays = append(strays, path)
 		}
@@ -326,38 +318,6 @@ func (s *Store) recoverUploads() error {
 			return err
 		}
 		s.logger.Info("blobstore: removed leftover upload state", "path", path)
-	}
-	return nil
-}
-
-// recoverLegacy moves session id from its directory (the legacy layout) to
-// the flat one and adopts it, or removes the directory if it holds no
-// session (it ended while the process crashed).
-func (s *Store) recoverLegacy(id string) error {
-	dir := filepath.Join(s.uploadsDir, id)
-	ss := newSession(s.uploadsDir, id)
-	info, err := os.Lstat(filepath.Join(dir, legacyDataFile))
-	switch {
-	case err == nil && info.Mode().IsRegular():
-		if owner := readOwner(filepath.Join(dir, legacyOwnerFile)); owner != "" {
-			if err := os.WriteFile(ss.ownerPath(), []byte(owner), 0o644); err != nil {
-				return err
-			}
-			ss.owner = owner
-		}
-		if err := os.Rename(filepath.Join(dir, legacyDataFile), ss.dataPath()); err != nil {
-			return err
-		}
-		ss.size.Store(info.Size())
-		s.sessions[id] = ss
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	if s.sessions[id] == nil {
-		s.logger.Info("blobstore: removed leftover upload state", "path", dir)
 	}
 	return nil
 }

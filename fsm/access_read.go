@@ -302,17 +302,6 @@ func (f *FSM) Public(repo string) (bool, error) {
 	return public, nil
 }
 
-// PublicNamespaces returns the public namespaces in order.
-func (f *FSM) PublicNamespaces() ([]string, error) {
-	return f.keySuffixes([]byte(prefixNamespacePub), "public namespaces")
-}
-
-// PublicRepositories returns the repositories marked public in order (not
-// those public through their namespace).
-func (f *FSM) PublicRepositories() ([]string, error) {
-	return f.keySuffixes([]byte(prefixRepositoryPub), "public repositories")
-}
-
 // APIToken returns the record of API token id, or ErrNotFound.
 func (f *FSM) APIToken(id string) (*fsmpb.ApiToken, error) {
 	var t fsmpb.ApiToken

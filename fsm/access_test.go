@@ -380,8 +380,8 @@ func TestAccessLists(t *testing.T) {
 	all, _ := tf.Grants()
 	bobs, _ := tf.APITokens("bob")
 	tokens, _ := tf.APITokens("")
-	nsPub, _ := tf.PublicNamespaces()
-	repoPub, _ := tf.PublicRepositories()
+	nsPub, _ := tf.keySuffixes([]byte(prefixNamespacePub), "public namespaces")
+	repoPub, _ := tf.keySuffixes([]byte(prefixRepositoryPub), "public repositories")
 	own, err := tf.NamespaceOwner("acme")
 	if err != nil || own.GetUser() != "alice" {
 		t.Fatalf("NamespaceOwner = %v, %v", own, err)

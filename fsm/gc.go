@@ -427,20 +427,3 @@ func (f *FSM) RepositoriesLinking(d digest.Digest, last string, n int) ([]string
 	}
 	return repos, nil
 }
-
-// UnreferencedSince returns when blob d became unreferenced, or ok == false
-// if it has no unreferenced record.
-func (f *FSM) UnreferencedSince(d digest.Digest) (nanos int64, ok bool, err error) {
-	err = f.view(func(r pebble.Reader) error {
-		v, found, err := get(r, unreferencedKey(string(d)))
-		if err != nil || !found {
-			return err
-		}
-		if len(v) != 8 {
-			return fmt.Errorf("read gc record of %s: value has %d bytes, want 8", d, len(v))
-		}
-		nanos, ok = int64(decodeUint64(v)), true
-		return nil
-	})
-	return nanos, ok, err
-}

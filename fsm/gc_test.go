@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -49,7 +50,7 @@ func collectedBlobDeleted(content, node string) *fsmpb.Command {
 // timestamp, since == 0 wants no record.
 func wantUnreferenced(t *testing.T, f *FSM, content string, since int64) {
 	t.Helper()
-	got, ok, err := f.UnreferencedSince(digest.Digest(dgst(content)))
+	got, ok, err := unreferencedSince(f, digest.Digest(dgst(content)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,4 +407,21 @@ func mapsKeys(m map[string]string) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// unreferencedSince returns when blob d became unreferenced, or ok ==
+// false if it has no gc record.
+func unreferencedSince(f *FSM, d digest.Digest) (nanos int64, ok bool, err error) {
+	err = f.view(func(r pebble.Reader) error {
+		v, found, err := get(r, unreferencedKey(string(d)))
+		if err != nil || !found {
+			return err
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("gc record of %s has %d bytes, want 8", d, len(v))
+		}
+		nanos, ok = int64(decodeUint64(v)), true
+		return nil
+	})
+	return nanos, ok, err
 }

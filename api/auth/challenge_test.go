@@ -15,7 +15,7 @@ func TestChallenge(t *testing.T) {
 			`Bearer realm="https://r.example/token",service="r.example"`},
 		{Challenge{Realm: "https://r.example/token", Service: "r.example", Scopes: []Scope{RepositoryScope("a/b", "pull", "push")}},
 			`Bearer realm="https://r.example/token",service="r.example",scope="repository:a/b:pull,push"`},
-		{Challenge{Realm: "r", Service: "s", Scopes: MountScopes("a/b", "c/d"), Error: ErrorInsufficientScope},
+		{Challenge{Realm: "r", Service: "s", Scopes: []Scope{RepositoryScope("a/b", "pull", "push"), RepositoryScope("c/d", "pull")}, Error: ErrorInsufficientScope},
 			`Bearer realm="r",service="s",scope="repository:a/b:pull,push repository:c/d:pull",error="insufficient_scope"`},
 		{Challenge{Realm: "r", Service: "s", Scopes: []Scope{CatalogScope()}, Error: ErrorInvalidToken},
 			`Bearer realm="r",service="s",scope="registry:catalog:*",error="invalid_token"`},

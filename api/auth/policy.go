@@ -231,11 +231,6 @@ func Confine(t *fsmpb.ApiToken, ns string, perms []Permission) []Permission {
 	return out
 }
 
-// CreatesNamespace reports whether a push allowed on st creates its
-// namespace, so the pusher must first claim it with fsmpb.ClaimNamespace
-// and becomes its owner.
-func CreatesNamespace(st fsm.Access) bool { return !st.NamespaceExists }
-
 // HasPermission reports whether a caller that is not anonymous holds p
 // globally: PermManageAccounts, PermManageRemotes, PermCreateNamespace.
 // pr is fsm.FSM.Principal of c.User.

@@ -165,7 +165,7 @@ func TestPermissions(t *testing.T) {
 func TestCreatorBecomesOwner(t *testing.T) {
 	f := matrixState(t)
 	st, _ := f.Access("pub", "fresh/app")
-	if !Decide(Caller{User: "pub"}, ActionPush, "fresh/app", st) || !CreatesNamespace(st) {
+	if !Decide(Caller{User: "pub"}, ActionPush, "fresh/app", st) || st.NamespaceExists {
 		t.Fatal("publisher may not create namespace fresh")
 	}
 	a := &applier{t: t, f: f, index: f.AppliedIndex()}
@@ -175,7 +175,7 @@ func TestCreatorBecomesOwner(t *testing.T) {
 		cmdGrant(fsmpb.Role_ROLE_PUBLISHER, "", user, "nobody"), // another publisher
 	)
 	st, _ = f.Access("pub", "fresh/app")
-	if !st.Creator || !slices.Contains(st.Roles, fsmpb.Role_ROLE_OWNER) || CreatesNamespace(st) {
+	if !st.Creator || !slices.Contains(st.Roles, fsmpb.Role_ROLE_OWNER) || !st.NamespaceExists {
 		t.Fatalf("after the first push: %+v", st)
 	}
 	// The creator's ownership outlives its global role.

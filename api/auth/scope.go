@@ -129,9 +129,3 @@ func RepositoryScope(repo string, actions ...string) Scope {
 func CatalogScope() Scope {
 	return Scope{Type: TypeRegistry, Name: "catalog", Actions: []string{"*"}}
 }
-
-// MountScopes are the scopes of a cross-repository blob mount: push (and
-// pull) on the target, pull on the source.
-func MountScopes(target, from string) []Scope {
-	return []Scope{RepositoryScope(target, "pull", "push"), RepositoryScope(from, "pull")}
-}

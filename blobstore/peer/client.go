@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -86,30 +85,6 @@ func Fetch(ctx context.Context, client *http.Client, baseURL string, d digest.Di
 	if !v.Verified() {
 		return n, fmt.Errorf("fetch %s from %s: %w: the %d bytes received hash to another digest",
 			d, baseURL, blobstore.ErrDigestMismatch, n)
-	}
-	return n, nil
-}
-
-// FetchRange copies bytes start through end (inclusive; end < 0 means the
-// end of the blob) of blob d from the peer at baseURL to w and returns the
-// number of bytes written. A part of a blob cannot be checked against its
-// digest, so the bytes are NOT verified.
-func FetchRange(ctx context.Context, client *http.Client, baseURL string, d digest.Digest, w io.Writer, start, end int64) (int64, error) {
-	if start < 0 || (end >= 0 && end < start) {
-		return 0, fmt.Errorf("fetch %s: invalid range %d-%d", d, start, end)
-	}
-	spec := "bytes=" + strconv.FormatInt(start, 10) + "-"
-	if end >= 0 {
-		spec += strconv.FormatInt(end, 10)
-	}
-	resp, err := get(ctx, client, baseURL, d, spec, http.StatusPartialContent)
-	if err != nil {
-		return 0, fmt.Errorf("fetch %s %s from %s: %w", d, spec, baseURL, err)
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("fetch %s %s from %s: %w", d, spec, baseURL, err)
 	}
 	return n, nil
 }

@@ -35,8 +35,7 @@
 // been written: a caller that streams into an HTTP response must then abort
 // that response instead of finishing it, by panicking with
 // http.ErrAbortHandler, so that its client sees a broken transfer rather than
-// a complete wrong blob. FetchRange cannot verify a part of a blob against
-// the digest of the whole; callers that need verified ranges use a Fetcher,
+// a complete wrong blob. Callers that need verified ranges use a Fetcher,
 // which verifies the whole blob before anyone reads from it.
 //
 // # Sharing fetches
