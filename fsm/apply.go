@@ -69,9 +69,6 @@ func (f *FSM) execute(b *pebble.Batch, index uint64, data []byte) (*fsmpb.Result
 	if err := proto.Unmarshal(data, &cmd); err != nil {
 		return invalid("decode command: %v", err), nil
 	}
-	if err := indexBlobRefs(b, cmd.GetUnixNanos()); err != nil {
-		return nil, fmt.Errorf("index blob references: %w", err)
-	}
 	if err := indexEmptyRepositories(b, cmd.GetUnixNanos()); err != nil {
 		return nil, fmt.Errorf("index empty repositories: %w", err)
 	}

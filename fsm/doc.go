@@ -55,7 +55,7 @@
 //	bref/<digest>\x00m\x00<repository>\x00<manifest>  empty; a stored manifest lists the blob
 //	gc/<digest>                              unreferenced since (unix nanos, 8 bytes big endian)
 //	collected/<digest>                       fsmpb.CollectedBlob; the nodes that must still delete their copy
-//	m/blobrefs                               set once the reference index covers the whole state
+//	m/blobrefs                               the reference index covers the whole state (set on new state; see ErrStateTooOld)
 //	emptyrepo/<repository>                   holds no manifest since (unix nanos, 8 bytes big endian); emptyrepo.go
 //	m/emptyrepos                             set once the empty-repository record covers the whole state
 //

@@ -79,6 +79,9 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 		return nil, fmt.Errorf("open fsm in %s: %w", dir, err)
 	}
 	applied, err := getUint64(h.db, keyApplied)
+	if err == nil {
+		err = checkFormat(h.db, applied)
+	}
 	if err != nil {
 		h.db.Close()
 		return nil, fmt.Errorf("open fsm in %s: %w", dir, err)
@@ -86,6 +89,28 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 	f.cur = h
 	f.applied.Store(applied)
 	return f, nil
+}
+
+// ErrStateTooOld: the state was written by a version of wharf that kept no
+// blob reference index, which garbage collection needs to know what is in
+// use. Open the data dir once with wharf at commit 1296e9c, the last that
+// builds the index on its first write, then with this one.
+var ErrStateTooOld = errors.New("state predates the blob reference index")
+
+// checkFormat refuses state that lacks the blob reference index, and marks
+// new, empty state as having it.
+func checkFormat(db *pebble.DB, applied uint64) error {
+	_, closer, err := db.Get(keyBlobRefsIndexed)
+	if err == nil {
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	if applied > 0 {
+		return ErrStateTooOld
+	}
+	return db.Set(keyBlobRefsIndexed, []byte{1}, pebble.Sync)
 }
 
 // openCurrent opens the generation CURRENT names, creating the first one if

@@ -51,6 +51,10 @@ const (
 	prefixCollected    = "collected/"
 )
 
+// keyBlobRefsIndexed marks state whose reference index (bref/ and gc/
+// records) covers every link and manifest: every state this version
+// creates. State written by a version before the index existed lacks it
+// and is refused (checkFormat).
 var keyBlobRefsIndexed = []byte("m/blobrefs")
 
 func blobRefPrefix(dgst string) []byte    { return key(prefixBlobRef, dgst, "") }
@@ -259,70 +263,6 @@ func applyCollectedBlobDeleted(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Resu
 		return nil, err
 	}
 	return success(), nil
-}
-
-// indexBlobRefs builds the reverse index of blob references from the links
-// and manifests, once: for state written before the index existed. It is a
-// function of the state alone (and of the command's time for gc records),
-// so every replica builds the same index at the same log entry.
-func indexBlobRefs(b *pebble.Batch, now int64) error {
-	done, err := has(b, keyBlobRefsIndexed)
-	if err != nil || done {
-		return err
-	}
-	type ref struct{ dgst, key string }
-	var refs []ref
-	err = scanPrefix(b, []byte(prefixBlob), func(k, _ []byte) (bool, error) {
-		repo, dgst, ok := strings.Cut(string(k[len(prefixBlob):]), sep)
-		if !ok {
-			return false, fmt.Errorf("malformed blob link key %q", k)
-		}
-		refs = append(refs, ref{dgst, string(linkRefKey(dgst, repo))})
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	err = scanPrefix(b, []byte(prefixManifest), func(k, v []byte) (bool, error) {
-		repo, _, ok := strings.Cut(string(k[len(prefixManifest):]), sep)
-		if !ok {
-			return false, fmt.Errorf("malformed manifest key %q", k)
-		}
-		var m fsmpb.Manifest
-		if err := proto.Unmarshal(v, &m); err != nil {
-			return false, fmt.Errorf("decode %q: %w", k, err)
-		}
-		for _, d := range uniqueBlobs(m.GetBlobs()) {
-			refs = append(refs, ref{d, string(manifestRefKey(d, repo, m.GetDigest()))})
-		}
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, r := range refs {
-		if err := addBlobRef(b, r.dgst, []byte(r.key)); err != nil {
-			return err
-		}
-	}
-	var unreferenced []string
-	err = scanPrefix(b, []byte(prefixHolder), func(k, _ []byte) (bool, error) {
-		dgst := string(k[len(prefixHolder):])
-		ref, err := referenced(b, dgst)
-		if err == nil && !ref {
-			unreferenced = append(unreferenced, dgst)
-		}
-		return err == nil, err
-	})
-	if err != nil {
-		return err
-	}
-	for _, d := range unreferenced {
-		if err := b.Set(unreferencedKey(d), encodeUint64(uint64(now)), nil); err != nil {
-			return err
-		}
-	}
-	return b.Set(keyBlobRefsIndexed, []byte{1}, nil)
 }
 
 // UnreferencedBlob is a held blob that nothing references.

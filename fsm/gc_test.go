@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -359,45 +360,60 @@ func TestGCStateSurvivesSnapshotRestoreAndReplaysIdentically(t *testing.T) {
 	}
 }
 
-// State written before the reference index existed is indexed by the next
-// command, the same way on every replica.
-func TestReferenceIndexIsBuiltForOlderState(t *testing.T) {
-	f := openTest(t)
-	f.mustApply(
-		at(hour, addHolder("b1", 1, "n1")), // will be referenced by a manifest only
-		at(hour, addHolder("b2", 1, "n1")), // linked only
-		at(hour, addHolder("b3", 1, "n1")), // unreferenced
-		at(hour+1, putImage("acme/app", "m", "b1")),
-		at(hour+1, linkBlob("acme/app", "b2", 1)),
-	)
-	// Forget the index, as a data dir from before it would have none.
+// State written before the reference index existed is refused, at Open as
+// in a snapshot: its gc would take referenced blobs for garbage. New state
+// is marked as indexed from the start.
+func TestStateWithoutTheReferenceIndexIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := &testFSM{t: t, FSM: f}
+	tf.mustApply(at(hour, linkBlob("acme/app", "b1", 1)))
+	snapshotOf := func() []byte {
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer snap.Release()
+		var buf bytes.Buffer
+		if err := snap.(*snapshot).write(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	good := snapshotOf()
+	// Forget the marker, as a data dir from before the index has none.
 	h, err := f.acquire()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := h.db.NewBatch()
-	for _, prefix := range []string{prefixBlobRef, prefixUnreferenced} {
-		if err := b.DeleteRange([]byte(prefix), prefixEnd([]byte(prefix)), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Delete(keyBlobRefsIndexed, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := h.db.Delete(keyBlobRefsIndexed, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	h.release()
-
-	f.mustApply(at(2*hour, unlinkBlob("acme/app", "b2")))
-	wantUnreferenced(t, f.FSM, "b1", 0)
-	wantUnreferenced(t, f.FSM, "b2", 2*hour)
-	wantUnreferenced(t, f.FSM, "b3", 2*hour)
-	if l, m, _ := f.BlobReferences(digest.Digest(dgst("b1"))); l != 0 || m != 1 {
-		t.Errorf("b1 references = %d links, %d manifests; want the manifest", l, m)
+	old := snapshotOf()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
-	if res := f.apply(at(4*hour, collectBlob("b1", hour))); res.GetCode() != codeNotCollectable {
-		t.Errorf("collect of a blob a manifest references: %v", res)
+	if _, err := Open(dir); !errors.Is(err, ErrStateTooOld) {
+		t.Fatalf("Open of state without the index: %v, want ErrStateTooOld", err)
+	}
+
+	fresh, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.Restore(io.NopCloser(bytes.NewReader(old))); !errors.Is(err, ErrStateTooOld) {
+		t.Fatalf("Restore of a snapshot without the index: %v, want ErrStateTooOld", err)
+	}
+	if err := fresh.Restore(io.NopCloser(bytes.NewReader(good))); err != nil {
+		t.Fatalf("Restore of a snapshot with the index: %v", err)
+	}
+	if _, ok, err := fresh.BlobLinked("acme/app", digest.Digest(dgst("b1"))); err != nil || !ok {
+		t.Fatalf("restored state lacks the link: %v", err)
 	}
 }
 

@@ -139,7 +139,11 @@ func (f *FSM) restore(r *bufio.Reader, applied uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := load(h.db, r, applied); err != nil {
+	err = load(h.db, r, applied)
+	if err == nil {
+		err = checkFormat(h.db, applied)
+	}
+	if err != nil {
 		h.db.Close()
 		os.RemoveAll(filepath.Join(f.dir, name))
 		return err
