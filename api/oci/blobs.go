@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -14,20 +16,47 @@ import (
 	"github.com/wharf-registry/wharf/fsm"
 )
 
-// getBlob streams a blob. http.ServeContent answers Range and conditional
-// requests and lets the server use sendfile on the *os.File.
+// getBlob streams a blob. A blob this node holds is a file:
+// http.ServeContent answers Range and conditional requests and lets the
+// server use sendfile. One that only peers hold streams to the client as
+// it arrives (unless the request asks for a range, which needs the whole
+// blob verified first); if its bytes turn out not to be the blob's, the
+// response is aborted rather than finished, so that the client sees a
+// broken transfer, never a complete wrong blob.
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := h.linkedBlob(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	f, err := h.blobs.Open(r.Context(), d)
+	if r.Header.Get("Range") != "" {
+		f, err := h.blobs.Open(r.Context(), d)
+		if err != nil {
+			return blobStoreError(d, err)
+		}
+		defer f.Close()
+		setBlobHeaders(w, d)
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return nil
+	}
+	rc, size, err := h.blobs.Stream(r.Context(), d)
 	if err != nil {
 		return blobStoreError(d, err)
 	}
-	defer f.Close()
+	defer rc.Close()
 	setBlobHeaders(w, d)
-	http.ServeContent(w, r, "", time.Time{}, f)
+	if f, ok := rc.(*os.File); ok {
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return nil
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		if r.Context().Err() == nil {
+			h.log.WarnContext(r.Context(), "aborted the pull of a blob fetched from a peer", "digest", d, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
 	return nil
 }
 

@@ -27,6 +27,11 @@ type BlobStore interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
 	// Open returns the blob's content as a file, for sendfile and Range.
 	Open(ctx context.Context, d digest.Digest) (*os.File, error)
+	// Stream returns the blob's content to read once from the start, and
+	// its size: an *os.File when this node holds it, else bytes that are
+	// verified as a whole, whose reader fails instead of ending when they
+	// are not the blob's.
+	Stream(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error)
 	// Held reports whether the registry holds blob d, and its size,
 	// whatever this node's disk holds: what a mount may link.
 	Held(ctx context.Context, d digest.Digest) (size int64, ok bool, err error)

@@ -60,6 +60,15 @@ type entry struct {
 	cancel context.CancelFunc // stops the download
 	refs   int                // callers holding the entry
 	elem   *list.Element      // in Fetcher.idle, or nil
+
+	// For streams (Stream), guarded by Fetcher.mu: the file being filled,
+	// how many bytes of the current attempt are in it, which attempt (one
+	// per holder tried) that is, and a channel closed, and replaced, at
+	// each change.
+	file    *os.File
+	written int64
+	attempt int
+	grew    chan struct{}
 }
 
 // NewFetcher returns a Fetcher, creating cfg.Dir if needed and removing the
@@ -144,7 +153,7 @@ func (f *Fetcher) acquire(ctx context.Context, d digest.Digest, holders []string
 		return e
 	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &entry{d: d, done: make(chan struct{}), cancel: cancel, refs: 1}
+	e := &entry{d: d, done: make(chan struct{}), cancel: cancel, refs: 1, grew: make(chan struct{})}
 	f.entries[d] = e
 	go f.download(dctx, e, slices.Clone(holders))
 	return e
@@ -177,7 +186,7 @@ func (f *Fetcher) release(e *entry) {
 // download fills e's file from the first holder that serves the blob intact.
 func (f *Fetcher) download(ctx context.Context, e *entry, holders []string) {
 	defer e.cancel()
-	path, size, err := f.fetchToFile(ctx, e.d, holders)
+	path, size, err := f.fetchToFile(ctx, e, holders)
 	f.finish(e, path, size, err)
 }
 
@@ -189,11 +198,15 @@ func (f *Fetcher) finish(e *entry, path string, size int64, err error) {
 	defer f.mu.Unlock()
 	e.path, e.size, e.err = path, size, err
 	close(e.done)
+	e.signal()
 	attached := f.entries[e.d] == e
 	switch {
 	case err != nil:
 		if attached {
 			delete(f.entries, e.d)
+		}
+		if path != "" {
+			f.removeFile(e)
 		}
 	case !attached:
 		f.removeFile(e)
@@ -241,35 +254,41 @@ func isDone(e *entry) bool {
 	}
 }
 
-// fetchToFile downloads blob d into a new file and returns its path and
-// size. On failure no file is left.
-func (f *Fetcher) fetchToFile(ctx context.Context, d digest.Digest, holders []string) (string, int64, error) {
+// fetchToFile downloads e's blob into a new file and returns its path and
+// size; on failure finish removes the file (under the Fetcher's lock, so
+// that Stream never opens a file about to go).
+func (f *Fetcher) fetchToFile(ctx context.Context, e *entry, holders []string) (string, int64, error) {
 	file, err := os.CreateTemp(f.dir, fetchFilePrefix+"*")
 	if err != nil {
-		return "", 0, fmt.Errorf("fetch %s: %w", d, err)
+		return "", 0, fmt.Errorf("fetch %s: %w", e.d, err)
 	}
-	size, err := f.fetchFirst(ctx, file, d, holders)
+	f.mu.Lock()
+	e.path, e.file = file.Name(), file
+	e.signal()
+	f.mu.Unlock()
+	size, err := f.fetchFirst(ctx, e, holders)
 	if cerr := file.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("fetch %s: %w", d, cerr)
+		err = fmt.Errorf("fetch %s: %w", e.d, cerr)
 	}
-	if err != nil {
-		return "", 0, errors.Join(err, os.Remove(file.Name()))
-	}
-	return file.Name(), size, nil
+	return file.Name(), size, err
 }
 
-// fetchFirst fetches d into file from each holder in turn until one serves
-// it intact, starting the file over for each.
-func (f *Fetcher) fetchFirst(ctx context.Context, file *os.File, d digest.Digest, holders []string) (int64, error) {
+// fetchFirst fetches e's blob into its file from each holder in turn until
+// one serves it intact, starting the file over for each.
+func (f *Fetcher) fetchFirst(ctx context.Context, e *entry, holders []string) (int64, error) {
+	d := e.d
 	if len(holders) == 0 {
 		return 0, fmt.Errorf("fetch %s: %w: no node holds it", d, blobstore.ErrBlobUnknown)
 	}
 	var errs []error
-	for _, holder := range holders {
-		if err := rewind(file); err != nil {
+	for i, holder := range holders {
+		if i > 0 {
+			f.restart(e)
+		}
+		if err := rewind(e.file); err != nil {
 			return 0, fmt.Errorf("fetch %s: %w", d, err)
 		}
-		n, err := Fetch(ctx, f.client, holder, d, file)
+		n, err := Fetch(ctx, f.client, holder, d, progressWriter{f, e})
 		if err == nil {
 			return n, nil
 		}
@@ -280,6 +299,36 @@ func (f *Fetcher) fetchFirst(ctx context.Context, file *os.File, d digest.Digest
 		f.logger.Warn("fetching a blob from a holder failed", "digest", d, "holder", holder, "err", err)
 	}
 	return 0, fmt.Errorf("no holder served %s intact: %w", d, errors.Join(errs...))
+}
+
+// progressWriter writes into an entry's file and tells its streams.
+type progressWriter struct {
+	f *Fetcher
+	e *entry
+}
+
+func (w progressWriter) Write(p []byte) (int, error) {
+	n, err := w.e.file.Write(p)
+	w.f.mu.Lock()
+	w.e.written += int64(n)
+	w.e.signal()
+	w.f.mu.Unlock()
+	return n, err
+}
+
+// restart starts another attempt: the streams of the previous one fail.
+func (f *Fetcher) restart(e *entry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e.attempt++
+	e.written = 0
+	e.signal()
+}
+
+// signal wakes e's streams; the caller holds Fetcher.mu, or is finish.
+func (e *entry) signal() {
+	close(e.grew)
+	e.grew = make(chan struct{})
 }
 
 // rewind empties file for another attempt.

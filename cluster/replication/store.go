@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -209,6 +210,45 @@ func (s *Store) Open(ctx context.Context, d digest.Digest) (*os.File, error) {
 		return nil, fmt.Errorf("open fetched %s: %w", d, err)
 	}
 	return own, nil
+}
+
+// Stream returns blob d's content to read once from the start, and its
+// size: the local file (an *os.File), or, for a blob only peers hold, its
+// bytes as they arrive from a holder, verified as a whole: the reader
+// ends with io.EOF only once they are, and fails otherwise, so that a
+// caller streaming them into a response aborts it. A pull through a node
+// that lacks the blob so starts at once, instead of after the whole
+// download (Open, which Range requests need).
+func (s *Store) Stream(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
+	f, err := s.cfg.Local.Open(ctx, d)
+	if err == nil {
+		info, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("stream %s: %w", d, err)
+		}
+		return f, info.Size(), nil
+	}
+	if !errors.Is(err, blobstore.ErrBlobUnknown) {
+		return nil, 0, err
+	}
+	size, err := s.Stat(ctx, d)
+	if err != nil {
+		return nil, 0, err
+	}
+	holders, err := s.holderURLs(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(holders) == 0 {
+		return nil, 0, fmt.Errorf("stream %s: no live node holds it: %w", d, blobstore.ErrBlobUnknown)
+	}
+	s.metrics.peerFetches.Inc()
+	rc, err := s.fetcher.Stream(ctx, d, holders)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %s from a peer: %w", d, err)
+	}
+	return rc, size, nil
 }
 
 // holderURLs returns the URLs of d's live holders, best ranked first.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 
@@ -130,5 +132,60 @@ func TestWrongDigestKeepsTheSession(t *testing.T) {
 	}
 	if err := s.WaitDurable(ctx, []digest.Digest{d}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStreamThroughANonHolder: a node that lacks a blob streams it from a
+// holder; a node that holds it gives its file. When the holder's copy is
+// corrupt, the stream fails instead of ending, so that a response
+// carrying it is aborted.
+func TestStreamThroughANonHolder(t *testing.T) {
+	tc := newTestCluster(t, 2)
+	reader, holder := tc.store("node0", 1, 1), tc.store("node1", 1, 1)
+	content, d := randomBlob(t, 256<<10)
+	ctx := context.Background()
+	// The one copy is node1's.
+	if _, err := tc.local["node1"].Put(ctx, d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := (view{tc, "node1"}).AddBlobHolder(ctx, d, int64(len(content)), "node1"); err != nil {
+		t.Fatal(err)
+	}
+	rc, size, err := holder.Stream(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, local := rc.(*os.File)
+	rc.Close()
+	if !local || size != int64(len(content)) {
+		t.Fatalf("Stream on the holder: %T, size %d; want its file and %d", rc, size, len(content))
+	}
+	rc, size, err = reader.Stream(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, local := rc.(*os.File); local {
+		t.Fatal("Stream on a node that lacks the blob gave a local file")
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, content) || size != int64(len(content)) {
+		t.Fatalf("Stream through a non-holder: %d bytes (size %d), %v", len(got), size, err)
+	}
+
+	// Corrupt the copy, same length.
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Name(), bytes.Repeat([]byte{'x'}, len(content)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err = reader.Stream(ctx, d)
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if !errors.Is(err, blobstore.ErrDigestMismatch) {
+		t.Fatalf("Stream of a corrupt copy: %v, want a digest mismatch", err)
 	}
 }
