@@ -417,43 +417,6 @@ func TestClusterReadIndexBatching(t *testing.T) {
 	}
 }
 
-// TestClusterLocalReads: reads with WithLocalReads make no read index round
-// trip on a follower, and see what the follower has applied.
-func TestClusterLocalReads(t *testing.T) {
-	tc := startCluster(t, 3, clusterOpts{})
-	ctx := ctxTimeout(t, 10*time.Second)
-	follower := tc.follower()
-	if err := follower.PutManifest(ctx, manifestOp("acme/app", "m1", "v1")); err != nil {
-		t.Fatal(err)
-	}
-	// The leader acknowledged the write; the follower may apply it a
-	// little later, and a local read sees it once it has.
-	if err := follower.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before := follower.reads.rounds.Load()
-	local := WithLocalReads(ctx)
-	for range 5 {
-		if d, err := follower.ResolveTag(local, "acme/app", "v1"); err != nil || d != digest.FromString("m1") {
-			t.Fatalf("ResolveTag = %s, %v; want m1, which the follower applied", d, err)
-		}
-	}
-	if got := follower.reads.rounds.Load() - before; got != 0 {
-		t.Fatalf("local reads made %d read index round trips, want 0", got)
-	}
-	// A write made with it: the next read waits for a read index and
-	// sees the write.
-	if err := follower.PutManifest(local, manifestOp("acme/app", "m2", "v1")); err != nil {
-		t.Fatal(err)
-	}
-	if d, err := follower.ResolveTag(local, "acme/app", "v1"); err != nil || d != digest.FromString("m2") {
-		t.Fatalf("after a write, ResolveTag = %s, %v; want m2", d, err)
-	}
-	if got := follower.reads.rounds.Load() - before; got != 1 {
-		t.Fatalf("the read after a write made %d round trips, want 1", got)
-	}
-}
-
 // TestClusterReadScope: the reads of one request share a read index, and
 // a write through the request makes its next read fetch a new one, which
 // sees the write even on a follower.

@@ -257,18 +257,6 @@ func WithReadScope(ctx context.Context) context.Context {
 	return context.WithValue(ctx, readScopeKey{}, &readScope{})
 }
 
-// WithLocalReads returns a context whose reads see this node's applied
-// state as it is, without a read index: it may lag the leader by the time
-// the node takes to apply what the leader committed. Only for reads whose
-// answer a caller may act on a little late, such as a permission that,
-// when the local state does not grant it, is checked again linearizably. A
-// write made with it starts a read scope of its own, as WithReadScope's do.
-func WithLocalReads(ctx context.Context) context.Context {
-	s := &readScope{}
-	s.linearized.Store(true)
-	return context.WithValue(ctx, readScopeKey{}, s)
-}
-
 func readScopeOf(ctx context.Context) *readScope {
 	s, _ := ctx.Value(readScopeKey{}).(*readScope)
 	return s

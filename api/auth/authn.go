@@ -117,17 +117,6 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 	return a
 }
 
-type tentativeKey struct{}
-
-// Tentative marks ctx for an authentication that the caller will retry
-// when it fails (say, against fresher state): a failure then neither
-// counts towards the throttle nor writes an audit line; the retry does.
-func Tentative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, tentativeKey{}, true)
-}
-
-func tentative(ctx context.Context) bool { return ctx.Value(tentativeKey{}) != nil }
-
 // Authenticate returns the caller creds name: anonymous for SchemeNone,
 // else the user of valid Basic credentials. It refuses with an error
 // wrapping ErrBadCredentials or ErrThrottled; other errors are faults of
@@ -143,15 +132,10 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 	now, src := a.now(), a.addr(r)
 	pair := newThrottleKey(src, creds.Username)
 	if err := a.throttled(pair, now); err != nil {
-		if !tentative(r.Context()) {
-			Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
-		}
+		Audit(a.log, "login_throttled", creds.Username, "registry", "source", src)
 		return Caller{}, err
 	}
 	c, method, err := a.check(r.Context(), creds, now)
-	if errors.Is(err, ErrBadCredentials) && tentative(r.Context()) {
-		return Caller{}, err
-	}
 	if errors.Is(err, ErrBadCredentials) {
 		a.failed(pair, now)
 		Audit(a.log, "login_failed", creds.Username, "registry", "source", src, "method", method)
@@ -166,6 +150,27 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 	}
 	Audit(a.log, "login", c.User, "registry", attrs...)
 	return c, nil
+}
+
+// Verify is Authenticate for a first try that the caller repeats with
+// Authenticate when it fails (against fresher state): a pair locked out
+// is refused alike, so that no request can test a password past the
+// throttle, but a failure neither counts towards the throttle nor writes
+// an audit line; the repeat does.
+func (a *Authenticator) Verify(r *http.Request, creds Credentials) (Caller, error) {
+	switch creds.Scheme {
+	case SchemeNone:
+		return Caller{}, nil
+	case SchemeBasic:
+	default:
+		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
+	}
+	now := a.now()
+	if err := a.throttled(newThrottleKey(a.addr(r), creds.Username), now); err != nil {
+		return Caller{}, err
+	}
+	c, _, err := a.check(r.Context(), creds, now)
+	return c, err
 }
 
 // throttled refuses pair while it is locked out.

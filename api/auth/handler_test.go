@@ -254,33 +254,40 @@ func TestAuditLogNamesActorsNotSecrets(t *testing.T) {
 	}
 }
 
-// A tentative authentication that fails (the caller will retry it against
-// fresher state) neither counts towards the throttle nor writes an audit
-// line; a real failure does both.
-func TestTentativeFailuresLeaveNoTrace(t *testing.T) {
+// A first try (Verify) that fails neither counts towards the throttle nor
+// writes an audit line; Authenticate does both. A pair locked out is
+// refused by Verify too, so that no first try tests a password past the
+// throttle.
+func TestFirstTriesLeaveNoTrace(t *testing.T) {
 	s := newTokenServer(t)
-	authenticate := func(ctx context.Context, password string) error {
-		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/", nil)
+	request := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
 		r.RemoteAddr = "192.0.2.1:40000"
-		_, err := s.h.authn.Authenticate(r, Credentials{Scheme: SchemeBasic, Username: "collab", Password: password})
-		return err
+		return r
 	}
-	tentative := Tentative(context.Background())
+	creds := func(password string) Credentials {
+		return Credentials{Scheme: SchemeBasic, Username: "collab", Password: password}
+	}
 	for i := range 3 * freeFailures {
-		if err := authenticate(tentative, "guess"); !errors.Is(err, ErrBadCredentials) {
-			t.Fatalf("tentative attempt %d: %v, want bad credentials", i, err)
+		if _, err := s.h.authn.Verify(request(), creds("guess")); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("first try %d: %v, want bad credentials", i, err)
 		}
 	}
 	if logs := s.logs.String(); strings.Contains(logs, "login_failed") {
-		t.Errorf("tentative failures were audited:\n%s", logs)
+		t.Errorf("first tries were audited:\n%s", logs)
 	}
-	if err := authenticate(context.Background(), "pw-collab"); err != nil {
-		t.Fatalf("the right password after tentative failures: %v, want no throttle", err)
+	if _, err := s.h.authn.Authenticate(request(), creds("pw-collab")); err != nil {
+		t.Fatalf("the right password after failed first tries: %v, want no throttle", err)
 	}
-	if err := authenticate(context.Background(), "guess"); !errors.Is(err, ErrBadCredentials) {
-		t.Fatalf("a real failure: %v", err)
+	for range freeFailures + 1 {
+		if _, err := s.h.authn.Authenticate(request(), creds("guess")); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("a real failure: %v", err)
+		}
 	}
 	if logs := s.logs.String(); !strings.Contains(logs, `"event":"login_failed"`) {
 		t.Errorf("a real failure was not audited:\n%s", logs)
+	}
+	if _, err := s.h.authn.Verify(request(), creds("pw-collab")); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("a first try of a locked-out pair: %v, want throttled", err)
 	}
 }

@@ -21,6 +21,7 @@ type Registry struct {
 	tokens    *Tokens
 	store     Store
 	local     Store
+	firstTry  bool
 	now       func() time.Time
 	service   string
 	publicURL string
@@ -41,6 +42,11 @@ type RegistryConfig struct {
 	// takes effect at once, and a grant this node has not applied yet costs
 	// one read index.
 	Local Store
+	// FirstTry makes every refusal a first try that the caller repeats
+	// with another Registry, on fresher state: failed logins are then
+	// neither counted by the throttle nor audited (Authenticator.Verify).
+	// A node authorizes uploads so on its applied state first.
+	FirstTry bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Service is the token service name, in challenges.
@@ -57,7 +63,7 @@ type RegistryConfig struct {
 // NewRegistry returns the registry API's authorizer.
 func NewRegistry(cfg RegistryConfig) *Registry {
 	r := &Registry{
-		authn: cfg.Authenticator, tokens: cfg.Tokens, store: cfg.Store, local: cfg.Local, now: cfg.Now,
+		authn: cfg.Authenticator, tokens: cfg.Tokens, store: cfg.Store, local: cfg.Local, firstTry: cfg.FirstTry, now: cfg.Now,
 		service: cfg.Service, publicURL: cfg.PublicURL, claim: cfg.Claim, log: cfg.Logger,
 	}
 	if r.log == nil {
@@ -167,7 +173,9 @@ func (reg *Registry) bearer(r *http.Request, raw string, need, optional []Scope)
 	}
 	g, err := reg.bearerGrant(r.Context(), reg.store, claims)
 	if errors.Is(err, errRevoked) {
-		Audit(reg.log, "revoked_token_refused", claims.Subject, "registry", "reason", err.Error())
+		if !reg.firstTry {
+			Audit(reg.log, "revoked_token_refused", claims.Subject, "registry", "reason", err.Error())
+		}
 		return nil, reg.unauthorized(r, need, optional, ErrorInvalidToken, err.Error()+"; log in again")
 	}
 	if err != nil {
@@ -220,7 +228,11 @@ func (reg *Registry) bearerGrant(ctx context.Context, store Store, claims *Claim
 }
 
 func (reg *Registry) basic(r *http.Request, creds Credentials, need, optional []Scope) (*Grant, error) {
-	c, err := reg.authn.Authenticate(r, creds)
+	authenticate := reg.authn.Authenticate
+	if reg.firstTry {
+		authenticate = reg.authn.Verify
+	}
+	c, err := authenticate(r, creds)
 	var throttled *ThrottledError
 	switch {
 	case errors.As(err, &throttled):

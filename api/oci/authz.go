@@ -51,12 +51,34 @@ func (a registryAuthorizer) Authorize(r *http.Request, need []auth.Scope, option
 	return g, nil
 }
 
+// AppliedState is this node's applied state, read without a read index
+// (in a cluster, the *fsm.FSM): what the checks of an upload authorized on
+// it read too.
+type AppliedState interface {
+	// CheckRepositoryName is Metadata.CheckRepositoryName.
+	CheckRepositoryName(repo string) error
+}
+
 type grantKey struct{}
+
+// authorized is the caller of a request, and whether it was authorized on
+// this node's applied state (Config.AppliedAuthorizer).
+type authorized struct {
+	grant   Grant
+	applied bool
+}
 
 // grantOf returns the caller's Grant, or nil in an open registry.
 func grantOf(ctx context.Context) Grant {
-	g, _ := ctx.Value(grantKey{}).(Grant)
-	return g
+	a, _ := ctx.Value(grantKey{}).(authorized)
+	return a.grant
+}
+
+// onApplied reports whether the request of ctx was authorized on this
+// node's applied state.
+func onApplied(ctx context.Context) bool {
+	a, _ := ctx.Value(grantKey{}).(authorized)
+	return a.applied
 }
 
 // actor names the caller in audit lines.
@@ -71,9 +93,9 @@ func actor(ctx context.Context) string {
 // in its context.
 //
 // The requests of a blob upload (see localFirst) are first authorized
-// against this node's applied state (Config.LocalReads), which saves them
-// a read index: a round trip to the leader on a follower. Only when that
-// state does not grant a request is it checked again against
+// with the AppliedAuthorizer, on this node's applied state, which saves
+// them a read index: a round trip to the leader on a follower. Only when
+// that state does not grant a request is it checked again on
 // linearizable state, so a lagging node never refuses what the cluster
 // allows. What it may allow late is bounded:
 //   - a permission revoked a moment ago still lets its holder upload, and
@@ -89,21 +111,23 @@ func (h *Handler) authorize(r *http.Request, rt route) (*http.Request, error) {
 		return r, nil
 	}
 	need, optional := requiredScopes(r, rt)
-	if h.localReads != nil && localFirst(r, rt) {
-		local := h.localReads(r.Context())
-		if g, err := h.authz.Authorize(r.WithContext(auth.Tentative(local)), need, optional...); err == nil {
-			if rt.kind == routeUploadStart {
-				// The POST's own checks read local state too (startUpload).
-				r = r.WithContext(context.WithValue(local, linearizableKey{}, r.Context()))
-			}
-			return withGrant(r, g), nil
+	if h.appliedAuthz != nil && localFirst(r, rt) {
+		if g, err := h.appliedAuthz.Authorize(r, need, optional...); err == nil {
+			return withGrant(r, g, true), nil
 		}
 	}
+	return h.authorizeLinearizably(r, rt)
+}
+
+// authorizeLinearizably checks r against the Authorizer, on linearizable
+// state.
+func (h *Handler) authorizeLinearizably(r *http.Request, rt route) (*http.Request, error) {
+	need, optional := requiredScopes(r, rt)
 	g, err := h.authz.Authorize(r, need, optional...)
 	if err != nil {
 		return nil, refusalError(err)
 	}
-	return withGrant(r, g), nil
+	return withGrant(r, g, false), nil
 }
 
 // localFirst reports whether r is authorized on local state first: a
@@ -120,27 +144,10 @@ func localFirst(r *http.Request, rt route) bool {
 	return false
 }
 
-// linearizableKey holds, in the context of a request authorized on local
-// state, the request's own context, whose reads are linearizable.
-type linearizableKey struct{}
-
-// linearizable returns ctx with linearizable reads, and the caller's
-// Grant, if ctx reads local state because its request was authorized on
-// it; else false.
-func linearizable(ctx context.Context) (context.Context, bool) {
-	lin, ok := ctx.Value(linearizableKey{}).(context.Context)
-	if !ok {
-		return nil, false
-	}
-	if g := grantOf(ctx); g != nil {
-		lin = context.WithValue(lin, grantKey{}, g)
-	}
-	return lin, true
-}
-
-// withGrant returns r with g in its context.
-func withGrant(r *http.Request, g Grant) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
+// withGrant returns r with g in its context; applied says whether g was
+// granted on this node's applied state.
+func withGrant(r *http.Request, g Grant, applied bool) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), grantKey{}, authorized{g, applied}))
 }
 
 // requiredScopes returns the token scopes r needs, and those it can use.

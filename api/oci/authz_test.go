@@ -10,19 +10,14 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/api/auth"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
-// localReadsKey marks the contexts the test's LocalReads derives.
-type localReadsKey struct{}
-
-func markLocal(ctx context.Context) context.Context {
-	return context.WithValue(ctx, localReadsKey{}, true)
-}
-
-// staleAuthorizer grants everything against linearizable state, and
-// against local state only while grantLocal is set; it records, for each
-// call, whether it read local state. Its grants refuse, on local state,
-// to prepare writes into a namespace while refuseLocalWrite is set.
+// staleAuthorizer records, for each authorization and each write its
+// grants prepare, whether it read this node's applied state ("local") or
+// linearizable state. Linearizable state grants everything; applied state
+// grants only while grantLocal is set, and refuses to prepare writes into
+// a namespace while refuseLocalWrite is set.
 type staleAuthorizer struct {
 	mu               sync.Mutex
 	grantLocal       bool
@@ -30,20 +25,29 @@ type staleAuthorizer struct {
 	calls            []string // "local" or "linearizable", in order
 }
 
-func isLocal(ctx context.Context) bool { return ctx.Value(localReadsKey{}) != nil }
+// on returns the Authorizer of applied (local) or linearizable state.
+func (a *staleAuthorizer) on(local bool) Authorizer { return stateAuthorizer{a, local} }
 
-func (a *staleAuthorizer) Authorize(r *http.Request, _ []auth.Scope, _ ...auth.Scope) (Grant, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if isLocal(r.Context()) {
-		a.calls = append(a.calls, "local")
-		if !a.grantLocal {
-			return nil, &auth.Refusal{Status: http.StatusForbidden, Code: "DENIED", Message: "not granted by this node's state"}
-		}
-	} else {
-		a.calls = append(a.calls, "linearizable")
+type stateAuthorizer struct {
+	a     *staleAuthorizer
+	local bool
+}
+
+func where(local bool) string {
+	if local {
+		return "local"
 	}
-	return testGrant{a}, nil
+	return "linearizable"
+}
+
+func (s stateAuthorizer) Authorize(*http.Request, []auth.Scope, ...auth.Scope) (Grant, error) {
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	s.a.calls = append(s.a.calls, where(s.local))
+	if s.local && !s.a.grantLocal {
+		return nil, &auth.Refusal{Status: http.StatusForbidden, Code: "DENIED", Message: "not granted by this node's state"}
+	}
+	return testGrant(s), nil
 }
 
 func (a *staleAuthorizer) take(grantLocal bool) []string {
@@ -54,25 +58,33 @@ func (a *staleAuthorizer) take(grantLocal bool) []string {
 	return calls
 }
 
-type testGrant struct{ a *staleAuthorizer }
+type testGrant struct {
+	a     *staleAuthorizer
+	local bool
+}
 
 func (testGrant) User() string                                                  { return "tester" }
 func (testGrant) Superuser() bool                                               { return true }
 func (testGrant) Allowed(context.Context, string, string, string) (bool, error) { return true, nil }
 func (testGrant) MayPull(context.Context, string) (bool, error)                 { return true, nil }
 
-func (g testGrant) PrepareWrite(ctx context.Context, repo string) error {
+func (g testGrant) PrepareWrite(context.Context, string) error {
 	g.a.mu.Lock()
 	defer g.a.mu.Unlock()
-	where := "linearizable"
-	if isLocal(ctx) {
-		where = "local"
-	}
-	g.a.calls = append(g.a.calls, "prepare "+where)
-	if where == "local" && g.a.refuseLocalWrite {
+	g.a.calls = append(g.a.calls, "prepare "+where(g.local))
+	if g.local && g.a.refuseLocalWrite {
 		return &auth.Refusal{Status: http.StatusForbidden, Code: "DENIED", Message: "namespace unknown to this node"}
 	}
 	return nil
+}
+
+// withStaleAuthorizer makes a test server authorize with az, on applied
+// state first for uploads.
+func withStaleAuthorizer(az *staleAuthorizer) func(*Config) {
+	return func(c *Config) {
+		c.Authorizer, c.AppliedAuthorizer = az.on(false), az.on(true)
+		c.Applied = c.Metadata.(*cluster.Node).FSM()
+	}
 }
 
 // The requests of a blob upload are authorized against local state
@@ -80,10 +92,7 @@ func (g testGrant) PrepareWrite(ctx context.Context, repo string) error {
 // grant them; every other request is authorized linearizably.
 func TestUploadRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
 	az := &staleAuthorizer{grantLocal: true}
-	ts := newTestServer(t, func(c *Config) {
-		c.Authorizer = az
-		c.LocalReads = markLocal
-	})
+	ts := newTestServer(t, withStaleAuthorizer(az))
 	// Local state grants the POST, and its own checks read it too.
 	loc := ts.startUpload("acme/app")
 	if got := az.take(true); !slices.Equal(got, []string{"local", "prepare local"}) {
@@ -105,7 +114,8 @@ func TestUploadRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
 		t.Errorf("GET refused locally authorized with %v, want local, then linearizable", got)
 	}
 
-	// Nor the POST: checked again, with its own checks, linearizably.
+	// Nor the POST: authorized again, and its own checks made,
+	// linearizably.
 	ts.startUpload("acme/app")
 	if got := az.take(true); !slices.Equal(got, []string{"local", "linearizable", "prepare linearizable"}) {
 		t.Errorf("POST refused locally authorized with %v, want local, then linearizable", got)
@@ -133,21 +143,19 @@ func TestUploadRequestsAuthorizeOnLocalStateFirst(t *testing.T) {
 // allows; the same refusal on linearizable state is final.
 func TestUploadStartRechecksLinearizablyWhatLocalStateRefuses(t *testing.T) {
 	az := &staleAuthorizer{grantLocal: true, refuseLocalWrite: true}
-	ts := newTestServer(t, func(c *Config) {
-		c.Authorizer = az
-		c.LocalReads = markLocal
-	})
+	ts := newTestServer(t, withStaleAuthorizer(az))
 	ts.startUpload("acme/app")
-	want := []string{"local", "prepare local", "prepare linearizable"}
+	want := []string{"local", "prepare local", "linearizable", "prepare linearizable"}
 	if got := az.take(true); !slices.Equal(got, want) {
 		t.Errorf("POST refused by local checks made %v, want %v", got, want)
 	}
 
-	// Without local reads there is no second chance to give.
+	// Without an authorizer of applied state there is no second chance
+	// to give.
 	strict := &staleAuthorizer{grantLocal: true, refuseLocalWrite: true}
-	ts = newTestServer(t, func(c *Config) { c.Authorizer = strict })
+	ts = newTestServer(t, func(c *Config) { c.Authorizer = strict.on(false) })
 	ts.startUpload("acme/app")
 	if got := strict.take(true); !slices.Equal(got, []string{"linearizable", "prepare linearizable"}) {
-		t.Errorf("POST without local reads made %v, want linearizable checks only", got)
+		t.Errorf("POST without an authorizer of applied state made %v, want linearizable checks only", got)
 	}
 }

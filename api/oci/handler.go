@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -45,12 +44,13 @@ type Config struct {
 	// Authorizer authenticates callers and checks their permissions; nil
 	// leaves the registry open to anyone (tests only).
 	Authorizer Authorizer
-	// LocalReads, if set, derives a context whose reads see this node's
-	// applied state without waiting for a read index (in a cluster,
-	// cluster.WithLocalReads). The requests of a blob upload are
-	// authorized against that state first, and against linearizable state
-	// only if it does not grant them: see authorize.
-	LocalReads func(context.Context) context.Context
+	// AppliedAuthorizer, in a cluster, authorizes callers on this node's
+	// applied state, without a read index; Applied is that state. The
+	// requests of a blob upload are authorized with them first, and with
+	// Authorizer, on linearizable state, only if they refuse: see
+	// authorize.
+	AppliedAuthorizer Authorizer
+	Applied           AppliedState
 }
 
 // Handler serves the OCI distribution API under /v2/.
@@ -64,7 +64,8 @@ type Handler struct {
 	sparse           bool
 	publicURL        string
 	authz            Authorizer
-	localReads       func(context.Context) context.Context
+	appliedAuthz     Authorizer
+	applied          AppliedState
 	routes           map[routeKind]methodTable
 }
 
@@ -87,7 +88,8 @@ func New(cfg Config) *Handler {
 		sparse:           cfg.SparseManifests,
 		publicURL:        strings.TrimSuffix(cfg.PublicURL, "/"),
 		authz:            cfg.Authorizer,
-		localReads:       cfg.LocalReads,
+		appliedAuthz:     cfg.AppliedAuthorizer,
+		applied:          cfg.Applied,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -21,14 +21,16 @@ import (
 func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
 	if err := h.checkPush(ctx, rt.name); err != nil {
-		// Checked on this node's state (authorize): a lagging node must
-		// not refuse what the cluster allows, so check again on
-		// linearizable state.
-		lin, ok := linearizable(ctx)
-		if !ok {
+		if !onApplied(ctx) {
 			return err
 		}
-		ctx, r = lin, r.WithContext(lin)
+		// Authorized and checked on this node's applied state: a lagging
+		// node must not refuse what the cluster allows, so authorize and
+		// check again on linearizable state.
+		if r, err = h.authorizeLinearizably(r, rt); err != nil {
+			return err
+		}
+		ctx = r.Context()
 		if err := h.checkPush(ctx, rt.name); err != nil {
 			return err
 		}
@@ -65,7 +67,12 @@ func (h *Handler) checkPush(ctx context.Context, repo string) error {
 // checkPushName refuses, before any bytes are sent, a push to a repository
 // whose name breaks a namespace rule.
 func (h *Handler) checkPushName(ctx context.Context, repo string) error {
-	err := h.meta.CheckRepositoryName(ctx, repo)
+	var err error
+	if onApplied(ctx) && h.applied != nil {
+		err = h.applied.CheckRepositoryName(repo)
+	} else {
+		err = h.meta.CheckRepositoryName(ctx, repo)
+	}
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
 	}

@@ -42,6 +42,9 @@ type accessControl struct {
 	tokens   *auth.Tokens
 	token    *auth.Handler
 	registry *auth.Registry
+	// appliedRegistry authorizes on this node's applied state, as a first
+	// try: the OCI handler's first check of the requests of an upload.
+	appliedRegistry *auth.Registry
 }
 
 // tokenService is the registry's token service name: --token-service,
@@ -78,17 +81,22 @@ func newAccessControl(node *cluster.Node, o serveOptions, logger *slog.Logger) *
 		LocalKeys: func(context.Context) (*fsmpb.SigningKeySet, error) { return node.FSM().SigningKeys() },
 		Issuer:    tokenIssuer, Service: service, TTL: o.tokenTTL,
 	})
+	claim := func(ctx context.Context, ns, user string) error {
+		_, err := node.Apply(ctx, fsm.NewCommand(&fsmpb.ClaimNamespace{Namespace: ns, User: user}))
+		return err
+	}
+	applied := auth.FSMStore(node.FSM())
 	return &accessControl{
 		authn:  authn,
 		tokens: tokens,
 		token:  auth.NewHandler(auth.HandlerConfig{Authenticator: authn, Store: node, Tokens: tokens, Service: service, Logger: log}),
 		registry: auth.NewRegistry(auth.RegistryConfig{
-			Authenticator: authn, Tokens: tokens, Store: node, Local: auth.FSMStore(node.FSM()),
-			Service: service, PublicURL: o.publicURL, Logger: log,
-			Claim: func(ctx context.Context, ns, user string) error {
-				_, err := node.Apply(ctx, fsm.NewCommand(&fsmpb.ClaimNamespace{Namespace: ns, User: user}))
-				return err
-			},
+			Authenticator: authn, Tokens: tokens, Store: node, Local: applied,
+			Service: service, PublicURL: o.publicURL, Logger: log, Claim: claim,
+		}),
+		appliedRegistry: auth.NewRegistry(auth.RegistryConfig{
+			Authenticator: authn, Tokens: tokens, Store: applied, FirstTry: true,
+			Service: service, PublicURL: o.publicURL, Logger: log, Claim: claim,
 		}),
 	}
 }

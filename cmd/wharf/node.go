@@ -157,7 +157,8 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	// listener, behind mutual TLS; the public one checks every caller.
 	internalRegistry := oci.New(ociConfig)
 	ociConfig.Authorizer = oci.RegistryAuthorizer(ac.registry)
-	ociConfig.LocalReads = cluster.WithLocalReads
+	ociConfig.AppliedAuthorizer = oci.RegistryAuthorizer(ac.appliedRegistry)
+	ociConfig.Applied = n.node.FSM()
 	registry := oci.New(ociConfig)
 	adminConfig := admin.Config{
 		Node:       n.node,
