@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/replication"
+	"github.com/wharf-registry/wharf/internal/clustertest"
 )
 
 // startNode runs a complete single-node registry on a loopback port, as
@@ -32,26 +32,16 @@ import (
 // replicated blob store.
 func startNode(tb testing.TB, dir string) string {
 	tb.Helper()
-	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	blobs, err := blobstore.Open(blobstore.Config{Root: filepath.Join(dir, "blobs")})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	node, err := cluster.Open(ctx, cluster.Config{
-		DataDir:         dir,
-		NodeName:        "bench",
-		ClusterListen:   "127.0.0.1:0",
-		BootstrapExpect: 1,
-		Registerer:      reg,
+	// Default Raft timings: the benchmark measures a node as it runs.
+	node := clustertest.Node(tb, func(c *cluster.Config) {
+		c.DataDir, c.NodeName, c.Registerer = dir, "bench", reg
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 0, 0, 0
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = node.Shutdown(ctx) })
-	if err := node.WaitReady(ctx); err != nil {
-		tb.Fatal(err)
-	}
 	// The blob path of wharf serve: a replicated store, here with one node.
 	store, err := replication.New(replication.Config{
 		Local: blobs, Cluster: blobstate.Of(node), Client: node.PeerHTTPClient(),

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/replication"
+	"github.com/wharf-registry/wharf/internal/clustertest"
 	"github.com/wharf-registry/wharf/ui"
 )
 
@@ -34,25 +34,13 @@ type fullServer struct {
 
 func startFullServer(t *testing.T) *fullServer {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	blobs, err := blobstore.Open(blobstore.Config{Root: filepath.Join(dir, "blobs")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := cluster.Open(ctx, cluster.Config{
-		DataDir: dir, NodeName: "test", ClusterListen: "127.0.0.1:0", BootstrapExpect: 1,
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond,
-		LeaderLeaseTimeout: 50 * time.Millisecond, Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = node.Shutdown(ctx) })
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	node := clustertest.Node(t, func(c *cluster.Config) { c.DataDir, c.NodeName, c.Registerer = dir, "test", reg })
 	store, err := replication.New(replication.Config{
 		Local: blobs, Cluster: blobstate.Of(node), Client: node.PeerHTTPClient(), FetchDir: filepath.Join(dir, "fetch"),
 	})

@@ -2,14 +2,12 @@ package oci
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -19,6 +17,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/replication"
+	"github.com/wharf-registry/wharf/internal/clustertest"
 )
 
 // testServer is a registry over HTTP with a real blob store and a real
@@ -71,29 +70,7 @@ func replicated(t *testing.T, blobs *blobstore.Store, c replication.Cluster) *re
 // the test's metadata; tune adjusts its config.
 func startNode(t *testing.T, tune ...func(*cluster.Config)) *cluster.Node {
 	t.Helper()
-	ctx := context.Background()
-	cfg := cluster.Config{
-		DataDir:         t.TempDir(),
-		NodeName:        t.Name(),
-		ClusterListen:   "127.0.0.1:0",
-		BootstrapExpect: 1,
-		// A lone voter elects itself after one election timeout; keep it short.
-		HeartbeatTimeout:   50 * time.Millisecond,
-		ElectionTimeout:    50 * time.Millisecond,
-		LeaderLeaseTimeout: 50 * time.Millisecond,
-	}
-	for _, f := range tune {
-		f(&cfg)
-	}
-	node, err := cluster.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open cluster node: %v", err)
-	}
-	t.Cleanup(func() { _ = node.Shutdown(ctx) })
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatalf("node not ready: %v", err)
-	}
-	return node
+	return clustertest.Node(t, tune...)
 }
 
 func sparse(c *Config) { c.SparseManifests = true }

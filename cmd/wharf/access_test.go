@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -29,92 +27,31 @@ import (
 	"github.com/wharf-registry/wharf/api/auth"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
-	"github.com/wharf-registry/wharf/cluster"
-	"github.com/wharf-registry/wharf/internal/testnet"
 )
 
-const accAdminPassword = "access-test-admin-password"
+// accAdminPassword is the admin's password on the nodes of
+// startAccessNodes.
+const accAdminPassword = harnessAdminPassword
 
-// accNode is one node of an access-control test, served by httptest.
+// accNode is one node of an access-control test.
 type accNode struct {
 	reg *registryNode
-	srv *httptest.Server
+	url string // of its public listener
 }
 
-func (n *accNode) host() string { return strings.TrimPrefix(n.srv.URL, "http://") }
+func (n *accNode) host() string { return strings.TrimPrefix(n.url, "http://") }
 
-func accPort(t testing.TB) string { return testnet.FreeAddr(t) }
-
-// startAccessNodes starts count nodes forming one cluster, the way wharf
-// serve does, each behind its own httptest server.
+// startAccessNodes starts count nodes forming one cluster (the harness,
+// with every node an owner of every blob), and waits until the admin can
+// log in through each.
 func startAccessNodes(t *testing.T, count int) []*accNode {
 	t.Helper()
-	key := ""
-	gossips := make([]string, count)
-	if count > 1 {
-		var err error
-		if key, err = cluster.GenerateKey(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range gossips {
-			gossips[i] = accPort(t)
-		}
-	}
+	h := startHarness(t, harnessOpts{nodes: count, replicas: count, writeQuorum: 1,
+		deadNodeTimeout: time.Hour, repairInterval: time.Hour, gcInterval: time.Hour})
 	nodes := make([]*accNode, count)
-	errs := make([]error, count)
-	done := make(chan int, count)
-	for i := range count {
-		o := serveOptions{
-			dataDir: t.TempDir(), clusterListen: accPort(t), nodeName: fmt.Sprintf("a%d", i),
-			bootstrapExpect: count, advertise: "127.0.0.1", clusterKey: key,
-			replicas: count, writeQuorum: 1, deadNodeTimeout: time.Hour, repairInterval: time.Hour,
-			maxManifestBytes: 4 << 20, uploadMaxAge: time.Hour, gcGrace: time.Hour, gcInterval: time.Hour,
-			shutdownTimeout: 5 * time.Second, adminPassword: accAdminPassword,
-			// The tests' clients name other source addresses with
-			// X-Forwarded-For.
-			trustedProxies: []string{"127.0.0.1"},
-			tuneCluster: func(c *cluster.Config) {
-				c.HeartbeatTimeout = 300 * time.Millisecond
-				c.ElectionTimeout = 300 * time.Millisecond
-				c.LeaderLeaseTimeout = 150 * time.Millisecond
-				c.QuorumTimeout = 2 * time.Second
-				c.GossipProbeInterval = 100 * time.Millisecond
-				c.ReconcileInterval = 200 * time.Millisecond
-				c.RetryJoinInterval = 100 * time.Millisecond
-			},
-		}
-		if count > 1 {
-			o.gossipListen = gossips[i]
-			o.join = slices.Delete(slices.Clone(gossips), i, i+1)
-		}
-		go func() {
-			defer func() { done <- i }()
-			n, err := startRegistryNode(context.Background(), o, slog.New(slog.DiscardHandler), nil)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			nodes[i] = &accNode{reg: n, srv: httptest.NewServer(n.handler)}
-		}()
-	}
-	for range count {
-		<-done
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.srv.Close()
-				n.reg.crash()
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	// Ready once the admin can log in through every node (the bootstrap
-	// has created the user and the signing key, and both replicated).
 	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range nodes {
+	for i, hn := range h.nodes {
+		n := &accNode{reg: hn.registry(), url: hn.baseURL}
 		for {
 			_, err := accAccess(n, "admin", accAdminPassword).WhoAmI(context.Background(), connect.NewRequest(&wharfv1.WhoAmIRequest{}))
 			_, kerr := n.reg.node.FSM().SigningKeys()
@@ -126,6 +63,7 @@ func startAccessNodes(t *testing.T, count int) []*accNode {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		nodes[i] = n
 	}
 	return nodes
 }
@@ -141,7 +79,7 @@ func (b basicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func accAccess(n *accNode, user, password string) wharfv1connect.AccessServiceClient {
-	return wharfv1connect.NewAccessServiceClient(&http.Client{Transport: basicTransport{user, password}}, n.srv.URL)
+	return wharfv1connect.NewAccessServiceClient(&http.Client{Transport: basicTransport{user, password}}, n.url)
 }
 
 func accRef(t testing.TB, n *accNode, repoTag string) name.Reference {
@@ -302,7 +240,7 @@ func TestPermissionMatrix(t *testing.T) {
 // repositories.
 func catalogHas(t *testing.T, n *accNode, user, password, repo string) bool {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/_catalog", nil)
+	req, _ := http.NewRequest(http.MethodGet, n.url+"/v2/_catalog", nil)
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
@@ -324,15 +262,15 @@ func catalogHas(t *testing.T, n *accNode, user, password, repo string) bool {
 func TestChallengesAndPublicPulls(t *testing.T) {
 	n := startAccessNodes(t, 1)[0]
 	ctx := context.Background()
-	status, hdr, _ := accGet(t, n.srv.URL+"/v2/", "", "")
-	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != fmt.Sprintf(`Bearer realm="%s/token",service="wharf"`, n.srv.URL) {
+	status, hdr, _ := accGet(t, n.url+"/v2/", "", "")
+	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != fmt.Sprintf(`Bearer realm="%s/token",service="wharf"`, n.url) {
 		t.Fatalf("GET /v2/: HTTP %d, challenge %q", status, hdr.Get("WWW-Authenticate"))
 	}
-	status, _, _ = accGet(t, n.srv.URL+"/v2/", "admin", accAdminPassword)
+	status, _, _ = accGet(t, n.url+"/v2/", "admin", accAdminPassword)
 	if status != http.StatusOK {
 		t.Fatalf("GET /v2/ with Basic credentials: HTTP %d", status)
 	}
-	status, _, body := accGet(t, n.srv.URL+"/v2/", "admin", "wrong")
+	status, _, body := accGet(t, n.url+"/v2/", "admin", "wrong")
 	if status != http.StatusUnauthorized || !strings.Contains(string(body), "UNAUTHORIZED") {
 		t.Fatalf("GET /v2/ with a wrong password: HTTP %d %s", status, body)
 	}
@@ -340,13 +278,13 @@ func TestChallengesAndPublicPulls(t *testing.T) {
 	if err := remote.Write(accRef(t, n, "pub/app:v1"), img, keychainOf("admin", accAdminPassword)); err != nil {
 		t.Fatal(err)
 	}
-	status, hdr, _ = accGet(t, n.srv.URL+"/v2/pub/app/manifests/v1", "", "")
-	wantChallenge := fmt.Sprintf(`Bearer realm="%s/token",service="wharf",scope="repository:pub/app:pull"`, n.srv.URL)
+	status, hdr, _ = accGet(t, n.url+"/v2/pub/app/manifests/v1", "", "")
+	wantChallenge := fmt.Sprintf(`Bearer realm="%s/token",service="wharf",scope="repository:pub/app:pull"`, n.url)
 	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != wantChallenge {
 		t.Fatalf("anonymous GET of a private manifest: HTTP %d, challenge %q", status, hdr.Get("WWW-Authenticate"))
 	}
 	// Behind a proxy, the realm follows X-Forwarded-Proto and -Host.
-	req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/", nil)
+	req, _ := http.NewRequest(http.MethodGet, n.url+"/v2/", nil)
 	req.Header.Set("X-Forwarded-Proto", "https")
 	req.Header.Set("X-Forwarded-Host", "registry.example.com")
 	resp, err := http.DefaultClient.Do(req)
@@ -363,7 +301,7 @@ func TestChallengesAndPublicPulls(t *testing.T) {
 	if _, err := remote.Image(accRef(t, n, "pub/app:v1"), keychainOf("", "")); err != nil {
 		t.Fatalf("anonymous pull of a public repository: %v", err)
 	}
-	status, _, _ = accGet(t, n.srv.URL+"/v2/pub/app/manifests/v1", "", "")
+	status, _, _ = accGet(t, n.url+"/v2/pub/app/manifests/v1", "", "")
 	if status != http.StatusOK {
 		t.Fatalf("anonymous GET of a public manifest without a token: HTTP %d", status)
 	}
@@ -397,7 +335,7 @@ func accDo(t *testing.T, req *http.Request) (int, http.Header, []byte) {
 func fetchToken(t *testing.T, n *accNode, user, password, scope string) string {
 	t.Helper()
 	q := url.Values{"service": {"wharf"}, "scope": {scope}}
-	status, _, body := accGet(t, n.srv.URL+"/token?"+q.Encode(), user, password)
+	status, _, body := accGet(t, n.url+"/token?"+q.Encode(), user, password)
 	if status != http.StatusOK {
 		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)
 	}
@@ -427,13 +365,13 @@ func TestTokensAcrossNodes(t *testing.T) {
 	token := fetchToken(t, a, "admin", accAdminPassword, "repository:acme/app:pull")
 	tags := "/v2/acme/app/tags/list"
 	for _, n := range nodes {
-		if status, _ := bearerGet(t, n.srv.URL+tags, token); status != http.StatusOK {
+		if status, _ := bearerGet(t, n.url+tags, token); status != http.StatusOK {
 			t.Fatalf("token of node %s on node %s: HTTP %d", a.host(), n.host(), status)
 		}
 	}
 	// The token carries pull only: a push through the other node asks
 	// for more.
-	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/v2/acme/app/blobs/uploads/", nil)
+	req, _ := http.NewRequest(http.MethodPost, b.url+"/v2/acme/app/blobs/uploads/", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	status, hdr, _ := accDo(t, req)
 	if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="insufficient_scope"`) ||
@@ -460,7 +398,7 @@ func TestTokensAcrossNodes(t *testing.T) {
 	}
 	for what, bad := range map[string]string{"tampered": string(sig), "expired": expired, "wrong-audience": foreign} {
 		for _, n := range nodes {
-			status, hdr := bearerGet(t, n.srv.URL+tags, bad)
+			status, hdr := bearerGet(t, n.url+tags, bad)
 			if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
 				t.Errorf("%s token on %s: HTTP %d, challenge %q", what, n.host(), status, hdr.Get("WWW-Authenticate"))
 			}
@@ -505,7 +443,7 @@ func TestSigningKeyRotation(t *testing.T) {
 	fresh := fetchToken(t, a, "admin", accAdminPassword, "repository:acme/app:pull")
 	for _, n := range nodes {
 		for what, tok := range map[string]string{"pre-rotation": old, "post-rotation": fresh} {
-			if status, _ := bearerGet(t, n.srv.URL+tags, tok); status != http.StatusOK {
+			if status, _ := bearerGet(t, n.url+tags, tok); status != http.StatusOK {
 				t.Errorf("%s token on %s after one rotation: HTTP %d", what, n.host(), status)
 			}
 		}
@@ -519,7 +457,7 @@ func TestSigningKeyRotation(t *testing.T) {
 		// dropped key once the rotation reaches it, within moments.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			status, hdr := bearerGet(t, n.srv.URL+tags, old)
+			status, hdr := bearerGet(t, n.url+tags, old)
 			if status == http.StatusUnauthorized && strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
 				break
 			}
@@ -528,7 +466,7 @@ func TestSigningKeyRotation(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if status, _ := bearerGet(t, n.srv.URL+tags, fresh); status != http.StatusOK {
+		if status, _ := bearerGet(t, n.url+tags, fresh); status != http.StatusOK {
 			t.Errorf("token of the previous key on %s: HTTP %d", n.host(), status)
 		}
 	}
@@ -573,10 +511,10 @@ func TestRoleChangesReachUploadsThroughEveryNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		// At once, through another node: a session, and a monolithic upload.
-		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusAccepted {
+		if status, body := as(http.MethodPost, n.url+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusAccepted {
 			t.Fatalf("round %d: POST just after the grant, through %s: HTTP %d %s", round, n.host(), status, body)
 		}
-		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/?digest="+configDigest, config,
+		if status, body := as(http.MethodPost, n.url+"/v2/acme/app/blobs/uploads/?digest="+configDigest, config,
 			"Content-Type", "application/octet-stream"); status != http.StatusCreated {
 			t.Fatalf("round %d: monolithic POST just after the grant, through %s: HTTP %d %s", round, n.host(), status, body)
 		}
@@ -586,14 +524,14 @@ func TestRoleChangesReachUploadsThroughEveryNode(t *testing.T) {
 		}
 		// At once: the manifest that would publish a push is refused.
 		tag := fmt.Sprintf("/v2/acme/app/manifests/after-revoke-%d", round)
-		if status, body := as(http.MethodPut, n.srv.URL+tag, desc.Manifest, "Content-Type", string(desc.MediaType)); status != http.StatusForbidden {
+		if status, body := as(http.MethodPut, n.url+tag, desc.Manifest, "Content-Type", string(desc.MediaType)); status != http.StatusForbidden {
 			t.Fatalf("round %d: manifest PUT just after the revocation, through %s: HTTP %d %s, want 403", round, n.host(), status, body)
 		}
 		// And once the node has applied the revocation, so are uploads.
 		if err := n.reg.node.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if status, body := as(http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusForbidden {
+		if status, body := as(http.MethodPost, n.url+"/v2/acme/app/blobs/uploads/", nil); status != http.StatusForbidden {
 			t.Fatalf("round %d: POST after the revocation applied on %s: HTTP %d %s, want 403", round, n.host(), status, body)
 		}
 	}

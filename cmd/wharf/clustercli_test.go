@@ -80,7 +80,7 @@ func TestLoginServesEveryNodeOfTheCluster(t *testing.T) {
 	}
 	cli.must("NAME", "cluster", "members", "--server", h.nodes[2].baseURL)
 	cli.must("Raft state:", "status") // the server of the login
-	cli.refused("log in first", "status", "--server", other.srv.URL)
+	cli.refused("log in first", "status", "--server", other.url)
 
 	cli.must("removed the login of admin", "logout", "--server", h.nodes[1].baseURL)
 	for _, server := range []string{h.lbURL(), h.nodes[0].baseURL} {
@@ -92,13 +92,13 @@ func TestLoginServesEveryNodeOfTheCluster(t *testing.T) {
 func TestLogoutAll(t *testing.T) {
 	nodes := startAccessNodes(t, 1)
 	cli := newCLIEnv(t)
-	if out, err := cli.run(accAdminPassword+"\n", "login", nodes[0].srv.URL, "-u", adminUser); err != nil {
+	if out, err := cli.run(accAdminPassword+"\n", "login", nodes[0].url, "-u", adminUser); err != nil {
 		t.Fatalf("login: %v\n%s", err, out)
 	}
 	cli.must("Raft state:", "status")
-	cli.refused("give a server or --all", "logout", "--all", nodes[0].srv.URL)
+	cli.refused("give a server or --all", "logout", "--all", nodes[0].url)
 	cli.must("removed 1 stored login(s)", "logout", "--all")
-	cli.refused("log in first", "status", "--server", nodes[0].srv.URL)
+	cli.refused("log in first", "status", "--server", nodes[0].url)
 	cli.must("not logged in", "logout")
 }
 

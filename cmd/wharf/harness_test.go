@@ -32,6 +32,7 @@ import (
 	"github.com/wharf-registry/wharf/blobstore/placement"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
+	"github.com/wharf-registry/wharf/internal/clustertest"
 	"github.com/wharf-registry/wharf/internal/testnet"
 )
 
@@ -153,8 +154,10 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 			emptyRepoGrace:   opts.emptyRepoGrace,
 			shutdownTimeout:  5 * time.Second,
 			adminPassword:    harnessAdminPassword,
+			// Tests name other client addresses with X-Forwarded-For.
+			trustedProxies: []string{"127.0.0.1"},
 			tuneCluster: func(c *cluster.Config) {
-				tuneTestCluster(c)
+				clustertest.FastTimings(c)
 				if opts.tune != nil {
 					opts.tune(c)
 				}
@@ -196,19 +199,6 @@ func (h *harness) shutdown() {
 		h.stopNode(n, false)
 	}
 	h.lbTransport.CloseIdleConnections()
-}
-
-// tuneTestCluster shortens Raft and gossip timings for tests.
-func tuneTestCluster(c *cluster.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
-	// 2s rather than 1s: on a busy shared machine a follower can go a
-	// second without a heartbeat, and would then refuse writes.
-	c.QuorumTimeout = 2 * time.Second
-	c.GossipProbeInterval = 100 * time.Millisecond
-	c.ReconcileInterval = 200 * time.Millisecond
-	c.RetryJoinInterval = 100 * time.Millisecond
 }
 
 func cmpOr[T comparable](v, def T) T {

@@ -31,7 +31,7 @@ import (
 func tokenFor(t *testing.T, n *accNode, user, password string, scopes ...string) string {
 	t.Helper()
 	q := url.Values{"service": {"wharf"}, "scope": scopes}
-	status, _, body := accGet(t, n.srv.URL+"/token?"+q.Encode(), user, password)
+	status, _, body := accGet(t, n.url+"/token?"+q.Encode(), user, password)
 	if status != http.StatusOK {
 		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)
 	}
@@ -98,7 +98,7 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 	// The layer to steal: pushed to secret/app only.
 	layer := []byte("the secret layer of another namespace")
 	layerDigest := digestOf(layer)
-	if status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/secret/app/blobs/uploads/?digest="+layerDigest,
+	if status, _, body := withAuth(t, http.MethodPost, n.url+"/v2/secret/app/blobs/uploads/?digest="+layerDigest,
 		basicHeader("admin", accAdminPassword), layer); status != http.StatusCreated {
 		t.Fatalf("push the secret layer: HTTP %d %s", status, body)
 	}
@@ -121,18 +121,18 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 		} {
 			name := owner.user + "'s " + what
 			for _, mount := range []string{"?mount=" + layerDigest + "&from=secret/app", "?mount=" + layerDigest} {
-				status, hdr, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teama/app/blobs/uploads/"+mount, authorization, nil)
+				status, hdr, body := withAuth(t, http.MethodPost, n.url+"/v2/teama/app/blobs/uploads/"+mount, authorization, nil)
 				if status != http.StatusAccepted || hdr.Get("Location") == "" {
 					t.Errorf("%s: POST %s: HTTP %d %s, want 202 and an upload session", name, mount, status, body)
 				}
 			}
-			if status, _, _ := withAuth(t, http.MethodGet, n.srv.URL+"/v2/teama/app/blobs/"+layerDigest, authorization, nil); status != http.StatusNotFound {
+			if status, _, _ := withAuth(t, http.MethodGet, n.url+"/v2/teama/app/blobs/"+layerDigest, authorization, nil); status != http.StatusNotFound {
 				t.Errorf("%s: GET the secret layer through teama/app: HTTP %d, want 404", name, status)
 			}
-			if status, _, _ := withAuth(t, http.MethodGet, n.srv.URL+"/v2/secret/app/blobs/"+layerDigest, authorization, nil); status/100 != 4 {
+			if status, _, _ := withAuth(t, http.MethodGet, n.url+"/v2/secret/app/blobs/"+layerDigest, authorization, nil); status/100 != 4 {
 				t.Errorf("%s: GET the secret layer in secret/app: HTTP %d, want a refusal", name, status)
 			}
-			status, _, body := withAuth(t, http.MethodGet, n.srv.URL+"/v2/_catalog", authorization, nil)
+			status, _, body := withAuth(t, http.MethodGet, n.url+"/v2/_catalog", authorization, nil)
 			var catalog struct{ Repositories []string }
 			if err := json.Unmarshal(body, &catalog); status != http.StatusOK || err != nil {
 				t.Fatalf("%s: catalog: HTTP %d %s", name, status, body)
@@ -162,7 +162,7 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 	// The same mounts succeed for the unconfined login of the same user:
 	// the refusals above are the confinement's.
 	for _, mount := range []string{"?mount=" + layerDigest + "&from=secret/app", "?mount=" + layerDigest} {
-		status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teama/app/blobs/uploads/"+mount, basicHeader("dev", "dev-password"), nil)
+		status, _, body := withAuth(t, http.MethodPost, n.url+"/v2/teama/app/blobs/uploads/"+mount, basicHeader("dev", "dev-password"), nil)
 		if status != http.StatusCreated {
 			t.Errorf("dev's password: POST %s: HTTP %d %s, want 201", mount, status, body)
 		}
@@ -180,7 +180,7 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	status, _, body := withAuth(t, http.MethodPost, n.srv.URL+"/v2/teamb/app/blobs/uploads/?mount="+layerDigest, basicHeader("outsider", "outsider-password"), nil)
+	status, _, body := withAuth(t, http.MethodPost, n.url+"/v2/teamb/app/blobs/uploads/?mount="+layerDigest, basicHeader("outsider", "outsider-password"), nil)
 	if status != http.StatusAccepted {
 		t.Errorf("outsider: POST ?mount= by digest alone: HTTP %d %s, want 202", status, body)
 	}
@@ -201,7 +201,7 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 	grant := &wharfv1.RoleGrant{Role: "collaborator", Namespace: "acme", User: "dev"}
 	const scope = "repository:acme/app:pull,push"
 	push := func(n *accNode, token string) (int, http.Header) {
-		status, hdr, _ := withAuth(t, http.MethodPost, n.srv.URL+"/v2/acme/app/blobs/uploads/", "Bearer "+token, nil)
+		status, hdr, _ := withAuth(t, http.MethodPost, n.url+"/v2/acme/app/blobs/uploads/", "Bearer "+token, nil)
 		return status, hdr
 	}
 	applied := func() {
@@ -274,7 +274,7 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
-		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v2/acme/app/manifests/after-revoke-%d", n.srv.URL, i), bytes.NewReader(desc.Manifest))
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v2/acme/app/manifests/after-revoke-%d", n.url, i), bytes.NewReader(desc.Manifest))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", string(desc.MediaType))
 		if status, _, body := accDo(t, req); status != http.StatusUnauthorized {
@@ -363,7 +363,7 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 	if len(bomb) > 1<<20 {
 		t.Fatalf("the gzip bomb is %d bytes; it should be far smaller than what it inflates to", len(bomb))
 	}
-	connectURL := n.srv.URL + "/wharf.v1.RegistryService/ListRepositories"
+	connectURL := n.url + "/wharf.v1.RegistryService/ListRepositories"
 	tests := []struct {
 		name, method, url, authorization, contentType, encoding string
 		body                                                    func() io.Reader
@@ -378,13 +378,13 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
 		{"anonymous gzip bomb to the Connect API", http.MethodPost, connectURL, "", "application/json", "gzip",
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusUnauthorized, `"code":"unauthenticated"`},
-		{"anonymous 64 MiB to Identity, the one anonymous RPC", http.MethodPost, n.srv.URL + "/wharf.v1.ClusterService/Identity", "", "application/json", "",
+		{"anonymous 64 MiB to Identity, the one anonymous RPC", http.MethodPost, n.url + "/wharf.v1.ClusterService/Identity", "", "application/json", "",
 			func() io.Reader { return jsonBody(huge) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
-		{"64 MiB token form", http.MethodPost, n.srv.URL + "/token", "", "application/x-www-form-urlencoded", "",
+		{"64 MiB token form", http.MethodPost, n.url + "/token", "", "application/x-www-form-urlencoded", "",
 			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusBadRequest, `"error":"invalid_request"`},
-		{"anonymous 64 MiB blob upload", http.MethodPost, n.srv.URL + "/v2/acme/app/blobs/uploads/?digest=" + digestOf(nil), "", "application/octet-stream", "",
+		{"anonymous 64 MiB blob upload", http.MethodPost, n.url + "/v2/acme/app/blobs/uploads/?digest=" + digestOf(nil), "", "application/octet-stream", "",
 			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`},
-		{"anonymous 64 MiB manifest", http.MethodPut, n.srv.URL + "/v2/acme/app/manifests/v1", "", "application/vnd.oci.image.manifest.v1+json", "",
+		{"anonymous 64 MiB manifest", http.MethodPut, n.url + "/v2/acme/app/manifests/v1", "", "application/vnd.oci.image.manifest.v1+json", "",
 			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`},
 	}
 	for _, tt := range tests {
@@ -439,7 +439,7 @@ func TestLoginThrottleIsClusterWide(t *testing.T) {
 	}
 	login := func(n *accNode, from, user, password string) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, n.srv.URL+"/v2/", nil)
+		req, _ := http.NewRequest(http.MethodGet, n.url+"/v2/", nil)
 		req.SetBasicAuth(user, password)
 		if from != "" {
 			req.Header.Set("X-Forwarded-For", from)
