@@ -122,12 +122,8 @@ func NewAuthenticator(cfg AuthenticatorConfig) *Authenticator {
 // wrapping ErrBadCredentials or ErrThrottled; other errors are faults of
 // the store. Bearer credentials are not its business.
 func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller, error) {
-	switch creds.Scheme {
-	case SchemeNone:
-		return Caller{}, nil
-	case SchemeBasic:
-	default:
-		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
+	if basic, err := isBasic(creds); !basic {
+		return Caller{}, err
 	}
 	now, src := a.now(), a.addr(r)
 	pair := newThrottleKey(src, creds.Username)
@@ -158,12 +154,8 @@ func (a *Authenticator) Authenticate(r *http.Request, creds Credentials) (Caller
 // throttle, but a failure neither counts towards the throttle nor writes
 // an audit line; the repeat does.
 func (a *Authenticator) Verify(r *http.Request, creds Credentials) (Caller, error) {
-	switch creds.Scheme {
-	case SchemeNone:
-		return Caller{}, nil
-	case SchemeBasic:
-	default:
-		return Caller{}, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
+	if basic, err := isBasic(creds); !basic {
+		return Caller{}, err
 	}
 	now := a.now()
 	if err := a.throttled(newThrottleKey(a.addr(r), creds.Username), now); err != nil {
@@ -171,6 +163,18 @@ func (a *Authenticator) Verify(r *http.Request, creds Credentials) (Caller, erro
 	}
 	c, _, err := a.check(r.Context(), creds, now)
 	return c, err
+}
+
+// isBasic reports whether creds are Basic credentials to check; if not,
+// err is nil for an anonymous caller and a refusal for any other scheme.
+func isBasic(creds Credentials) (bool, error) {
+	switch creds.Scheme {
+	case SchemeBasic:
+		return true, nil
+	case SchemeNone:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: use Basic credentials", ErrBadCredentials)
 }
 
 // throttled refuses pair while it is locked out.

@@ -331,10 +331,11 @@ func accDo(t *testing.T, req *http.Request) (int, http.Header, []byte) {
 	return resp.StatusCode, resp.Header, body
 }
 
-// fetchToken asks node n's token endpoint for a token.
-func fetchToken(t *testing.T, n *accNode, user, password, scope string) string {
+// fetchToken asks node n's token endpoint for a token with scopes, logging
+// in with Basic credentials.
+func fetchToken(t *testing.T, n *accNode, user, password string, scopes ...string) string {
 	t.Helper()
-	q := url.Values{"service": {"wharf"}, "scope": {scope}}
+	q := url.Values{"service": {"wharf"}, "scope": scopes}
 	status, _, body := accGet(t, n.url+"/token?"+q.Encode(), user, password)
 	if status != http.StatusOK {
 		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -25,22 +24,6 @@ import (
 
 // Regression tests for the findings of a security probe (issue 11): what
 // an API token's confinement and a revocation must stop.
-
-// tokenFor asks node n's token endpoint for a token with scopes, logging
-// in with Basic credentials.
-func tokenFor(t *testing.T, n *accNode, user, password string, scopes ...string) string {
-	t.Helper()
-	q := url.Values{"service": {"wharf"}, "scope": scopes}
-	status, _, body := accGet(t, n.url+"/token?"+q.Encode(), user, password)
-	if status != http.StatusOK {
-		t.Fatalf("token from %s: HTTP %d %s", n.host(), status, body)
-	}
-	var tok struct{ Token string }
-	if err := json.Unmarshal(body, &tok); err != nil {
-		t.Fatal(err)
-	}
-	return tok.Token
-}
 
 // withAuth sends a request with an Authorization header (empty: none).
 func withAuth(t *testing.T, method, u, authorization string, body []byte) (int, http.Header, []byte) {
@@ -113,7 +96,7 @@ func TestConfinedTokenStaysInItsNamespaces(t *testing.T) {
 	type caller struct{ user, password string }
 	for _, owner := range []caller{{"admin", accAdminPassword}, {"dev", "dev-password"}} {
 		_, tokSecret := createToken(t, n, owner.user, owner.password, []string{"teama"}, []string{"pull", "push"})
-		bearer := "Bearer " + tokenFor(t, n, owner.user, tokSecret,
+		bearer := "Bearer " + fetchToken(t, n, owner.user, tokSecret,
 			"repository:teama/app:pull,push", "repository:secret/app:pull", "registry:catalog:*")
 		for what, authorization := range map[string]string{
 			"bearer token":      bearer,
@@ -245,7 +228,7 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 
 	// An API token revoked.
 	id, secret := createToken(t, a, "dev", "dev-password", nil, []string{"pull", "push"})
-	token := tokenFor(t, a, "dev", secret, scope)
+	token := fetchToken(t, a, "dev", secret, scope)
 	working("API token", token)
 	if _, err := accAccess(a, "dev", "dev-password").RevokeToken(ctx, connect.NewRequest(&wharfv1.RevokeTokenRequest{Id: id})); err != nil {
 		t.Fatal(err)
@@ -253,7 +236,7 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 	refusedEverywhere("revoked API token", token, auth.ErrorInvalidToken)
 
 	// A role revoked: the token's scopes no longer hold.
-	token = tokenFor(t, a, "dev", "dev-password", scope)
+	token = fetchToken(t, a, "dev", "dev-password", scope)
 	working("password", token)
 	if _, err := admin.RevokeRole(ctx, connect.NewRequest(&wharfv1.RevokeRoleRequest{Grant: grant})); err != nil {
 		t.Fatal(err)
@@ -293,7 +276,7 @@ func TestRevocationEndsIssuedTokens(t *testing.T) {
 	refusedEverywhere("changed password", token, auth.ErrorInvalidToken)
 
 	// The account deleted, and created again under the same name.
-	token = tokenFor(t, a, "dev", "dev-password-2", scope)
+	token = fetchToken(t, a, "dev", "dev-password-2", scope)
 	working("new password", token)
 	if _, err := admin.DeleteUser(ctx, connect.NewRequest(&wharfv1.DeleteUserRequest{Name: "dev"})); err != nil {
 		t.Fatal(err)
