@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 
@@ -29,6 +28,11 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmpb.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
 	// Repositories a push left empty: emptyrepo.go.
 	reflect.TypeFor[*fsmpb.Command_RemoveEmptyRepository](): applyRemoveEmptyRepository,
+	// Management of repositories, images and tags: manage.go.
+	reflect.TypeFor[*fsmpb.Command_TagManifest]():       applyTagManifest,
+	reflect.TypeFor[*fsmpb.Command_DeleteRepository]():  applyDeleteRepository,
+	reflect.TypeFor[*fsmpb.Command_SetRepositoryInfo](): applySetRepositoryInfo,
+	reflect.TypeFor[*fsmpb.Command_DeleteNamespace]():   applyDeleteNamespace,
 	// Access control: access.go.
 	reflect.TypeFor[*fsmpb.Command_CreateUser]():        applyCreateUser,
 	reflect.TypeFor[*fsmpb.Command_SetUserPassword]():   applySetUserPassword,
@@ -76,31 +80,46 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error
 	if res, err := refuseCollected(b, op.GetBlobs()); res != nil || err != nil {
 		return res, err
 	}
-	if res, err := ensureRepository(b, op.GetRepository(), cmd.GetUnixNanos()); res != nil || err != nil {
+	repo, now := op.GetRepository(), cmd.GetUnixNanos()
+	if res, err := ensureRepository(b, repo, now); res != nil || err != nil {
 		return res, err
 	}
-	if err := storeManifest(b, op, cmd.GetUnixNanos()); err != nil {
+	stored, err := storeManifest(b, op, now)
+	if err != nil {
 		return nil, err
 	}
-	if err := b.Delete(emptyRepositoryKey(op.GetRepository()), nil); err != nil {
+	if err := b.Delete(emptyRepositoryKey(repo), nil); err != nil {
 		return nil, err
 	}
-	for _, tag := range op.GetTags() {
-		if err := b.Set(tagKey(op.GetRepository(), tag), []byte(op.GetDigest()), nil); err != nil {
+	c := repoChange{pushed: true, pushedBy: cmd.GetActor()}
+	if stored {
+		c.manifests = 1
+		err := recordActivity(b, cmd, &fsmpb.Activity{Repository: repo, Digest: op.GetDigest(), Kind: fsmpb.ActivityKind_ACTIVITY_KIND_MANIFEST_ADDED})
+		if err != nil {
 			return nil, err
 		}
 	}
-	return success(), nil
+	for _, tag := range op.GetTags() {
+		added, err := setTag(b, cmd, repo, tag, op.GetDigest())
+		if err != nil {
+			return nil, err
+		}
+		if added {
+			c.tags++
+		}
+	}
+	return success(), updateRepository(b, repo, now, c)
 }
 
-// storeManifest writes the manifest record, its referrers index entry and
-// its blob references. A manifest already stored keeps its record: the same
-// digest is the same content, and the first push's creation time stays.
-func storeManifest(b *pebble.Batch, op *fsmpb.PutManifest, now int64) error {
+// storeManifest writes the manifest record, its referrers and children
+// index entries and its blob references, and reports whether it did. A
+// manifest already stored keeps its record: the same digest is the same
+// content, and the first push's creation time stays.
+func storeManifest(b *pebble.Batch, op *fsmpb.PutManifest, now int64) (bool, error) {
 	repo, dgst := op.GetRepository(), op.GetDigest()
 	exists, err := has(b, manifestKey(repo, dgst))
 	if err != nil || exists {
-		return err
+		return false, err
 	}
 	m := &fsmpb.Manifest{
 		Digest:           dgst,
@@ -114,15 +133,20 @@ func storeManifest(b *pebble.Batch, op *fsmpb.PutManifest, now int64) error {
 		CreatedUnixNanos: now,
 	}
 	if err := setProto(b, manifestKey(repo, dgst), m); err != nil {
-		return err
+		return false, err
 	}
 	if err := addManifestRefs(b, repo, dgst, m.GetBlobs()); err != nil {
-		return err
+		return false, err
+	}
+	for _, child := range uniqueBlobs(m.GetManifests()) {
+		if err := b.Set(manChildKey(repo, child, dgst), nil, nil); err != nil {
+			return false, err
+		}
 	}
 	if m.GetSubject() == "" {
-		return nil
+		return true, nil
 	}
-	return b.Set(referrerKey(repo, m.GetSubject(), dgst), nil, nil)
+	return true, b.Set(referrerKey(repo, m.GetSubject(), dgst), nil, nil)
 }
 
 func applyDeleteManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
@@ -131,54 +155,15 @@ func applyDeleteManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, er
 	if res := validateRepositoryAndDigest(repo, dgst); res != nil {
 		return res, nil
 	}
-	var m fsmpb.Manifest
-	found, err := getProto(b, manifestKey(repo, dgst), &m)
-	if err != nil {
+	manifests, tags, res, err := removeManifest(b, cmd, repo, dgst, op.GetImage())
+	if res != nil || err != nil {
+		return res, err
+	}
+	now := cmd.GetUnixNanos()
+	if err := updateRepository(b, repo, now, repoChange{manifests: -manifests, tags: -tags}); err != nil {
 		return nil, err
 	}
-	if !found {
-		return notFound("manifest %s not found in repository %q", dgst, repo), nil
-	}
-	if err := b.Delete(manifestKey(repo, dgst), nil); err != nil {
-		return nil, err
-	}
-	if m.GetSubject() != "" {
-		if err := b.Delete(referrerKey(repo, m.GetSubject(), dgst), nil); err != nil {
-			return nil, err
-		}
-	}
-	if err := deleteTagsPointingAt(b, repo, dgst); err != nil {
-		return nil, err
-	}
-	if err := dropManifestRefs(b, repo, dgst, m.GetBlobs(), cmd.GetUnixNanos()); err != nil {
-		return nil, err
-	}
-	if err := markIfEmpty(b, repo, cmd.GetUnixNanos()); err != nil {
-		return nil, err
-	}
-	return success(), nil
-}
-
-// deleteTagsPointingAt removes every tag of repo whose digest is dgst. Tags
-// have no reverse index: deletes are rare and a repository's tags are few
-// enough to scan.
-func deleteTagsPointingAt(b *pebble.Batch, repo, dgst string) error {
-	var stale [][]byte
-	err := scanPrefix(b, tagPrefix(repo), func(k, v []byte) (bool, error) {
-		if bytes.Equal(v, []byte(dgst)) {
-			stale = append(stale, append([]byte(nil), k...))
-		}
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range stale {
-		if err := b.Delete(k, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+	return success(), markIfEmpty(b, repo, now)
 }
 
 func applyDeleteTag(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
@@ -190,9 +175,17 @@ func applyDeleteTag(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) 
 	if res := validateTag(tag); res != nil {
 		return res, nil
 	}
-	return deleteIfExists(b, tagKey(repo, tag), func() *fsmpb.Result {
-		return notFound("tag %q not found in repository %q", tag, repo)
-	})
+	dgst, found, err := get(b, tagKey(repo, tag))
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("tag %q not found in repository %q", tag, repo), nil
+	}
+	if err := removeTag(b, cmd, repo, tag, string(dgst)); err != nil {
+		return nil, err
+	}
+	return success(), updateRepository(b, repo, cmd.GetUnixNanos(), repoChange{tags: -1})
 }
 
 func applyLinkBlob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {

@@ -59,6 +59,19 @@
 //	emptyrepo/<repository>                   holds no manifest since (unix nanos, 8 bytes big endian); emptyrepo.go
 //	m/emptyrepos                             set once the empty-repository record covers the whole state
 //
+// Management of repositories, images and tags (manage.go; read by
+// manageread.go in bounded pages):
+//
+//	readme/<repository>                      the repository's readme, as given
+//	mtag/<repository>\x00<digest>\x00<tag>   empty; the tags of a manifest
+//	mchild/<repository>\x00<child>\x00<index> empty; an index lists the child manifest
+//	rix/<order><8-byte time><repository>     empty; repositories by creation (c), update (u) or push (p)
+//	act/a/<8-byte seq>                       fsmpb.Activity; every change, in order
+//	act/r/<repository>\x00<8-byte seq>       empty; a repository's activity
+//	act/n/<namespace>\x00<8-byte seq>        empty; a namespace's activity
+//	m/actseq                                 the last activity seq, 8 bytes big endian
+//	m/manage                                 set once these records cover the whole state (migrate.go)
+//
 // Access control (access.go has the details):
 //
 //	user/<name>                              fsmpb.User

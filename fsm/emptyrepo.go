@@ -80,12 +80,7 @@ func applyRemoveEmptyRepository(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Res
 	if err := unlinkAll(b, repo, now); err != nil {
 		return nil, err
 	}
-	for _, k := range [][]byte{repositoryKey(repo), repositoryPublicKey(repo), emptyRepositoryKey(repo)} {
-		if err := b.Delete(k, nil); err != nil {
-			return nil, err
-		}
-	}
-	return success(), nil
+	return success(), dropRepositoryRecord(b, repo)
 }
 
 // checkEmpty returns a REPOSITORY_NOT_EMPTY result unless repo holds no

@@ -80,7 +80,7 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 	}
 	applied, err := getUint64(h.db, keyApplied)
 	if err == nil {
-		err = checkFormat(h.db, applied)
+		err = prepareState(h.db, applied)
 	}
 	if err != nil {
 		h.db.Close()
@@ -96,6 +96,15 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 // use. Open the data dir once with wharf at commit 1296e9c, the last that
 // builds the index on its first write, then with this one.
 var ErrStateTooOld = errors.New("state predates the blob reference index")
+
+// prepareState checks the format of state being opened or restored, and
+// builds the records that state written before them lacks.
+func prepareState(db *pebble.DB, applied uint64) error {
+	if err := checkFormat(db, applied); err != nil {
+		return err
+	}
+	return indexManagement(db, applied)
+}
 
 // checkFormat refuses state that lacks the blob reference index, and marks
 // new, empty state as having it.

@@ -86,7 +86,10 @@ func ensureRepository(b *pebble.Batch, repo string, now int64) (*fsmpb.Result, e
 			return nil, err
 		}
 	}
-	rec := &fsmpb.Repository{Name: repo, Namespace: name, CreatedUnixNanos: now}
+	rec := &fsmpb.Repository{Name: repo, Namespace: name, CreatedUnixNanos: now, UpdatedUnixNanos: now}
+	if err := indexRepository(b, nil, rec); err != nil {
+		return nil, err
+	}
 	return nil, setProto(b, repositoryKey(repo), rec)
 }
 

@@ -141,7 +141,7 @@ func (f *FSM) restore(r *bufio.Reader, applied uint64) error {
 	}
 	err = load(h.db, r, applied)
 	if err == nil {
-		err = checkFormat(h.db, applied)
+		err = prepareState(h.db, applied)
 	}
 	if err != nil {
 		h.db.Close()

@@ -108,6 +108,74 @@ func (ResultCode) EnumDescriptor() ([]byte, []int) {
 	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{0}
 }
 
+// ActivityKind says what an activity record records.
+type ActivityKind int32
+
+const (
+	ActivityKind_ACTIVITY_KIND_UNSPECIFIED        ActivityKind = 0
+	ActivityKind_ACTIVITY_KIND_TAG_ADDED          ActivityKind = 1
+	ActivityKind_ACTIVITY_KIND_TAG_MOVED          ActivityKind = 2
+	ActivityKind_ACTIVITY_KIND_TAG_REMOVED        ActivityKind = 3
+	ActivityKind_ACTIVITY_KIND_MANIFEST_ADDED     ActivityKind = 4
+	ActivityKind_ACTIVITY_KIND_MANIFEST_REMOVED   ActivityKind = 5
+	ActivityKind_ACTIVITY_KIND_REPOSITORY_DELETED ActivityKind = 6
+	ActivityKind_ACTIVITY_KIND_DESCRIPTION_SET    ActivityKind = 7
+	ActivityKind_ACTIVITY_KIND_README_SET         ActivityKind = 8
+)
+
+// Enum value maps for ActivityKind.
+var (
+	ActivityKind_name = map[int32]string{
+		0: "ACTIVITY_KIND_UNSPECIFIED",
+		1: "ACTIVITY_KIND_TAG_ADDED",
+		2: "ACTIVITY_KIND_TAG_MOVED",
+		3: "ACTIVITY_KIND_TAG_REMOVED",
+		4: "ACTIVITY_KIND_MANIFEST_ADDED",
+		5: "ACTIVITY_KIND_MANIFEST_REMOVED",
+		6: "ACTIVITY_KIND_REPOSITORY_DELETED",
+		7: "ACTIVITY_KIND_DESCRIPTION_SET",
+		8: "ACTIVITY_KIND_README_SET",
+	}
+	ActivityKind_value = map[string]int32{
+		"ACTIVITY_KIND_UNSPECIFIED":        0,
+		"ACTIVITY_KIND_TAG_ADDED":          1,
+		"ACTIVITY_KIND_TAG_MOVED":          2,
+		"ACTIVITY_KIND_TAG_REMOVED":        3,
+		"ACTIVITY_KIND_MANIFEST_ADDED":     4,
+		"ACTIVITY_KIND_MANIFEST_REMOVED":   5,
+		"ACTIVITY_KIND_REPOSITORY_DELETED": 6,
+		"ACTIVITY_KIND_DESCRIPTION_SET":    7,
+		"ACTIVITY_KIND_README_SET":         8,
+	}
+)
+
+func (x ActivityKind) Enum() *ActivityKind {
+	p := new(ActivityKind)
+	*p = x
+	return p
+}
+
+func (x ActivityKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActivityKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_fsmpb_fsm_proto_enumTypes[1].Descriptor()
+}
+
+func (ActivityKind) Type() protoreflect.EnumType {
+	return &file_fsmpb_fsm_proto_enumTypes[1]
+}
+
+func (x ActivityKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActivityKind.Descriptor instead.
+func (ActivityKind) EnumDescriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{1}
+}
+
 // Command is one entry of the Raft log.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -116,6 +184,11 @@ type Command struct {
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// unix_nanos is the proposer's wall clock, recorded as creation times.
 	UnixNanos int64 `protobuf:"varint,2,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	// actor is the user the proposer acts for, empty for the registry itself
+	// (garbage collection, membership); node_id names the proposing node.
+	// Both are recorded in the activity the command causes.
+	Actor  string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	NodeId string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Command_PutManifest
@@ -130,6 +203,10 @@ type Command struct {
 	//	*Command_CollectBlob
 	//	*Command_CollectedBlobDeleted
 	//	*Command_RemoveEmptyRepository
+	//	*Command_TagManifest
+	//	*Command_DeleteRepository
+	//	*Command_SetRepositoryInfo
+	//	*Command_DeleteNamespace
 	//	*Command_CreateUser
 	//	*Command_SetUserPassword
 	//	*Command_SetUserSuperuser
@@ -192,6 +269,20 @@ func (x *Command) GetUnixNanos() int64 {
 		return x.UnixNanos
 	}
 	return 0
+}
+
+func (x *Command) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Command) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -304,6 +395,42 @@ func (x *Command) GetRemoveEmptyRepository() *RemoveEmptyRepository {
 	if x != nil {
 		if x, ok := x.Op.(*Command_RemoveEmptyRepository); ok {
 			return x.RemoveEmptyRepository
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTagManifest() *TagManifest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_TagManifest); ok {
+			return x.TagManifest
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRepository() *DeleteRepository {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRepository); ok {
+			return x.DeleteRepository
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetRepositoryInfo() *SetRepositoryInfo {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetRepositoryInfo); ok {
+			return x.SetRepositoryInfo
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteNamespace() *DeleteNamespace {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteNamespace); ok {
+			return x.DeleteNamespace
 		}
 	}
 	return nil
@@ -498,6 +625,23 @@ type Command_RemoveEmptyRepository struct {
 	RemoveEmptyRepository *RemoveEmptyRepository `protobuf:"bytes,21,opt,name=remove_empty_repository,json=removeEmptyRepository,proto3,oneof"`
 }
 
+type Command_TagManifest struct {
+	// Management of repositories, images and tags (manage.go).
+	TagManifest *TagManifest `protobuf:"bytes,22,opt,name=tag_manifest,json=tagManifest,proto3,oneof"`
+}
+
+type Command_DeleteRepository struct {
+	DeleteRepository *DeleteRepository `protobuf:"bytes,23,opt,name=delete_repository,json=deleteRepository,proto3,oneof"`
+}
+
+type Command_SetRepositoryInfo struct {
+	SetRepositoryInfo *SetRepositoryInfo `protobuf:"bytes,24,opt,name=set_repository_info,json=setRepositoryInfo,proto3,oneof"`
+}
+
+type Command_DeleteNamespace struct {
+	DeleteNamespace *DeleteNamespace `protobuf:"bytes,25,opt,name=delete_namespace,json=deleteNamespace,proto3,oneof"`
+}
+
 type Command_CreateUser struct {
 	// Access control (access.proto), field numbers 40-59.
 	CreateUser *CreateUser `protobuf:"bytes,40,opt,name=create_user,json=createUser,proto3,oneof"`
@@ -582,6 +726,14 @@ func (*Command_CollectBlob) isCommand_Op() {}
 func (*Command_CollectedBlobDeleted) isCommand_Op() {}
 
 func (*Command_RemoveEmptyRepository) isCommand_Op() {}
+
+func (*Command_TagManifest) isCommand_Op() {}
+
+func (*Command_DeleteRepository) isCommand_Op() {}
+
+func (*Command_SetRepositoryInfo) isCommand_Op() {}
+
+func (*Command_DeleteNamespace) isCommand_Op() {}
 
 func (*Command_CreateUser) isCommand_Op() {}
 
@@ -791,9 +943,13 @@ func (x *PutManifest) GetManifests() []string {
 // DeleteManifest removes a manifest, the tags that point at it and its
 // entry in the referrers index.
 type DeleteManifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Digest     string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// image also removes the manifests whose subject it is (its signatures,
+	// SBOMs, attestations) and the children of an index that no other
+	// manifest of the repository lists, with their tags: the whole image.
+	Image         bool `protobuf:"varint,3,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +998,343 @@ func (x *DeleteManifest) GetDigest() string {
 	return ""
 }
 
+func (x *DeleteManifest) GetImage() bool {
+	if x != nil {
+		return x.Image
+	}
+	return false
+}
+
+// TagManifest points a tag at a manifest already in the repository,
+// creating the tag or moving it.
+type TagManifest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagManifest) Reset() {
+	*x = TagManifest{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagManifest) ProtoMessage() {}
+
+func (x *TagManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagManifest.ProtoReflect.Descriptor instead.
+func (*TagManifest) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TagManifest) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *TagManifest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TagManifest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// DeleteRepository removes a repository: its tags, manifests, readme,
+// blob links and visibility. Blobs other repositories reference stay;
+// garbage collection reclaims the rest.
+type DeleteRepository struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRepository) Reset() {
+	*x = DeleteRepository{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRepository) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRepository) ProtoMessage() {}
+
+func (x *DeleteRepository) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRepository.ProtoReflect.Descriptor instead.
+func (*DeleteRepository) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeleteRepository) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+// SetRepositoryInfo sets what is given of a repository's description
+// (plain text, at most 2 KiB) and readme (markdown, at most 1 MiB, stored
+// as given).
+type SetRepositoryInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Description   *string                `protobuf:"bytes,2,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	Readme        *string                `protobuf:"bytes,3,opt,name=readme,proto3,oneof" json:"readme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRepositoryInfo) Reset() {
+	*x = SetRepositoryInfo{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRepositoryInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRepositoryInfo) ProtoMessage() {}
+
+func (x *SetRepositoryInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRepositoryInfo.ProtoReflect.Descriptor instead.
+func (*SetRepositoryInfo) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetRepositoryInfo) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *SetRepositoryInfo) GetDescription() string {
+	if x != nil && x.Description != nil {
+		return *x.Description
+	}
+	return ""
+}
+
+func (x *SetRepositoryInfo) GetReadme() string {
+	if x != nil && x.Readme != nil {
+		return *x.Readme
+	}
+	return ""
+}
+
+// DeleteNamespace removes a namespace that holds no repository, with its
+// creator's claim, its grants and its visibility.
+type DeleteNamespace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteNamespace) Reset() {
+	*x = DeleteNamespace{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteNamespace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteNamespace) ProtoMessage() {}
+
+func (x *DeleteNamespace) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteNamespace.ProtoReflect.Descriptor instead.
+func (*DeleteNamespace) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteNamespace) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// Activity is one change of a repository, written by the command that made
+// it, with that command's actor, node and time.
+type Activity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq orders every activity record of the registry; it is never reused.
+	Seq        uint64       `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	UnixNanos  int64        `protobuf:"varint,2,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	Actor      string       `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	NodeId     string       `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Repository string       `protobuf:"bytes,5,opt,name=repository,proto3" json:"repository,omitempty"`
+	Kind       ActivityKind `protobuf:"varint,6,opt,name=kind,proto3,enum=wharf.fsm.v1.ActivityKind" json:"kind,omitempty"`
+	Tag        string       `protobuf:"bytes,7,opt,name=tag,proto3" json:"tag,omitempty"`
+	Digest     string       `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	// previous_digest is where a moved tag pointed before.
+	PreviousDigest string `protobuf:"bytes,9,opt,name=previous_digest,json=previousDigest,proto3" json:"previous_digest,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Activity) Reset() {
+	*x = Activity{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Activity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Activity) ProtoMessage() {}
+
+func (x *Activity) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Activity.ProtoReflect.Descriptor instead.
+func (*Activity) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Activity) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Activity) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+func (x *Activity) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Activity) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Activity) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *Activity) GetKind() ActivityKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ActivityKind_ACTIVITY_KIND_UNSPECIFIED
+}
+
+func (x *Activity) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *Activity) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Activity) GetPreviousDigest() string {
+	if x != nil {
+		return x.PreviousDigest
+	}
+	return ""
+}
+
 // DeleteTag removes one tag; the manifest stays.
 type DeleteTag struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -853,7 +1346,7 @@ type DeleteTag struct {
 
 func (x *DeleteTag) Reset() {
 	*x = DeleteTag{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_fsmpb_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1358,7 @@ func (x *DeleteTag) String() string {
 func (*DeleteTag) ProtoMessage() {}
 
 func (x *DeleteTag) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_fsmpb_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1371,7 @@ func (x *DeleteTag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTag.ProtoReflect.Descriptor instead.
 func (*DeleteTag) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteTag) GetRepository() string {
@@ -918,7 +1411,7 @@ type LinkBlob struct {
 
 func (x *LinkBlob) Reset() {
 	*x = LinkBlob{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1423,7 @@ func (x *LinkBlob) String() string {
 func (*LinkBlob) ProtoMessage() {}
 
 func (x *LinkBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1436,7 @@ func (x *LinkBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkBlob.ProtoReflect.Descriptor instead.
 func (*LinkBlob) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LinkBlob) GetRepository() string {
@@ -993,7 +1486,7 @@ type UnlinkBlob struct {
 
 func (x *UnlinkBlob) Reset() {
 	*x = UnlinkBlob{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1498,7 @@ func (x *UnlinkBlob) String() string {
 func (*UnlinkBlob) ProtoMessage() {}
 
 func (x *UnlinkBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1511,7 @@ func (x *UnlinkBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkBlob.ProtoReflect.Descriptor instead.
 func (*UnlinkBlob) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UnlinkBlob) GetRepository() string {
@@ -1049,7 +1542,7 @@ type Namespace struct {
 
 func (x *Namespace) Reset() {
 	*x = Namespace{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1554,7 @@ func (x *Namespace) String() string {
 func (*Namespace) ProtoMessage() {}
 
 func (x *Namespace) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1567,7 @@ func (x *Namespace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Namespace.ProtoReflect.Descriptor instead.
 func (*Namespace) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Namespace) GetName() string {
@@ -1098,19 +1591,30 @@ func (x *Namespace) GetCreatedUnixNanos() int64 {
 	return 0
 }
 
-// Repository is the stored record of a repository.
+// Repository is the stored record of a repository. Its counts and times
+// are kept by the commands that change it.
 type Repository struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Namespace        string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	CreatedUnixNanos int64                  `protobuf:"varint,3,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	Description      string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// updated: the last change of its tags, manifests, description or
+	// readme; pushed: the last manifest pushed, by pushed_by.
+	UpdatedUnixNanos int64  `protobuf:"varint,5,opt,name=updated_unix_nanos,json=updatedUnixNanos,proto3" json:"updated_unix_nanos,omitempty"`
+	PushedUnixNanos  int64  `protobuf:"varint,6,opt,name=pushed_unix_nanos,json=pushedUnixNanos,proto3" json:"pushed_unix_nanos,omitempty"`
+	PushedBy         string `protobuf:"bytes,7,opt,name=pushed_by,json=pushedBy,proto3" json:"pushed_by,omitempty"`
+	TagCount         int64  `protobuf:"varint,8,opt,name=tag_count,json=tagCount,proto3" json:"tag_count,omitempty"`
+	ManifestCount    int64  `protobuf:"varint,9,opt,name=manifest_count,json=manifestCount,proto3" json:"manifest_count,omitempty"`
+	// readme_bytes is the size of its readme, stored apart.
+	ReadmeBytes   int64 `protobuf:"varint,10,opt,name=readme_bytes,json=readmeBytes,proto3" json:"readme_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repository) Reset() {
 	*x = Repository{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1626,7 @@ func (x *Repository) String() string {
 func (*Repository) ProtoMessage() {}
 
 func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1639,7 @@ func (x *Repository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repository.ProtoReflect.Descriptor instead.
 func (*Repository) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Repository) GetName() string {
@@ -1159,6 +1663,55 @@ func (x *Repository) GetCreatedUnixNanos() int64 {
 	return 0
 }
 
+func (x *Repository) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Repository) GetUpdatedUnixNanos() int64 {
+	if x != nil {
+		return x.UpdatedUnixNanos
+	}
+	return 0
+}
+
+func (x *Repository) GetPushedUnixNanos() int64 {
+	if x != nil {
+		return x.PushedUnixNanos
+	}
+	return 0
+}
+
+func (x *Repository) GetPushedBy() string {
+	if x != nil {
+		return x.PushedBy
+	}
+	return ""
+}
+
+func (x *Repository) GetTagCount() int64 {
+	if x != nil {
+		return x.TagCount
+	}
+	return 0
+}
+
+func (x *Repository) GetManifestCount() int64 {
+	if x != nil {
+		return x.ManifestCount
+	}
+	return 0
+}
+
+func (x *Repository) GetReadmeBytes() int64 {
+	if x != nil {
+		return x.ReadmeBytes
+	}
+	return 0
+}
+
 // Manifest is the stored record of a manifest in a repository.
 type Manifest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -1177,7 +1730,7 @@ type Manifest struct {
 
 func (x *Manifest) Reset() {
 	*x = Manifest{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1742,7 @@ func (x *Manifest) String() string {
 func (*Manifest) ProtoMessage() {}
 
 func (x *Manifest) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1755,7 @@ func (x *Manifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Manifest.ProtoReflect.Descriptor instead.
 func (*Manifest) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Manifest) GetDigest() string {
@@ -1279,7 +1832,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1844,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1857,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterNode) GetNode() *Node {
@@ -1324,7 +1877,7 @@ type DeregisterNode struct {
 
 func (x *DeregisterNode) Reset() {
 	*x = DeregisterNode{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1889,7 @@ func (x *DeregisterNode) String() string {
 func (*DeregisterNode) ProtoMessage() {}
 
 func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1902,7 @@ func (x *DeregisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNode.ProtoReflect.Descriptor instead.
 func (*DeregisterNode) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeregisterNode) GetNodeId() string {
@@ -1378,7 +1931,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1943,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1956,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Node) GetId() string {
@@ -1460,7 +2013,7 @@ type AddBlobHolder struct {
 
 func (x *AddBlobHolder) Reset() {
 	*x = AddBlobHolder{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +2025,7 @@ func (x *AddBlobHolder) String() string {
 func (*AddBlobHolder) ProtoMessage() {}
 
 func (x *AddBlobHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +2038,7 @@ func (x *AddBlobHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddBlobHolder.ProtoReflect.Descriptor instead.
 func (*AddBlobHolder) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddBlobHolder) GetDigest() string {
@@ -1520,7 +2073,7 @@ type RemoveBlobHolder struct {
 
 func (x *RemoveBlobHolder) Reset() {
 	*x = RemoveBlobHolder{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +2085,7 @@ func (x *RemoveBlobHolder) String() string {
 func (*RemoveBlobHolder) ProtoMessage() {}
 
 func (x *RemoveBlobHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +2098,7 @@ func (x *RemoveBlobHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveBlobHolder.ProtoReflect.Descriptor instead.
 func (*RemoveBlobHolder) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveBlobHolder) GetDigest() string {
@@ -1574,7 +2127,7 @@ type BlobHolders struct {
 
 func (x *BlobHolders) Reset() {
 	*x = BlobHolders{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +2139,7 @@ func (x *BlobHolders) String() string {
 func (*BlobHolders) ProtoMessage() {}
 
 func (x *BlobHolders) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +2152,7 @@ func (x *BlobHolders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobHolders.ProtoReflect.Descriptor instead.
 func (*BlobHolders) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BlobHolders) GetDigest() string {
@@ -1638,7 +2191,7 @@ type CollectBlob struct {
 
 func (x *CollectBlob) Reset() {
 	*x = CollectBlob{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +2203,7 @@ func (x *CollectBlob) String() string {
 func (*CollectBlob) ProtoMessage() {}
 
 func (x *CollectBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +2216,7 @@ func (x *CollectBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectBlob.ProtoReflect.Descriptor instead.
 func (*CollectBlob) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CollectBlob) GetDigest() string {
@@ -1693,7 +2246,7 @@ type CollectedBlobDeleted struct {
 
 func (x *CollectedBlobDeleted) Reset() {
 	*x = CollectedBlobDeleted{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2258,7 @@ func (x *CollectedBlobDeleted) String() string {
 func (*CollectedBlobDeleted) ProtoMessage() {}
 
 func (x *CollectedBlobDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2271,7 @@ func (x *CollectedBlobDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectedBlobDeleted.ProtoReflect.Descriptor instead.
 func (*CollectedBlobDeleted) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CollectedBlobDeleted) GetDigest() string {
@@ -1750,7 +2303,7 @@ type CollectedBlob struct {
 
 func (x *CollectedBlob) Reset() {
 	*x = CollectedBlob{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +2315,7 @@ func (x *CollectedBlob) String() string {
 func (*CollectedBlob) ProtoMessage() {}
 
 func (x *CollectedBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +2328,7 @@ func (x *CollectedBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectedBlob.ProtoReflect.Descriptor instead.
 func (*CollectedBlob) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CollectedBlob) GetDigest() string {
@@ -1823,7 +2376,7 @@ type RemoveEmptyRepository struct {
 
 func (x *RemoveEmptyRepository) Reset() {
 	*x = RemoveEmptyRepository{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +2388,7 @@ func (x *RemoveEmptyRepository) String() string {
 func (*RemoveEmptyRepository) ProtoMessage() {}
 
 func (x *RemoveEmptyRepository) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2401,7 @@ func (x *RemoveEmptyRepository) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEmptyRepository.ProtoReflect.Descriptor instead.
 func (*RemoveEmptyRepository) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveEmptyRepository) GetRepository() string {
@@ -1869,12 +2422,14 @@ var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\"\xc0\x0f\n" +
+	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\"\x9d\x12\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
 	"\n" +
-	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12>\n" +
+	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12>\n" +
 	"\fput_manifest\x18\n" +
 	" \x01(\v2\x19.wharf.fsm.v1.PutManifestH\x00R\vputManifest\x12G\n" +
 	"\x0fdelete_manifest\x18\v \x01(\v2\x1c.wharf.fsm.v1.DeleteManifestH\x00R\x0edeleteManifest\x128\n" +
@@ -1889,7 +2444,11 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x12remove_blob_holder\x18\x12 \x01(\v2\x1e.wharf.fsm.v1.RemoveBlobHolderH\x00R\x10removeBlobHolder\x12>\n" +
 	"\fcollect_blob\x18\x13 \x01(\v2\x19.wharf.fsm.v1.CollectBlobH\x00R\vcollectBlob\x12Z\n" +
 	"\x16collected_blob_deleted\x18\x14 \x01(\v2\".wharf.fsm.v1.CollectedBlobDeletedH\x00R\x14collectedBlobDeleted\x12]\n" +
-	"\x17remove_empty_repository\x18\x15 \x01(\v2#.wharf.fsm.v1.RemoveEmptyRepositoryH\x00R\x15removeEmptyRepository\x12;\n" +
+	"\x17remove_empty_repository\x18\x15 \x01(\v2#.wharf.fsm.v1.RemoveEmptyRepositoryH\x00R\x15removeEmptyRepository\x12>\n" +
+	"\ftag_manifest\x18\x16 \x01(\v2\x19.wharf.fsm.v1.TagManifestH\x00R\vtagManifest\x12M\n" +
+	"\x11delete_repository\x18\x17 \x01(\v2\x1e.wharf.fsm.v1.DeleteRepositoryH\x00R\x10deleteRepository\x12Q\n" +
+	"\x13set_repository_info\x18\x18 \x01(\v2\x1f.wharf.fsm.v1.SetRepositoryInfoH\x00R\x11setRepositoryInfo\x12J\n" +
+	"\x10delete_namespace\x18\x19 \x01(\v2\x1d.wharf.fsm.v1.DeleteNamespaceH\x00R\x0fdeleteNamespace\x12;\n" +
 	"\vcreate_user\x18( \x01(\v2\x18.wharf.fsm.v1.CreateUserH\x00R\n" +
 	"createUser\x12K\n" +
 	"\x11set_user_password\x18) \x01(\v2\x1d.wharf.fsm.v1.SetUserPasswordH\x00R\x0fsetUserPassword\x12N\n" +
@@ -1930,12 +2489,46 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	" \x03(\tR\tmanifests\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"H\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x0eDeleteManifest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x16\n" +
-	"\x06digest\x18\x02 \x01(\tR\x06digest\"=\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x14\n" +
+	"\x05image\x18\x03 \x01(\bR\x05image\"W\n" +
+	"\vTagManifest\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"2\n" +
+	"\x10DeleteRepository\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\"\x92\x01\n" +
+	"\x11SetRepositoryInfo\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12%\n" +
+	"\vdescription\x18\x02 \x01(\tH\x00R\vdescription\x88\x01\x01\x12\x1b\n" +
+	"\x06readme\x18\x03 \x01(\tH\x01R\x06readme\x88\x01\x01B\x0e\n" +
+	"\f_descriptionB\t\n" +
+	"\a_readme\"/\n" +
+	"\x0fDeleteNamespace\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\x8d\x02\n" +
+	"\bActivity\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x05 \x01(\tR\n" +
+	"repository\x12.\n" +
+	"\x04kind\x18\x06 \x01(\x0e2\x1a.wharf.fsm.v1.ActivityKindR\x04kind\x12\x10\n" +
+	"\x03tag\x18\a \x01(\tR\x03tag\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\x12'\n" +
+	"\x0fprevious_digest\x18\t \x01(\tR\x0epreviousDigest\"=\n" +
 	"\tDeleteTag\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -1958,12 +2551,20 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tNamespace\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04flat\x18\x02 \x01(\bR\x04flat\x12,\n" +
-	"\x12created_unix_nanos\x18\x03 \x01(\x03R\x10createdUnixNanos\"l\n" +
+	"\x12created_unix_nanos\x18\x03 \x01(\x03R\x10createdUnixNanos\"\xec\x02\n" +
 	"\n" +
 	"Repository\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12,\n" +
-	"\x12created_unix_nanos\x18\x03 \x01(\x03R\x10createdUnixNanos\"\x87\x03\n" +
+	"\x12created_unix_nanos\x18\x03 \x01(\x03R\x10createdUnixNanos\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12,\n" +
+	"\x12updated_unix_nanos\x18\x05 \x01(\x03R\x10updatedUnixNanos\x12*\n" +
+	"\x11pushed_unix_nanos\x18\x06 \x01(\x03R\x0fpushedUnixNanos\x12\x1b\n" +
+	"\tpushed_by\x18\a \x01(\tR\bpushedBy\x12\x1b\n" +
+	"\ttag_count\x18\b \x01(\x03R\btagCount\x12%\n" +
+	"\x0emanifest_count\x18\t \x01(\x03R\rmanifestCount\x12!\n" +
+	"\freadme_bytes\x18\n" +
+	" \x01(\x03R\vreadmeBytes\"\x87\x03\n" +
 	"\bManifest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x1d\n" +
 	"\n" +
@@ -2028,7 +2629,17 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	" RESULT_CODE_BLOB_NOT_COLLECTABLE\x10\x05\x12$\n" +
 	" RESULT_CODE_REPOSITORY_NOT_EMPTY\x10\x06\x12\x1e\n" +
 	"\x1aRESULT_CODE_ALREADY_EXISTS\x10(\x12#\n" +
-	"\x1fRESULT_CODE_FAILED_PRECONDITION\x10)B+Z)github.com/wharf-registry/wharf/fsm/fsmpbb\x06proto3"
+	"\x1fRESULT_CODE_FAILED_PRECONDITION\x10)*\xb3\x02\n" +
+	"\fActivityKind\x12\x1d\n" +
+	"\x19ACTIVITY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ACTIVITY_KIND_TAG_ADDED\x10\x01\x12\x1b\n" +
+	"\x17ACTIVITY_KIND_TAG_MOVED\x10\x02\x12\x1d\n" +
+	"\x19ACTIVITY_KIND_TAG_REMOVED\x10\x03\x12 \n" +
+	"\x1cACTIVITY_KIND_MANIFEST_ADDED\x10\x04\x12\"\n" +
+	"\x1eACTIVITY_KIND_MANIFEST_REMOVED\x10\x05\x12$\n" +
+	" ACTIVITY_KIND_REPOSITORY_DELETED\x10\x06\x12!\n" +
+	"\x1dACTIVITY_KIND_DESCRIPTION_SET\x10\a\x12\x1c\n" +
+	"\x18ACTIVITY_KIND_README_SET\x10\bB+Z)github.com/wharf-registry/wharf/fsm/fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -2042,85 +2653,96 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_fsmpb_fsm_proto_rawDescData
 }
 
-var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(ResultCode)(0),               // 0: wharf.fsm.v1.ResultCode
-	(*Command)(nil),               // 1: wharf.fsm.v1.Command
-	(*Result)(nil),                // 2: wharf.fsm.v1.Result
-	(*PutManifest)(nil),           // 3: wharf.fsm.v1.PutManifest
-	(*DeleteManifest)(nil),        // 4: wharf.fsm.v1.DeleteManifest
-	(*DeleteTag)(nil),             // 5: wharf.fsm.v1.DeleteTag
-	(*LinkBlob)(nil),              // 6: wharf.fsm.v1.LinkBlob
-	(*UnlinkBlob)(nil),            // 7: wharf.fsm.v1.UnlinkBlob
-	(*Namespace)(nil),             // 8: wharf.fsm.v1.Namespace
-	(*Repository)(nil),            // 9: wharf.fsm.v1.Repository
-	(*Manifest)(nil),              // 10: wharf.fsm.v1.Manifest
-	(*RegisterNode)(nil),          // 11: wharf.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),        // 12: wharf.fsm.v1.DeregisterNode
-	(*Node)(nil),                  // 13: wharf.fsm.v1.Node
-	(*AddBlobHolder)(nil),         // 14: wharf.fsm.v1.AddBlobHolder
-	(*RemoveBlobHolder)(nil),      // 15: wharf.fsm.v1.RemoveBlobHolder
-	(*BlobHolders)(nil),           // 16: wharf.fsm.v1.BlobHolders
-	(*CollectBlob)(nil),           // 17: wharf.fsm.v1.CollectBlob
-	(*CollectedBlobDeleted)(nil),  // 18: wharf.fsm.v1.CollectedBlobDeleted
-	(*CollectedBlob)(nil),         // 19: wharf.fsm.v1.CollectedBlob
-	(*RemoveEmptyRepository)(nil), // 20: wharf.fsm.v1.RemoveEmptyRepository
-	nil,                           // 21: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                           // 22: wharf.fsm.v1.Manifest.AnnotationsEntry
-	(*CreateUser)(nil),            // 23: wharf.fsm.v1.CreateUser
-	(*SetUserPassword)(nil),       // 24: wharf.fsm.v1.SetUserPassword
-	(*SetUserSuperuser)(nil),      // 25: wharf.fsm.v1.SetUserSuperuser
-	(*DeleteUser)(nil),            // 26: wharf.fsm.v1.DeleteUser
-	(*CreateGroup)(nil),           // 27: wharf.fsm.v1.CreateGroup
-	(*DeleteGroup)(nil),           // 28: wharf.fsm.v1.DeleteGroup
-	(*AddGroupMember)(nil),        // 29: wharf.fsm.v1.AddGroupMember
-	(*RemoveGroupMember)(nil),     // 30: wharf.fsm.v1.RemoveGroupMember
-	(*GrantRole)(nil),             // 31: wharf.fsm.v1.GrantRole
-	(*RevokeRole)(nil),            // 32: wharf.fsm.v1.RevokeRole
-	(*ClaimNamespace)(nil),        // 33: wharf.fsm.v1.ClaimNamespace
-	(*SetVisibility)(nil),         // 34: wharf.fsm.v1.SetVisibility
-	(*CreateApiToken)(nil),        // 35: wharf.fsm.v1.CreateApiToken
-	(*DeleteApiToken)(nil),        // 36: wharf.fsm.v1.DeleteApiToken
-	(*RotateSigningKey)(nil),      // 37: wharf.fsm.v1.RotateSigningKey
+	(ActivityKind)(0),             // 1: wharf.fsm.v1.ActivityKind
+	(*Command)(nil),               // 2: wharf.fsm.v1.Command
+	(*Result)(nil),                // 3: wharf.fsm.v1.Result
+	(*PutManifest)(nil),           // 4: wharf.fsm.v1.PutManifest
+	(*DeleteManifest)(nil),        // 5: wharf.fsm.v1.DeleteManifest
+	(*TagManifest)(nil),           // 6: wharf.fsm.v1.TagManifest
+	(*DeleteRepository)(nil),      // 7: wharf.fsm.v1.DeleteRepository
+	(*SetRepositoryInfo)(nil),     // 8: wharf.fsm.v1.SetRepositoryInfo
+	(*DeleteNamespace)(nil),       // 9: wharf.fsm.v1.DeleteNamespace
+	(*Activity)(nil),              // 10: wharf.fsm.v1.Activity
+	(*DeleteTag)(nil),             // 11: wharf.fsm.v1.DeleteTag
+	(*LinkBlob)(nil),              // 12: wharf.fsm.v1.LinkBlob
+	(*UnlinkBlob)(nil),            // 13: wharf.fsm.v1.UnlinkBlob
+	(*Namespace)(nil),             // 14: wharf.fsm.v1.Namespace
+	(*Repository)(nil),            // 15: wharf.fsm.v1.Repository
+	(*Manifest)(nil),              // 16: wharf.fsm.v1.Manifest
+	(*RegisterNode)(nil),          // 17: wharf.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),        // 18: wharf.fsm.v1.DeregisterNode
+	(*Node)(nil),                  // 19: wharf.fsm.v1.Node
+	(*AddBlobHolder)(nil),         // 20: wharf.fsm.v1.AddBlobHolder
+	(*RemoveBlobHolder)(nil),      // 21: wharf.fsm.v1.RemoveBlobHolder
+	(*BlobHolders)(nil),           // 22: wharf.fsm.v1.BlobHolders
+	(*CollectBlob)(nil),           // 23: wharf.fsm.v1.CollectBlob
+	(*CollectedBlobDeleted)(nil),  // 24: wharf.fsm.v1.CollectedBlobDeleted
+	(*CollectedBlob)(nil),         // 25: wharf.fsm.v1.CollectedBlob
+	(*RemoveEmptyRepository)(nil), // 26: wharf.fsm.v1.RemoveEmptyRepository
+	nil,                           // 27: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                           // 28: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(*CreateUser)(nil),            // 29: wharf.fsm.v1.CreateUser
+	(*SetUserPassword)(nil),       // 30: wharf.fsm.v1.SetUserPassword
+	(*SetUserSuperuser)(nil),      // 31: wharf.fsm.v1.SetUserSuperuser
+	(*DeleteUser)(nil),            // 32: wharf.fsm.v1.DeleteUser
+	(*CreateGroup)(nil),           // 33: wharf.fsm.v1.CreateGroup
+	(*DeleteGroup)(nil),           // 34: wharf.fsm.v1.DeleteGroup
+	(*AddGroupMember)(nil),        // 35: wharf.fsm.v1.AddGroupMember
+	(*RemoveGroupMember)(nil),     // 36: wharf.fsm.v1.RemoveGroupMember
+	(*GrantRole)(nil),             // 37: wharf.fsm.v1.GrantRole
+	(*RevokeRole)(nil),            // 38: wharf.fsm.v1.RevokeRole
+	(*ClaimNamespace)(nil),        // 39: wharf.fsm.v1.ClaimNamespace
+	(*SetVisibility)(nil),         // 40: wharf.fsm.v1.SetVisibility
+	(*CreateApiToken)(nil),        // 41: wharf.fsm.v1.CreateApiToken
+	(*DeleteApiToken)(nil),        // 42: wharf.fsm.v1.DeleteApiToken
+	(*RotateSigningKey)(nil),      // 43: wharf.fsm.v1.RotateSigningKey
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
-	3,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
-	4,  // 1: wharf.fsm.v1.Command.delete_manifest:type_name -> wharf.fsm.v1.DeleteManifest
-	5,  // 2: wharf.fsm.v1.Command.delete_tag:type_name -> wharf.fsm.v1.DeleteTag
-	6,  // 3: wharf.fsm.v1.Command.link_blob:type_name -> wharf.fsm.v1.LinkBlob
-	7,  // 4: wharf.fsm.v1.Command.unlink_blob:type_name -> wharf.fsm.v1.UnlinkBlob
-	11, // 5: wharf.fsm.v1.Command.register_node:type_name -> wharf.fsm.v1.RegisterNode
-	12, // 6: wharf.fsm.v1.Command.deregister_node:type_name -> wharf.fsm.v1.DeregisterNode
-	14, // 7: wharf.fsm.v1.Command.add_blob_holder:type_name -> wharf.fsm.v1.AddBlobHolder
-	15, // 8: wharf.fsm.v1.Command.remove_blob_holder:type_name -> wharf.fsm.v1.RemoveBlobHolder
-	17, // 9: wharf.fsm.v1.Command.collect_blob:type_name -> wharf.fsm.v1.CollectBlob
-	18, // 10: wharf.fsm.v1.Command.collected_blob_deleted:type_name -> wharf.fsm.v1.CollectedBlobDeleted
-	20, // 11: wharf.fsm.v1.Command.remove_empty_repository:type_name -> wharf.fsm.v1.RemoveEmptyRepository
-	23, // 12: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
-	24, // 13: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
-	25, // 14: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
-	26, // 15: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
-	27, // 16: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
-	28, // 17: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
-	29, // 18: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
-	30, // 19: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
-	31, // 20: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
-	32, // 21: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
-	33, // 22: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
-	34, // 23: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
-	35, // 24: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
-	36, // 25: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
-	37, // 26: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
-	0,  // 27: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	21, // 28: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	22, // 29: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	13, // 30: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	4,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
+	5,  // 1: wharf.fsm.v1.Command.delete_manifest:type_name -> wharf.fsm.v1.DeleteManifest
+	11, // 2: wharf.fsm.v1.Command.delete_tag:type_name -> wharf.fsm.v1.DeleteTag
+	12, // 3: wharf.fsm.v1.Command.link_blob:type_name -> wharf.fsm.v1.LinkBlob
+	13, // 4: wharf.fsm.v1.Command.unlink_blob:type_name -> wharf.fsm.v1.UnlinkBlob
+	17, // 5: wharf.fsm.v1.Command.register_node:type_name -> wharf.fsm.v1.RegisterNode
+	18, // 6: wharf.fsm.v1.Command.deregister_node:type_name -> wharf.fsm.v1.DeregisterNode
+	20, // 7: wharf.fsm.v1.Command.add_blob_holder:type_name -> wharf.fsm.v1.AddBlobHolder
+	21, // 8: wharf.fsm.v1.Command.remove_blob_holder:type_name -> wharf.fsm.v1.RemoveBlobHolder
+	23, // 9: wharf.fsm.v1.Command.collect_blob:type_name -> wharf.fsm.v1.CollectBlob
+	24, // 10: wharf.fsm.v1.Command.collected_blob_deleted:type_name -> wharf.fsm.v1.CollectedBlobDeleted
+	26, // 11: wharf.fsm.v1.Command.remove_empty_repository:type_name -> wharf.fsm.v1.RemoveEmptyRepository
+	6,  // 12: wharf.fsm.v1.Command.tag_manifest:type_name -> wharf.fsm.v1.TagManifest
+	7,  // 13: wharf.fsm.v1.Command.delete_repository:type_name -> wharf.fsm.v1.DeleteRepository
+	8,  // 14: wharf.fsm.v1.Command.set_repository_info:type_name -> wharf.fsm.v1.SetRepositoryInfo
+	9,  // 15: wharf.fsm.v1.Command.delete_namespace:type_name -> wharf.fsm.v1.DeleteNamespace
+	29, // 16: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
+	30, // 17: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
+	31, // 18: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
+	32, // 19: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
+	33, // 20: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
+	34, // 21: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
+	35, // 22: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
+	36, // 23: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
+	37, // 24: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
+	38, // 25: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
+	39, // 26: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
+	40, // 27: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
+	41, // 28: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
+	42, // 29: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
+	43, // 30: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
+	0,  // 31: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	27, // 32: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	1,  // 33: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
+	28, // 34: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	19, // 35: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -2142,6 +2764,10 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_CollectBlob)(nil),
 		(*Command_CollectedBlobDeleted)(nil),
 		(*Command_RemoveEmptyRepository)(nil),
+		(*Command_TagManifest)(nil),
+		(*Command_DeleteRepository)(nil),
+		(*Command_SetRepositoryInfo)(nil),
+		(*Command_DeleteNamespace)(nil),
 		(*Command_CreateUser)(nil),
 		(*Command_SetUserPassword)(nil),
 		(*Command_SetUserSuperuser)(nil),
@@ -2158,13 +2784,14 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_DeleteApiToken)(nil),
 		(*Command_RotateSigningKey)(nil),
 	}
+	file_fsmpb_fsm_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   22,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
