@@ -18,7 +18,8 @@ import (
 // follower the command is forwarded to the leader; across leader changes it
 // is retried until ctx or ApplyTimeout ends. It fills in cmd.RequestId (if
 // empty) and cmd.UnixNanos (if zero) before the first try, so every retry
-// is idempotent.
+// is idempotent, and cmd.Actor (from WithActor) and cmd.NodeId (this node)
+// if empty, which the activity the command causes records.
 //
 // Errors wrap ErrNoQuorum when the command could not be committed (no
 // leader for QuorumTimeout, shut down, timed out; the command may still be
@@ -35,6 +36,12 @@ func (n *Node) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, er
 	}
 	if cmd.GetUnixNanos() == 0 {
 		cmd.UnixNanos = time.Now().UnixNano()
+	}
+	if cmd.GetActor() == "" {
+		cmd.Actor = actorOf(ctx)
+	}
+	if cmd.GetNodeId() == "" {
+		cmd.NodeId = n.id
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
@@ -121,4 +128,17 @@ func raftError(err error) error {
 		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 	}
 	return fmt.Errorf("raft: %w", err)
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx naming the user a request acts for: the commands
+// Apply proposes in ctx record it as their actor.
+func WithActor(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, actorKey{}, user)
+}
+
+func actorOf(ctx context.Context) string {
+	user, _ := ctx.Value(actorKey{}).(string)
+	return user
 }

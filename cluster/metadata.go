@@ -48,6 +48,11 @@ func (n *Node) current(ctx context.Context) (*fsm.FSM, error) {
 	return f, nil
 }
 
+// Current returns the local FSM once it reflects every write acknowledged
+// before the call, through any node, for the admin API's reads; without a
+// quorum it fails with ErrNoQuorum.
+func (n *Node) Current(ctx context.Context) (*fsm.FSM, error) { return n.current(ctx) }
+
 // CheckRepositoryName reports fsm.ErrNamespaceConflict if pushing to repo
 // would break a namespace rule.
 func (n *Node) CheckRepositoryName(ctx context.Context, repo string) error {

@@ -65,7 +65,8 @@ func (a *Auth) wrap(h http.Handler) http.Handler {
 			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(code, err))
 			return
 		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		ctx := cluster.WithActor(context.WithValue(r.Context(), callerKey{}, c), c.User)
+		h.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/wharf-registry/wharf/api/auth"
+	"github.com/wharf-registry/wharf/cluster"
 )
 
 // Authorizer decides who may use the API. A nil Authorizer leaves the
@@ -144,10 +145,12 @@ func localFirst(r *http.Request, rt route) bool {
 	return false
 }
 
-// withGrant returns r with g in its context; applied says whether g was
-// granted on this node's applied state.
+// withGrant returns r with g in its context, and g's user as the actor of
+// the commands r proposes; applied says whether g was granted on this
+// node's applied state.
 func withGrant(r *http.Request, g Grant, applied bool) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), grantKey{}, authorized{g, applied}))
+	ctx := cluster.WithActor(r.Context(), g.User())
+	return r.WithContext(context.WithValue(ctx, grantKey{}, authorized{g, applied}))
 }
 
 // requiredScopes returns the token scopes r needs, and those it can use.
