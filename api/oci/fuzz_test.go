@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/wharf-registry/wharf/fsm"
 )
 
 func FuzzParseManifest(f *testing.F) {
@@ -95,7 +97,7 @@ func FuzzParseReference(f *testing.F) {
 			}
 			return
 		}
-		if len(name) > maxNameLength || !nameRE.MatchString(name) || r.name != name {
+		if fsm.ValidateRepositoryName(name) != nil || r.name != name {
 			t.Fatalf("accepted invalid name %q", name)
 		}
 		if (r.tag == "") == (r.digest == "") {
@@ -108,7 +110,7 @@ func FuzzParseReference(f *testing.F) {
 			if alg := r.digest.Algorithm(); (alg != digest.SHA256 && alg != digest.SHA512) || r.digest.Validate() != nil {
 				t.Fatalf("accepted digest %q", r.digest)
 			}
-		} else if !tagRE.MatchString(r.tag) || strings.Contains(r.tag, ":") {
+		} else if fsm.ValidateTag(r.tag) != nil || strings.Contains(r.tag, ":") {
 			t.Fatalf("accepted tag %q", r.tag)
 		}
 		// The router recovers a valid name and reference from their URL.

@@ -4,20 +4,11 @@ import (
 	_ "crypto/sha256" // digest algorithms go-digest needs registered
 	_ "crypto/sha512"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-)
 
-// maxNameLength is the longest repository name the specification allows.
-const maxNameLength = 255
-
-var (
-	// nameRE is the repository name grammar of the distribution specification.
-	nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	// tagRE is the tag grammar of the distribution specification.
-	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	"github.com/wharf-registry/wharf/fsm"
 )
 
 // reference is what a manifest URL names: a tag or a digest, never both.
@@ -56,14 +47,8 @@ func parseReference(name, ref string) (reference, error) {
 
 // validateName reports NAME_INVALID unless name is a valid repository name.
 func validateName(name string) error {
-	if len(name) > maxNameLength {
-		return newError(http.StatusBadRequest, CodeNameInvalid,
-			"repository name is %d characters long; the limit is %d", len(name), maxNameLength)
-	}
-	if !nameRE.MatchString(name) {
-		return newError(http.StatusBadRequest, CodeNameInvalid,
-			"invalid repository name %q: use lowercase path components of letters and digits, "+
-				"separated inside by '.', '_', '__' or dashes, joined by '/'", name).
+	if err := fsm.ValidateRepositoryName(name); err != nil {
+		return newError(http.StatusBadRequest, CodeNameInvalid, "%s", ruleText(err)).
 			withDetail(map[string]string{"name": name})
 	}
 	return nil
@@ -71,13 +56,17 @@ func validateName(name string) error {
 
 // validateTag reports TAG_INVALID unless tag is a valid tag.
 func validateTag(tag string) error {
-	if !tagRE.MatchString(tag) {
-		return newError(http.StatusBadRequest, CodeTagInvalid,
-			"invalid tag %q: a tag is 1 to 128 letters, digits, '_', '.' or '-', "+
-				"and does not start with '.' or '-'", tag).
+	if err := fsm.ValidateTag(tag); err != nil {
+		return newError(http.StatusBadRequest, CodeTagInvalid, "%s", ruleText(err)).
 			withDetail(map[string]string{"tag": tag})
 	}
 	return nil
+}
+
+// ruleText is a validation error's message without the fsm.ErrInvalid
+// prefix, which the OCI error code says already.
+func ruleText(err error) string {
+	return strings.TrimPrefix(err.Error(), fsm.ErrInvalid.Error()+": ")
 }
 
 // parseDigest parses a digest this registry can store: sha256 or sha512.
