@@ -503,6 +503,34 @@ func (f *FSM) ListNamespaces(last string, n int) ([]string, error) {
 	return names, nil
 }
 
+// NamespaceKnown reports whether namespace ns holds repositories or was
+// claimed by its creator.
+func (f *FSM) NamespaceKnown(ns string) (bool, error) {
+	var known bool
+	err := f.view(func(r pebble.Reader) (err error) {
+		known, err = namespaceKnown(r, ns)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("namespace %q: %w", ns, err)
+	}
+	return known, nil
+}
+
+// NamespacePublic reports whether namespace ns is public, all its
+// repositories with it.
+func (f *FSM) NamespacePublic(ns string) (bool, error) {
+	var public bool
+	err := f.view(func(r pebble.Reader) (err error) {
+		public, err = has(r, namespacePublicKey(ns))
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("visibility of namespace %q: %w", ns, err)
+	}
+	return public, nil
+}
+
 // mergeSorted merges two sorted lists without duplicates, up to n names
 // (n <= 0: all).
 func mergeSorted(a, b []string, n int) []string {
