@@ -53,7 +53,7 @@ func startFullServer(t *testing.T) *fullServer {
 		OCI:   oci.New(oci.Config{Metadata: node, Blobs: store, NodeID: node.ID()}),
 		Route: oci.Route,
 		Connect: admin.Handlers(admin.Config{
-			Node: node, Blobs: blobs, Catalog: node.FSM(), Version: "test",
+			Node: node, Blobs: blobs, State: node.Current, Apply: node.Apply, Content: store, Version: "test",
 		}),
 		UI:          ui.Handler("test", func(r *http.Request) string { return r.Host }),
 		Ready:       func() bool { return fs.ready && node.Status().Ready() },
@@ -144,7 +144,7 @@ func TestAdminServices(t *testing.T) {
 		t.Errorf("unexpected status %+v", st)
 	}
 
-	repos := wharfv1connect.NewRegistryServiceClient(http.DefaultClient, s.url)
+	repos := wharfv1connect.NewRepositoryServiceClient(http.DefaultClient, s.url)
 	tests := []struct {
 		namespace string
 		pageSize  int32

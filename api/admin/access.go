@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -31,22 +30,6 @@ const (
 type accessService struct {
 	wharfv1connect.UnimplementedAccessServiceHandler
 	cfg Config
-}
-
-func (s *accessService) log() *slog.Logger {
-	if s.cfg.Logger != nil {
-		return s.cfg.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// apply commits cmd and writes an audit line for it.
-func (s *accessService) apply(ctx context.Context, c auth.Caller, event, target string, cmd *fsmpb.Command, args ...any) error {
-	if _, err := s.cfg.Apply(ctx, cmd); err != nil {
-		return stateError(err)
-	}
-	auth.Audit(s.log(), event, c.User, target, args...)
-	return nil
 }
 
 func (s *accessService) state(ctx context.Context) (*fsm.FSM, error) {
@@ -80,7 +63,7 @@ func (s *accessService) CreateUser(ctx context.Context, req *connect.Request[wha
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.CreateUser{Name: req.Msg.Name, PasswordHash: h, Superuser: req.Msg.Superuser})
-	if err := s.apply(ctx, c, "user_created", req.Msg.Name, cmd, "superuser", req.Msg.Superuser); err != nil {
+	if err := s.cfg.apply(ctx, c, "user_created", req.Msg.Name, cmd, "superuser", req.Msg.Superuser); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.CreateUserResponse{}), nil
@@ -115,7 +98,7 @@ func (s *accessService) DeleteUser(ctx context.Context, req *connect.Request[wha
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.DeleteUser{Name: req.Msg.Name})
-	if err := s.apply(ctx, c, "user_deleted", req.Msg.Name, cmd); err != nil {
+	if err := s.cfg.apply(ctx, c, "user_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.DeleteUserResponse{}), nil
@@ -140,7 +123,7 @@ func (s *accessService) SetPassword(ctx context.Context, req *connect.Request[wh
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.SetUserPassword{Name: name, PasswordHash: h})
-	if err := s.apply(ctx, c, "password_changed", name, cmd); err != nil {
+	if err := s.cfg.apply(ctx, c, "password_changed", name, cmd); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.SetPasswordResponse{}), nil
@@ -154,7 +137,7 @@ func (s *accessService) CreateGroup(ctx context.Context, req *connect.Request[wh
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.CreateGroup{Name: req.Msg.Name})
-	if err := s.apply(ctx, c, "group_created", req.Msg.Name, cmd); err != nil {
+	if err := s.cfg.apply(ctx, c, "group_created", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.CreateGroupResponse{}), nil
@@ -189,7 +172,7 @@ func (s *accessService) DeleteGroup(ctx context.Context, req *connect.Request[wh
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.DeleteGroup{Name: req.Msg.Name})
-	if err := s.apply(ctx, c, "group_deleted", req.Msg.Name, cmd); err != nil {
+	if err := s.cfg.apply(ctx, c, "group_deleted", req.Msg.Name, cmd); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.DeleteGroupResponse{}), nil
@@ -201,7 +184,7 @@ func (s *accessService) AddGroupMember(ctx context.Context, req *connect.Request
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.AddGroupMember{Group: req.Msg.Group, User: req.Msg.User})
-	if err := s.apply(ctx, c, "group_member_added", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
+	if err := s.cfg.apply(ctx, c, "group_member_added", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.AddGroupMemberResponse{}), nil
@@ -213,7 +196,7 @@ func (s *accessService) RemoveGroupMember(ctx context.Context, req *connect.Requ
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.RemoveGroupMember{Group: req.Msg.Group, User: req.Msg.User})
-	if err := s.apply(ctx, c, "group_member_removed", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
+	if err := s.cfg.apply(ctx, c, "group_member_removed", req.Msg.Group, cmd, "user", req.Msg.User); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.RemoveGroupMemberResponse{}), nil
@@ -272,7 +255,7 @@ func (s *accessService) GrantRole(ctx context.Context, req *connect.Request[whar
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.GrantRole{Grant: g})
-	if err := s.apply(ctx, c, "role_granted", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
+	if err := s.cfg.apply(ctx, c, "role_granted", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.GrantRoleResponse{}), nil
@@ -288,7 +271,7 @@ func (s *accessService) RevokeRole(ctx context.Context, req *connect.Request[wha
 		return nil, err
 	}
 	cmd := fsm.NewCommand(&fsmpb.RevokeRole{Grant: g})
-	if err := s.apply(ctx, c, "role_revoked", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
+	if err := s.cfg.apply(ctx, c, "role_revoked", subjectString(g.GetSubject()), cmd, "role", roleName(g.GetRole()), "namespace", g.GetNamespace()); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.RevokeRoleResponse{}), nil
@@ -314,30 +297,11 @@ func (s *accessService) ListRoles(ctx context.Context, req *connect.Request[whar
 	if err != nil {
 		return nil, err
 	}
-	resp := &wharfv1.ListRolesResponse{}
-	if ns != "" {
-		own, err := f.NamespaceOwner(ns)
-		switch {
-		case err == nil:
-			resp.Grants = append(resp.Grants, &wharfv1.RoleGrant{Role: "owner", Namespace: ns, User: own.GetUser(), Creator: true, CreatedUnixNanos: own.GetCreatedUnixNanos()})
-		case !errors.Is(err, fsm.ErrNotFound):
-			return nil, stateError(err)
-		}
-	}
-	grants, err := f.GrantsOn(ns)
+	grants, err := namespaceGrants(f, ns)
 	if err != nil {
 		return nil, stateError(err)
 	}
-	for _, g := range grants {
-		rg := &wharfv1.RoleGrant{Role: roleName(g.GetRole()), Namespace: g.GetNamespace(), CreatedUnixNanos: g.GetCreatedUnixNanos()}
-		if g.GetSubject().GetKind() == fsmpb.SubjectKind_SUBJECT_KIND_GROUP {
-			rg.Group = g.GetSubject().GetName()
-		} else {
-			rg.User = g.GetSubject().GetName()
-		}
-		resp.Grants = append(resp.Grants, rg)
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&wharfv1.ListRolesResponse{Grants: grants}), nil
 }
 
 func (s *accessService) ListRolePermissions(_ context.Context, req *connect.Request[wharfv1.ListRolePermissionsRequest]) (*connect.Response[wharfv1.ListRolePermissionsResponse], error) {
@@ -381,7 +345,7 @@ func (s *accessService) SetVisibility(ctx context.Context, req *connect.Request[
 	cmd := fsm.NewCommand(&fsmpb.SetVisibility{
 		Namespace: req.Msg.Namespace, Repository: req.Msg.Repository, Public: req.Msg.Public,
 	})
-	if err := s.apply(ctx, c, "visibility_set", target, cmd, "public", req.Msg.Public); err != nil {
+	if err := s.cfg.apply(ctx, c, "visibility_set", target, cmd, "public", req.Msg.Public); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.SetVisibilityResponse{}), nil
@@ -415,7 +379,7 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 	}
 	cmd := fsm.NewCommand(&fsmpb.CreateApiToken{Token: t})
 	cmd.UnixNanos = now.UnixNano() // the token's creation, matching its expiry
-	if err := s.apply(ctx, c, "token_created", id, cmd, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
+	if err := s.cfg.apply(ctx, c, "token_created", id, cmd, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
 		return nil, err
 	}
 	t.CreatedUnixNanos = now.UnixNano()
@@ -479,7 +443,7 @@ func (s *accessService) RevokeToken(ctx context.Context, req *connect.Request[wh
 		}
 	}
 	cmd := fsm.NewCommand(&fsmpb.DeleteApiToken{Id: req.Msg.Id})
-	if err := s.apply(ctx, c, "token_revoked", req.Msg.Id, cmd, "owner", t.GetOwner()); err != nil {
+	if err := s.cfg.apply(ctx, c, "token_revoked", req.Msg.Id, cmd, "owner", t.GetOwner()); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.RevokeTokenResponse{}), nil
@@ -558,7 +522,7 @@ func (s *accessService) RotateSigningKey(ctx context.Context, _ *connect.Request
 	cmd := fsm.NewCommand(&fsmpb.RotateSigningKey{
 		Key: key, ExpectCurrentId: current.GetCurrentId(),
 	})
-	if err := s.apply(ctx, c, "signing_key_rotated", key.GetId(), cmd, "previous", current.GetCurrentId()); err != nil {
+	if err := s.cfg.apply(ctx, c, "signing_key_rotated", key.GetId(), cmd, "previous", current.GetCurrentId()); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&wharfv1.RotateSigningKeyResponse{KeyId: key.GetId(), PreviousKeyId: current.GetCurrentId()}), nil

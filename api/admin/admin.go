@@ -6,6 +6,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
@@ -49,22 +51,22 @@ type Replicas interface {
 	UnderReplicated() int64
 }
 
-// Catalog is the read side of the registry metadata; *fsm.FSM implements it.
-type Catalog interface {
-	// ListRepositories returns up to n repository names after last, in lexical order.
-	ListRepositories(last string, n int) ([]string, error)
-	// Repository returns the stored record of a repository.
-	Repository(name string) (*fsmpb.Repository, error)
-	// RepositoryStats counts what a repository holds.
-	RepositoryStats(name string) (fsm.RepositoryStats, error)
+// BlobContent reads blobs, wherever in the cluster they are: the admin
+// API reads image configurations.
+type BlobContent interface {
+	Stream(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error)
 }
 
 // Config holds the services' dependencies.
 type Config struct {
 	Node     Node
 	Blobs    BlobStats
-	Catalog  Catalog
 	Replicas Replicas
+	// State returns the registry metadata once it reflects every write
+	// acknowledged before the call, through any node (cluster.Node.Current).
+	State func(ctx context.Context) (*fsm.FSM, error)
+	// Content reads image configurations.
+	Content BlobContent
 	// PeerClient reaches other nodes' cluster ports, where these services
 	// are mounted too, to ask each for its own status.
 	PeerClient *http.Client
@@ -81,10 +83,11 @@ type Config struct {
 	// the caller's permission; nil leaves the services open, as on the
 	// cluster port, where peers are authenticated by mutual TLS.
 	Auth *Auth
-	// Apply commits a command through Raft; with Auth, it enables the
-	// AccessService.
+	// Apply commits a command through Raft. With State it enables the
+	// services of repositories, namespaces, images and activity; with
+	// Auth, the AccessService.
 	Apply func(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error)
-	// Logger receives the AccessService's audit lines.
+	// Logger receives the audit lines of every change.
 	Logger *slog.Logger
 }
 
@@ -106,14 +109,17 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 	}, opts...)
-	handlers := make(map[string]http.Handler, 3)
-	path, h := wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...)
-	handlers[path] = h
-	path, h = wharfv1connect.NewRegistryServiceHandler(&registryService{cfg: cfg}, opts...)
-	handlers[path] = h
+	handlers := make(map[string]http.Handler, 7)
+	add := func(path string, h http.Handler) { handlers[path] = h }
+	add(wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...))
+	if cfg.State != nil && cfg.Apply != nil {
+		add(wharfv1connect.NewRepositoryServiceHandler(&repositoryService{cfg: cfg}, opts...))
+		add(wharfv1connect.NewNamespaceServiceHandler(&namespaceService{cfg: cfg}, opts...))
+		add(wharfv1connect.NewImageServiceHandler(&imageService{cfg: cfg}, opts...))
+		add(wharfv1connect.NewActivityServiceHandler(&activityService{cfg: cfg}, opts...))
+	}
 	if cfg.Auth != nil && cfg.Apply != nil {
-		path, h = wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...)
-		handlers[path] = h
+		add(wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...))
 	}
 	for p, h := range handlers {
 		if cfg.Auth != nil {

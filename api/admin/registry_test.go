@@ -28,36 +28,3 @@ func TestPageSize(t *testing.T) {
 		}
 	}
 }
-
-func TestInNamespace(t *testing.T) {
-	tests := []struct {
-		repo, namespace string
-		want            bool
-	}{
-		{"foo", "foo", true},
-		{"foo/bar", "foo", true},
-		{"foo/bar/baz", "foo", true},
-		{"foo-bar", "foo", false},
-		{"foobar/x", "foo", false},
-		{"fo", "foo", false},
-	}
-	for _, tt := range tests {
-		if got := inNamespace(tt.repo, tt.namespace); got != tt.want {
-			t.Errorf("inNamespace(%q, %q) = %v, want %v", tt.repo, tt.namespace, got, tt.want)
-		}
-	}
-}
-
-func TestNamespaceStartSortsBeforeTheNamespace(t *testing.T) {
-	for _, ns := range []string{"a", "foo", "z9", "abc.def"} {
-		start := namespaceStart(ns)
-		if !(start < ns) {
-			t.Errorf("namespaceStart(%q) = %q does not sort before it", ns, start)
-		}
-		for _, before := range []string{ns[:len(ns)-1], ns[:len(ns)-1] + "-"} {
-			if before != "" && before > start {
-				t.Errorf("namespaceStart(%q) = %q sorts before %q, which is outside the namespace", ns, start, before)
-			}
-		}
-	}
-}

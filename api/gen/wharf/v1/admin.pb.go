@@ -862,197 +862,6 @@ func (x *IdentityResponse) GetVersion() string {
 	return ""
 }
 
-type ListRepositoriesRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// namespace, if set, restricts the list to one namespace.
-	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// page_size is at most 1000; 0 means 100.
-	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// page_token is next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ListRepositoriesRequest) Reset() {
-	*x = ListRepositoriesRequest{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[14]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ListRepositoriesRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ListRepositoriesRequest) ProtoMessage() {}
-
-func (x *ListRepositoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[14]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ListRepositoriesRequest.ProtoReflect.Descriptor instead.
-func (*ListRepositoriesRequest) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{14}
-}
-
-func (x *ListRepositoriesRequest) GetNamespace() string {
-	if x != nil {
-		return x.Namespace
-	}
-	return ""
-}
-
-func (x *ListRepositoriesRequest) GetPageSize() int32 {
-	if x != nil {
-		return x.PageSize
-	}
-	return 0
-}
-
-func (x *ListRepositoriesRequest) GetPageToken() string {
-	if x != nil {
-		return x.PageToken
-	}
-	return ""
-}
-
-type Repository struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Namespace        string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	TagCount         int32                  `protobuf:"varint,3,opt,name=tag_count,json=tagCount,proto3" json:"tag_count,omitempty"`
-	ManifestCount    int32                  `protobuf:"varint,4,opt,name=manifest_count,json=manifestCount,proto3" json:"manifest_count,omitempty"`
-	CreatedUnixNanos int64                  `protobuf:"varint,5,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
-}
-
-func (x *Repository) Reset() {
-	*x = Repository{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[15]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Repository) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Repository) ProtoMessage() {}
-
-func (x *Repository) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[15]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Repository.ProtoReflect.Descriptor instead.
-func (*Repository) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{15}
-}
-
-func (x *Repository) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Repository) GetNamespace() string {
-	if x != nil {
-		return x.Namespace
-	}
-	return ""
-}
-
-func (x *Repository) GetTagCount() int32 {
-	if x != nil {
-		return x.TagCount
-	}
-	return 0
-}
-
-func (x *Repository) GetManifestCount() int32 {
-	if x != nil {
-		return x.ManifestCount
-	}
-	return 0
-}
-
-func (x *Repository) GetCreatedUnixNanos() int64 {
-	if x != nil {
-		return x.CreatedUnixNanos
-	}
-	return 0
-}
-
-type ListRepositoriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repositories  []*Repository          `protobuf:"bytes,1,rep,name=repositories,proto3" json:"repositories,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ListRepositoriesResponse) Reset() {
-	*x = ListRepositoriesResponse{}
-	mi := &file_wharf_v1_admin_proto_msgTypes[16]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ListRepositoriesResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ListRepositoriesResponse) ProtoMessage() {}
-
-func (x *ListRepositoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wharf_v1_admin_proto_msgTypes[16]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ListRepositoriesResponse.ProtoReflect.Descriptor instead.
-func (*ListRepositoriesResponse) Descriptor() ([]byte, []int) {
-	return file_wharf_v1_admin_proto_rawDescGZIP(), []int{16}
-}
-
-func (x *ListRepositoriesResponse) GetRepositories() []*Repository {
-	if x != nil {
-		return x.Repositories
-	}
-	return nil
-}
-
-func (x *ListRepositoriesResponse) GetNextPageToken() string {
-	if x != nil {
-		return x.NextPageToken
-	}
-	return ""
-}
-
 var File_wharf_v1_admin_proto protoreflect.FileDescriptor
 
 const file_wharf_v1_admin_proto_rawDesc = "" +
@@ -1115,31 +924,14 @@ const file_wharf_v1_admin_proto_rawDesc = "" +
 	"public_url\x18\x01 \x01(\tR\tpublicUrl\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x03 \x01(\tR\bnodeName\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion\"s\n" +
-	"\x17ListRepositoriesRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
-	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb0\x01\n" +
-	"\n" +
-	"Repository\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1b\n" +
-	"\ttag_count\x18\x03 \x01(\x05R\btagCount\x12%\n" +
-	"\x0emanifest_count\x18\x04 \x01(\x05R\rmanifestCount\x12,\n" +
-	"\x12created_unix_nanos\x18\x05 \x01(\x03R\x10createdUnixNanos\"|\n" +
-	"\x18ListRepositoriesResponse\x128\n" +
-	"\frepositories\x18\x01 \x03(\v2\x14.wharf.v1.RepositoryR\frepositories\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc6\x03\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion2\xc6\x03\n" +
 	"\x0eClusterService\x12=\n" +
 	"\x06Status\x12\x17.wharf.v1.StatusRequest\x1a\x18.wharf.v1.StatusResponse\"\x00\x12@\n" +
 	"\aMembers\x12\x18.wharf.v1.MembersRequest\x1a\x19.wharf.v1.MembersResponse\"\x00\x12:\n" +
 	"\x05Leave\x12\x16.wharf.v1.LeaveRequest\x1a\x17.wharf.v1.LeaveResponse\"\x00\x12a\n" +
 	"\x12TransferLeadership\x12#.wharf.v1.TransferLeadershipRequest\x1a$.wharf.v1.TransferLeadershipResponse\"\x00\x12O\n" +
 	"\fRemoveMember\x12\x1d.wharf.v1.RemoveMemberRequest\x1a\x1e.wharf.v1.RemoveMemberResponse\"\x00\x12C\n" +
-	"\bIdentity\x12\x19.wharf.v1.IdentityRequest\x1a\x1a.wharf.v1.IdentityResponse\"\x002n\n" +
-	"\x0fRegistryService\x12[\n" +
-	"\x10ListRepositories\x12!.wharf.v1.ListRepositoriesRequest\x1a\".wharf.v1.ListRepositoriesResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
+	"\bIdentity\x12\x19.wharf.v1.IdentityRequest\x1a\x1a.wharf.v1.IdentityResponse\"\x00B:Z8github.com/wharf-registry/wharf/api/gen/wharf/v1;wharfv1b\x06proto3"
 
 var (
 	file_wharf_v1_admin_proto_rawDescOnce sync.Once
@@ -1153,7 +945,7 @@ func file_wharf_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wharf_v1_admin_proto_rawDescData
 }
 
-var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wharf_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_wharf_v1_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: wharf.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: wharf.v1.StatusResponse
@@ -1169,34 +961,28 @@ var file_wharf_v1_admin_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil),       // 11: wharf.v1.RemoveMemberResponse
 	(*IdentityRequest)(nil),            // 12: wharf.v1.IdentityRequest
 	(*IdentityResponse)(nil),           // 13: wharf.v1.IdentityResponse
-	(*ListRepositoriesRequest)(nil),    // 14: wharf.v1.ListRepositoriesRequest
-	(*Repository)(nil),                 // 15: wharf.v1.Repository
-	(*ListRepositoriesResponse)(nil),   // 16: wharf.v1.ListRepositoriesResponse
 }
 var file_wharf_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: wharf.v1.StatusResponse.member_contacts:type_name -> wharf.v1.MemberContact
 	1,  // 1: wharf.v1.Member.status:type_name -> wharf.v1.StatusResponse
 	4,  // 2: wharf.v1.MembersResponse.members:type_name -> wharf.v1.Member
-	15, // 3: wharf.v1.ListRepositoriesResponse.repositories:type_name -> wharf.v1.Repository
-	0,  // 4: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
-	3,  // 5: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
-	6,  // 6: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
-	8,  // 7: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
-	10, // 8: wharf.v1.ClusterService.RemoveMember:input_type -> wharf.v1.RemoveMemberRequest
-	12, // 9: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
-	14, // 10: wharf.v1.RegistryService.ListRepositories:input_type -> wharf.v1.ListRepositoriesRequest
-	1,  // 11: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
-	5,  // 12: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
-	7,  // 13: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
-	9,  // 14: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
-	11, // 15: wharf.v1.ClusterService.RemoveMember:output_type -> wharf.v1.RemoveMemberResponse
-	13, // 16: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
-	16, // 17: wharf.v1.RegistryService.ListRepositories:output_type -> wharf.v1.ListRepositoriesResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	0,  // 3: wharf.v1.ClusterService.Status:input_type -> wharf.v1.StatusRequest
+	3,  // 4: wharf.v1.ClusterService.Members:input_type -> wharf.v1.MembersRequest
+	6,  // 5: wharf.v1.ClusterService.Leave:input_type -> wharf.v1.LeaveRequest
+	8,  // 6: wharf.v1.ClusterService.TransferLeadership:input_type -> wharf.v1.TransferLeadershipRequest
+	10, // 7: wharf.v1.ClusterService.RemoveMember:input_type -> wharf.v1.RemoveMemberRequest
+	12, // 8: wharf.v1.ClusterService.Identity:input_type -> wharf.v1.IdentityRequest
+	1,  // 9: wharf.v1.ClusterService.Status:output_type -> wharf.v1.StatusResponse
+	5,  // 10: wharf.v1.ClusterService.Members:output_type -> wharf.v1.MembersResponse
+	7,  // 11: wharf.v1.ClusterService.Leave:output_type -> wharf.v1.LeaveResponse
+	9,  // 12: wharf.v1.ClusterService.TransferLeadership:output_type -> wharf.v1.TransferLeadershipResponse
+	11, // 13: wharf.v1.ClusterService.RemoveMember:output_type -> wharf.v1.RemoveMemberResponse
+	13, // 14: wharf.v1.ClusterService.Identity:output_type -> wharf.v1.IdentityResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wharf_v1_admin_proto_init() }
@@ -1210,9 +996,9 @@ func file_wharf_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wharf_v1_admin_proto_rawDesc), len(file_wharf_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   14,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   1,
 		},
 		GoTypes:           file_wharf_v1_admin_proto_goTypes,
 		DependencyIndexes: file_wharf_v1_admin_proto_depIdxs,

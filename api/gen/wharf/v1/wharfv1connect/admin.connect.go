@@ -25,8 +25,6 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ClusterServiceName is the fully-qualified name of the ClusterService service.
 	ClusterServiceName = "wharf.v1.ClusterService"
-	// RegistryServiceName is the fully-qualified name of the RegistryService service.
-	RegistryServiceName = "wharf.v1.RegistryService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -51,9 +49,6 @@ const (
 	ClusterServiceRemoveMemberProcedure = "/wharf.v1.ClusterService/RemoveMember"
 	// ClusterServiceIdentityProcedure is the fully-qualified name of the ClusterService's Identity RPC.
 	ClusterServiceIdentityProcedure = "/wharf.v1.ClusterService/Identity"
-	// RegistryServiceListRepositoriesProcedure is the fully-qualified name of the RegistryService's
-	// ListRepositories RPC.
-	RegistryServiceListRepositoriesProcedure = "/wharf.v1.RegistryService/ListRepositories"
 )
 
 // ClusterServiceClient is a client for the wharf.v1.ClusterService service.
@@ -286,76 +281,4 @@ func (UnimplementedClusterServiceHandler) RemoveMember(context.Context, *connect
 
 func (UnimplementedClusterServiceHandler) Identity(context.Context, *connect.Request[v1.IdentityRequest]) (*connect.Response[v1.IdentityResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.ClusterService.Identity is not implemented"))
-}
-
-// RegistryServiceClient is a client for the wharf.v1.RegistryService service.
-type RegistryServiceClient interface {
-	// ListRepositories pages through repositories in lexical order.
-	ListRepositories(context.Context, *connect.Request[v1.ListRepositoriesRequest]) (*connect.Response[v1.ListRepositoriesResponse], error)
-}
-
-// NewRegistryServiceClient constructs a client for the wharf.v1.RegistryService service. By
-// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
-// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
-// connect.WithGRPC() or connect.WithGRPCWeb() options.
-//
-// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
-// http://api.acme.com or https://acme.com/grpc).
-func NewRegistryServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) RegistryServiceClient {
-	baseURL = strings.TrimRight(baseURL, "/")
-	registryServiceMethods := v1.File_wharf_v1_admin_proto.Services().ByName("RegistryService").Methods()
-	return &registryServiceClient{
-		listRepositories: connect.NewClient[v1.ListRepositoriesRequest, v1.ListRepositoriesResponse](
-			httpClient,
-			baseURL+RegistryServiceListRepositoriesProcedure,
-			connect.WithSchema(registryServiceMethods.ByName("ListRepositories")),
-			connect.WithClientOptions(opts...),
-		),
-	}
-}
-
-// registryServiceClient implements RegistryServiceClient.
-type registryServiceClient struct {
-	listRepositories *connect.Client[v1.ListRepositoriesRequest, v1.ListRepositoriesResponse]
-}
-
-// ListRepositories calls wharf.v1.RegistryService.ListRepositories.
-func (c *registryServiceClient) ListRepositories(ctx context.Context, req *connect.Request[v1.ListRepositoriesRequest]) (*connect.Response[v1.ListRepositoriesResponse], error) {
-	return c.listRepositories.CallUnary(ctx, req)
-}
-
-// RegistryServiceHandler is an implementation of the wharf.v1.RegistryService service.
-type RegistryServiceHandler interface {
-	// ListRepositories pages through repositories in lexical order.
-	ListRepositories(context.Context, *connect.Request[v1.ListRepositoriesRequest]) (*connect.Response[v1.ListRepositoriesResponse], error)
-}
-
-// NewRegistryServiceHandler builds an HTTP handler from the service implementation. It returns the
-// path on which to mount the handler and the handler itself.
-//
-// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
-// and JSON codecs. They also support gzip compression.
-func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
-	registryServiceMethods := v1.File_wharf_v1_admin_proto.Services().ByName("RegistryService").Methods()
-	registryServiceListRepositoriesHandler := connect.NewUnaryHandler(
-		RegistryServiceListRepositoriesProcedure,
-		svc.ListRepositories,
-		connect.WithSchema(registryServiceMethods.ByName("ListRepositories")),
-		connect.WithHandlerOptions(opts...),
-	)
-	return "/wharf.v1.RegistryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case RegistryServiceListRepositoriesProcedure:
-			registryServiceListRepositoriesHandler.ServeHTTP(w, r)
-		default:
-			http.NotFound(w, r)
-		}
-	})
-}
-
-// UnimplementedRegistryServiceHandler returns CodeUnimplemented from all methods.
-type UnimplementedRegistryServiceHandler struct{}
-
-func (UnimplementedRegistryServiceHandler) ListRepositories(context.Context, *connect.Request[v1.ListRepositoriesRequest]) (*connect.Response[v1.ListRepositoriesResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("wharf.v1.RegistryService.ListRepositories is not implemented"))
 }
