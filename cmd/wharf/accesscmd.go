@@ -443,6 +443,7 @@ func newRepoCommand(c *clientOptions) *cobra.Command {
 		return nil
 	})
 	cmd.AddCommand(vis)
+	addRepositoryCommands(c, cmd)
 	return cmd
 }
 

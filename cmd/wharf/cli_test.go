@@ -48,12 +48,19 @@ func TestExitStatus(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"repo", "delete", "acme/app"}, 1, `unknown command "delete" for "wharf repo"`},
-		{[]string{"cluster", "foo"}, 1, `unknown command "foo" for "wharf cluster"`},
-		{[]string{"cluster", "member"}, 1, "did you mean members?"},
-		{[]string{"nosuch"}, 1, `unknown command "nosuch" for "wharf"`},
-		{[]string{"cluster", "status", "extra"}, 1, "unknown command"},
-		{[]string{"cluster", "--nosuchflag"}, 1, "unknown flag"},
+		{[]string{"repo", "delete", "acme/app"}, exitUsage, `unknown command "delete" for "wharf repo"`},
+		{[]string{"cluster", "foo"}, exitUsage, `unknown command "foo" for "wharf cluster"`},
+		{[]string{"cluster", "member"}, exitUsage, "did you mean members?"},
+		{[]string{"nosuch"}, exitUsage, `unknown command "nosuch" for "wharf"`},
+		{[]string{"cluster", "status", "extra"}, exitUsage, "unknown command"},
+		{[]string{"cluster", "--nosuchflag"}, exitUsage, "unknown flag"},
+		{[]string{"repo", "show"}, exitUsage, "accepts 1 arg"},
+		{[]string{"image", "show", "acme/app"}, exitUsage, "name an image as REPOSITORY:TAG or REPOSITORY@DIGEST"},
+		{[]string{"tag", "rm", "acme/app@sha256:" + strings.Repeat("a", 64)}, exitUsage, "name the tag to remove"},
+		{[]string{"repo", "ls", "-o", "yaml"}, exitUsage, `--output "yaml": use table or json`},
+		{[]string{"repo", "ls", "--sort", "size"}, exitUsage, `--sort "size"`},
+		{[]string{"repo", "ls"}, exitUnavailable, "connection refused"},
+		{[]string{}, 0, "Available Commands"},
 		{[]string{"cluster"}, 0, "Available Commands"},
 		{[]string{"version"}, 0, "dev"},
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,11 @@ type clientOptions struct {
 	username      string
 	passwordStdin bool
 	timeout       time.Duration
+	// output is the format of listings: table or json.
+	output string
 
-	// password is read from stdin, WHARF_PASSWORD or the credentials file.
+	// password is read from stdin, WHARF_PASSWORD (WHARF_TOKEN) or the
+	// credentials file.
 	password       string
 	storedPassword bool // password came from the credentials file
 	resolved       bool
@@ -36,10 +40,17 @@ type clientOptions struct {
 // registerGlobal adds the client flags to the root command.
 func (c *clientOptions) registerGlobal(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&c.server, "server", "", "wharf node to ask (env WHARF_SERVER; default: the server of 'wharf login', else http://localhost:5001)")
+	f.StringVar(&c.server, "server", "", "wharf node to ask (env WHARF_SERVER or WHARF_URL; default: the server of 'wharf login', else http://localhost:5001)")
 	f.StringVarP(&c.username, "username", "u", "", "user to authenticate as (env WHARF_USERNAME)")
-	f.BoolVar(&c.passwordStdin, "password-stdin", false, "read the password (or an API token) from the first line of stdin (else env WHARF_PASSWORD)")
+	f.BoolVar(&c.passwordStdin, "password-stdin", false, "read the password (or an API token) from the first line of stdin (else env WHARF_PASSWORD, or WHARF_TOKEN for an API token)")
 	f.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
+	f.StringVarP(&c.output, "output", "o", "table", "output format of listings and descriptions: table or json")
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if c.output != "table" && c.output != "json" {
+			return usageError(fmt.Errorf("--output %q: use table or json", c.output))
+		}
+		return nil
+	}
 }
 
 // resolve fills in the server and credentials: flags first, then the
@@ -50,7 +61,7 @@ func (c *clientOptions) resolve(cmd *cobra.Command) error {
 	}
 	c.resolved = true
 	if c.server == "" {
-		c.server = os.Getenv("WHARF_SERVER")
+		c.server = cmp.Or(os.Getenv("WHARF_SERVER"), os.Getenv("WHARF_URL"))
 	}
 	if c.username == "" {
 		c.username = os.Getenv("WHARF_USERNAME")
@@ -62,7 +73,7 @@ func (c *clientOptions) resolve(cmd *cobra.Command) error {
 		}
 		c.password = pw
 	} else {
-		c.password = os.Getenv("WHARF_PASSWORD")
+		c.password = cmp.Or(os.Getenv("WHARF_PASSWORD"), os.Getenv("WHARF_TOKEN"))
 	}
 	creds, err := loadCredentials()
 	if err != nil {
@@ -189,38 +200,6 @@ func printStatus(cmd *cobra.Command, s *wharfv1.StatusResponse) {
 		fmt.Fprintf(w, "%s:\t%s\n", r[0], r[1])
 	}
 	_ = w.Flush()
-}
-
-func newReposCommand(c *clientOptions) *cobra.Command {
-	var namespace string
-	cmd := clientCommand(c, &cobra.Command{
-		Use:   "repos",
-		Short: "List repositories",
-		Args:  cobra.NoArgs,
-	}, func(cmd *cobra.Command, _ []string) error {
-		client := wharfv1connect.NewRegistryServiceClient(c.httpClient(), c.baseURL())
-		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "REPOSITORY\tNAMESPACE\tTAGS\tMANIFESTS\tCREATED")
-		token := ""
-		for {
-			resp, err := client.ListRepositories(cmd.Context(), connect.NewRequest(&wharfv1.ListRepositoriesRequest{
-				Namespace: namespace, PageSize: 500, PageToken: token,
-			}))
-			if err != nil {
-				return fmt.Errorf("list repositories on %s: %w", c.server, err)
-			}
-			for _, r := range resp.Msg.Repositories {
-				created := time.Unix(0, r.CreatedUnixNanos).UTC().Format(time.RFC3339)
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.Namespace, r.TagCount, r.ManifestCount, created)
-			}
-			if token = resp.Msg.NextPageToken; token == "" {
-				break
-			}
-		}
-		return w.Flush()
-	})
-	cmd.Flags().StringVar(&namespace, "namespace", "", "list only this namespace's repositories")
-	return cmd
 }
 
 func humanBytes(n int64) string {

@@ -24,7 +24,7 @@ func listings(t *testing.T, base string) (catalog, admin []string) {
 	if err := json.Unmarshal(body, &cat); err != nil || code != http.StatusOK {
 		t.Fatalf("catalog: HTTP %d %s: %v", code, body, err)
 	}
-	client := wharfv1connect.NewRegistryServiceClient(&http.Client{Transport: basicTransport{adminUser, harnessAdminPassword}}, base)
+	client := wharfv1connect.NewRepositoryServiceClient(&http.Client{Transport: basicTransport{adminUser, harnessAdminPassword}}, base)
 	resp, err := client.ListRepositories(context.Background(), connect.NewRequest(&wharfv1.ListRepositoriesRequest{}))
 	if err != nil {
 		t.Fatalf("list repositories: %v", err)

@@ -1,6 +1,6 @@
 // Command wharf is the one binary of the wharf container registry: it runs a
 // node (wharf serve) and is the operators' command-line client of the admin
-// API (wharf status, wharf repos).
+// API (wharf status, wharf repo ls, wharf image show, ...).
 package main
 
 import (
@@ -22,7 +22,8 @@ func main() {
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "wharf:", err)
-		os.Exit(1)
+		stop()
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -38,7 +39,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		newServeCommand(),
 		newStatusCommand(c),
-		newReposCommand(c),
 		newVersionCommand(),
 		newKeygenCommand(),
 		newClusterCommand(c),
@@ -50,20 +50,26 @@ func newRootCommand() *cobra.Command {
 		newRepoCommand(c),
 		newTokenCommand(c),
 		newWhoAmICommand(c),
+		newImageCommand(c),
+		newTagCommand(c),
+		newNamespaceCommand(c),
+		newActivityCommand(c),
 	)
 	refuseUnknownSubcommands(root)
+	markUsageErrors(root)
 	return root
 }
 
 // refuseUnknownSubcommands makes every command group below cmd (a command
 // with subcommands and nothing to run of its own) fail on an unknown
-// subcommand. cobra does that for the root only: for a group it prints the
+// subcommand with a usage error (exit 2). cobra refuses one at the root only,
+// with a plain error; for a group it prints the
 // help and exits 0, so 'wharf repo delete X' looked like a success.
 func refuseUnknownSubcommands(cmd *cobra.Command) {
 	for _, sub := range cmd.Commands() {
 		refuseUnknownSubcommands(sub)
 	}
-	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+	if cmd.HasSubCommands() && !cmd.Runnable() {
 		cmd.Args = cobra.ArbitraryArgs
 		cmd.RunE = unknownSubcommand
 	}
@@ -79,7 +85,7 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 	if suggestions := cmd.SuggestionsFor(args[0]); len(suggestions) > 0 {
 		msg += "; did you mean " + strings.Join(suggestions, " or ") + "?"
 	}
-	return fmt.Errorf("%s (run '%s --help' for its commands)", msg, cmd.CommandPath())
+	return usageError(fmt.Errorf("%s (run '%s --help' for its commands)", msg, cmd.CommandPath()))
 }
 
 func newVersionCommand() *cobra.Command {

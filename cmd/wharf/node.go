@@ -163,7 +163,8 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	adminConfig := admin.Config{
 		Node:       n.node,
 		Blobs:      n.blobs,
-		Catalog:    n.node.FSM(),
+		State:      n.node.Current,
+		Content:    n.replica,
 		Replicas:   n.replica,
 		PeerClient: n.node.PeerHTTPClient(),
 		DataDir:    o.dataDir,

@@ -346,7 +346,7 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 	if len(bomb) > 1<<20 {
 		t.Fatalf("the gzip bomb is %d bytes; it should be far smaller than what it inflates to", len(bomb))
 	}
-	connectURL := n.url + "/wharf.v1.RegistryService/ListRepositories"
+	connectURL := n.url + "/wharf.v1.RepositoryService/ListRepositories"
 	tests := []struct {
 		name, method, url, authorization, contentType, encoding string
 		body                                                    func() io.Reader
