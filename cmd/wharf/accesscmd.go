@@ -36,7 +36,8 @@ func newLoginCommand(c *clientOptions) *cobra.Command {
 		Use:   "login [SERVER]",
 		Short: "Check credentials and store them for the next commands",
 		Long: `Log in to a wharf node or cluster: the user (--username) and the password
-(or an API token, from --password-stdin or WHARF_PASSWORD) are checked, then
+(or an API token: asked for without echo on a terminal, else the first line of
+stdin, or WHARF_PASSWORD / WHARF_TOKEN) are checked, then
 stored with the server in $XDG_CONFIG_HOME/wharf/credentials.json
 (~/.config/wharf/ by default, mode 0600). Later commands use them when no
 other credentials are given.
@@ -57,9 +58,9 @@ name any node. A new login to the same cluster replaces the old one.`,
 			return errors.New("give the user with --username (or WHARF_USERNAME)")
 		}
 		if c.password == "" {
-			pw, err := readSecretLine(cmd.InOrStdin())
+			pw, err := promptSecret(cmd, fmt.Sprintf("Password for %s at %s: ", c.username, c.baseURL()))
 			if err != nil {
-				return fmt.Errorf("read the password from stdin: %w", err)
+				return fmt.Errorf("read the password: %w", err)
 			}
 			c.password = pw
 		}

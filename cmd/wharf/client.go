@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
@@ -128,6 +129,25 @@ func readSecretLine(r io.Reader) (string, error) {
 		return "", errors.New("stdin is empty")
 	}
 	return line, nil
+}
+
+// promptSecret asks for a secret on the terminal without echoing it; when
+// stdin is not a terminal it reads the first line of stdin instead.
+func promptSecret(cmd *cobra.Command, prompt string) (string, error) {
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return readSecretLine(cmd.InOrStdin())
+	}
+	fmt.Fprint(cmd.ErrOrStderr(), prompt)
+	b, err := term.ReadPassword(int(in.Fd()))
+	fmt.Fprintln(cmd.ErrOrStderr())
+	if err != nil {
+		return "", err
+	}
+	if len(b) == 0 {
+		return "", errors.New("no password given")
+	}
+	return string(b), nil
 }
 
 func normalizeServer(s string) string {
