@@ -24,7 +24,7 @@ type cliEnv struct{ t *testing.T }
 // the environment variables the CLI reads (t.Setenv: not in parallel).
 func newCLIEnv(t *testing.T) cliEnv {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	for _, v := range []string{"WHARF_SERVER", "WHARF_USERNAME", "WHARF_PASSWORD"} {
+	for _, v := range []string{"WHARF_SERVER", "WHARF_URL", "WHARF_USERNAME", "WHARF_PASSWORD", "WHARF_TOKEN"} {
 		t.Setenv(v, "")
 	}
 	return cliEnv{t}
