@@ -30,6 +30,7 @@ const (
 	prefixManTag   = "mtag/"
 	prefixManChild = "mchild/"
 	prefixRepoIdx  = "rix/"
+	prefixRepoNsIx = "rixn/"
 	prefixActAll   = "act/a/"
 	prefixActRepo  = "act/r/"
 	prefixActNs    = "act/n/"
@@ -67,6 +68,27 @@ func repoIndexKey(order byte, nanos int64, repo string) []byte {
 
 func repoIndexPrefix(order byte) []byte { return append([]byte(prefixRepoIdx), order) }
 
+// repoNsIndexKey is repo's key in its namespace's part of the index, so
+// that a listing of one namespace in time order reads only its keys.
+func repoNsIndexKey(ns string, order byte, nanos int64, repo string) []byte {
+	k := repoNsIndexPrefix(ns, order)
+	k = binary.BigEndian.AppendUint64(k, uint64(nanos))
+	return append(k, repo...)
+}
+
+func repoNsIndexPrefix(ns string, order byte) []byte {
+	return append(key(prefixRepoNsIx, ns, ""), order)
+}
+
+// repoIndexKeys are a repository's keys of one order: registry-wide and in
+// its namespace.
+func repoIndexKeys(rec *fsmpb.Repository, order byte, nanos int64) [][]byte {
+	return [][]byte{
+		repoIndexKey(order, nanos, rec.GetName()),
+		repoNsIndexKey(rec.GetNamespace(), order, nanos, rec.GetName()),
+	}
+}
+
 func activityKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(prefixActAll), seq)
 }
@@ -83,7 +105,8 @@ func repoTimes(r *fsmpb.Repository) map[byte]int64 {
 	}
 }
 
-// indexRepository replaces old's rix/ keys (nil: none) with rec's.
+// indexRepository replaces old's rix/ and rixn/ keys (nil: none) with
+// rec's.
 func indexRepository(b *pebble.Batch, old, rec *fsmpb.Repository) error {
 	now := repoTimes(rec)
 	for order, nanos := range now {
@@ -92,12 +115,14 @@ func indexRepository(b *pebble.Batch, old, rec *fsmpb.Repository) error {
 			if before == nanos {
 				continue
 			}
-			if err := b.Delete(repoIndexKey(order, before, rec.GetName()), nil); err != nil {
+			if err := deleteKeys(b, repoIndexKeys(old, order, before)...); err != nil {
 				return err
 			}
 		}
-		if err := b.Set(repoIndexKey(order, nanos, rec.GetName()), nil, nil); err != nil {
-			return err
+		for _, k := range repoIndexKeys(rec, order, nanos) {
+			if err := b.Set(k, nil, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -142,7 +167,7 @@ func updateRepository(b *pebble.Batch, repo string, now int64, c repoChange) err
 // cloneRepository copies what the rix/ keys of r are made of.
 func cloneRepository(r *fsmpb.Repository) *fsmpb.Repository {
 	return &fsmpb.Repository{
-		Name: r.GetName(), CreatedUnixNanos: r.GetCreatedUnixNanos(),
+		Name: r.GetName(), Namespace: r.GetNamespace(), CreatedUnixNanos: r.GetCreatedUnixNanos(),
 		UpdatedUnixNanos: r.GetUpdatedUnixNanos(), PushedUnixNanos: r.GetPushedUnixNanos(),
 	}
 }
@@ -358,7 +383,7 @@ func dropAllManifestRefs(b *pebble.Batch, repo string, now int64) error {
 }
 
 // dropRepositoryRecord deletes repo's record and what hangs on it: its
-// rix/ keys, readme, visibility and empty-repository record.
+// rix/ and rixn/ keys, readme, visibility and empty-repository record.
 func dropRepositoryRecord(b *pebble.Batch, repo string) error {
 	var rec fsmpb.Repository
 	found, err := getProto(b, repositoryKey(repo), &rec)
@@ -367,7 +392,7 @@ func dropRepositoryRecord(b *pebble.Batch, repo string) error {
 	}
 	if found {
 		for order, nanos := range repoTimes(&rec) {
-			if err := b.Delete(repoIndexKey(order, nanos, repo), nil); err != nil {
+			if err := deleteKeys(b, repoIndexKeys(&rec, order, nanos)...); err != nil {
 				return err
 			}
 		}

@@ -220,6 +220,11 @@ func TestManagementCommands(t *testing.T) {
 			check: func(t *testing.T, f *FSM) {
 				wantNoRepository("acme/app")(t, f)
 				wantNoKeys(t, f, "tag/acme/app\x00", "readme/acme/app", "mtag/acme/app\x00", "man/acme/app\x00", "mchild/acme/app\x00", "ref/acme/app\x00")
+				for _, k := range dumpKeys(t, f, prefixRepoIdx, prefixRepoNsIx) {
+					if strings.HasSuffix(k, "acme/app") {
+						t.Fatalf("index key %q outlives the repository", k)
+					}
+				}
 				if _, err := f.Readme("acme/app"); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("Readme after delete: %v", err)
 				}
@@ -474,6 +479,9 @@ func TestListRepositoryPage(t *testing.T) {
 		{"namespace by name", RepositoryQuery{Namespace: "acme"}, []string{"acme/a", "acme/c"}},
 		{"namespace of a flat repository", RepositoryQuery{Namespace: "acme-x"}, []string{"acme-x"}},
 		{"namespace by creation", RepositoryQuery{Namespace: "acme", Order: ByCreated, Descending: true}, []string{"acme/a", "acme/c"}},
+		{"namespace by push", RepositoryQuery{Namespace: "acme", Order: ByPushed}, []string{"acme/a", "acme/c"}},
+		{"namespace by update", RepositoryQuery{Namespace: "acme", Order: ByUpdated, Descending: true}, []string{"acme/c", "acme/a"}},
+		{"flat repository by push", RepositoryQuery{Namespace: "acme-x", Order: ByPushed}, []string{"acme-x"}},
 		{"kept by a filter", RepositoryQuery{Keep: func(r *fsmpb.Repository) bool { return strings.Contains(r.GetDescription(), "c") }}, []string{"acme/c"}},
 	}
 	for _, tt := range tests {
@@ -510,6 +518,29 @@ func TestListRepositoryPageBoundsItsScan(t *testing.T) {
 	got := listAll(t, f.FSM, RepositoryQuery{Keep: keep, Limit: 10, Scan: 5})
 	if want := []string{"ns/r07", "ns/r17", "ns/r27", "ns/r37", "ns/r47"}; !slices.Equal(got, want) {
 		t.Fatalf("kept = %q, want %q", got, want)
+	}
+}
+
+// A namespace's listing in time order reads only that namespace's keys:
+// however many repositories other namespaces hold, its pages are full.
+func TestListRepositoryPageOfANamespaceReadsOnlyItsKeys(t *testing.T) {
+	f := openTest(t)
+	for i := range 60 {
+		repo := fmt.Sprintf("big/r%02d", i)
+		if i%20 == 0 {
+			repo = fmt.Sprintf("acme/r%02d", i)
+		}
+		f.mustApply(at(int64(i+1), putManifest(repo, "m")))
+	}
+	for _, order := range []RepositoryOrder{ByCreated, ByUpdated, ByPushed} {
+		page, err := f.ListRepositoryPage(RepositoryQuery{Namespace: "acme", Order: order, Descending: true, Limit: 3, Scan: 3})
+		var got []string
+		for _, r := range page.Repositories {
+			got = append(got, r.GetName())
+		}
+		if want := []string{"acme/r40", "acme/r20", "acme/r00"}; err != nil || !slices.Equal(got, want) || page.Next != "" {
+			t.Errorf("order %v: %q, next %q, %v; want %q in one page of 3 keys read", order, got, page.Next, err, want)
+		}
 	}
 }
 
@@ -677,13 +708,13 @@ func TestManagementRecordsAreBuiltForOlderState(t *testing.T) {
 		at(2, putIndex("acme/app", "index", []string{"amd64"}, "v1", "latest")),
 		at(3, putManifest("acme/db", "d1", "v1")),
 	)
-	want := dumpKeys(t, f, prefixManTag, prefixManChild, prefixRepoIdx+"c", prefixRepoIdx+"p")
+	want := dumpKeys(t, f, prefixManTag, prefixManChild, prefixRepoIdx+"c", prefixRepoIdx+"p", prefixRepoNsIx)
 	h, err := f.acquire()
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := h.db.NewBatch()
-	for _, p := range []string{prefixManTag, prefixManChild, prefixRepoIdx} {
+	for _, p := range []string{prefixManTag, prefixManChild, prefixRepoIdx, prefixRepoNsIx} {
 		if err := b.DeleteRange([]byte(p), prefixEnd([]byte(p)), nil); err != nil {
 			t.Fatal(err)
 		}
@@ -698,7 +729,7 @@ func TestManagementRecordsAreBuiltForOlderState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := b.Delete(keyManagementIndexed, nil); err != nil {
+	if err := deleteKeys(b, keyManagementIndexed, keyNamespaceOrderIndexed); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(nil); err != nil {
@@ -712,12 +743,54 @@ func TestManagementRecordsAreBuiltForOlderState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if got := dumpKeys(t, f, prefixManTag, prefixManChild, prefixRepoIdx+"c", prefixRepoIdx+"p"); !slices.Equal(got, want) {
+	if got := dumpKeys(t, f, prefixManTag, prefixManChild, prefixRepoIdx+"c", prefixRepoIdx+"p", prefixRepoNsIx); !slices.Equal(got, want) {
 		t.Fatalf("rebuilt index keys =\n%q\nwant\n%q", got, want)
 	}
 	wantRecord(t, f, "acme/app", 2, 2)
 	if rec := wantRecord(t, f, "acme/db", 1, 1); rec.GetPushedUnixNanos() != 3 {
 		t.Fatalf("acme/db pushed at %d, want 3", rec.GetPushedUnixNanos())
+	}
+}
+
+// State indexed before the namespace part of the repository index existed
+// gets it when it is opened, and nothing else changes.
+func TestNamespaceOrderIndexIsBuiltForOlderState(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := &testFSM{FSM: f, t: t}
+	tf.mustApply(at(1, putManifest("acme/app", "a", "v1")), at(2, putManifest("beta/db", "d")), at(3, putManifest("flat", "f")))
+	all := []string{prefixManTag, prefixManChild, prefixRepoIdx, prefixRepoNsIx, prefixRepository}
+	want := dumpKeys(t, f, all...)
+	if len(dumpKeys(t, f, prefixRepoNsIx)) != 9 {
+		t.Fatalf("rixn/ keys = %q, want 3 orders of 3 repositories", dumpKeys(t, f, prefixRepoNsIx))
+	}
+	h, err := f.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.db.NewBatch()
+	if err := b.DeleteRange([]byte(prefixRepoNsIx), prefixEnd([]byte(prefixRepoNsIx)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteKeys(b, keyNamespaceOrderIndexed); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	h.release()
+	f.Close()
+
+	f, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := dumpKeys(t, f, all...); !slices.Equal(got, want) {
+		t.Fatalf("keys after the rebuild =\n%q\nwant\n%q", got, want)
 	}
 }
 

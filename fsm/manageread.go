@@ -75,7 +75,11 @@ func repositoryBounds(q RepositoryQuery) (pageBounds, error) {
 			lower, upper = repositoryKey(q.Namespace), prefixEnd(repositoryKey(q.Namespace+"/"))
 		}
 	case ByCreated, ByUpdated, ByPushed:
-		prefix := repoIndexPrefix(map[RepositoryOrder]byte{ByCreated: orderCreated, ByUpdated: orderUpdated, ByPushed: orderPushed}[q.Order])
+		order := map[RepositoryOrder]byte{ByCreated: orderCreated, ByUpdated: orderUpdated, ByPushed: orderPushed}[q.Order]
+		prefix := repoIndexPrefix(order)
+		if q.Namespace != "" {
+			prefix = repoNsIndexPrefix(q.Namespace, order)
+		}
 		lower, upper = prefix, prefixEnd(prefix)
 	default:
 		return pageBounds{}, fmt.Errorf("%w: unknown repository order %d", ErrInvalid, q.Order)
@@ -151,6 +155,9 @@ func (f *FSM) ListRepositoryPage(q RepositoryQuery) (RepositoryPage, error) {
 	var page RepositoryPage
 	err = f.snapshot(func(r pebble.Reader) error {
 		last, err := walk(r, bounds, q.Scan, func(k, v []byte) (bool, error) {
+			if q.Order != ByName {
+				k = k[len(bounds.lower):]
+			}
 			rec, err := repositoryOfIndexKey(r, q.Order, k, v)
 			if err != nil || rec == nil {
 				return err == nil, err
@@ -171,14 +178,15 @@ func (f *FSM) ListRepositoryPage(q RepositoryQuery) (RepositoryPage, error) {
 	return page, nil
 }
 
-// repositoryOfIndexKey returns the repository record an index key (or a
-// repo/ key with its value) names; nil if it is gone.
+// repositoryOfIndexKey returns the repository record an index key names,
+// given without its prefix (a time and the name; in name order the name of
+// a repo/ key, with its value); nil if it is gone.
 func repositoryOfIndexKey(r pebble.Reader, order RepositoryOrder, k, v []byte) (*fsmpb.Repository, error) {
 	var rec fsmpb.Repository
 	if order == ByName {
 		return &rec, unmarshalRecord(k, v, &rec)
 	}
-	name := string(k[len(prefixRepoIdx)+1+8:])
+	name := string(k[8:])
 	found, err := getProto(r, repositoryKey(name), &rec)
 	if err != nil || !found {
 		return nil, err

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble"
@@ -17,29 +16,65 @@ var keyManagementIndexed = []byte("m/manage")
 // migrateBatchKeys is how many keys one batch of a migration writes.
 const migrateBatchKeys = 10_000
 
+// keyNamespaceOrderIndexed marks state whose rixn/ index (repositories of
+// a namespace in time order) covers every repository; state indexed before
+// rixn/ existed has m/manage without it.
+var keyNamespaceOrderIndexed = []byte("m/manage-rixn")
+
 // indexManagement builds the management records of state written before
 // they existed, and marks new state as having them. It runs when the
 // database is opened or restored, before any command is applied, a
 // repository at a time in batches of bounded size; what it writes is a
 // function of the state alone, so every node derives the same records.
 func indexManagement(db *pebble.DB, applied uint64) error {
-	_, closer, err := db.Get(keyManagementIndexed)
-	if err == nil {
-		return closer.Close()
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
+	managed, err := has(db, keyManagementIndexed)
+	if err != nil {
 		return err
 	}
-	if applied > 0 {
-		if err := indexRepositories(db); err != nil {
-			return fmt.Errorf("index repositories: %w", err)
-		}
+	byNamespace, err := has(db, keyNamespaceOrderIndexed)
+	if err != nil {
+		return err
 	}
-	return db.Set(keyManagementIndexed, []byte{1}, pebble.Sync)
+	switch {
+	case managed && byNamespace:
+		return nil
+	case applied > 0 && !managed:
+		err = indexRepositories(db, indexRepositoryRecords)
+	case applied > 0:
+		err = indexRepositories(db, indexRepositoryNamespace)
+	}
+	if err != nil {
+		return fmt.Errorf("index repositories: %w", err)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyManagementIndexed, []byte{1}, nil); err != nil {
+		return err
+	}
+	if err := b.Set(keyNamespaceOrderIndexed, []byte{1}, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
-// indexRepositories indexes every repository of db.
-func indexRepositories(db *pebble.DB) error {
+// indexRepositoryNamespace writes into b repo's rixn/ keys, from its
+// record.
+func indexRepositoryNamespace(db *pebble.DB, b *pebble.Batch, repo string) error {
+	var rec fsmpb.Repository
+	if _, err := getProto(db, repositoryKey(repo), &rec); err != nil {
+		return err
+	}
+	for order, nanos := range repoTimes(&rec) {
+		if err := b.Set(repoNsIndexKey(rec.GetNamespace(), order, nanos, repo), nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexRepositories runs index for every repository of db, committing its
+// writes in batches of bounded size.
+func indexRepositories(db *pebble.DB, index func(*pebble.DB, *pebble.Batch, string) error) error {
 	var repos []string
 	err := scanPrefix(db, []byte(prefixRepository), func(k, _ []byte) (bool, error) {
 		repos = append(repos, string(k[len(prefixRepository):]))
@@ -51,7 +86,7 @@ func indexRepositories(db *pebble.DB) error {
 	b := db.NewBatch()
 	defer func() { b.Close() }()
 	for _, repo := range repos {
-		if err := indexRepositoryRecords(db, b, repo); err != nil {
+		if err := index(db, b, repo); err != nil {
 			return fmt.Errorf("%s: %w", repo, err)
 		}
 		if b.Count() >= migrateBatchKeys {
