@@ -66,6 +66,7 @@
 //	mtag/<repository>\x00<digest>\x00<tag>   empty; the tags of a manifest
 //	mchild/<repository>\x00<child>\x00<index> empty; an index lists the child manifest
 //	rix/<order><8-byte time><repository>     empty; repositories by creation (c), update (u) or push (p)
+//	rixn/<namespace>\x00<order><8-byte time><repository>  empty; the same, per namespace
 //	act/a/<8-byte seq>                       fsmpb.Activity; every change, in order
 //	act/r/<repository>\x00<8-byte seq>       empty; a repository's activity
 //	act/n/<namespace>\x00<8-byte seq>        empty; a namespace's activity
