@@ -32,6 +32,11 @@ const (
 // the page may hold, unless the query says otherwise.
 const DefaultScanFactor = 20
 
+// TimeOrderScanFactor is DefaultScanFactor for repositories in a time
+// order, where each index key costs a point read of the record it names
+// (in name order the record is the key's value).
+const TimeOrderScanFactor = 5
+
 // RepositoryQuery asks for a page of repositories.
 type RepositoryQuery struct {
 	Order      RepositoryOrder
@@ -43,7 +48,8 @@ type RepositoryQuery struct {
 	// Limit is the most repositories on the page (at least 1).
 	Limit int
 	// Scan is the most index keys the page reads (default
-	// DefaultScanFactor × Limit).
+	// DefaultScanFactor × Limit in name order, TimeOrderScanFactor × Limit
+	// in the others).
 	Scan int
 	// Token is the previous page's Next; empty for the first page.
 	Token string
@@ -147,6 +153,9 @@ func (f *FSM) ListRepositoryPage(q RepositoryQuery) (RepositoryPage, error) {
 	q.Limit = max(q.Limit, 1)
 	if q.Scan <= 0 {
 		q.Scan = DefaultScanFactor * q.Limit
+		if q.Order != ByName {
+			q.Scan = TimeOrderScanFactor * q.Limit
+		}
 	}
 	bounds, err := repositoryBounds(q)
 	if err != nil {
