@@ -420,7 +420,9 @@ func newRepoCommand(c *clientOptions) *cobra.Command {
 	vis := clientCommand(c, &cobra.Command{
 		Use:   "set-visibility NAME public|private",
 		Short: "Make a repository (a name with a '/') or a whole namespace public or private",
-		Args:  cobra.ExactArgs(2),
+		Example: `  wharf repo set-visibility acme/app public   # anyone may pull acme/app
+  wharf repo set-visibility acme private      # every repository of acme, unless made public itself`,
+		Args: cobra.ExactArgs(2),
 	}, func(cmd *cobra.Command, args []string) error {
 		var public bool
 		switch args[1] {

@@ -103,3 +103,31 @@ func TestEveryGroupRefusesUnknownSubcommands(t *testing.T) {
 		t.Errorf("found %d command groups, want the root and at least cluster, user, group, role, repo and token", groups)
 	}
 }
+
+// Every management command shows examples in its --help.
+func TestManagementCommandsHaveExamples(t *testing.T) {
+	root := newRootCommand()
+	var walk func(cmd *cobra.Command)
+	checked := 0
+	walk = func(cmd *cobra.Command) {
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+		if cmd.Runnable() && !cmd.HasSubCommands() && cmd.RunE != nil {
+			checked++
+			if cmd.Example == "" {
+				t.Errorf("%q has no examples", cmd.CommandPath())
+			}
+		}
+	}
+	for _, name := range []string{"repo", "image", "tag", "ns", "activity"} {
+		cmd, _, err := root.Find([]string{name})
+		if err != nil || cmd.Name() != name {
+			t.Fatalf("find %s: %v", name, err)
+		}
+		walk(cmd)
+	}
+	if checked < 14 {
+		t.Fatalf("checked %d commands, want the 14 management commands at least", checked)
+	}
+}

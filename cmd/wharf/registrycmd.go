@@ -240,7 +240,9 @@ func addRepositoryCommands(c *clientOptions, repo *cobra.Command) {
 	rm := clientCommand(c, &cobra.Command{
 		Use:   "rm REPOSITORY",
 		Short: "Delete a repository: its tags, manifests and readme (admin); garbage collection frees its unshared blobs",
-		Args:  cobra.ExactArgs(1),
+		Example: `  wharf repo rm acme/old-app
+  wharf repo rm acme/old-app && wharf ns rm acme   # then the namespace, once empty`,
+		Args: cobra.ExactArgs(1),
 	}, func(cmd *cobra.Command, args []string) error {
 		if _, err := c.repositoryClient().DeleteRepository(cmd.Context(), connect.NewRequest(&wharfv1.DeleteRepositoryRequest{Name: args[0]})); err != nil {
 			return fmt.Errorf("delete %s: %w", args[0], err)
@@ -345,7 +347,9 @@ func newImageCommand(c *clientOptions) *cobra.Command {
 	rm := clientCommand(c, &cobra.Command{
 		Use:   "rm REPOSITORY:TAG|REPOSITORY@DIGEST",
 		Short: "Delete an image with its tags, referrers and unshared platform images (admin)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  wharf image rm acme/web:v1          # the manifest v1 points at, and every tag on it
+  wharf image rm acme/web@sha256:3f1c...`,
+		Args: cobra.ExactArgs(1),
 	}, func(cmd *cobra.Command, args []string) error {
 		ref, err := parseImageRef(args[0], false)
 		if err != nil {
@@ -492,7 +496,8 @@ func newTagCommand(c *clientOptions) *cobra.Command {
 
 func newNamespaceCommand(c *clientOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "ns", Aliases: []string{"namespace"}, Short: "List, describe and delete namespaces"}
-	ls := clientCommand(c, &cobra.Command{Use: "ls", Short: "List the namespaces you may see", Args: cobra.NoArgs},
+	ls := clientCommand(c, &cobra.Command{Use: "ls", Short: "List the namespaces you may see", Args: cobra.NoArgs,
+		Example: "  wharf ns ls\n  wharf ns ls -o json | jq -r '.namespaces[].name'"},
 		func(cmd *cobra.Command, _ []string) error {
 			out := &wharfv1.ListNamespacesResponse{}
 			req := &wharfv1.ListNamespacesRequest{}
@@ -513,7 +518,8 @@ func newNamespaceCommand(c *clientOptions) *cobra.Command {
 				}
 			})
 		})
-	show := clientCommand(c, &cobra.Command{Use: "show NAMESPACE", Short: "Describe a namespace: its grants and repositories", Args: cobra.ExactArgs(1)},
+	show := clientCommand(c, &cobra.Command{Use: "show NAMESPACE", Short: "Describe a namespace: its grants and repositories", Args: cobra.ExactArgs(1),
+		Example: "  wharf ns show acme"},
 		func(cmd *cobra.Command, args []string) error {
 			resp, err := c.namespaceClient().GetNamespace(cmd.Context(), connect.NewRequest(&wharfv1.GetNamespaceRequest{Name: args[0]}))
 			if err != nil {
@@ -537,7 +543,8 @@ func newNamespaceCommand(c *clientOptions) *cobra.Command {
 				}
 			})
 		})
-	rm := clientCommand(c, &cobra.Command{Use: "rm NAMESPACE", Short: "Delete an empty namespace with its grants (admin)", Args: cobra.ExactArgs(1)},
+	rm := clientCommand(c, &cobra.Command{Use: "rm NAMESPACE", Short: "Delete an empty namespace with its grants (admin)", Args: cobra.ExactArgs(1),
+		Example: "  wharf ns rm acme   # exit 6 while it holds repositories"},
 		func(cmd *cobra.Command, args []string) error {
 			if _, err := c.namespaceClient().DeleteNamespace(cmd.Context(), connect.NewRequest(&wharfv1.DeleteNamespaceRequest{Name: args[0]})); err != nil {
 				return fmt.Errorf("delete namespace %s: %w", args[0], err)
