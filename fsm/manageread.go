@@ -365,8 +365,13 @@ func (f *FSM) ListImages(q ImageQuery) (ImagePage, error) {
 		if err := mustExist(r, repositoryKey(q.Repository)); err != nil {
 			return err
 		}
+		ir, err := newImageReader(r, q.Repository)
+		if err != nil {
+			return err
+		}
+		defer ir.close()
 		last, err := walk(r, pageBounds{lower: lower, upper: upper, start: start}, q.Scan, func(k, v []byte) (bool, error) {
-			img, err := readImage(r, q.Repository, k, v)
+			img, err := ir.read(k, v)
 			if err != nil {
 				return false, err
 			}
@@ -398,7 +403,12 @@ func (f *FSM) Image(repo, dgst string) (*Image, error) {
 		if !found {
 			return fmt.Errorf("%w: manifest %s in %q", ErrNotFound, dgst, repo)
 		}
-		img, err = readImage(r, repo, manifestKey(repo, dgst), v)
+		ir, err := newImageReader(r, repo)
+		if err != nil {
+			return err
+		}
+		defer ir.close()
+		img, err = ir.read(manifestKey(repo, dgst), v)
 		return err
 	})
 	if err != nil {
@@ -407,26 +417,76 @@ func (f *FSM) Image(repo, dgst string) (*Image, error) {
 	return img, nil
 }
 
-func readImage(r pebble.Reader, repo string, k, v []byte) (*Image, error) {
+// imageReader reads images of one repository with one iterator per index
+// (tags, children, referrers) for a whole page, seeking each to the next
+// manifest instead of opening iterators per image.
+type imageReader struct {
+	r                    pebble.Reader
+	repo                 string
+	tags, children, refs *pebble.Iterator
+}
+
+func newImageReader(r pebble.Reader, repo string) (*imageReader, error) {
+	ir := &imageReader{r: r, repo: repo}
+	for _, x := range []struct {
+		it     **pebble.Iterator
+		prefix []byte
+	}{
+		{&ir.tags, key(prefixManTag, repo, "")},
+		{&ir.children, key(prefixManChild, repo, "")},
+		{&ir.refs, key(prefixReferrer, repo, "")},
+	} {
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: x.prefix, UpperBound: prefixEnd(x.prefix)})
+		if err != nil {
+			ir.close()
+			return nil, err
+		}
+		*x.it = it
+	}
+	return ir, nil
+}
+
+func (ir *imageReader) close() {
+	for _, it := range []*pebble.Iterator{ir.tags, ir.children, ir.refs} {
+		if it != nil {
+			it.Close()
+		}
+	}
+}
+
+// seekSuffixes returns the rest of each key of it that starts with prefix,
+// at most max of them (0: all).
+func seekSuffixes(it *pebble.Iterator, prefix []byte, max int) ([]string, error) {
+	var out []string
+	for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix) && (max <= 0 || len(out) < max); ok = it.Next() {
+		out = append(out, string(it.Key()[len(prefix):]))
+	}
+	return out, it.Error()
+}
+
+// read decodes the manifest record k, v and adds what points at it.
+func (ir *imageReader) read(k, v []byte) (*Image, error) {
 	var m fsmpb.Manifest
 	if err := unmarshalRecord(k, v, &m); err != nil {
 		return nil, err
 	}
 	img := &Image{Manifest: &m}
 	var err error
-	if img.Tags, err = tagsOf(r, repo, m.GetDigest()); err != nil {
+	if img.Tags, err = seekSuffixes(ir.tags, manTagPrefix(ir.repo, m.GetDigest()), 0); err != nil {
 		return nil, err
 	}
-	if img.Child, err = hasAny(r, manChildPrefix(repo, m.GetDigest())); err != nil {
+	parents, err := seekSuffixes(ir.children, manChildPrefix(ir.repo, m.GetDigest()), 1)
+	if err != nil {
 		return nil, err
 	}
-	refs, err := suffixes(r, referrerPrefix(repo, m.GetDigest()))
+	img.Child = len(parents) > 0
+	refs, err := seekSuffixes(ir.refs, referrerPrefix(ir.repo, m.GetDigest()), 0)
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range refs {
 		var ref fsmpb.Manifest
-		found, err := getProto(r, manifestKey(repo, d), &ref)
+		found, err := getProto(ir.r, manifestKey(ir.repo, d), &ref)
 		if err != nil {
 			return nil, err
 		}
