@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/hashicorp/raft"
 )
@@ -151,12 +152,31 @@ func (f *FSM) openCurrent() (*handle, error) {
 	return h, nil
 }
 
+// blockCacheBytes is the size of a database's block cache. Pebble's
+// default (8 MiB) is smaller than the index and filter blocks of a state
+// with 10,000 repositories, so that every read went to the disk for them.
+const blockCacheBytes = 128 << 20
+
+// bloomBitsPerKey sizes the bloom filters of every level's tables (1%
+// false positives): most point reads (a grant, a public flag, a holder
+// record) ask for keys that do not exist, and without filters each such
+// read searched every level.
+const bloomBitsPerKey = 10
+
 func (f *FSM) openGeneration(name string, mustExist bool) (*handle, error) {
-	db, err := pebble.Open(filepath.Join(f.dir, name), &pebble.Options{
+	cache := pebble.NewCache(blockCacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
 		ErrorIfNotExists: mustExist,
 		Logger:           pebbleLogger{f.logger},
 		FS:               f.fs,
-	})
+		Cache:            cache,
+		Levels:           make([]pebble.LevelOptions, 7),
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	}
+	db, err := pebble.Open(filepath.Join(f.dir, name), opts.EnsureDefaults())
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
