@@ -60,6 +60,70 @@ func (f *FSM) Access(user, repo string) (Access, error) {
 	return a, nil
 }
 
+// Accessor answers Access for one user over many repositories, as a
+// listing asks: it reads the user's account, groups and roles once, and
+// then for each repository only what is the repository's own (whether it
+// and its namespace exist and are public, and whether the user created
+// the namespace, once per namespace). Its answers are those of FSM.Access
+// as of the reads; a role granted or revoked while it is in use may be
+// seen late, as by any read. It is not safe for concurrent use.
+type Accessor struct {
+	f       *FSM
+	user    string
+	p       Principal
+	creator map[string]bool // by namespace, as read
+}
+
+// Accessor returns an Accessor for user ("" for an anonymous caller).
+func (f *FSM) Accessor(user string) (*Accessor, error) {
+	a := &Accessor{f: f, user: user, creator: map[string]bool{}}
+	if user == "" {
+		return a, nil
+	}
+	p, err := f.Principal(user)
+	if err != nil {
+		return nil, err
+	}
+	a.p = p
+	return a, nil
+}
+
+// Access is FSM.Access(user, repo).
+func (a *Accessor) Access(repo string) (Access, error) {
+	ns, _ := splitNamespace(repo)
+	acc := Access{Namespace: ns}
+	err := a.f.view(func(r pebble.Reader) error {
+		var err error
+		if acc.NamespaceExists, err = namespaceKnown(r, ns); err != nil {
+			return err
+		}
+		if acc.RepositoryExists, err = has(r, repositoryKey(repo)); err != nil {
+			return err
+		}
+		if acc.Public, err = isPublic(r, repo); err != nil {
+			return err
+		}
+		if a.user == "" || a.p.User == nil {
+			return nil
+		}
+		acc.User = a.p.User
+		creator, known := a.creator[ns]
+		if !known {
+			if creator, err = isCreator(r, a.user, ns); err != nil {
+				return err
+			}
+			a.creator[ns] = creator
+		}
+		acc.Creator = creator
+		acc.Roles = sortRoles(slices.Concat(a.p.Global, a.p.Namespaces[ns]))
+		return nil
+	})
+	if err != nil {
+		return Access{}, fmt.Errorf("access of %q to %q: %w", a.user, repo, err)
+	}
+	return acc, nil
+}
+
 func readAccess(r pebble.Reader, user, repo string, a *Access) error {
 	var err error
 	if a.NamespaceExists, err = namespaceKnown(r, a.Namespace); err != nil {

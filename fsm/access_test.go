@@ -333,6 +333,31 @@ func TestAccess(t *testing.T) {
 		if !accessEqual(got, tt.want) {
 			t.Errorf("Access(%q, %q) = %+v, want %+v", tt.user, tt.repo, got, tt.want)
 		}
+		// An Accessor, as listings use, answers the same, asked once or
+		// after other repositories of the namespace.
+		ac, err := tf.Accessor(tt.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			viaAccessor, err := ac.Access(tt.repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUser := tt.user
+			if tt.user == "nobody" {
+				wantUser = ""
+			}
+			if viaAccessor.User.GetName() != wantUser {
+				t.Errorf("Accessor(%q).Access(%q).User = %v", tt.user, tt.repo, viaAccessor.User)
+			}
+			if !accessEqual(viaAccessor, tt.want) {
+				t.Errorf("Accessor(%q).Access(%q) = %+v, want %+v", tt.user, tt.repo, viaAccessor, tt.want)
+			}
+			if _, err := ac.Access("acme/app"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 

@@ -115,25 +115,33 @@ func (cfg Config) state(ctx context.Context) (*fsm.FSM, error) {
 }
 
 // viewer decides what the caller may do, on one state: listings filter
-// with it record by record.
+// with it record by record, reading the caller's roles once.
 type viewer struct {
 	caller auth.Caller
 	on     bool // access control is on
 	f      *fsm.FSM
+	access *fsm.Accessor // read on first use
 }
 
-func (cfg Config) viewer(ctx context.Context, f *fsm.FSM) viewer {
+func (cfg Config) viewer(ctx context.Context, f *fsm.FSM) *viewer {
 	c, on := caller(ctx)
-	return viewer{caller: c, on: on, f: f}
+	return &viewer{caller: c, on: on, f: f}
 }
 
 // may reports whether the caller may do a on repository (or namespace)
 // name.
-func (v viewer) may(a auth.Action, name string) (bool, error) {
+func (v *viewer) may(a auth.Action, name string) (bool, error) {
 	if !v.on {
 		return true, nil
 	}
-	st, err := v.f.Access(v.caller.User, name)
+	if v.access == nil {
+		ac, err := v.f.Accessor(v.caller.User)
+		if err != nil {
+			return false, err
+		}
+		v.access = ac
+	}
+	st, err := v.access.Access(name)
 	if err != nil {
 		return false, err
 	}

@@ -81,7 +81,7 @@ func repositoryQuery(m *wharfv1.ListRepositoriesRequest) (fsm.RepositoryQuery, e
 
 // listRepositories returns a page of q that the viewer may pull (and do
 // action on, if set), and the token to go on.
-func listRepositories(f *fsm.FSM, v viewer, q fsm.RepositoryQuery, action auth.Action) ([]*wharfv1.Repository, string, error) {
+func listRepositories(f *fsm.FSM, v *viewer, q fsm.RepositoryQuery, action auth.Action) ([]*wharfv1.Repository, string, error) {
 	match := q.Keep
 	var keepErr error
 	q.Keep = func(r *fsmpb.Repository) bool {
