@@ -15,7 +15,7 @@ PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-rss bench-cluster generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster generate clean
 .PHONY: cluster e2e-make-cluster
 
 # Where `make run` listens: loopback only, so that nothing is exposed to
@@ -104,6 +104,13 @@ e2e-make-cluster:
 ## bench: storage and HTTP benchmarks (WHARF_BENCH_LARGE=1 adds 1 GiB blobs)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./blobstore ./api/...
+
+## bench-listings: pages of the management API (issue 13's goal: p99 < 20 ms
+## per page of 100): the FSM's listings with 10k repositories, 100k tags and
+## 100k activity records, then the same through a real node's Connect API
+bench-listings:
+	$(GO) test -run='^$$' -bench='^BenchmarkList' -benchtime=2000x -timeout 30m ./fsm
+	$(GO) test -run='^$$' -bench='^BenchmarkAdminListings$$' -benchtime=500x -timeout 30m ./cmd/wharf
 
 ## bench-rss: peak RSS of a node while a 1 GiB blob is pushed in one PATCH
 bench-rss:
