@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTokenForm$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzFailureNotice$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeList$$' -fuzztime=$(FUZZTIME) ./blobstore/peer
+	$(GO) test -run='^$$' -fuzz='^FuzzParseStoredContent$$' -fuzztime=$(FUZZTIME) ./api/admin
 
 ## conformance: the OCI distribution-spec conformance suite; any failure fails
 conformance:
