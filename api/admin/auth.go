@@ -163,19 +163,6 @@ func (cfg Config) requireOn(ctx context.Context, a auth.Action, name string) (au
 	return c, nil
 }
 
-// mayPull reports whether the caller may see repo in listings.
-func (cfg Config) mayPull(ctx context.Context, repo string) (bool, error) {
-	c, on := caller(ctx)
-	if !on {
-		return true, nil
-	}
-	st, err := cfg.Auth.Store.Access(ctx, c.User, repo)
-	if err != nil {
-		return false, stateError(err)
-	}
-	return auth.Decide(c, auth.ActionPull, repo, st), nil
-}
-
 func viaToken(c auth.Caller) string {
 	if c.Token != nil {
 		return " with API token " + c.Token.GetId() + " (tokens only pull, push and delete)"
