@@ -115,20 +115,27 @@ func (s *imageService) GetImage(ctx context.Context, req *connect.Request[wharfv
 	return connect.NewResponse(resp), nil
 }
 
+// tagging checks a request that changes tag of repo: the names, then the
+// caller's right to change tags; it returns the caller and the state.
+func (s *imageService) tagging(ctx context.Context, repo, tag string) (auth.Caller, *fsm.FSM, error) {
+	if err := checkRepository("repository", repo); err != nil {
+		return auth.Caller{}, nil, err
+	}
+	if err := fsm.ValidateTag(tag); err != nil {
+		return auth.Caller{}, nil, invalidArgument("tag", err)
+	}
+	c, err := s.cfg.requireOn(ctx, auth.ActionTag, repo)
+	if err != nil {
+		return auth.Caller{}, nil, err
+	}
+	f, err := s.cfg.state(ctx)
+	return c, f, err
+}
+
 // TagImage points a tag at a manifest of the repository.
 func (s *imageService) TagImage(ctx context.Context, req *connect.Request[wharfv1.TagImageRequest]) (*connect.Response[wharfv1.TagImageResponse], error) {
 	m := req.Msg
-	if err := checkRepository("repository", m.Repository); err != nil {
-		return nil, err
-	}
-	if err := fsm.ValidateTag(m.Tag); err != nil {
-		return nil, invalidArgument("tag", err)
-	}
-	c, err := s.cfg.requireOn(ctx, auth.ActionTag, m.Repository)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.cfg.state(ctx)
+	c, f, err := s.tagging(ctx, m.Repository, m.Tag)
 	if err != nil {
 		return nil, err
 	}
@@ -153,17 +160,7 @@ func (s *imageService) TagImage(ctx context.Context, req *connect.Request[wharfv
 // UntagImage removes a tag.
 func (s *imageService) UntagImage(ctx context.Context, req *connect.Request[wharfv1.UntagImageRequest]) (*connect.Response[wharfv1.UntagImageResponse], error) {
 	m := req.Msg
-	if err := checkRepository("repository", m.Repository); err != nil {
-		return nil, err
-	}
-	if err := fsm.ValidateTag(m.Tag); err != nil {
-		return nil, invalidArgument("tag", err)
-	}
-	c, err := s.cfg.requireOn(ctx, auth.ActionTag, m.Repository)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.cfg.state(ctx)
+	c, f, err := s.tagging(ctx, m.Repository, m.Tag)
 	if err != nil {
 		return nil, err
 	}
