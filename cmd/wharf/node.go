@@ -100,6 +100,8 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		Interval:             o.gcInterval,
 		EmptyRepositoryGrace: o.emptyRepoGrace,
 		Replicas:             o.replicas,
+		PurgeUploads:         blobs.PurgeUploads,
+		UploadMaxAge:         o.uploadMaxAge,
 		Logger:               logger.With("component", "gc"),
 		Registerer:           reg,
 	})
@@ -205,7 +207,7 @@ func (n *registryNode) startLoops(o serveOptions) {
 	for _, loop := range []func(context.Context){
 		n.disk.Run,
 		n.gc.SweepLoop,
-		func(ctx context.Context) { purgeUploads(ctx, n.blobs, o.uploadMaxAge, n.logger) },
+		n.gc.PurgeLoop,
 	} {
 		n.wg.Go(func() { loop(ctx) })
 	}
