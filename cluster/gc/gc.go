@@ -294,16 +294,23 @@ func (c *Collector) SweepLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		start := time.Now()
-		rep, err := c.Sweep(ctx)
-		if ctx.Err() != nil {
-			return // stopped, not failed; and nothing to record
-		}
-		c.logSweep(rep, err)
-		if err := c.recordSweep(ctx, start, rep, err); err != nil && ctx.Err() == nil {
+		if _, err := c.SweepAndRecord(ctx); err != nil && ctx.Err() == nil {
 			c.cfg.Logger.Warn("record sweep summary", "err", err)
 		}
 	}
+}
+
+// SweepAndRecord sweeps, logs the outcome and records the summary
+// (sparingly: see the package documentation). Its error is the
+// recording's; the sweep's own is logged and counted in the summary.
+func (c *Collector) SweepAndRecord(ctx context.Context) (SweepReport, error) {
+	start := time.Now()
+	rep, err := c.Sweep(ctx)
+	if ctx.Err() != nil {
+		return rep, ctx.Err() // stopped, not failed; nothing to record
+	}
+	c.logSweep(rep, err)
+	return rep, c.recordSweep(ctx, start, rep, err)
 }
 
 // Settings returns the collector's grace period and interval.

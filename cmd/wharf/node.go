@@ -173,6 +173,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Leave:      leave,
 		Version:    version,
 		PublicURL:  o.publicURL,
+		GC:         n.gc,
 	}
 	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
