@@ -15,19 +15,29 @@ import (
 	"github.com/wharf-registry/wharf/api/auth"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
-	"github.com/wharf-registry/wharf/cluster/gc"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
 
 // Collector is what the GCService needs of the node's garbage collector
-// (gc.Collector).
+// (cmd/wharf adapts cluster/gc's Collector).
 type Collector interface {
-	// Run collects now on this node, or with opts.DryRun lists what it
+	// Collect collects now on this node, or with opts.DryRun lists what it
 	// would collect, and returns the run's summary.
-	Run(ctx context.Context, opts gc.RunOptions) (gc.CollectReport, *fsmpb.GCRun, error)
+	Collect(ctx context.Context, opts CollectOptions) (*fsmpb.GCRun, error)
 	// Settings returns the grace period and the collection interval.
 	Settings() (grace, interval time.Duration)
+}
+
+// CollectOptions adjusts a Collect call.
+type CollectOptions struct {
+	// DryRun proposes nothing: Candidate is called for each blob a run
+	// would collect.
+	DryRun bool
+	// Progress is called now and then, and once at the end.
+	Progress func(examined, collected int, bytes int64)
+	// Candidate is called, in a dry run, for each blob a run would collect.
+	Candidate func(d digest.Digest, size int64, unreferencedSince time.Time)
 }
 
 // Bounds of the GCService's answers.
@@ -130,17 +140,16 @@ func (s *gcService) RunCollection(ctx context.Context, req *connect.Request[whar
 		}
 	}
 	dry := req.Msg.DryRun
-	_, run, err := s.cfg.GC.Run(ctx, gc.RunOptions{
+	run, err := s.cfg.GC.Collect(ctx, CollectOptions{
 		DryRun: dry,
-		Manual: true,
-		Progress: func(p gc.Progress) {
+		Progress: func(examined, collected int, bytes int64) {
 			send(&wharfv1.RunCollectionResponse{Event: &wharfv1.RunCollectionResponse_Progress{Progress: &wharfv1.CollectionProgress{
-				Examined: int64(p.Examined), Collected: int64(p.Collected), BytesCollected: p.BytesCollected,
+				Examined: int64(examined), Collected: int64(collected), BytesCollected: bytes,
 			}}})
 		},
-		Candidate: func(cd gc.Candidate) {
+		Candidate: func(d digest.Digest, size int64, since time.Time) {
 			send(&wharfv1.RunCollectionResponse{Event: &wharfv1.RunCollectionResponse_Candidate{Candidate: &wharfv1.CollectionCandidate{
-				Digest: cd.Digest.String(), Size: cd.Size, UnreferencedSinceUnixNanos: cd.UnreferencedSince.UnixNano(),
+				Digest: d.String(), Size: size, UnreferencedSinceUnixNanos: since.UnixNano(),
 			}}})
 		},
 	})

@@ -55,9 +55,10 @@ holds and orphan files, and purges abandoned upload sessions.`,
 the leader's periodic run does; the nodes delete their copies at their next
 sweep. Progress goes to stderr, the summary to stdout. With --dry-run
 nothing changes: each blob a run would collect is listed. With -o json
-every candidate and the summary are printed as one JSON object a line.`,
+every candidate and the summary are printed as one JSON object a line.
+A run over many blobs may need a longer --timeout.`,
 		Example: `  wharf gc run --dry-run
-  wharf gc run
+  wharf gc run --timeout 10m
   wharf gc run --dry-run -o json | jq -r 'select(.candidate) | .candidate.digest'`,
 		Args: cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/gc"
 	"github.com/wharf-registry/wharf/cluster/replication"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 	"github.com/wharf-registry/wharf/ui"
 )
@@ -173,7 +174,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Leave:      leave,
 		Version:    version,
 		PublicURL:  o.publicURL,
-		GC:         n.gc,
+		GC:         gcAdmin{n.gc},
 	}
 	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
@@ -274,4 +275,22 @@ func (n *registryNode) accessReady() bool {
 		return true
 	}
 	return false
+}
+
+// gcAdmin shows the garbage collector to the admin API's GCService, whose
+// layer does not import cluster/gc: a run it asks for is manual.
+type gcAdmin struct{ c *gc.Collector }
+
+func (a gcAdmin) Settings() (grace, interval time.Duration) { return a.c.Settings() }
+
+func (a gcAdmin) Collect(ctx context.Context, opts admin.CollectOptions) (*fsmpb.GCRun, error) {
+	ro := gc.RunOptions{DryRun: opts.DryRun, Manual: true}
+	if opts.Progress != nil {
+		ro.Progress = func(p gc.Progress) { opts.Progress(p.Examined, p.Collected, p.BytesCollected) }
+	}
+	if opts.Candidate != nil {
+		ro.Candidate = func(c gc.Candidate) { opts.Candidate(c.Digest, c.Size, c.UnreferencedSince) }
+	}
+	_, run, err := a.c.Run(ctx, ro)
+	return run, err
 }
