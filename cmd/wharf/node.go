@@ -174,11 +174,12 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Leave:      leave,
 		Version:    version,
 		PublicURL:  o.publicURL,
-		GC:         gcAdmin{n.gc},
 	}
 	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
 	adminConfig.Apply = n.node.Apply
+	// Public only: peers have no use for garbage collection runs.
+	adminConfig.GC = gcAdmin{n.gc}
 	adminConfig.Logger = n.logger.With("component", "auth")
 	return api.NewHandler(api.Config{
 		OCI:     registry,
