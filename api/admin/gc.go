@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -125,13 +124,10 @@ func (s *gcService) RunCollection(ctx context.Context, req *connect.Request[whar
 	c, _ := caller(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The collector calls back from this goroutine only, but a failed send
-	// must stop the run: the client is gone.
-	var mu sync.Mutex
+	// The collector calls back on this goroutine. A failed send stops the
+	// run: the client is gone.
 	var sendErr error
 	send := func(m *wharfv1.RunCollectionResponse) {
-		mu.Lock()
-		defer mu.Unlock()
 		if sendErr != nil {
 			return
 		}
@@ -153,11 +149,11 @@ func (s *gcService) RunCollection(ctx context.Context, req *connect.Request[whar
 			}}})
 		},
 	})
+	if !dry { // what it collected before any failure
+		auth.Audit(s.cfg.log(), "gc.run", c.User, "", "collected", run.GetCollected(), "bytes", run.GetBytesCollected(), "errors", run.GetErrors())
+	}
 	if sendErr != nil {
 		return connect.NewError(connect.CodeCanceled, fmt.Errorf("send progress: %w", sendErr))
-	}
-	if !dry {
-		auth.Audit(s.cfg.log(), "gc.run", c.User, "", "collected", run.GetCollected(), "bytes", run.GetBytesCollected(), "errors", run.GetErrors())
 	}
 	send(&wharfv1.RunCollectionResponse{Event: &wharfv1.RunCollectionResponse_Summary{Summary: gcRunMessage(run)}})
 	if err != nil {
