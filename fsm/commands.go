@@ -28,6 +28,9 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmpb.Command_CollectedBlobDeleted](): applyCollectedBlobDeleted,
 	// Repositories a push left empty: emptyrepo.go.
 	reflect.TypeFor[*fsmpb.Command_RemoveEmptyRepository](): applyRemoveEmptyRepository,
+	// Summaries of collection runs and sweeps: gcstatus.go.
+	reflect.TypeFor[*fsmpb.Command_RecordGcRun](): applyRecordGCRun,
+	reflect.TypeFor[*fsmpb.Command_RecordSweep](): applyRecordSweep,
 	// Management of repositories, images and tags: manage.go.
 	reflect.TypeFor[*fsmpb.Command_TagManifest]():       applyTagManifest,
 	reflect.TypeFor[*fsmpb.Command_DeleteRepository]():  applyDeleteRepository,

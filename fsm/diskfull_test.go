@@ -23,6 +23,7 @@ func TestAcceptedOnFullDisk(t *testing.T) {
 		"register_node": true, "deregister_node": true,
 		"delete_user": true, "delete_group": true, "remove_group_member": true,
 		"revoke_role": true, "delete_api_token": true,
+		"record_gc_run": true, "record_sweep": true,
 	}
 	for typ := range handlers {
 		cmd := &fsmpb.Command{}

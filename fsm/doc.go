@@ -58,6 +58,8 @@
 //	m/blobrefs                               the reference index covers the whole state (set on new state; see ErrStateTooOld)
 //	emptyrepo/<repository>                   holds no manifest since (unix nanos, 8 bytes big endian); emptyrepo.go
 //	m/emptyrepos                             set once the empty-repository record covers the whole state
+//	gcrun/last                               fsmpb.GCRun; the last collection run (gcstatus.go)
+//	sweep/<node id>                          fsmpb.SweepSummary; the node's last sweep of its blob files
 //
 // Management of repositories, images and tags (manage.go; read by
 // manageread.go in bounded pages):

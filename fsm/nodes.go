@@ -62,9 +62,14 @@ func applyDeregisterNode(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, er
 	if res := validateNodeID(id); res != nil {
 		return res, nil
 	}
-	return deleteIfExists(b, nodeKey(id), func() *fsmpb.Result {
+	res, err := deleteIfExists(b, nodeKey(id), func() *fsmpb.Result {
 		return notFound("node %q is not registered", id)
 	})
+	if err != nil || res.GetCode() != fsmpb.ResultCode_RESULT_CODE_OK {
+		return res, err
+	}
+	// Its last sweep goes with it (gcstatus.go).
+	return res, b.Delete(sweepKey(id), nil)
 }
 
 func validateNode(n *fsmpb.Node) *fsmpb.Result {

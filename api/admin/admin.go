@@ -87,6 +87,9 @@ type Config struct {
 	// services of repositories, namespaces, images and activity; with
 	// Auth, the AccessService.
 	Apply func(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error)
+	// GC is the node's garbage collector; with State it enables the
+	// GCService.
+	GC Collector
 	// Logger receives the audit lines of every change.
 	Logger *slog.Logger
 }
@@ -109,7 +112,7 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 	}, opts...)
-	handlers := make(map[string]http.Handler, 7)
+	handlers := make(map[string]http.Handler, 8)
 	add := func(path string, h http.Handler) { handlers[path] = h }
 	add(wharfv1connect.NewClusterServiceHandler(&clusterService{cfg: cfg}, opts...))
 	if cfg.State != nil && cfg.Apply != nil {
@@ -120,6 +123,9 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 	}
 	if cfg.Auth != nil && cfg.Apply != nil {
 		add(wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...))
+	}
+	if cfg.State != nil && cfg.GC != nil {
+		add(wharfv1connect.NewGCServiceHandler(&gcService{cfg: cfg}, opts...))
 	}
 	for p, h := range handlers {
 		if cfg.Auth != nil {

@@ -167,3 +167,11 @@ func (c State) RemoveEmptyRepository(ctx context.Context, repo string, grace tim
 func (c State) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64, holders ...string) error {
 	return c.node.LinkBlob(ctx, repo, d, size, holders...)
 }
+
+func (c State) RecordGCRun(ctx context.Context, run *fsmpb.GCRun) error {
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.RecordGCRun{Run: run}))
+}
+
+func (c State) RecordSweep(ctx context.Context, sweep *fsmpb.SweepSummary) error {
+	return c.apply(ctx, fsm.NewCommand(&fsmpb.RecordSweep{Sweep: sweep}))
+}

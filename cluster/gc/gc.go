@@ -64,6 +64,34 @@
 // fsm package), so a push that linked a blob or stored a manifest in the
 // meantime keeps the repository. The removed repository's blob links go
 // with it, which may leave its blobs unreferenced, to be collected in turn.
+//
+// # Status
+//
+// What collection did is replicated state, so that every node reports the
+// same (the admin API's GCService.GetStatus answers from its local FSM): at
+// the end of each run, the node that ran it proposes RecordGCRun with the
+// run's summary, and at the end of each sweep every node proposes
+// RecordSweep with its own. The FSM keeps the last run and one sweep per
+// registered node, so the state stays bounded whatever the number of runs;
+// the proposer stamps the time. Each costs one Raft entry per run per
+// node; a sweep that deleted nothing, like the one before it, is not
+// recorded again until RecordEvery has passed, so an idle cluster writes a
+// few entries an hour rather than one per node a minute (the recorded
+// sweep time then lags by up to RecordEvery). Keeping the summaries in
+// each node's memory instead would need every node to be asked (and
+// answer) for a status; a record in the FSM answers on any node, even
+// about a node that is down.
+//
+// Run is a collection on demand (GCService.RunCollection): the answering
+// node proposes CollectBlob itself, through Raft like any write. It is safe
+// beside the leader's CollectLoop, because the FSM re-checks every
+// CollectBlob as it applies it: a blob collected twice is refused the
+// second time as not collectable. A dry run proposes nothing and reports
+// each blob the run would collect.
+//
+// PurgeLoop removes upload sessions idle for longer than UploadMaxAge,
+// every min(1h, UploadMaxAge/4); the last purge goes into the node's next
+// recorded sweep.
 package gc
 
 import (
@@ -72,10 +100,12 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/fsm"
@@ -122,6 +152,10 @@ type Cluster interface {
 	// with the proposer's clock; it fails with fsm.ErrRepositoryNotEmpty
 	// when the FSM keeps the repository.
 	RemoveEmptyRepository(ctx context.Context, repo string, grace time.Duration) error
+	// RecordGCRun and RecordSweep commit a run's and a sweep's summary,
+	// stamped with the proposer's clock.
+	RecordGCRun(ctx context.Context, run *fsmpb.GCRun) error
+	RecordSweep(ctx context.Context, sweep *fsmpb.SweepSummary) error
 }
 
 // Config configures a Collector.
@@ -147,6 +181,18 @@ type Config struct {
 	// this node no longer holds is deleted only while at least
 	// min(R, other live nodes) other live nodes hold the blob. Default 3.
 	Replicas int
+	// PurgeUploads removes the upload sessions idle for longer than its
+	// argument and returns how many (blobstore.Store.PurgeUploads); nil:
+	// PurgeLoop purges nothing. UploadMaxAge is that age, default 24h;
+	// PurgeInterval how often PurgeLoop purges, default
+	// min(1h, UploadMaxAge/4).
+	PurgeUploads  func(ctx context.Context, olderThan time.Duration) (int, error)
+	UploadMaxAge  time.Duration
+	PurgeInterval time.Duration
+	// RecordEvery is how long a node may go without recording a sweep
+	// that deleted nothing, like the last one it recorded. Default
+	// 10*Interval.
+	RecordEvery time.Duration
 	// Now is the clock Collect compares with the FSM's timestamps; default
 	// time.Now. Sweep compares file times with the local wall clock.
 	Now        func() time.Time
@@ -170,6 +216,15 @@ func (c *Config) setDefaults() {
 	if c.Replicas <= 0 {
 		c.Replicas = 3
 	}
+	if c.UploadMaxAge <= 0 {
+		c.UploadMaxAge = 24 * time.Hour
+	}
+	if c.PurgeInterval <= 0 {
+		c.PurgeInterval = PurgeInterval(c.UploadMaxAge)
+	}
+	if c.RecordEvery <= 0 {
+		c.RecordEvery = 10 * c.Interval
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -178,10 +233,23 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// PurgeInterval is how often upload sessions idle for longer than maxAge
+// are looked for: min(1h, maxAge/4), so a session is removed at most a
+// quarter of maxAge late, and a long maxAge costs one scan an hour.
+func PurgeInterval(maxAge time.Duration) time.Duration {
+	return max(time.Second, min(time.Hour, maxAge/4))
+}
+
 // Collector runs garbage collection for one node.
 type Collector struct {
 	cfg     Config
 	metrics *metrics
+
+	mu sync.Mutex
+	// lastPurge is the last upload purge: when (unix nanos) and how many.
+	lastPurge, lastPurged int64
+	// recorded is the last sweep this node recorded, nil before the first.
+	recorded *fsmpb.SweepSummary
 }
 
 // New returns a Collector. Close unregisters its metrics.
@@ -207,7 +275,7 @@ func (c *Collector) CollectLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if rep, err := c.Collect(ctx); err != nil && ctx.Err() == nil {
+		if rep, _, err := c.Run(ctx, RunOptions{}); err != nil && ctx.Err() == nil {
 			c.cfg.Logger.Warn("blob collection round", "err", err)
 		} else if rep.Collected > 0 || rep.RepositoriesRemoved > 0 {
 			c.cfg.Logger.Info("collected unreferenced blobs and empty repositories",
@@ -226,11 +294,122 @@ func (c *Collector) SweepLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		rep, err := c.Sweep(ctx)
-		if ctx.Err() != nil {
-			err = nil // stopped, not failed
+		if _, err := c.SweepAndRecord(ctx); err != nil && ctx.Err() == nil {
+			c.cfg.Logger.Warn("record sweep summary", "err", err)
 		}
-		c.logSweep(rep, err)
+	}
+}
+
+// SweepAndRecord sweeps, logs the outcome and records the summary
+// (sparingly: see the package documentation). Its error is the
+// recording's; the sweep's own is logged and counted in the summary.
+func (c *Collector) SweepAndRecord(ctx context.Context) (SweepReport, error) {
+	start := time.Now()
+	rep, err := c.Sweep(ctx)
+	if ctx.Err() != nil {
+		return rep, ctx.Err() // stopped, not failed; nothing to record
+	}
+	c.logSweep(rep, err)
+	return rep, c.recordSweep(ctx, start, rep, err)
+}
+
+// Settings returns the collector's grace period and interval.
+func (c *Collector) Settings() (grace, interval time.Duration) {
+	return c.cfg.Grace, c.cfg.Interval
+}
+
+// recordSweep proposes the summary of a sweep that started at start,
+// unless it deleted nothing, like the last one recorded less than
+// RecordEvery ago.
+func (c *Collector) recordSweep(ctx context.Context, start time.Time, rep SweepReport, sweepErr error) error {
+	c.mu.Lock()
+	sum := &fsmpb.SweepSummary{
+		NodeId:                 c.cfg.Cluster.LocalID(),
+		StartedUnixNanos:       start.UnixNano(),
+		CollectedFiles:         int64(rep.Deleted),
+		CollectedBytes:         rep.BytesFreed,
+		TrimmedFiles:           int64(rep.Unheld),
+		TrimmedBytes:           rep.UnheldBytesFreed,
+		OrphanFiles:            int64(rep.Orphans),
+		OrphanBytes:            rep.OrphanBytesFreed,
+		OrphansReferenced:      int64(rep.OrphansReferenced),
+		OrphansYoung:           int64(rep.OrphansKept),
+		Settling:               int64(rep.Settling),
+		TrimmedKept:            int64(rep.UnheldKept),
+		Errors:                 int64(countErrors(sweepErr)),
+		UploadsPurgedUnixNanos: c.lastPurge,
+		UploadsPurged:          c.lastPurged,
+		UploadMaxAgeNanos:      int64(c.cfg.UploadMaxAge),
+	}
+	prev := c.recorded
+	c.mu.Unlock()
+	if prev != nil && idle(sum) && sameCounts(prev, sum) && start.Sub(time.Unix(0, prev.GetStartedUnixNanos())) < c.cfg.RecordEvery {
+		return nil
+	}
+	if err := c.cfg.Cluster.RecordSweep(ctx, sum); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.recorded = sum
+	c.mu.Unlock()
+	return nil
+}
+
+// idle reports whether a sweep deleted nothing and kept nothing that
+// deserves a look (referenced orphans), without errors.
+func idle(s *fsmpb.SweepSummary) bool {
+	return s.GetCollectedFiles()+s.GetTrimmedFiles()+s.GetOrphanFiles()+s.GetOrphansReferenced()+s.GetErrors() == 0
+}
+
+// sameCounts reports whether two summaries differ only in their times.
+func sameCounts(a, b *fsmpb.SweepSummary) bool {
+	a, b = proto.CloneOf(a), proto.CloneOf(b)
+	a.StartedUnixNanos, a.EndedUnixNanos, b.StartedUnixNanos, b.EndedUnixNanos = 0, 0, 0, 0
+	return proto.Equal(a, b)
+}
+
+// countErrors counts the errors errors.Join put together in err.
+func countErrors(err error) int {
+	if err == nil {
+		return 0
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		n := 0
+		for _, e := range j.Unwrap() {
+			n += countErrors(e)
+		}
+		return max(n, 1)
+	}
+	return 1
+}
+
+// PurgeLoop removes abandoned upload sessions at once, then every
+// PurgeInterval until ctx ends. Run it on every node.
+func (c *Collector) PurgeLoop(ctx context.Context) {
+	if c.cfg.PurgeUploads == nil {
+		return
+	}
+	tick := time.NewTicker(c.cfg.PurgeInterval)
+	defer tick.Stop()
+	for {
+		n, err := c.cfg.PurgeUploads(ctx, c.cfg.UploadMaxAge)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.cfg.Logger.Warn("purge abandoned uploads", "err", err)
+		case n > 0:
+			c.cfg.Logger.Info("purged abandoned uploads", "count", n, "max_age", c.cfg.UploadMaxAge)
+		}
+		if ctx.Err() == nil {
+			c.metrics.uploadsPurged.Add(float64(n))
+			c.mu.Lock()
+			c.lastPurge, c.lastPurged = time.Now().UnixNano(), int64(n)
+			c.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -255,9 +434,13 @@ func (c *Collector) logSweep(rep SweepReport, err error) {
 // CollectReport summarises one collection round.
 type CollectReport struct {
 	Unreferenced int // gc records read
-	Collected    int // blobs the FSM collected
-	Kept         int // blobs the FSM refused to collect (referenced again)
-	Forgotten    int // tombstone entries of unregistered nodes dropped
+	// Collected counts the blobs the FSM collected (in a dry run: those
+	// past their grace period, that a run would propose), BytesCollected
+	// their size.
+	Collected      int
+	BytesCollected int64
+	Kept           int // blobs the FSM refused to collect (referenced again)
+	Forgotten      int // tombstone entries of unregistered nodes dropped
 	// RepositoriesRemoved counts the empty repositories the FSM removed,
 	// RepositoriesKept those it kept (a push linked or stored something).
 	RepositoriesRemoved int
@@ -267,7 +450,76 @@ type CollectReport struct {
 // Collect proposes CollectBlob for every blob unreferenced for longer than
 // the grace period, and drops unregistered nodes from tombstones.
 func (c *Collector) Collect(ctx context.Context) (CollectReport, error) {
+	return c.collect(ctx, RunOptions{})
+}
+
+// RunOptions adjusts a Run.
+type RunOptions struct {
+	// DryRun proposes nothing: Candidate is called for every blob a run
+	// would collect, and nothing is recorded.
+	DryRun bool
+	// Manual marks the recorded run as asked for by an admin.
+	Manual bool
+	// Progress, if set, is called now and then during the run (every
+	// progressEvery blobs examined) and once at its end.
+	Progress func(Progress)
+	// Candidate, if set, is called for every blob a dry run would collect.
+	Candidate func(Candidate)
+}
+
+// Progress is how far a run has got.
+type Progress struct {
+	Examined, Collected int
+	BytesCollected      int64
+}
+
+// Candidate is a blob a dry run would collect.
+type Candidate struct {
+	Digest            digest.Digest
+	Size              int64
+	UnreferencedSince time.Time
+}
+
+// progressEvery is how many examined blobs make a Progress call.
+const progressEvery = 100
+
+// Run collects now, like the leader's periodic run, and then records the
+// run's summary (RecordGCRun), which it returns too; a dry run records
+// nothing. Any node may run it (see the package documentation).
+func (c *Collector) Run(ctx context.Context, opts RunOptions) (CollectReport, *fsmpb.GCRun, error) {
+	start := c.cfg.Now()
+	rep, err := c.collect(ctx, opts)
+	run := &fsmpb.GCRun{
+		NodeId:              c.cfg.Cluster.LocalID(),
+		StartedUnixNanos:    start.UnixNano(),
+		EndedUnixNanos:      c.cfg.Now().UnixNano(),
+		Manual:              opts.Manual,
+		Examined:            int64(rep.Unreferenced),
+		Collected:           int64(rep.Collected),
+		BytesCollected:      rep.BytesCollected,
+		Kept:                int64(rep.Kept),
+		RepositoriesRemoved: int64(rep.RepositoriesRemoved),
+		Errors:              int64(countErrors(err)),
+		GraceNanos:          int64(c.cfg.Grace),
+		IntervalNanos:       int64(c.cfg.Interval),
+	}
+	if opts.DryRun || ctx.Err() != nil {
+		return rep, run, err
+	}
+	c.metrics.lastRun.Set(float64(run.EndedUnixNanos) / 1e9)
+	if rerr := c.cfg.Cluster.RecordGCRun(ctx, run); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("record the run's summary: %w", rerr))
+	}
+	return rep, run, err
+}
+
+func (c *Collector) collect(ctx context.Context, opts RunOptions) (CollectReport, error) {
 	var rep CollectReport
+	progress := func() {
+		if opts.Progress != nil {
+			opts.Progress(Progress{Examined: rep.Unreferenced, Collected: rep.Collected, BytesCollected: rep.BytesCollected})
+		}
+	}
 	cutoff := c.cfg.Now().Add(-c.cfg.Grace).UnixNano()
 	var errs []error
 	last := ""
@@ -276,20 +528,15 @@ func (c *Collector) Collect(ctx context.Context) (CollectReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		rep.Unreferenced += len(recs)
 		for _, rec := range recs {
+			if rep.Unreferenced++; rep.Unreferenced%progressEvery == 0 {
+				progress()
+			}
 			if rec.SinceUnixNanos > cutoff {
 				continue
 			}
-			err := c.cfg.Cluster.CollectBlob(ctx, rec.Digest, c.cfg.Grace)
-			switch {
-			case errors.Is(err, fsm.ErrBlobNotCollectable):
-				rep.Kept++
-			case err != nil:
-				errs = append(errs, fmt.Errorf("collect %s: %w", rec.Digest, err))
-			default:
-				rep.Collected++
-				c.metrics.collected.Inc()
+			if err := c.collectOne(ctx, rec, opts, &rep); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if len(recs) < page {
@@ -297,10 +544,47 @@ func (c *Collector) Collect(ctx context.Context) (CollectReport, error) {
 		}
 		last = recs[len(recs)-1].Digest.String()
 	}
+	if opts.DryRun {
+		progress()
+		return rep, errors.Join(append(errs, ctx.Err())...)
+	}
 	n, err := c.forgetUnregistered(ctx)
 	rep.Forgotten = n
 	errs = append(errs, err, c.removeEmptyRepositories(ctx, &rep))
+	progress()
 	return rep, errors.Join(errs...)
+}
+
+// collectOne proposes CollectBlob for rec, or in a dry run reports it.
+func (c *Collector) collectOne(ctx context.Context, rec fsm.UnreferencedBlob, opts RunOptions, rep *CollectReport) error {
+	var size int64
+	switch h, err := c.cfg.Cluster.BlobHolders(rec.Digest); {
+	case err == nil:
+		size = h.GetSize()
+	case !errors.Is(err, fsm.ErrNotFound):
+		return fmt.Errorf("holders of %s: %w", rec.Digest, err)
+	}
+	if opts.DryRun {
+		rep.Collected++
+		rep.BytesCollected += size
+		if opts.Candidate != nil {
+			opts.Candidate(Candidate{Digest: rec.Digest, Size: size, UnreferencedSince: time.Unix(0, rec.SinceUnixNanos)})
+		}
+		return nil
+	}
+	err := c.cfg.Cluster.CollectBlob(ctx, rec.Digest, c.cfg.Grace)
+	switch {
+	case errors.Is(err, fsm.ErrBlobNotCollectable):
+		rep.Kept++
+	case err != nil:
+		return fmt.Errorf("collect %s: %w", rec.Digest, err)
+	default:
+		rep.Collected++
+		rep.BytesCollected += size
+		c.metrics.collected.Inc()
+		c.metrics.bytesCollected.Add(float64(size))
+	}
+	return nil
 }
 
 // removeEmptyRepositories proposes RemoveEmptyRepository for every
@@ -588,6 +872,12 @@ type metrics struct {
 	// repositoriesRemoved counts the empty repositories this node removed
 	// as leader.
 	repositoriesRemoved prometheus.Counter
+	// bytesCollected adds up the size of the blobs collected here.
+	bytesCollected prometheus.Counter
+	// uploadsPurged counts abandoned upload sessions removed.
+	uploadsPurged prometheus.Counter
+	// lastRun is when this node's last collection run ended.
+	lastRun prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -616,9 +906,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "wharf_gc_empty_repositories_removed_total",
 			Help: "Repositories without manifests or tags this node removed as leader after the empty-repository grace period.",
 		}),
+		bytesCollected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_gc_bytes_collected_total",
+			Help: "Bytes of the unreferenced blobs this node collected (as leader, or in a run an admin asked for).",
+		}),
+		uploadsPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wharf_upload_sessions_purged_total",
+			Help: "Abandoned upload sessions this node removed after --upload-max-age.",
+		}),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wharf_gc_last_run_timestamp_seconds",
+			Help: "Unix time at which this node's last collection run ended (0: none since it started).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted, m.orphanDeleted, m.repositoriesRemoved)
+		reg.MustRegister(m.collected, m.deleted, m.bytesFreed, m.unheldDeleted, m.orphanDeleted, m.repositoriesRemoved,
+			m.bytesCollected, m.uploadsPurged, m.lastRun)
 	}
 	return m
 }
@@ -633,4 +936,7 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	reg.Unregister(m.unheldDeleted)
 	reg.Unregister(m.orphanDeleted)
 	reg.Unregister(m.repositoriesRemoved)
+	reg.Unregister(m.bytesCollected)
+	reg.Unregister(m.uploadsPurged)
+	reg.Unregister(m.lastRun)
 }

@@ -193,6 +193,12 @@ func (v view) RemoveEmptyRepository(_ context.Context, repo string, grace time.D
 	return v.tc.apply(fsm.NewCommand(&fsmpb.RemoveEmptyRepository{
 		Repository: repo, GraceNanos: int64(grace)}))
 }
+func (v view) RecordGCRun(_ context.Context, run *fsmpb.GCRun) error {
+	return v.tc.apply(fsm.NewCommand(&fsmpb.RecordGCRun{Run: run}))
+}
+func (v view) RecordSweep(_ context.Context, sweep *fsmpb.SweepSummary) error {
+	return v.tc.apply(fsm.NewCommand(&fsmpb.RecordSweep{Sweep: sweep}))
+}
 func (v view) CollectedBlobDeleted(_ context.Context, d digest.Digest, node string) error {
 	return v.tc.apply(fsm.NewCommand(&fsmpb.CollectedBlobDeleted{
 		Digest: d.String(), NodeId: node}))

@@ -46,8 +46,15 @@ func (n *accNode) host() string { return strings.TrimPrefix(n.url, "http://") }
 // log in through each.
 func startAccessNodes(t *testing.T, count int) []*accNode {
 	t.Helper()
-	h := startHarness(t, harnessOpts{nodes: count, replicas: count, writeQuorum: 1,
+	return startAccessNodesWith(t, harnessOpts{nodes: count, replicas: count, writeQuorum: 1,
 		deadNodeTimeout: time.Hour, repairInterval: time.Hour, gcInterval: time.Hour})
+}
+
+// startAccessNodesWith is startAccessNodes with the harness options given.
+func startAccessNodesWith(t *testing.T, opts harnessOpts) []*accNode {
+	t.Helper()
+	count := opts.nodes
+	h := startHarness(t, opts)
 	nodes := make([]*accNode, count)
 	deadline := time.Now().Add(30 * time.Second)
 	for i, hn := range h.nodes {

@@ -54,6 +54,7 @@ type harnessOpts struct {
 	// logs, if set, receives every node's log at info level and above.
 	logs           io.Writer
 	gcInterval     time.Duration // default 1m
+	gcGrace        time.Duration // default 1h
 	emptyRepoGrace time.Duration // default 24h
 }
 
@@ -118,6 +119,7 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 	opts.deadNodeTimeout = cmpOr(opts.deadNodeTimeout, 5*time.Minute)
 	opts.repairInterval = cmpOr(opts.repairInterval, 200*time.Millisecond)
 	opts.gcInterval = cmpOr(opts.gcInterval, time.Minute)
+	opts.gcGrace = cmpOr(opts.gcGrace, time.Hour)
 	opts.emptyRepoGrace = cmpOr(opts.emptyRepoGrace, 24*time.Hour)
 	key, err := cluster.GenerateKey()
 	if err != nil {
@@ -149,7 +151,7 @@ func startHarness(t testing.TB, opts harnessOpts) *harness {
 			repairInterval:   opts.repairInterval,
 			maxManifestBytes: 4 << 20,
 			uploadMaxAge:     time.Hour,
-			gcGrace:          time.Hour,
+			gcGrace:          opts.gcGrace,
 			gcInterval:       opts.gcInterval,
 			emptyRepoGrace:   opts.emptyRepoGrace,
 			shutdownTimeout:  5 * time.Second,

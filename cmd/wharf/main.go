@@ -54,6 +54,7 @@ func newRootCommand() *cobra.Command {
 		newTagCommand(c),
 		newNamespaceCommand(c),
 		newActivityCommand(c),
+		newGCCommand(c),
 	)
 	refuseUnknownSubcommands(root)
 	markUsageErrors(root)

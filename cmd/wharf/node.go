@@ -23,6 +23,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/gc"
 	"github.com/wharf-registry/wharf/cluster/replication"
+	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 	"github.com/wharf-registry/wharf/ui"
 )
@@ -100,6 +101,8 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		Interval:             o.gcInterval,
 		EmptyRepositoryGrace: o.emptyRepoGrace,
 		Replicas:             o.replicas,
+		PurgeUploads:         blobs.PurgeUploads,
+		UploadMaxAge:         o.uploadMaxAge,
 		Logger:               logger.With("component", "gc"),
 		Registerer:           reg,
 	})
@@ -175,6 +178,8 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	mountInternal(n.node, n.blobs, n.replica, internalRegistry, admin.Handlers(adminConfig), n.logger)
 	adminConfig.Auth = &admin.Auth{Authenticator: ac.authn, Store: n.node}
 	adminConfig.Apply = n.node.Apply
+	// Public only: peers have no use for garbage collection runs.
+	adminConfig.GC = gcAdmin{n.gc}
 	adminConfig.Logger = n.logger.With("component", "auth")
 	return api.NewHandler(api.Config{
 		OCI:     registry,
@@ -205,7 +210,7 @@ func (n *registryNode) startLoops(o serveOptions) {
 	for _, loop := range []func(context.Context){
 		n.disk.Run,
 		n.gc.SweepLoop,
-		func(ctx context.Context) { purgeUploads(ctx, n.blobs, o.uploadMaxAge, n.logger) },
+		n.gc.PurgeLoop,
 	} {
 		n.wg.Go(func() { loop(ctx) })
 	}
@@ -271,4 +276,22 @@ func (n *registryNode) accessReady() bool {
 		return true
 	}
 	return false
+}
+
+// gcAdmin shows the garbage collector to the admin API's GCService, whose
+// layer does not import cluster/gc: a run it asks for is manual.
+type gcAdmin struct{ c *gc.Collector }
+
+func (a gcAdmin) Settings() (grace, interval time.Duration) { return a.c.Settings() }
+
+func (a gcAdmin) Collect(ctx context.Context, opts admin.CollectOptions) (*fsmpb.GCRun, error) {
+	ro := gc.RunOptions{DryRun: opts.DryRun, Manual: true}
+	if opts.Progress != nil {
+		ro.Progress = func(p gc.Progress) { opts.Progress(p.Examined, p.Collected, p.BytesCollected) }
+	}
+	if opts.Candidate != nil {
+		ro.Candidate = func(c gc.Candidate) { opts.Candidate(c.Digest, c.Size, c.UnreferencedSince) }
+	}
+	_, run, err := a.c.Run(ctx, ro)
+	return run, err
 }

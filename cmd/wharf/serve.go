@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wharf-registry/wharf/api/auth"
-	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/internal/diskspace"
 )
@@ -110,7 +109,7 @@ the command line wins over the environment, which wins over the file.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.Int64Var(&o.maxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted, in bytes")
 	f.BoolVar(&o.sparseManifests, "sparse-manifests", false, "accept manifests whose layers or child manifests were not pushed (sparse images and indexes)")
-	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "upload sessions idle for longer are removed")
+	f.DurationVar(&o.uploadMaxAge, "upload-max-age", 24*time.Hour, "upload sessions idle for longer are removed, looked for every min(1h, a quarter of this)")
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "how long a blob no manifest or repository references is kept before garbage collection removes it from every node")
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Minute, "how often the leader collects unreferenced blobs and every node deletes its copies of collected ones")
 	f.DurationVar(&o.emptyRepoGrace, "empty-repo-grace", 24*time.Hour, "how long a repository with no manifest and no tag (a push that failed before its manifest) stays, counted from its last blob link, before the leader removes it")
@@ -247,26 +246,6 @@ func runHTTP(ctx context.Context, o serveOptions, handler http.Handler, logger *
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
-}
-
-// purgeUploads removes abandoned upload sessions once an hour.
-func purgeUploads(ctx context.Context, blobs *blobstore.Store, maxAge time.Duration, logger *slog.Logger) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		n, err := blobs.PurgeUploads(ctx, maxAge)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			logger.Warn("purge abandoned uploads", "err", err)
-		case n > 0:
-			logger.Info("purged abandoned uploads", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // registryHost returns how the UI names this registry in its examples.

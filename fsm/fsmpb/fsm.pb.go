@@ -207,6 +207,8 @@ type Command struct {
 	//	*Command_DeleteRepository
 	//	*Command_SetRepositoryInfo
 	//	*Command_DeleteNamespace
+	//	*Command_RecordGcRun
+	//	*Command_RecordSweep
 	//	*Command_CreateUser
 	//	*Command_SetUserPassword
 	//	*Command_SetUserSuperuser
@@ -436,6 +438,24 @@ func (x *Command) GetDeleteNamespace() *DeleteNamespace {
 	return nil
 }
 
+func (x *Command) GetRecordGcRun() *RecordGCRun {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordGcRun); ok {
+			return x.RecordGcRun
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordSweep() *RecordSweep {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordSweep); ok {
+			return x.RecordSweep
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateUser() *CreateUser {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateUser); ok {
@@ -642,6 +662,15 @@ type Command_DeleteNamespace struct {
 	DeleteNamespace *DeleteNamespace `protobuf:"bytes,25,opt,name=delete_namespace,json=deleteNamespace,proto3,oneof"`
 }
 
+type Command_RecordGcRun struct {
+	// Summaries of garbage collection runs and sweeps (gcstatus.go).
+	RecordGcRun *RecordGCRun `protobuf:"bytes,26,opt,name=record_gc_run,json=recordGcRun,proto3,oneof"`
+}
+
+type Command_RecordSweep struct {
+	RecordSweep *RecordSweep `protobuf:"bytes,27,opt,name=record_sweep,json=recordSweep,proto3,oneof"`
+}
+
 type Command_CreateUser struct {
 	// Access control (access.proto), field numbers 40-59.
 	CreateUser *CreateUser `protobuf:"bytes,40,opt,name=create_user,json=createUser,proto3,oneof"`
@@ -734,6 +763,10 @@ func (*Command_DeleteRepository) isCommand_Op() {}
 func (*Command_SetRepositoryInfo) isCommand_Op() {}
 
 func (*Command_DeleteNamespace) isCommand_Op() {}
+
+func (*Command_RecordGcRun) isCommand_Op() {}
+
+func (*Command_RecordSweep) isCommand_Op() {}
 
 func (*Command_CreateUser) isCommand_Op() {}
 
@@ -2418,11 +2451,432 @@ func (x *RemoveEmptyRepository) GetGraceNanos() int64 {
 	return 0
 }
 
+// RecordGCRun records the summary of a collection run, replacing the
+// previous one: the FSM keeps only the last run. The run ended at the
+// command's unix_nanos, which Apply stores as run.ended_unix_nanos (a value
+// set by the proposer there is ignored).
+type RecordGCRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *GCRun                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordGCRun) Reset() {
+	*x = RecordGCRun{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordGCRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordGCRun) ProtoMessage() {}
+
+func (x *RecordGCRun) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordGCRun.ProtoReflect.Descriptor instead.
+func (*RecordGCRun) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RecordGCRun) GetRun() *GCRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// GCRun summarises one collection run (cluster/gc Collect).
+type GCRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node that ran it.
+	NodeId           string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	StartedUnixNanos int64  `protobuf:"varint,2,opt,name=started_unix_nanos,json=startedUnixNanos,proto3" json:"started_unix_nanos,omitempty"`
+	EndedUnixNanos   int64  `protobuf:"varint,3,opt,name=ended_unix_nanos,json=endedUnixNanos,proto3" json:"ended_unix_nanos,omitempty"`
+	// manual is set for a run an admin asked for (GCService.RunCollection),
+	// unset for the leader's periodic run.
+	Manual bool `protobuf:"varint,4,opt,name=manual,proto3" json:"manual,omitempty"`
+	// examined counts the unreferenced-blob records read; collected and
+	// bytes_collected the blobs the FSM collected; kept those it refused
+	// (referenced again in the meantime).
+	Examined            int64 `protobuf:"varint,5,opt,name=examined,proto3" json:"examined,omitempty"`
+	Collected           int64 `protobuf:"varint,6,opt,name=collected,proto3" json:"collected,omitempty"`
+	BytesCollected      int64 `protobuf:"varint,7,opt,name=bytes_collected,json=bytesCollected,proto3" json:"bytes_collected,omitempty"`
+	Kept                int64 `protobuf:"varint,8,opt,name=kept,proto3" json:"kept,omitempty"`
+	RepositoriesRemoved int64 `protobuf:"varint,9,opt,name=repositories_removed,json=repositoriesRemoved,proto3" json:"repositories_removed,omitempty"`
+	// errors counts the proposals that failed (no quorum, timeouts).
+	Errors int64 `protobuf:"varint,10,opt,name=errors,proto3" json:"errors,omitempty"`
+	// grace_nanos and interval_nanos are the collector's settings.
+	GraceNanos    int64 `protobuf:"varint,11,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
+	IntervalNanos int64 `protobuf:"varint,12,opt,name=interval_nanos,json=intervalNanos,proto3" json:"interval_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GCRun) Reset() {
+	*x = GCRun{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCRun) ProtoMessage() {}
+
+func (x *GCRun) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCRun.ProtoReflect.Descriptor instead.
+func (*GCRun) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GCRun) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GCRun) GetStartedUnixNanos() int64 {
+	if x != nil {
+		return x.StartedUnixNanos
+	}
+	return 0
+}
+
+func (x *GCRun) GetEndedUnixNanos() int64 {
+	if x != nil {
+		return x.EndedUnixNanos
+	}
+	return 0
+}
+
+func (x *GCRun) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+func (x *GCRun) GetExamined() int64 {
+	if x != nil {
+		return x.Examined
+	}
+	return 0
+}
+
+func (x *GCRun) GetCollected() int64 {
+	if x != nil {
+		return x.Collected
+	}
+	return 0
+}
+
+func (x *GCRun) GetBytesCollected() int64 {
+	if x != nil {
+		return x.BytesCollected
+	}
+	return 0
+}
+
+func (x *GCRun) GetKept() int64 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
+func (x *GCRun) GetRepositoriesRemoved() int64 {
+	if x != nil {
+		return x.RepositoriesRemoved
+	}
+	return 0
+}
+
+func (x *GCRun) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *GCRun) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
+func (x *GCRun) GetIntervalNanos() int64 {
+	if x != nil {
+		return x.IntervalNanos
+	}
+	return 0
+}
+
+// RecordSweep records the summary of a node's last sweep of its blob
+// files, replacing that node's previous one: one record per node, removed
+// with the node (DeregisterNode). Apply stores the command's unix_nanos as
+// sweep.ended_unix_nanos.
+type RecordSweep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sweep         *SweepSummary          `protobuf:"bytes,1,opt,name=sweep,proto3" json:"sweep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordSweep) Reset() {
+	*x = RecordSweep{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordSweep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordSweep) ProtoMessage() {}
+
+func (x *RecordSweep) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordSweep.ProtoReflect.Descriptor instead.
+func (*RecordSweep) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecordSweep) GetSweep() *SweepSummary {
+	if x != nil {
+		return x.Sweep
+	}
+	return nil
+}
+
+// SweepSummary summarises one sweep (cluster/gc Sweep) of one node.
+type SweepSummary struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	NodeId           string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	StartedUnixNanos int64                  `protobuf:"varint,2,opt,name=started_unix_nanos,json=startedUnixNanos,proto3" json:"started_unix_nanos,omitempty"`
+	EndedUnixNanos   int64                  `protobuf:"varint,3,opt,name=ended_unix_nanos,json=endedUnixNanos,proto3" json:"ended_unix_nanos,omitempty"`
+	// Files deleted, by kind: copies of collected blobs, copies this node
+	// was trimmed from (no longer listed as a holder), orphans (no holder
+	// record names the blob).
+	CollectedFiles int64 `protobuf:"varint,4,opt,name=collected_files,json=collectedFiles,proto3" json:"collected_files,omitempty"`
+	CollectedBytes int64 `protobuf:"varint,5,opt,name=collected_bytes,json=collectedBytes,proto3" json:"collected_bytes,omitempty"`
+	TrimmedFiles   int64 `protobuf:"varint,6,opt,name=trimmed_files,json=trimmedFiles,proto3" json:"trimmed_files,omitempty"`
+	TrimmedBytes   int64 `protobuf:"varint,7,opt,name=trimmed_bytes,json=trimmedBytes,proto3" json:"trimmed_bytes,omitempty"`
+	OrphanFiles    int64 `protobuf:"varint,8,opt,name=orphan_files,json=orphanFiles,proto3" json:"orphan_files,omitempty"`
+	OrphanBytes    int64 `protobuf:"varint,9,opt,name=orphan_bytes,json=orphanBytes,proto3" json:"orphan_bytes,omitempty"`
+	// orphans_referenced counts orphans kept because something references
+	// their blob (possibly its last copy); orphans_young those kept because
+	// they were stored less than the grace period ago.
+	OrphansReferenced int64 `protobuf:"varint,10,opt,name=orphans_referenced,json=orphansReferenced,proto3" json:"orphans_referenced,omitempty"`
+	OrphansYoung      int64 `protobuf:"varint,11,opt,name=orphans_young,json=orphansYoung,proto3" json:"orphans_young,omitempty"`
+	// settling counts files kept because they were stored moments ago;
+	// trimmed_kept copies kept because too few other live nodes hold them.
+	Settling    int64 `protobuf:"varint,12,opt,name=settling,proto3" json:"settling,omitempty"`
+	TrimmedKept int64 `protobuf:"varint,13,opt,name=trimmed_kept,json=trimmedKept,proto3" json:"trimmed_kept,omitempty"`
+	// errors counts what failed during the sweep.
+	Errors int64 `protobuf:"varint,14,opt,name=errors,proto3" json:"errors,omitempty"`
+	// The node's last purge of abandoned upload sessions: when, and how
+	// many sessions it removed (0 unix nanos: none since the node started).
+	UploadsPurgedUnixNanos int64 `protobuf:"varint,15,opt,name=uploads_purged_unix_nanos,json=uploadsPurgedUnixNanos,proto3" json:"uploads_purged_unix_nanos,omitempty"`
+	UploadsPurged          int64 `protobuf:"varint,16,opt,name=uploads_purged,json=uploadsPurged,proto3" json:"uploads_purged,omitempty"`
+	UploadMaxAgeNanos      int64 `protobuf:"varint,17,opt,name=upload_max_age_nanos,json=uploadMaxAgeNanos,proto3" json:"upload_max_age_nanos,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *SweepSummary) Reset() {
+	*x = SweepSummary{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepSummary) ProtoMessage() {}
+
+func (x *SweepSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepSummary.ProtoReflect.Descriptor instead.
+func (*SweepSummary) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SweepSummary) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SweepSummary) GetStartedUnixNanos() int64 {
+	if x != nil {
+		return x.StartedUnixNanos
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetEndedUnixNanos() int64 {
+	if x != nil {
+		return x.EndedUnixNanos
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetCollectedFiles() int64 {
+	if x != nil {
+		return x.CollectedFiles
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetCollectedBytes() int64 {
+	if x != nil {
+		return x.CollectedBytes
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetTrimmedFiles() int64 {
+	if x != nil {
+		return x.TrimmedFiles
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetTrimmedBytes() int64 {
+	if x != nil {
+		return x.TrimmedBytes
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetOrphanFiles() int64 {
+	if x != nil {
+		return x.OrphanFiles
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetOrphanBytes() int64 {
+	if x != nil {
+		return x.OrphanBytes
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetOrphansReferenced() int64 {
+	if x != nil {
+		return x.OrphansReferenced
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetOrphansYoung() int64 {
+	if x != nil {
+		return x.OrphansYoung
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetSettling() int64 {
+	if x != nil {
+		return x.Settling
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetTrimmedKept() int64 {
+	if x != nil {
+		return x.TrimmedKept
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetUploadsPurgedUnixNanos() int64 {
+	if x != nil {
+		return x.UploadsPurgedUnixNanos
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetUploadsPurged() int64 {
+	if x != nil {
+		return x.UploadsPurged
+	}
+	return 0
+}
+
+func (x *SweepSummary) GetUploadMaxAgeNanos() int64 {
+	if x != nil {
+		return x.UploadMaxAgeNanos
+	}
+	return 0
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\"\x9d\x12\n" +
+	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\"\x9e\x13\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2448,7 +2902,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\ftag_manifest\x18\x16 \x01(\v2\x19.wharf.fsm.v1.TagManifestH\x00R\vtagManifest\x12M\n" +
 	"\x11delete_repository\x18\x17 \x01(\v2\x1e.wharf.fsm.v1.DeleteRepositoryH\x00R\x10deleteRepository\x12Q\n" +
 	"\x13set_repository_info\x18\x18 \x01(\v2\x1f.wharf.fsm.v1.SetRepositoryInfoH\x00R\x11setRepositoryInfo\x12J\n" +
-	"\x10delete_namespace\x18\x19 \x01(\v2\x1d.wharf.fsm.v1.DeleteNamespaceH\x00R\x0fdeleteNamespace\x12;\n" +
+	"\x10delete_namespace\x18\x19 \x01(\v2\x1d.wharf.fsm.v1.DeleteNamespaceH\x00R\x0fdeleteNamespace\x12?\n" +
+	"\rrecord_gc_run\x18\x1a \x01(\v2\x19.wharf.fsm.v1.RecordGCRunH\x00R\vrecordGcRun\x12>\n" +
+	"\frecord_sweep\x18\x1b \x01(\v2\x19.wharf.fsm.v1.RecordSweepH\x00R\vrecordSweep\x12;\n" +
 	"\vcreate_user\x18( \x01(\v2\x18.wharf.fsm.v1.CreateUserH\x00R\n" +
 	"createUser\x12K\n" +
 	"\x11set_user_password\x18) \x01(\v2\x1d.wharf.fsm.v1.SetUserPasswordH\x00R\x0fsetUserPassword\x12N\n" +
@@ -2618,7 +3074,45 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x1f\n" +
 	"\vgrace_nanos\x18\x02 \x01(\x03R\n" +
-	"graceNanos*\xa9\x02\n" +
+	"graceNanos\"4\n" +
+	"\vRecordGCRun\x12%\n" +
+	"\x03run\x18\x01 \x01(\v2\x13.wharf.fsm.v1.GCRunR\x03run\"\x9a\x03\n" +
+	"\x05GCRun\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x12started_unix_nanos\x18\x02 \x01(\x03R\x10startedUnixNanos\x12(\n" +
+	"\x10ended_unix_nanos\x18\x03 \x01(\x03R\x0eendedUnixNanos\x12\x16\n" +
+	"\x06manual\x18\x04 \x01(\bR\x06manual\x12\x1a\n" +
+	"\bexamined\x18\x05 \x01(\x03R\bexamined\x12\x1c\n" +
+	"\tcollected\x18\x06 \x01(\x03R\tcollected\x12'\n" +
+	"\x0fbytes_collected\x18\a \x01(\x03R\x0ebytesCollected\x12\x12\n" +
+	"\x04kept\x18\b \x01(\x03R\x04kept\x121\n" +
+	"\x14repositories_removed\x18\t \x01(\x03R\x13repositoriesRemoved\x12\x16\n" +
+	"\x06errors\x18\n" +
+	" \x01(\x03R\x06errors\x12\x1f\n" +
+	"\vgrace_nanos\x18\v \x01(\x03R\n" +
+	"graceNanos\x12%\n" +
+	"\x0einterval_nanos\x18\f \x01(\x03R\rintervalNanos\"?\n" +
+	"\vRecordSweep\x120\n" +
+	"\x05sweep\x18\x01 \x01(\v2\x1a.wharf.fsm.v1.SweepSummaryR\x05sweep\"\x9f\x05\n" +
+	"\fSweepSummary\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x12started_unix_nanos\x18\x02 \x01(\x03R\x10startedUnixNanos\x12(\n" +
+	"\x10ended_unix_nanos\x18\x03 \x01(\x03R\x0eendedUnixNanos\x12'\n" +
+	"\x0fcollected_files\x18\x04 \x01(\x03R\x0ecollectedFiles\x12'\n" +
+	"\x0fcollected_bytes\x18\x05 \x01(\x03R\x0ecollectedBytes\x12#\n" +
+	"\rtrimmed_files\x18\x06 \x01(\x03R\ftrimmedFiles\x12#\n" +
+	"\rtrimmed_bytes\x18\a \x01(\x03R\ftrimmedBytes\x12!\n" +
+	"\forphan_files\x18\b \x01(\x03R\vorphanFiles\x12!\n" +
+	"\forphan_bytes\x18\t \x01(\x03R\vorphanBytes\x12-\n" +
+	"\x12orphans_referenced\x18\n" +
+	" \x01(\x03R\x11orphansReferenced\x12#\n" +
+	"\rorphans_young\x18\v \x01(\x03R\forphansYoung\x12\x1a\n" +
+	"\bsettling\x18\f \x01(\x03R\bsettling\x12!\n" +
+	"\ftrimmed_kept\x18\r \x01(\x03R\vtrimmedKept\x12\x16\n" +
+	"\x06errors\x18\x0e \x01(\x03R\x06errors\x129\n" +
+	"\x19uploads_purged_unix_nanos\x18\x0f \x01(\x03R\x16uploadsPurgedUnixNanos\x12%\n" +
+	"\x0euploads_purged\x18\x10 \x01(\x03R\ruploadsPurged\x12/\n" +
+	"\x14upload_max_age_nanos\x18\x11 \x01(\x03R\x11uploadMaxAgeNanos*\xa9\x02\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\"\n" +
@@ -2654,7 +3148,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(ResultCode)(0),               // 0: wharf.fsm.v1.ResultCode
 	(ActivityKind)(0),             // 1: wharf.fsm.v1.ActivityKind
@@ -2683,23 +3177,27 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*CollectedBlobDeleted)(nil),  // 24: wharf.fsm.v1.CollectedBlobDeleted
 	(*CollectedBlob)(nil),         // 25: wharf.fsm.v1.CollectedBlob
 	(*RemoveEmptyRepository)(nil), // 26: wharf.fsm.v1.RemoveEmptyRepository
-	nil,                           // 27: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                           // 28: wharf.fsm.v1.Manifest.AnnotationsEntry
-	(*CreateUser)(nil),            // 29: wharf.fsm.v1.CreateUser
-	(*SetUserPassword)(nil),       // 30: wharf.fsm.v1.SetUserPassword
-	(*SetUserSuperuser)(nil),      // 31: wharf.fsm.v1.SetUserSuperuser
-	(*DeleteUser)(nil),            // 32: wharf.fsm.v1.DeleteUser
-	(*CreateGroup)(nil),           // 33: wharf.fsm.v1.CreateGroup
-	(*DeleteGroup)(nil),           // 34: wharf.fsm.v1.DeleteGroup
-	(*AddGroupMember)(nil),        // 35: wharf.fsm.v1.AddGroupMember
-	(*RemoveGroupMember)(nil),     // 36: wharf.fsm.v1.RemoveGroupMember
-	(*GrantRole)(nil),             // 37: wharf.fsm.v1.GrantRole
-	(*RevokeRole)(nil),            // 38: wharf.fsm.v1.RevokeRole
-	(*ClaimNamespace)(nil),        // 39: wharf.fsm.v1.ClaimNamespace
-	(*SetVisibility)(nil),         // 40: wharf.fsm.v1.SetVisibility
-	(*CreateApiToken)(nil),        // 41: wharf.fsm.v1.CreateApiToken
-	(*DeleteApiToken)(nil),        // 42: wharf.fsm.v1.DeleteApiToken
-	(*RotateSigningKey)(nil),      // 43: wharf.fsm.v1.RotateSigningKey
+	(*RecordGCRun)(nil),           // 27: wharf.fsm.v1.RecordGCRun
+	(*GCRun)(nil),                 // 28: wharf.fsm.v1.GCRun
+	(*RecordSweep)(nil),           // 29: wharf.fsm.v1.RecordSweep
+	(*SweepSummary)(nil),          // 30: wharf.fsm.v1.SweepSummary
+	nil,                           // 31: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                           // 32: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(*CreateUser)(nil),            // 33: wharf.fsm.v1.CreateUser
+	(*SetUserPassword)(nil),       // 34: wharf.fsm.v1.SetUserPassword
+	(*SetUserSuperuser)(nil),      // 35: wharf.fsm.v1.SetUserSuperuser
+	(*DeleteUser)(nil),            // 36: wharf.fsm.v1.DeleteUser
+	(*CreateGroup)(nil),           // 37: wharf.fsm.v1.CreateGroup
+	(*DeleteGroup)(nil),           // 38: wharf.fsm.v1.DeleteGroup
+	(*AddGroupMember)(nil),        // 39: wharf.fsm.v1.AddGroupMember
+	(*RemoveGroupMember)(nil),     // 40: wharf.fsm.v1.RemoveGroupMember
+	(*GrantRole)(nil),             // 41: wharf.fsm.v1.GrantRole
+	(*RevokeRole)(nil),            // 42: wharf.fsm.v1.RevokeRole
+	(*ClaimNamespace)(nil),        // 43: wharf.fsm.v1.ClaimNamespace
+	(*SetVisibility)(nil),         // 44: wharf.fsm.v1.SetVisibility
+	(*CreateApiToken)(nil),        // 45: wharf.fsm.v1.CreateApiToken
+	(*DeleteApiToken)(nil),        // 46: wharf.fsm.v1.DeleteApiToken
+	(*RotateSigningKey)(nil),      // 47: wharf.fsm.v1.RotateSigningKey
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	4,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -2718,31 +3216,35 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	7,  // 13: wharf.fsm.v1.Command.delete_repository:type_name -> wharf.fsm.v1.DeleteRepository
 	8,  // 14: wharf.fsm.v1.Command.set_repository_info:type_name -> wharf.fsm.v1.SetRepositoryInfo
 	9,  // 15: wharf.fsm.v1.Command.delete_namespace:type_name -> wharf.fsm.v1.DeleteNamespace
-	29, // 16: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
-	30, // 17: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
-	31, // 18: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
-	32, // 19: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
-	33, // 20: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
-	34, // 21: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
-	35, // 22: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
-	36, // 23: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
-	37, // 24: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
-	38, // 25: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
-	39, // 26: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
-	40, // 27: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
-	41, // 28: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
-	42, // 29: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
-	43, // 30: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
-	0,  // 31: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	27, // 32: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	1,  // 33: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
-	28, // 34: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	19, // 35: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	27, // 16: wharf.fsm.v1.Command.record_gc_run:type_name -> wharf.fsm.v1.RecordGCRun
+	29, // 17: wharf.fsm.v1.Command.record_sweep:type_name -> wharf.fsm.v1.RecordSweep
+	33, // 18: wharf.fsm.v1.Command.create_user:type_name -> wharf.fsm.v1.CreateUser
+	34, // 19: wharf.fsm.v1.Command.set_user_password:type_name -> wharf.fsm.v1.SetUserPassword
+	35, // 20: wharf.fsm.v1.Command.set_user_superuser:type_name -> wharf.fsm.v1.SetUserSuperuser
+	36, // 21: wharf.fsm.v1.Command.delete_user:type_name -> wharf.fsm.v1.DeleteUser
+	37, // 22: wharf.fsm.v1.Command.create_group:type_name -> wharf.fsm.v1.CreateGroup
+	38, // 23: wharf.fsm.v1.Command.delete_group:type_name -> wharf.fsm.v1.DeleteGroup
+	39, // 24: wharf.fsm.v1.Command.add_group_member:type_name -> wharf.fsm.v1.AddGroupMember
+	40, // 25: wharf.fsm.v1.Command.remove_group_member:type_name -> wharf.fsm.v1.RemoveGroupMember
+	41, // 26: wharf.fsm.v1.Command.grant_role:type_name -> wharf.fsm.v1.GrantRole
+	42, // 27: wharf.fsm.v1.Command.revoke_role:type_name -> wharf.fsm.v1.RevokeRole
+	43, // 28: wharf.fsm.v1.Command.claim_namespace:type_name -> wharf.fsm.v1.ClaimNamespace
+	44, // 29: wharf.fsm.v1.Command.set_visibility:type_name -> wharf.fsm.v1.SetVisibility
+	45, // 30: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
+	46, // 31: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
+	47, // 32: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
+	0,  // 33: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	31, // 34: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	1,  // 35: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
+	32, // 36: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	19, // 37: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	28, // 38: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
+	30, // 39: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -2768,6 +3270,8 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_DeleteRepository)(nil),
 		(*Command_SetRepositoryInfo)(nil),
 		(*Command_DeleteNamespace)(nil),
+		(*Command_RecordGcRun)(nil),
+		(*Command_RecordSweep)(nil),
 		(*Command_CreateUser)(nil),
 		(*Command_SetUserPassword)(nil),
 		(*Command_SetUserSuperuser)(nil),
@@ -2791,7 +3295,7 @@ func file_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
