@@ -344,7 +344,7 @@ func newImageCommand(c *clientOptions) *cobra.Command {
 
 	rm := clientCommand(c, &cobra.Command{
 		Use:   "rm REPOSITORY:TAG|REPOSITORY@DIGEST",
-		Short: "Delete an image with its tags, referrers and unshared platform images (admin)",
+		Short: "Delete an image with its tags, referrers and unshared platform images (admin); garbage collection frees the blobs only it used",
 		Args:  cobra.ExactArgs(1),
 	}, func(cmd *cobra.Command, args []string) error {
 		ref, err := parseImageRef(args[0], false)
