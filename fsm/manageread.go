@@ -379,7 +379,7 @@ func (f *FSM) Image(repo, dgst string) (*Image, error) {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: manifest %s in %q", ErrNotFound, dgst, repo)
+			return ErrNotFound // the error below names the image
 		}
 		img, err = readImage(r, repo, manifestKey(repo, dgst), v)
 		return err
