@@ -136,7 +136,10 @@ func dropManifestRefs(b *pebble.Batch, repo, dgst string, blobs []string, now in
 // deleted image's own blobs stayed referenced by their links for as long as
 // the repository held anything else, and garbage collection never freed
 // them. A blob another manifest of repo lists keeps its link, and one linked
-// elsewhere stays referenced by that repository.
+// elsewhere stays referenced by that repository. A push to repo that found
+// such a blob linked a moment before, and has not put its manifest yet, has
+// that manifest refused as naming a blob the repository lacks, and uploads
+// the blob again when it retries.
 func unlinkImageBlobs(b *pebble.Batch, repo string, blobs []string, now int64) error {
 	for _, d := range uniqueBlobs(blobs) {
 		listed, err := hasAny(b, manifestRefKey(d, repo, ""))
