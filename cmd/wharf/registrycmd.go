@@ -424,7 +424,11 @@ func printImage(w *tabwriter.Writer, m *wharfv1.GetImageResponse) {
 	}
 	if cfg := m.Config; cfg != nil {
 		fmt.Fprintf(w, "Created:\t%s\n", when(cfg.CreatedUnixNanos))
-		fmt.Fprintf(w, "Platform:\t%s/%s\n", cfg.Os, cfg.Architecture)
+		platform := "-" // a signature or another artifact names none
+		if cfg.Os != "" || cfg.Architecture != "" {
+			platform = cfg.Os + "/" + cfg.Architecture
+		}
+		fmt.Fprintf(w, "Platform:\t%s\n", platform)
 		fmt.Fprintf(w, "Author:\t%s\n", orDash(cfg.Author))
 		fmt.Fprintf(w, "Entrypoint:\t%s\n", orDash(strings.Join(cfg.Entrypoint, " ")))
 		fmt.Fprintf(w, "Cmd:\t%s\n", orDash(strings.Join(cfg.Cmd, " ")))
