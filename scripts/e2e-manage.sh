@@ -365,7 +365,7 @@ if [ -n "$COSIGN" ]; then
 	ok alice cosign generate-key-pair
 	ok alice cosign sign --key cosign.key --tlog-upload=false --yes \
 		--allow-insecure-registry --allow-http-registry "$LB/$NS/app@$V2"
-	ok alice cosign verify --key cosign.pub --insecure-ignore-tlog=true \
+	ok alice cosign verify --key cosign.pub --insecure-ignore-tlog=true --offline=true \
 		--allow-insecure-registry --allow-http-registry "localhost:$(node_port 2)/$NS/app@$V2"
 	SIG_TAG=sha256-${V2#sha256:}.sig
 	ok alice wharf --server "$N1" image show "$NS/app:$SIG_TAG"
