@@ -48,7 +48,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster e2e-partition e2e-diskfull e2e-make-cluster
+test: lint unit fuzz conformance e2e e2e-cluster e2e-manage e2e-partition e2e-diskfull e2e-make-cluster
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:
