@@ -322,6 +322,12 @@ V2=sha256:$(sha "$V2_MANIFEST")
 BASE_MANIFEST=$(manifest_of "$LB/$NS/base:v1")
 INDEX=$(manifest_of "$LB/$NS/multi:v1")
 [ "$(sha "$(manifest_of "$LB/$NS/app:latest")")" = "${V1#sha256:}" ] || fail "app:latest is not app:v1"
+ok alice wharf --server "$N1" ns show $NS
+ok alice wharf --server "$N2" repo ls --namespace $NS
+for r in app base multi; do
+	grep -q "^$NS/$r " <<<"$OUT" || fail "wharf repo ls does not list $NS/$r"
+done
+check "the namespace $NS, created by alice's first push, holds app, base and multi"
 ok alice wharf --server "$N3" image ls $NS/app
 ok alice wharf --server "$N2" image ls $NS/multi
 ok alice wharf image show "$NS/multi:v1"
