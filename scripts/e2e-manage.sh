@@ -135,6 +135,7 @@ fails() {
 find_cosign() {
 	COSIGN=
 	if [ "${E2E_MANAGE_SIGNER:-}" = fallback ]; then
+		NO_COSIGN="E2E_MANAGE_SIGNER=fallback asked for the fallback"
 		return 0
 	fi
 	local cached=$COSIGN_CACHE/cosign-$COSIGN_VERSION
@@ -150,12 +151,14 @@ find_cosign() {
 			mv "$COSIGN_CACHE/gobin/cosign" "$cached"
 			COSIGN=$cached
 		else
-			log "the cosign build failed; its log: $COSIGN_CACHE/build.log"
+			NO_COSIGN="cosign is not on PATH nor in $COSIGN_CACHE, and go install of $COSIGN_VERSION failed (log: $COSIGN_CACHE/build.log)"
+			log "$NO_COSIGN"
 			tail -n 5 "$COSIGN_CACHE/build.log" >&2 || true
 		fi
 	fi
 	if [ -n "$COSIGN" ] && ! "$COSIGN" version >/dev/null 2>&1; then
-		log "$COSIGN does not run"
+		NO_COSIGN="$COSIGN does not run"
+		log "$NO_COSIGN"
 		COSIGN=
 	fi
 	return 0
@@ -379,8 +382,8 @@ if [ -n "$COSIGN" ]; then
 else
 	say "#"
 	say "# !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-	say "# !!! NO COSIGN: it is not on PATH, not in $COSIGN_CACHE, and could not be built"
-	say "# !!! (or E2E_MANAGE_SIGNER=fallback). FALLBACK: a signature-shaped referrer"
+	say "# !!! NO COSIGN: $NO_COSIGN."
+	say "# !!! FALLBACK: a signature-shaped referrer"
 	say "# !!! (artifactType application/vnd.dev.cosign.artifact.sig.v1+json, subject"
 	say "# !!! app:v2) is pushed with curl and an openssl ECDSA signature. This is NOT cosign."
 	say "# !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
