@@ -15,7 +15,7 @@ PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-manage e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster generate clean
 .PHONY: cluster e2e-make-cluster
 
 # Where `make run` listens: loopback only, so that nothing is exposed to
@@ -48,7 +48,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster e2e-partition e2e-diskfull e2e-make-cluster
+test: lint unit fuzz conformance e2e e2e-cluster e2e-manage e2e-partition e2e-diskfull e2e-make-cluster
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:
@@ -87,6 +87,14 @@ e2e-auth:
 ## e2e-cluster: three nodes behind haproxy: podman, conformance, kill -9
 e2e-cluster:
 	scripts/e2e-cluster.sh
+
+## e2e-manage: three nodes behind haproxy: push with podman and skopeo, sign
+## with cosign, wharf tag rm and image rm, garbage collection on every node's
+## disk, readme, activity, exit codes; the first run builds cosign into
+## ~/.cache/wharf-e2e (a signature pushed with curl stands in, loudly, if it
+## cannot); the session log's path is printed at the end
+e2e-manage:
+	scripts/e2e-manage.sh
 
 ## e2e-partition: three nodes in network namespaces (root); cut one off, heal it
 e2e-partition:

@@ -130,6 +130,39 @@ func dropManifestRefs(b *pebble.Batch, repo, dgst string, blobs []string, now in
 	return nil
 }
 
+// unlinkImageBlobs removes repo's links to those of blobs (the config and
+// layers of a manifest whose image DeleteManifest just deleted) that no other
+// manifest of repo lists. The push of the image linked them; without this a
+// deleted image's own blobs stayed referenced by their links for as long as
+// the repository held anything else, and garbage collection never freed
+// them. A blob another manifest of repo lists keeps its link, and one linked
+// elsewhere stays referenced by that repository. A push to repo that found
+// such a blob linked a moment before, and has not put its manifest yet, has
+// that manifest refused as naming a blob the repository lacks, and uploads
+// the blob again when it retries.
+func unlinkImageBlobs(b *pebble.Batch, repo string, blobs []string, now int64) error {
+	for _, d := range uniqueBlobs(blobs) {
+		listed, err := hasAny(b, manifestRefKey(d, repo, ""))
+		if err != nil {
+			return err
+		}
+		linked, err := has(b, blobKey(repo, d))
+		if err != nil {
+			return err
+		}
+		if listed || !linked {
+			continue
+		}
+		if err := b.Delete(blobKey(repo, d), nil); err != nil {
+			return err
+		}
+		if err := dropBlobRef(b, d, linkRefKey(d, repo), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // refuseCollected returns a BLOB_COLLECTED result if any of ds has been
 // collected and no node holds it again.
 func refuseCollected(r pebble.Reader, ds []string) (*fsmpb.Result, error) {

@@ -157,6 +157,35 @@ func TestBlobReferencesAndCollection(t *testing.T) {
 			},
 		},
 		{
+			name: "deleting an image unlinks the blobs only it listed, so they become collectable",
+			setup: []*fsmpb.Command{
+				at(5, addHolder("shared", 1, "n1")), at(5, addHolder("own", 1, "n1")), at(5, addHolder("elsewhere", 1, "n1")),
+				at(6, linkBlob("acme/app", "shared", 1)), at(6, linkBlob("acme/app", "own", 1)), at(6, linkBlob("acme/app", "elsewhere", 1)),
+				at(6, linkBlob("acme/db", "elsewhere", 1)),
+				at(7, putImage("acme/app", "v1", "shared", "own", "elsewhere")), at(8, putImage("acme/app", "v2", "shared")),
+			},
+			cmd:  at(9, deleteImage("acme/app", "v1")),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantUnreferenced(t, f, "own", 9)
+				wantUnreferenced(t, f, "shared", 0)    // v2 lists it
+				wantUnreferenced(t, f, "elsewhere", 0) // acme/db links it
+				for blob, want := range map[string][2]int{"own": {0, 0}, "shared": {1, 1}, "elsewhere": {1, 0}} {
+					if l, m, _ := f.BlobReferences(digest.Digest(dgst(blob))); l != want[0] || m != want[1] {
+						t.Errorf("%s: references = %d links, %d manifests; want %d, %d", blob, l, m, want[0], want[1])
+					}
+				}
+			},
+		},
+		{
+			name: "deleting a manifest alone (the registry API's DELETE) keeps the repository's links",
+			setup: []*fsmpb.Command{at(5, addHolder("own", 1, "n1")), at(6, linkBlob("acme/app", "own", 1)),
+				at(7, putImage("acme/app", "v1", "own")), at(8, putImage("acme/app", "v2"))},
+			cmd:   at(9, deleteManifest("acme/app", "v1")),
+			want:  codeOK,
+			check: func(t *testing.T, f *FSM) { wantUnreferenced(t, f, "own", 0) },
+		},
+		{
 			name: "pushing the same manifest again adds no reference",
 			setup: []*fsmpb.Command{at(5, addHolder("b", 1, "n1")), at(7, putImage("acme/app", "m", "b")),
 				at(8, putImage("acme/app", "m", "b"))},

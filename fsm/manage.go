@@ -483,6 +483,11 @@ func removeManifest(b *pebble.Batch, cmd *fsmpb.Command, repo, dgst string, imag
 	if err := dropManifestRefs(b, repo, dgst, m.GetBlobs(), cmd.GetUnixNanos()); err != nil {
 		return 0, 0, nil, err
 	}
+	if image {
+		if err := unlinkImageBlobs(b, repo, m.GetBlobs(), cmd.GetUnixNanos()); err != nil {
+			return 0, 0, nil, err
+		}
+	}
 	err = recordActivity(b, cmd, &fsmpb.Activity{Repository: repo, Digest: dgst, Kind: fsmpb.ActivityKind_ACTIVITY_KIND_MANIFEST_REMOVED})
 	if err != nil {
 		return 0, 0, nil, err

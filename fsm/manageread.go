@@ -401,7 +401,7 @@ func (f *FSM) Image(repo, dgst string) (*Image, error) {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: manifest %s in %q", ErrNotFound, dgst, repo)
+			return ErrNotFound // the error below names the image
 		}
 		ir, err := newImageReader(r, repo)
 		if err != nil {

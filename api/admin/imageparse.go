@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -115,19 +116,26 @@ func parseImageConfig(data []byte) (*wharfv1.ImageConfig, error) {
 		WorkingDir:   img.Config.WorkingDir,
 		User:         img.Config.User,
 	}
-	if img.Created != nil {
-		out.CreatedUnixNanos = img.Created.UnixNano()
-	}
+	out.CreatedUnixNanos = unixNanos(img.Created)
 	for port := range img.Config.ExposedPorts {
 		out.ExposedPorts = append(out.ExposedPorts, port)
 	}
 	slices.Sort(out.ExposedPorts)
 	for _, h := range img.History {
 		e := &wharfv1.HistoryEntry{CreatedBy: h.CreatedBy, Comment: h.Comment, EmptyLayer: h.EmptyLayer, Author: h.Author}
-		if h.Created != nil {
-			e.CreatedUnixNanos = h.Created.UnixNano()
-		}
+		e.CreatedUnixNanos = unixNanos(h.Created)
 		out.History = append(out.History, e)
 	}
 	return out, nil
+}
+
+// unixNanos is t in Unix nanoseconds, or 0 (no time) for none and for a
+// time an int64 of nanoseconds cannot hold: UnixNano is undefined before
+// 1678 and after 2262, and tools such as cosign write the zero time,
+// 0001-01-01, which came out as a date in 1754.
+func unixNanos(t *time.Time) int64 {
+	if t == nil || t.Year() < 1678 || t.Year() > 2261 {
+		return 0
+	}
+	return t.UnixNano()
 }

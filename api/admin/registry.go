@@ -84,7 +84,7 @@ func resolve(f *fsm.FSM, field, repo, reference string) (digest.Digest, error) {
 	}
 	d, err := f.ResolveTag(repo, reference)
 	if err != nil {
-		return "", stateError(fmt.Errorf("tag %q of %q: %w", reference, repo, err))
+		return "", stateError(err) // it names the tag and the repository
 	}
 	return d, nil
 }

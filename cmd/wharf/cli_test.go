@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 )
 
 // runMainEnv makes the test binary run wharf's main instead of the tests,
@@ -129,5 +132,25 @@ func TestManagementCommandsHaveExamples(t *testing.T) {
 	}
 	if checked < 14 {
 		t.Fatalf("checked %d commands, want the 14 management commands at least", checked)
+	}
+}
+
+// A configuration without a platform (a cosign signature's) shows none,
+// not "/".
+func TestPrintImageWithoutPlatform(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  *wharfv1.ImageConfig
+		want string
+	}{
+		{&wharfv1.ImageConfig{}, "Platform: -"},
+		{&wharfv1.ImageConfig{Os: "linux", Architecture: "arm64"}, "Platform: linux/arm64"},
+	} {
+		var buf bytes.Buffer
+		w := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+		printImage(w, &wharfv1.GetImageResponse{Image: &wharfv1.Image{Digest: "sha256:00"}, Config: tt.cfg})
+		w.Flush()
+		if !strings.Contains(strings.Join(strings.Fields(buf.String()), " "), tt.want+" Author:") {
+			t.Errorf("printImage with config %v:\n%s\nwant a line %q", tt.cfg, buf.String(), tt.want)
+		}
 	}
 }

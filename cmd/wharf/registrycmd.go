@@ -346,7 +346,7 @@ func newImageCommand(c *clientOptions) *cobra.Command {
 
 	rm := clientCommand(c, &cobra.Command{
 		Use:   "rm REPOSITORY:TAG|REPOSITORY@DIGEST",
-		Short: "Delete an image with its tags, referrers and unshared platform images (admin)",
+		Short: "Delete an image with its tags, referrers and unshared platform images (admin); garbage collection frees the blobs only it used",
 		Example: `  wharf image rm acme/web:v1          # the manifest v1 points at, and every tag on it
   wharf image rm acme/web@sha256:3f1c...`,
 		Args: cobra.ExactArgs(1),
@@ -428,7 +428,11 @@ func printImage(w *tabwriter.Writer, m *wharfv1.GetImageResponse) {
 	}
 	if cfg := m.Config; cfg != nil {
 		fmt.Fprintf(w, "Created:\t%s\n", when(cfg.CreatedUnixNanos))
-		fmt.Fprintf(w, "Platform:\t%s/%s\n", cfg.Os, cfg.Architecture)
+		platform := "-" // a signature or another artifact names none
+		if cfg.Os != "" || cfg.Architecture != "" {
+			platform = cfg.Os + "/" + cfg.Architecture
+		}
+		fmt.Fprintf(w, "Platform:\t%s\n", platform)
 		fmt.Fprintf(w, "Author:\t%s\n", orDash(cfg.Author))
 		fmt.Fprintf(w, "Entrypoint:\t%s\n", orDash(strings.Join(cfg.Entrypoint, " ")))
 		fmt.Fprintf(w, "Cmd:\t%s\n", orDash(strings.Join(cfg.Cmd, " ")))

@@ -982,6 +982,8 @@ type DeleteManifest struct {
 	// image also removes the manifests whose subject it is (its signatures,
 	// SBOMs, attestations) and the children of an index that no other
 	// manifest of the repository lists, with their tags: the whole image.
+	// The repository's links to the blobs those manifests listed that no
+	// other manifest of it lists go too, so that garbage collection frees them.
 	Image         bool `protobuf:"varint,3,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
