@@ -138,23 +138,11 @@ find_cosign() {
 		NO_COSIGN="E2E_MANAGE_SIGNER=fallback asked for the fallback"
 		return 0
 	fi
-	local cached=$COSIGN_CACHE/cosign-$COSIGN_VERSION
-	if command -v cosign >/dev/null 2>&1; then
-		COSIGN=$(command -v cosign)
-	elif [ -x "$cached" ]; then
-		COSIGN=$cached
-	else
-		log "building cosign $COSIGN_VERSION into $COSIGN_CACHE (once; up to ${COSIGN_BUILD_TIMEOUT:-1200}s)"
-		mkdir -p "$COSIGN_CACHE/gobin"
-		if (cd "$COSIGN_CACHE" && GOBIN=$COSIGN_CACHE/gobin GOFLAGS=-buildvcs=false timeout "${COSIGN_BUILD_TIMEOUT:-1200}" \
-			go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION") >"$COSIGN_CACHE/build.log" 2>&1; then
-			mv "$COSIGN_CACHE/gobin/cosign" "$cached"
-			COSIGN=$cached
-		else
-			NO_COSIGN="cosign is not on PATH nor in $COSIGN_CACHE, and go install of $COSIGN_VERSION failed (log: $COSIGN_CACHE/build.log)"
-			log "$NO_COSIGN"
-			tail -n 5 "$COSIGN_CACHE/build.log" >&2 || true
-		fi
+	log "finding cosign (scripts/cosign.sh: on PATH, cached, or built once)"
+	if ! COSIGN=$(COSIGN_VERSION=$COSIGN_VERSION "$(dirname "$0")/cosign.sh"); then
+		COSIGN=
+		NO_COSIGN="cosign is not on PATH nor in $COSIGN_CACHE, and scripts/cosign.sh could not build $COSIGN_VERSION (log: $COSIGN_CACHE/build.log)"
+		log "$NO_COSIGN"
 	fi
 	if [ -n "$COSIGN" ] && ! "$COSIGN" version >/dev/null 2>&1; then
 		NO_COSIGN="$COSIGN does not run"
