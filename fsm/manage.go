@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble"
@@ -510,13 +511,35 @@ func removeManifest(b *pebble.Batch, cmd *fsmpb.Command, repo, dgst string, imag
 	return manifests, tags, nil, nil
 }
 
+// cosignTags are the tags under which cosign stores the signatures,
+// attestations and SBOMs of manifest dgst when the registry has no
+// referrers API in use: sha256-<hex>.sig, .att and .sbom.
+func cosignTags(dgst string) []string {
+	alg, hex, ok := strings.Cut(dgst, ":")
+	if !ok {
+		return nil
+	}
+	base := alg + "-" + hex
+	return []string{base + ".sig", base + ".att", base + ".sbom"}
+}
+
 // imageParts returns what goes with manifest dgst of repo (just deleted)
-// when its image is deleted: the manifests whose subject it is, and its
-// children that no other index of repo lists and no tag names.
+// when its image is deleted: the manifests whose subject it is, those its
+// cosign tags name, and its children that no other index of repo lists
+// and no tag names.
 func imageParts(b *pebble.Batch, repo, dgst string, m *fsmpb.Manifest) ([]string, error) {
 	parts, err := suffixes(b, referrerPrefix(repo, dgst))
 	if err != nil {
 		return nil, err
+	}
+	for _, tag := range cosignTags(dgst) {
+		d, found, err := get(b, tagKey(repo, tag))
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			parts = append(parts, string(d))
+		}
 	}
 	for _, child := range uniqueBlobs(m.GetManifests()) {
 		if child == dgst {

@@ -278,6 +278,21 @@ func TestManagementCommands(t *testing.T) {
 			contains: "none",
 		},
 		{
+			name: "delete an image: its cosign signature and attestation tags go with it",
+			setup: []*fsmpb.Command{
+				putManifest("acme/app", "img", "v1"), putManifest("acme/app", "other", "v2"),
+				putManifest("acme/app", "sig", cosignTags(dgst("img"))[0]),
+				putManifest("acme/app", "att", cosignTags(dgst("img"))[1]),
+				putManifest("acme/app", "other-sig", cosignTags(dgst("other"))[0]),
+			},
+			cmd:  deleteImage("acme/app", "img"),
+			want: codeOK,
+			check: func(t *testing.T, f *FSM) {
+				wantManifests(t, f, "acme/app", "other", "other-sig")
+				wantTags(t, f, "acme/app", cosignTags(dgst("other"))[0], "v2")
+			},
+		},
+		{
 			name: "delete an image: its referrers and unshared children go",
 			setup: []*fsmpb.Command{
 				putManifest("acme/app", "amd64"), putManifest("acme/app", "arm64"), putManifest("acme/app", "s390x", "s390x"),
