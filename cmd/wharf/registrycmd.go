@@ -161,7 +161,7 @@ func addRepositoryCommands(c *clientOptions, repo *cobra.Command) {
 		return c.emit(cmd, out, func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "REPOSITORY\tTAGS\tMANIFESTS\tPUSHED\tBY\tDESCRIPTION")
 			for _, r := range out.Repositories {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", r.Name, r.TagCount, r.ManifestCount, when(r.PushedUnixNanos), orDash(r.PushedBy), clip(r.Description, 50))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", r.Name, r.TagCount, r.ManifestCount, when(r.PushedUnixNanos), orDash(r.PushedBy), orDash(clip(r.Description, 50)))
 			}
 		})
 	})
@@ -540,7 +540,7 @@ func newNamespaceCommand(c *clientOptions) *cobra.Command {
 					fmt.Fprintf(w, "Grant:\t%s %s\n", g.Role, who)
 				}
 				for _, r := range m.Repositories {
-					fmt.Fprintf(w, "Repository:\t%s (%d tags)\n", r.Name, r.TagCount)
+					fmt.Fprintf(w, "Repository:\t%s (%s)\n", r.Name, plural(r.TagCount, "tag"))
 				}
 				if m.NextRepositoryToken != "" {
 					fmt.Fprintf(w, "Repository:\t... (wharf repo ls --namespace %s --all)\n", m.Namespace.Name)
@@ -639,6 +639,14 @@ const (
 type usageErr struct{ error }
 
 func (e usageErr) Unwrap() error { return e.error }
+
+// plural is "1 tag", "2 tags".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 // usageError marks err as a bad command line.
 func usageError(err error) error { return usageErr{err} }
