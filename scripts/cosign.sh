@@ -21,12 +21,18 @@ fi
 mkdir -p "$cache/gobin"
 exec 9>"$cache/build.lock"
 flock 9 # one build at a time; a waiting caller then finds it cached
+failed=$cache/failed-$version # a build that failed within the hour is not tried again
+if [ ! -x "$cached" ] && [ -n "$(find "$failed" -mmin -60 2>/dev/null)" ]; then
+	echo "cosign.sh: building cosign $version failed at $(date -r "$failed" -u +%FT%TZ) (log: $cache/build.log); not trying again within the hour" >&2
+	exit 1
+fi
 if [ ! -x "$cached" ]; then
 	echo "cosign.sh: building cosign $version into $cache (once; up to ${COSIGN_BUILD_TIMEOUT:-1200}s)" >&2
 	if ! (cd "$cache" && GOBIN=$cache/gobin GOFLAGS=-buildvcs=false timeout "${COSIGN_BUILD_TIMEOUT:-1200}" \
 		go install "github.com/sigstore/cosign/v2/cmd/cosign@$version") >"$cache/build.log" 2>&1; then
 		echo "cosign.sh: go install of cosign $version failed (log: $cache/build.log):" >&2
 		tail -n 5 "$cache/build.log" >&2 || true
+		touch "$failed"
 		exit 1
 	fi
 	mv "$cache/gobin/cosign" "$cached"
