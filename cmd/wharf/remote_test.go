@@ -96,8 +96,11 @@ func TestRemoteServiceRoles(t *testing.T) {
 				_, err := c.UpdateRemote(ctx, req(&wharfv1.UpdateRemoteRequest{Name: "hub", Url: &u}))
 				return err
 			},
-			"delete": func() error { _, err := c.DeleteRemote(ctx, req(&wharfv1.DeleteRemoteRequest{Name: "hub"})); return err },
-			"test":   func() error { _, err := c.TestRemote(ctx, req(&wharfv1.TestRemoteRequest{Name: "hub"})); return err },
+			"delete": func() error {
+				_, err := c.DeleteRemote(ctx, req(&wharfv1.DeleteRemoteRequest{Name: "hub"}))
+				return err
+			},
+			"test": func() error { _, err := c.TestRemote(ctx, req(&wharfv1.TestRemoteRequest{Name: "hub"})); return err },
 		}
 		for op, call := range calls {
 			if got := codeOf(call()); got != want[who] {
