@@ -8,8 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -17,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,6 +253,43 @@ func TestTestRemoteAgainstUpstreams(t *testing.T) {
 	// public repositories): the test says no credentials were used.
 	if anon := test("anon"); anon.CredentialsUsed || !anon.Authenticated || anon.AuthScheme != "bearer" {
 		t.Errorf("no credentials: %v", anon)
+	}
+
+	// Through a forward proxy that wants its own credentials: the test's
+	// requests go through it, with the proxy password from the record.
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Proxy-Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte("pu:"+remoteSecret)) {
+			w.WriteHeader(http.StatusProxyAuthRequired)
+			return
+		}
+		proxied.Add(1)
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		out.Header = r.Header.Clone()
+		out.Header.Del("Proxy-Authorization")
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	defer proxy.Close()
+	proxyURL := strings.Replace(proxy.URL, "http://", "http://pu:"+remoteSecret+"@", 1)
+	create(&wharfv1.CreateRemoteRequest{Name: "via-proxy", Url: up.url, Username: "mirror", Password: remoteSecret, ProxyUrl: proxyURL, TimeoutNanos: int64(10 * time.Second)})
+	if r := test("via-proxy"); !r.Authenticated || proxied.Load() < 3 {
+		t.Errorf("through the proxy (%d requests proxied): %v", proxied.Load(), r)
+	}
+	create(&wharfv1.CreateRemoteRequest{Name: "proxy-refuses", Url: up.url, Username: "mirror", Password: remoteSecret, ProxyUrl: proxy.URL, TimeoutNanos: int64(10 * time.Second)})
+	if r := test("proxy-refuses"); r.Authenticated || r.HttpStatus != http.StatusProxyAuthRequired {
+		t.Errorf("a proxy without its credentials: %v", r)
 	}
 
 	// A TLS registry with basic auth, under a CA made here.
