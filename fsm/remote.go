@@ -81,7 +81,7 @@ func ValidateRemoteURL(field, s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return fieldError(field, "is not a URL: %v", err)
+		return fieldError(field, "is not a URL: %v", urlCause(err))
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
@@ -105,7 +105,7 @@ func ValidateRemoteURL(field, s string) error {
 func ValidateProxyURL(field, s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return fieldError(field, "is not a URL: %v", err)
+		return fieldError(field, "is not a URL: %v", urlCause(err))
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5":
@@ -118,6 +118,16 @@ func ValidateProxyURL(field, s string) error {
 		return fieldError(field, "must be only a scheme, a host and a port")
 	}
 	return nil
+}
+
+// urlCause is why url.Parse refused a URL, without the URL: it may hold
+// credentials.
+func urlCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return errors.New("malformed")
 }
 
 func validateRemoteText(field, s string) error {
@@ -153,7 +163,9 @@ func isHex(s string) bool {
 }
 
 // ValidateCertificatesPEM checks that s, if not empty, holds only PEM
-// certificates, at least one.
+// CERTIFICATE blocks, at least one. It checks the PEM structure only, the
+// same in every Go release, as apply must; the API parses the certificates
+// (ParseCertificatesPEM) before it proposes them.
 func ValidateCertificatesPEM(field, s string) error {
 	if s == "" {
 		return nil
@@ -171,15 +183,30 @@ func ValidateCertificatesPEM(field, s string) error {
 		if block.Type != "CERTIFICATE" {
 			return fieldError(field, "must hold only CERTIFICATE PEM blocks, found %q", block.Type)
 		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fieldError(field, "holds a certificate that does not parse: %v", err)
-		}
 		n++
 	}
 	if n == 0 || strings.TrimSpace(string(rest)) != "" {
 		return fieldError(field, "must be PEM certificates (-----BEGIN CERTIFICATE-----)")
 	}
 	return nil
+}
+
+// ParseCertificatesPEM is ValidateCertificatesPEM that also parses each
+// certificate: for the proposer, not for apply, whose outcome must not
+// depend on the Go release's X.509 parser.
+func ParseCertificatesPEM(field, s string) error {
+	if err := ValidateCertificatesPEM(field, s); err != nil {
+		return err
+	}
+	for rest := []byte(s); ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return nil
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fieldError(field, "holds a certificate that does not parse: %v", err)
+		}
+	}
 }
 
 // CheckRemote checks a remote registry's record as it would be stored,

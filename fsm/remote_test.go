@@ -91,6 +91,10 @@ func TestCreateRemote(t *testing.T) {
 		{"empty sealed password", remoteWith(func(r *fsmpb.Remote) { r.Password = &fsmpb.SealedSecret{KeyFingerprint: "0123456789abcdef"} }), codeInvalid, "password"},
 		{"bad fingerprint", remoteWith(func(r *fsmpb.Remote) { r.Password.KeyFingerprint = "xyz" }), codeInvalid, "password"},
 		{"bad CA", remoteWith(func(r *fsmpb.Remote) { r.CaCertificatePem = "not pem" }), codeInvalid, "ca_certificate_pem"},
+		{"CA with a key block", remoteWith(func(r *fsmpb.Remote) {
+			r.CaCertificatePem = testCertPEM + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+		}), codeInvalid, "ca_certificate_pem"},
+		{"CA with trailing junk", remoteWith(func(r *fsmpb.Remote) { r.CaCertificatePem = testCertPEM + "junk" }), codeInvalid, "ca_certificate_pem"},
 		{"key without certificate", remoteWith(func(r *fsmpb.Remote) { r.ClientKey = sealed("k") }), codeInvalid, "client_key"},
 		{"certificate without key", remoteWith(func(r *fsmpb.Remote) { r.ClientCertificatePem = testCertPEM }), codeInvalid, "client_key"},
 		{"proxy scheme", remoteWith(func(r *fsmpb.Remote) { r.ProxyUrl = "ftp://p" }), codeInvalid, "proxy_url"},
@@ -135,6 +139,29 @@ func TestCreateRemote(t *testing.T) {
 				t.Errorf("stored %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// Apply checks the PEM structure only; the proposer parses certificates.
+func TestParseCertificatesPEM(t *testing.T) {
+	garbage := "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+	if err := ValidateCertificatesPEM("ca_certificate_pem", garbage); err != nil {
+		t.Errorf("structure check refused a well-formed PEM block: %v", err)
+	}
+	if err := ParseCertificatesPEM("ca_certificate_pem", garbage); err == nil || !strings.HasPrefix(err.Error(), "ca_certificate_pem: ") {
+		t.Errorf("parse accepted a certificate of garbage: %v", err)
+	}
+	if err := ParseCertificatesPEM("ca_certificate_pem", testCertPEM+testCertPEM); err != nil {
+		t.Errorf("parse of two certificates: %v", err)
+	}
+}
+
+// A URL that does not parse is refused without being quoted: it may hold
+// a password.
+func TestRemoteURLRefusalQuotesNoCredentials(t *testing.T) {
+	err := ValidateRemoteURL("url", "https://u:pass-word@ho st")
+	if err == nil || strings.Contains(err.Error(), "pass-word") {
+		t.Errorf("refusal %v", err)
 	}
 }
 

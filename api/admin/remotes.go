@@ -109,6 +109,18 @@ func splitProxy(field, s string) (bare, user, password string, hasPassword bool,
 	return bare, user, password, hasPassword, nil
 }
 
+// parseCertificates refuses CA or client certificates that do not parse,
+// which apply does not check.
+func parseCertificates(caPEM, clientPEM string) error {
+	if err := fsm.ParseCertificatesPEM("ca_certificate_pem", caPEM); err != nil {
+		return remoteFieldError(err)
+	}
+	if err := fsm.ParseCertificatesPEM("client_certificate_pem", clientPEM); err != nil {
+		return remoteFieldError(err)
+	}
+	return nil
+}
+
 // checkClientPair refuses a client certificate and key that do not go
 // together; the error never quotes the key.
 func checkClientPair(certPEM, keyPEM string) error {
@@ -138,10 +150,10 @@ func (s *remoteService) CreateRemote(ctx context.Context, req *connect.Request[w
 		return nil, err
 	}
 	rec.ProxyUrl, rec.ProxyUsername = proxy, proxyUser
+	if err := parseCertificates(m.CaCertificatePem, m.ClientCertificatePem); err != nil {
+		return nil, err
+	}
 	if m.ClientKeyPem != "" && m.ClientCertificatePem != "" {
-		if err := fsm.ValidateCertificatesPEM("client_certificate_pem", m.ClientCertificatePem); err != nil {
-			return nil, remoteFieldError(err)
-		}
 		if err := checkClientPair(m.ClientCertificatePem, m.ClientKeyPem); err != nil {
 			return nil, err
 		}
@@ -332,6 +344,9 @@ func (s *remoteService) UpdateRemote(ctx context.Context, req *connect.Request[w
 	old, err := f.Remote(m.Name)
 	if err != nil {
 		return nil, stateError(err)
+	}
+	if err := parseCertificates(m.GetCaCertificatePem(), m.GetClientCertificatePem()); err != nil {
+		return nil, err
 	}
 	next := fsm.ApplyRemoteUpdate(old, op)
 	if err := fsm.CheckRemote(next); err != nil {
