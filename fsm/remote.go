@@ -357,9 +357,13 @@ func applyUpdateRemote(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, erro
 	if err := ValidateRemoteName(op.GetName()); err != nil {
 		return invalid("%v", err), nil
 	}
-	for field, c := range map[string]*fsmpb.SecretChange{"password": op.GetPassword(), "client_key": op.GetClientKey(), "proxy_password": op.GetProxyPassword()} {
-		if r, ok := c.GetChange().(*fsmpb.SecretChange_Replace); ok && r.Replace == nil {
-			return invalid("%s: a replacement needs a sealed secret", field), nil
+	// In a fixed order: the refusal is part of the replicated state.
+	for _, sc := range []struct {
+		field string
+		c     *fsmpb.SecretChange
+	}{{"password", op.GetPassword()}, {"client_key", op.GetClientKey()}, {"proxy_password", op.GetProxyPassword()}} {
+		if r, ok := sc.c.GetChange().(*fsmpb.SecretChange_Replace); ok && r.Replace == nil {
+			return invalid("%s: a replacement needs a sealed secret", sc.field), nil
 		}
 	}
 	var old fsmpb.Remote

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,9 +220,12 @@ func remoteMessage(r *fsmpb.Remote, box *secretbox.Box) *wharfv1.Remote {
 		CreatedUnixNanos: r.GetCreatedUnixNanos(), UpdatedUnixNanos: r.GetUpdatedUnixNanos(),
 		CreatedBy: r.GetCreatedBy(), UpdatedBy: r.GetUpdatedBy(),
 	}
-	for field, sec := range map[string]*fsmpb.SealedSecret{secretPassword: r.GetPassword(), secretClientKey: r.GetClientKey(), secretProxyPassword: r.GetProxyPassword()} {
-		if sec != nil && sec.GetKeyFingerprint() != box.Fingerprint() {
-			out.KeyMismatch = append(out.KeyMismatch, field)
+	for _, s := range []struct {
+		field  string
+		sealed *fsmpb.SealedSecret
+	}{{secretPassword, r.GetPassword()}, {secretClientKey, r.GetClientKey()}, {secretProxyPassword, r.GetProxyPassword()}} {
+		if s.sealed != nil && s.sealed.GetKeyFingerprint() != box.Fingerprint() {
+			out.KeyMismatch = append(out.KeyMismatch, s.field)
 		}
 	}
 	return out
@@ -364,6 +368,7 @@ func (s *remoteService) UpdateRemote(ctx context.Context, req *connect.Request[w
 		}
 		return true
 	})
+	slices.Sort(changed)
 	c, _ := caller(ctx)
 	if err := s.cfg.apply(ctx, c, "remote.update", m.Name, fsm.NewCommand(op), "fields", strings.Join(changed, ",")); err != nil {
 		return nil, err
