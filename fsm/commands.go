@@ -52,6 +52,10 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmpb.Command_CreateApiToken]():    applyCreateAPIToken,
 	reflect.TypeFor[*fsmpb.Command_DeleteApiToken]():    applyDeleteAPIToken,
 	reflect.TypeFor[*fsmpb.Command_RotateSigningKey]():  applyRotateSigningKey,
+	// Remote registries: remote.go.
+	reflect.TypeFor[*fsmpb.Command_CreateRemote](): applyCreateRemote,
+	reflect.TypeFor[*fsmpb.Command_UpdateRemote](): applyUpdateRemote,
+	reflect.TypeFor[*fsmpb.Command_DeleteRemote](): applyDeleteRemote,
 }
 
 func dispatch(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {

@@ -13,7 +13,7 @@ func AcceptedOnFullDisk(cmd *fsmpb.Command) bool {
 		*fsmpb.Command_RemoveBlobHolder, *fsmpb.Command_CollectBlob, *fsmpb.Command_CollectedBlobDeleted,
 		*fsmpb.Command_RegisterNode, *fsmpb.Command_DeregisterNode,
 		*fsmpb.Command_DeleteUser, *fsmpb.Command_DeleteGroup, *fsmpb.Command_RemoveGroupMember,
-		*fsmpb.Command_RevokeRole, *fsmpb.Command_DeleteApiToken,
+		*fsmpb.Command_RevokeRole, *fsmpb.Command_DeleteApiToken, *fsmpb.Command_DeleteRemote,
 		// One small record each, replaced: the status of the collection
 		// that frees the disk.
 		*fsmpb.Command_RecordGcRun, *fsmpb.Command_RecordSweep:

@@ -22,7 +22,7 @@ func TestAcceptedOnFullDisk(t *testing.T) {
 		"remove_blob_holder": true, "collect_blob": true, "collected_blob_deleted": true,
 		"register_node": true, "deregister_node": true,
 		"delete_user": true, "delete_group": true, "remove_group_member": true,
-		"revoke_role": true, "delete_api_token": true,
+		"revoke_role": true, "delete_api_token": true, "delete_remote": true,
 		"record_gc_run": true, "record_sweep": true,
 	}
 	for typ := range handlers {

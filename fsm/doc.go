@@ -91,6 +91,10 @@
 //	usertoken/<user>\x00<id>                 empty; the API tokens of a user
 //	m/signingkeys                            fsmpb.SigningKeySet
 //
+// Remote registries (remote.go; first part of issue 14):
+//
+//	remote/<name>                            fsmpb.Remote; secrets sealed by the proposer, never in clear
+//
 // # Files and snapshots
 //
 // The FSM directory holds generations of the database, "db-000001",

@@ -22,6 +22,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
+	"github.com/wharf-registry/wharf/internal/secretbox"
 )
 
 // Node is what the services need of the local cluster node.
@@ -90,6 +91,10 @@ type Config struct {
 	// GC is the node's garbage collector; with State it enables the
 	// GCService.
 	GC Collector
+	// Secrets seals the secrets of remote registries before they are
+	// proposed and opens them to talk to the registries; with Auth and
+	// Apply it enables the RemoteService.
+	Secrets *secretbox.Box
 	// Logger receives the audit lines of every change.
 	Logger *slog.Logger
 }
@@ -123,6 +128,9 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 	}
 	if cfg.Auth != nil && cfg.Apply != nil {
 		add(wharfv1connect.NewAccessServiceHandler(&accessService{cfg: cfg}, opts...))
+	}
+	if cfg.Auth != nil && cfg.Apply != nil && cfg.State != nil && cfg.Secrets != nil {
+		add(wharfv1connect.NewRemoteServiceHandler(&remoteService{cfg: cfg}, opts...))
 	}
 	if cfg.State != nil && cfg.GC != nil {
 		add(wharfv1connect.NewGCServiceHandler(&gcService{cfg: cfg}, opts...))

@@ -55,6 +55,7 @@ func newRootCommand() *cobra.Command {
 		newNamespaceCommand(c),
 		newActivityCommand(c),
 		newGCCommand(c),
+		newRemoteCommand(c),
 	)
 	refuseUnknownSubcommands(root)
 	markUsageErrors(root)

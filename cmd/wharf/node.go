@@ -25,6 +25,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
+	"github.com/wharf-registry/wharf/internal/secretbox"
 	"github.com/wharf-registry/wharf/ui"
 )
 
@@ -39,6 +40,8 @@ type registryNode struct {
 	gc      *gc.Collector
 	handler http.Handler
 	logger  *slog.Logger
+	// secrets seals the secrets of remote registries.
+	secrets *secretbox.Box
 
 	// accessBootstrapped is set once the admin user and the token signing
 	// key exist here: until then no one could log in, so the node is not
@@ -55,6 +58,10 @@ type registryNode struct {
 func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger, leave func()) (*registryNode, error) {
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	secrets, err := remoteSecrets(o)
+	if err != nil {
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -111,7 +118,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		_ = node.Shutdown(ctx)
 		return nil, fmt.Errorf("start garbage collection: %w", err)
 	}
-	n := &registryNode{node: node, disk: disk, blobs: blobs, replica: store, gc: collector, logger: logger}
+	n := &registryNode{node: node, disk: disk, blobs: blobs, replica: store, gc: collector, secrets: secrets, logger: logger}
 	n.handler = n.assemble(o, reg, leave)
 	n.startLoops(o)
 	return n, nil
@@ -180,6 +187,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	adminConfig.Apply = n.node.Apply
 	// Public only: peers have no use for garbage collection runs.
 	adminConfig.GC = gcAdmin{n.gc}
+	adminConfig.Secrets = n.secrets
 	adminConfig.Logger = n.logger.With("component", "auth")
 	return api.NewHandler(api.Config{
 		OCI:     registry,
@@ -294,4 +302,28 @@ func (a gcAdmin) Collect(ctx context.Context, opts admin.CollectOptions) (*fsmpb
 	}
 	_, run, err := a.c.Run(ctx, ro)
 	return run, err
+}
+
+// remoteSecretsKeyFile is a lone node's key for the secrets of remote
+// registries, in its data dir, when it has no cluster key.
+const remoteSecretsKeyFile = "remote-secrets.key"
+
+// remoteSecrets is the box that seals the secrets of remote registries:
+// keyed by the cluster key, so that every node opens what any sealed, or,
+// on a lone node without one, by a random key kept in the data dir (mode
+// 0600). Secrets sealed under that file do not open on nodes added later
+// with a cluster key: they must be set again (README, "Remote
+// registries").
+func remoteSecrets(o serveOptions) (*secretbox.Box, error) {
+	var key []byte
+	var err error
+	if o.clusterKey != "" {
+		key, err = cluster.ParseKey(o.clusterKey)
+	} else {
+		key, err = secretbox.LoadOrCreateKeyFile(filepath.Join(o.dataDir, remoteSecretsKeyFile))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key of remote registries' secrets: %w", err)
+	}
+	return secretbox.New(key)
 }

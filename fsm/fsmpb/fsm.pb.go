@@ -224,6 +224,9 @@ type Command struct {
 	//	*Command_CreateApiToken
 	//	*Command_DeleteApiToken
 	//	*Command_RotateSigningKey
+	//	*Command_CreateRemote
+	//	*Command_UpdateRemote
+	//	*Command_DeleteRemote
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -591,6 +594,33 @@ func (x *Command) GetRotateSigningKey() *RotateSigningKey {
 	return nil
 }
 
+func (x *Command) GetCreateRemote() *CreateRemote {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateRemote); ok {
+			return x.CreateRemote
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateRemote() *UpdateRemote {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdateRemote); ok {
+			return x.UpdateRemote
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRemote() *DeleteRemote {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRemote); ok {
+			return x.DeleteRemote
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -732,6 +762,19 @@ type Command_RotateSigningKey struct {
 	RotateSigningKey *RotateSigningKey `protobuf:"bytes,54,opt,name=rotate_signing_key,json=rotateSigningKey,proto3,oneof"`
 }
 
+type Command_CreateRemote struct {
+	// Remote registries (remote.proto), field numbers 60-69.
+	CreateRemote *CreateRemote `protobuf:"bytes,60,opt,name=create_remote,json=createRemote,proto3,oneof"`
+}
+
+type Command_UpdateRemote struct {
+	UpdateRemote *UpdateRemote `protobuf:"bytes,61,opt,name=update_remote,json=updateRemote,proto3,oneof"`
+}
+
+type Command_DeleteRemote struct {
+	DeleteRemote *DeleteRemote `protobuf:"bytes,62,opt,name=delete_remote,json=deleteRemote,proto3,oneof"`
+}
+
 func (*Command_PutManifest) isCommand_Op() {}
 
 func (*Command_DeleteManifest) isCommand_Op() {}
@@ -797,6 +840,12 @@ func (*Command_CreateApiToken) isCommand_Op() {}
 func (*Command_DeleteApiToken) isCommand_Op() {}
 
 func (*Command_RotateSigningKey) isCommand_Op() {}
+
+func (*Command_CreateRemote) isCommand_Op() {}
+
+func (*Command_UpdateRemote) isCommand_Op() {}
+
+func (*Command_DeleteRemote) isCommand_Op() {}
 
 // Result is what Apply returns for a Command.
 type Result struct {
@@ -2878,7 +2927,7 @@ var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\"\x9e\x13\n" +
+	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\x1a\x12fsmpb/remote.proto\"\xe7\x14\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2925,7 +2974,10 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eset_visibility\x183 \x01(\v2\x1b.wharf.fsm.v1.SetVisibilityH\x00R\rsetVisibility\x12H\n" +
 	"\x10create_api_token\x184 \x01(\v2\x1c.wharf.fsm.v1.CreateApiTokenH\x00R\x0ecreateApiToken\x12H\n" +
 	"\x10delete_api_token\x185 \x01(\v2\x1c.wharf.fsm.v1.DeleteApiTokenH\x00R\x0edeleteApiToken\x12N\n" +
-	"\x12rotate_signing_key\x186 \x01(\v2\x1e.wharf.fsm.v1.RotateSigningKeyH\x00R\x10rotateSigningKeyB\x04\n" +
+	"\x12rotate_signing_key\x186 \x01(\v2\x1e.wharf.fsm.v1.RotateSigningKeyH\x00R\x10rotateSigningKey\x12A\n" +
+	"\rcreate_remote\x18< \x01(\v2\x1a.wharf.fsm.v1.CreateRemoteH\x00R\fcreateRemote\x12A\n" +
+	"\rupdate_remote\x18= \x01(\v2\x1a.wharf.fsm.v1.UpdateRemoteH\x00R\fupdateRemote\x12A\n" +
+	"\rdelete_remote\x18> \x01(\v2\x1a.wharf.fsm.v1.DeleteRemoteH\x00R\fdeleteRemoteB\x04\n" +
 	"\x02op\"P\n" +
 	"\x06Result\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.wharf.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
@@ -3200,6 +3252,9 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*CreateApiToken)(nil),        // 45: wharf.fsm.v1.CreateApiToken
 	(*DeleteApiToken)(nil),        // 46: wharf.fsm.v1.DeleteApiToken
 	(*RotateSigningKey)(nil),      // 47: wharf.fsm.v1.RotateSigningKey
+	(*CreateRemote)(nil),          // 48: wharf.fsm.v1.CreateRemote
+	(*UpdateRemote)(nil),          // 49: wharf.fsm.v1.UpdateRemote
+	(*DeleteRemote)(nil),          // 50: wharf.fsm.v1.DeleteRemote
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	4,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -3235,18 +3290,21 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	45, // 30: wharf.fsm.v1.Command.create_api_token:type_name -> wharf.fsm.v1.CreateApiToken
 	46, // 31: wharf.fsm.v1.Command.delete_api_token:type_name -> wharf.fsm.v1.DeleteApiToken
 	47, // 32: wharf.fsm.v1.Command.rotate_signing_key:type_name -> wharf.fsm.v1.RotateSigningKey
-	0,  // 33: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	31, // 34: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	1,  // 35: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
-	32, // 36: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	19, // 37: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	28, // 38: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
-	30, // 39: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	48, // 33: wharf.fsm.v1.Command.create_remote:type_name -> wharf.fsm.v1.CreateRemote
+	49, // 34: wharf.fsm.v1.Command.update_remote:type_name -> wharf.fsm.v1.UpdateRemote
+	50, // 35: wharf.fsm.v1.Command.delete_remote:type_name -> wharf.fsm.v1.DeleteRemote
+	0,  // 36: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	31, // 37: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	1,  // 38: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
+	32, // 39: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	19, // 40: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	28, // 41: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
+	30, // 42: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -3255,6 +3313,7 @@ func file_fsmpb_fsm_proto_init() {
 		return
 	}
 	file_fsmpb_access_proto_init()
+	file_fsmpb_remote_proto_init()
 	file_fsmpb_fsm_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_PutManifest)(nil),
 		(*Command_DeleteManifest)(nil),
@@ -3289,6 +3348,9 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_CreateApiToken)(nil),
 		(*Command_DeleteApiToken)(nil),
 		(*Command_RotateSigningKey)(nil),
+		(*Command_CreateRemote)(nil),
+		(*Command_UpdateRemote)(nil),
+		(*Command_DeleteRemote)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
