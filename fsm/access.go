@@ -207,7 +207,13 @@ func validateToken(t *fsmpb.ApiToken, now int64) *fsmpb.Result {
 		return invalid("token %s: description is longer than %d bytes", t.GetId(), maxDescriptionLength)
 	case len(t.GetNamespaces()) > maxTokenNamespaces:
 		return invalid("token %s names more than %d namespaces", t.GetId(), maxTokenNamespaces)
-	case len(t.GetActions()) == 0:
+	case t.GetSession() && (len(t.GetNamespaces()) > 0 || len(t.GetActions()) > 0):
+		return invalid("login session %s has every right of its owner; it names no namespaces or actions", t.GetId())
+	case t.GetSession() && t.GetPasswordFingerprint() == "":
+		return invalid("login session %s records no password fingerprint", t.GetId())
+	case !t.GetSession() && t.GetPasswordFingerprint() != "":
+		return invalid("token %s: only a login session records a password fingerprint", t.GetId())
+	case !t.GetSession() && len(t.GetActions()) == 0:
 		return invalid("token %s allows no action; give some of %s", t.GetId(), strings.Join(tokenActions, ", "))
 	}
 	if res := validateAccount("user", t.GetOwner()); res != nil {
@@ -682,14 +688,16 @@ func applyCreateAPIToken(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, er
 		return alreadyExists("token %s already exists", t.GetId()), nil
 	}
 	rec := &fsmpb.ApiToken{
-		Id:               t.GetId(),
-		Owner:            t.GetOwner(),
-		Description:      t.GetDescription(),
-		Namespaces:       slices.Compact(slices.Sorted(slices.Values(t.GetNamespaces()))),
-		Actions:          slices.Compact(slices.Sorted(slices.Values(t.GetActions()))),
-		ExpiresUnixNanos: t.GetExpiresUnixNanos(),
-		SecretSha256:     t.GetSecretSha256(),
-		CreatedUnixNanos: cmd.GetUnixNanos(),
+		Id:                  t.GetId(),
+		Owner:               t.GetOwner(),
+		Description:         t.GetDescription(),
+		Namespaces:          slices.Compact(slices.Sorted(slices.Values(t.GetNamespaces()))),
+		Actions:             slices.Compact(slices.Sorted(slices.Values(t.GetActions()))),
+		ExpiresUnixNanos:    t.GetExpiresUnixNanos(),
+		SecretSha256:        t.GetSecretSha256(),
+		CreatedUnixNanos:    cmd.GetUnixNanos(),
+		Session:             t.GetSession(),
+		PasswordFingerprint: t.GetPasswordFingerprint(),
 	}
 	if err := setProto(b, tokenKey(rec.GetId()), rec); err != nil {
 		return nil, err

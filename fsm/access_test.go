@@ -91,6 +91,14 @@ func apiToken(id, owner string, expires int64, namespaces ...string) *fsmpb.ApiT
 	return &fsmpb.ApiToken{Id: id, Owner: owner, Namespaces: namespaces, Actions: []string{"push", "pull"}, ExpiresUnixNanos: expires, SecretSha256: sum[:]}
 }
 
+// session is a login session of owner, made with the password of
+// fingerprint fp.
+func session(id, owner, fp string) *fsmpb.ApiToken {
+	t := apiToken(id, owner, 1000)
+	t.Actions, t.Session, t.PasswordFingerprint = nil, true, fp
+	return t
+}
+
 func createToken(t *fsmpb.ApiToken) *fsmpb.Command {
 	return &fsmpb.Command{UnixNanos: 100, Op: &fsmpb.Command_CreateApiToken{CreateApiToken: &fsmpb.CreateApiToken{Token: t}}}
 }
@@ -255,6 +263,15 @@ func TestAccessCommands(t *testing.T) {
 		{name: "token of unknown user", cmd: createToken(apiToken("t1", "zed", 1000)), want: codeNotFound},
 		{name: "token with bad hash", cmd: createToken(&fsmpb.ApiToken{Id: "t1", Owner: "bob", Actions: []string{"pull"}, ExpiresUnixNanos: 1000, SecretSha256: []byte("short")}), want: codeInvalid},
 		{name: "token with unknown action", cmd: createToken(func() *fsmpb.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = []string{"admin"}; return t }()), want: codeInvalid},
+		{name: "login session", cmd: createToken(session("s1", "bob", "fp")), want: codeOK, check: func(t *testing.T, f *FSM) {
+			if tok, err := f.APIToken("s1"); err != nil || !tok.GetSession() || tok.GetPasswordFingerprint() != "fp" || len(tok.GetActions()) != 0 {
+				t.Fatalf("session = %v, %v", tok, err)
+			}
+		}},
+		{name: "login session with actions", cmd: createToken(func() *fsmpb.ApiToken { t := session("s1", "bob", "fp"); t.Actions = []string{"pull"}; return t }()), want: codeInvalid, contains: "every right"},
+		{name: "login session with namespaces", cmd: createToken(func() *fsmpb.ApiToken { t := session("s1", "bob", "fp"); t.Namespaces = []string{"acme"}; return t }()), want: codeInvalid, contains: "every right"},
+		{name: "login session without a password fingerprint", cmd: createToken(session("s1", "bob", "")), want: codeInvalid, contains: "fingerprint"},
+		{name: "API token with a password fingerprint", cmd: createToken(func() *fsmpb.ApiToken { t := apiToken("t1", "bob", 1000); t.PasswordFingerprint = "fp"; return t }()), want: codeInvalid, contains: "only a login session"},
 		{name: "token without actions", cmd: createToken(func() *fsmpb.ApiToken { t := apiToken("t1", "bob", 1000); t.Actions = nil; return t }()), want: codeInvalid},
 		{name: "token with bad id", cmd: createToken(apiToken("t-1", "bob", 1000)), want: codeInvalid},
 		{name: "revoke token", setup: []*fsmpb.Command{createToken(apiToken("t1", "bob", 1000))}, cmd: deleteToken("t1"), want: codeOK, check: func(t *testing.T, f *FSM) {

@@ -364,6 +364,12 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 	if c.Token != nil {
 		return nil, errTokenManagesTokens
 	}
+	var fingerprint string
+	if req.Msg.Session {
+		if fingerprint, err = s.sessionFingerprint(ctx, c, req.Msg); err != nil {
+			return nil, err
+		}
+	}
 	life := defaultTokenLifetime
 	if req.Msg.ExpiresInSeconds < 0 {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("expires_in_seconds must not be negative"))
@@ -376,14 +382,34 @@ func (s *accessService) CreateToken(ctx context.Context, req *connect.Request[wh
 	t := &fsmpb.ApiToken{
 		Id: id, Owner: c.User, Description: req.Msg.Description, Namespaces: req.Msg.Namespaces,
 		Actions: req.Msg.Actions, ExpiresUnixNanos: now.Add(life).UnixNano(), SecretSha256: sum,
+		Session: req.Msg.Session, PasswordFingerprint: fingerprint,
 	}
 	cmd := fsm.NewCommand(&fsmpb.CreateApiToken{Token: t})
 	cmd.UnixNanos = now.UnixNano() // the token's creation, matching its expiry
-	if err := s.cfg.apply(ctx, c, "token_created", id, cmd, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
+	if err := s.cfg.apply(ctx, c, "token_created", id, cmd, "session", t.Session, "namespaces", t.Namespaces, "actions", t.Actions, "expires", now.Add(life).UTC().Format(time.RFC3339)); err != nil {
 		return nil, err
 	}
 	t.CreatedUnixNanos = now.UnixNano()
 	return connect.NewResponse(&wharfv1.CreateTokenResponse{Token: tokenInfo(t), Secret: secret}), nil
+}
+
+// sessionFingerprint checks a request for a login session, which only a
+// password login may make, with no limits, and returns what the session
+// records of the caller's password.
+func (s *accessService) sessionFingerprint(ctx context.Context, c auth.Caller, m *wharfv1.CreateTokenRequest) (string, error) {
+	switch {
+	case c.Session != "":
+		return "", connect.NewError(connect.CodePermissionDenied, errors.New("a login session cannot create another; log in with the password"))
+	case len(m.Namespaces) > 0:
+		return "", connect.NewError(connect.CodeInvalidArgument, errors.New("namespaces: a login session has every right of its user; create an API token to limit one"))
+	case len(m.Actions) > 0:
+		return "", connect.NewError(connect.CodeInvalidArgument, errors.New("actions: a login session has every right of its user; create an API token to limit one"))
+	}
+	u, err := s.cfg.Auth.Store.User(ctx, c.User)
+	if err != nil {
+		return "", stateError(err)
+	}
+	return auth.SessionFingerprint(u), nil
 }
 
 var errTokenManagesTokens = connect.NewError(connect.CodePermissionDenied, errors.New("an API token cannot manage tokens; log in with the password"))
@@ -401,6 +427,7 @@ func tokenInfo(t *fsmpb.ApiToken) *wharfv1.ApiToken {
 	return &wharfv1.ApiToken{
 		Id: t.GetId(), Owner: t.GetOwner(), Description: t.GetDescription(), Namespaces: t.GetNamespaces(),
 		Actions: t.GetActions(), ExpiresUnixNanos: t.GetExpiresUnixNanos(), CreatedUnixNanos: t.GetCreatedUnixNanos(),
+		Session: t.GetSession(),
 	}
 }
 

@@ -257,7 +257,10 @@ func (a *Authenticator) checkAPIToken(ctx context.Context, user, id, secret stri
 	if err != nil {
 		return Caller{}, err
 	}
-	return Caller{User: t.GetOwner(), Token: t, login: tokenLogin(u, t)}, nil
+	if checkSession(u, t) != nil {
+		return Caller{}, ErrBadCredentials
+	}
+	return tokenCaller(u, t, tokenLogin(u, t)), nil
 }
 
 // Audit writes an audit log line: what happened, who did it (actor, empty

@@ -79,10 +79,14 @@ func (l Login) check(ctx context.Context, store Store, subject string, now time.
 	}
 	c := Caller{User: u.GetName(), login: l}
 	if l.APIToken != "" {
-		if c.Token, err = liveAPIToken(ctx, store, u.GetName(), l.APIToken, now); err != nil {
+		t, err := liveAPIToken(ctx, store, u.GetName(), l.APIToken, now)
+		if err != nil {
 			return Caller{}, err
 		}
-		return c, nil
+		if err := checkSession(u, t); err != nil {
+			return Caller{}, fmt.Errorf("%w: %v", errRevoked, err)
+		}
+		return tokenCaller(u, t, l), nil
 	}
 	fp := passwordFingerprint(u.GetPasswordHash())
 	if u.GetPasswordHash() == "" || subtle.ConstantTimeCompare([]byte(fp), []byte(l.Password)) != 1 {
@@ -90,6 +94,33 @@ func (l Login) check(ctx context.Context, store Store, subject string, now time.
 	}
 	return c, nil
 }
+
+// tokenCaller is the caller that API token t of user u, logged in as l,
+// stands for: restricted by the token, unless it is a login session,
+// which acts as its owner's password does.
+func tokenCaller(u *fsmpb.User, t *fsmpb.ApiToken, l Login) Caller {
+	if t.GetSession() {
+		return Caller{User: u.GetName(), Session: t.GetId(), login: l}
+	}
+	return Caller{User: u.GetName(), Token: t, login: l}
+}
+
+// checkSession refuses a login session of u created with a password u no
+// longer has; other tokens pass.
+func checkSession(u *fsmpb.User, t *fsmpb.ApiToken) error {
+	if !t.GetSession() {
+		return nil
+	}
+	fp := passwordFingerprint(u.GetPasswordHash())
+	if u.GetPasswordHash() == "" || subtle.ConstantTimeCompare([]byte(fp), []byte(t.GetPasswordFingerprint())) != 1 {
+		return fmt.Errorf("the password of %q changed since login session %s was created", u.GetName(), t.GetId())
+	}
+	return nil
+}
+
+// SessionFingerprint is what a login session of u records of its
+// password, so that it stops working once the password changes.
+func SessionFingerprint(u *fsmpb.User) string { return passwordFingerprint(u.GetPasswordHash()) }
 
 // liveAPIToken returns API token id of owner if it is neither revoked nor
 // expired, else an error wrapping errRevoked.

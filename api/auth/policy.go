@@ -119,6 +119,10 @@ type Caller struct {
 	// Token, if the caller authenticated with an API token, limits it to
 	// the token's namespaces and actions.
 	Token *fsmpb.ApiToken
+	// Session, if the caller authenticated with a login session of the
+	// CLI (an API token marked session), is its ID. A session carries no
+	// restrictions: Token stays nil, as for a password.
+	Session string
 	// login is what the caller authenticated with, for the tokens issued
 	// to it; zero for an anonymous caller.
 	login Login

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/wharf-registry/wharf/api/auth"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 )
@@ -77,6 +78,17 @@ name any node. A new login to the same cluster replaces the old one.`,
 			return err
 		}
 		cred := serverCredential{Username: c.username, Password: c.password}
+		if _, _, isToken := auth.ParseAPIToken(c.password); !isToken {
+			// A password is not stored: a login session stands for it.
+			host, _ := os.Hostname()
+			sess, err := c.accessClient().CreateToken(cmd.Context(), connect.NewRequest(&wharfv1.CreateTokenRequest{
+				Session: true, Description: "wharf login from " + cmp.Or(host, "an unnamed host"),
+			}))
+			if err != nil {
+				return fmt.Errorf("create a login session on %s: %w", c.baseURL(), err)
+			}
+			cred.Password, cred.Session = sess.Msg.Secret, sess.Msg.Token.GetId()
+		}
 		if public != "" {
 			cred.PublicURL = normalizeServer(public)
 		}
@@ -86,6 +98,9 @@ name any node. A new login to the same cluster replaces the old one.`,
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Login Succeeded: %s as %s (saved in %s)\n", c.baseURL(), resp.Msg.User, path)
+		if cred.Session != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "The password is not stored: login session %s stands for it for 30 days, until 'wharf logout' or a new password.\n", cred.Session)
+		}
 		if cred.PublicURL != "" {
 			fmt.Fprintf(cmd.OutOrStdout(), "It serves every node of the cluster at %s.\n", cred.PublicURL)
 		}
@@ -111,7 +126,7 @@ that server's whole cluster; --all removes every stored credential.`,
 				return err
 			}
 			if all {
-				return logoutAll(cmd, creds)
+				return logoutAll(cmd, c, creds)
 			}
 			server := c.server
 			if len(args) == 1 {
@@ -136,6 +151,7 @@ func logout(cmd *cobra.Command, c *clientOptions, creds credentials, server stri
 		return nil
 	}
 	cred := creds.Servers[key]
+	revokeSession(cmd, c, key, cred)
 	creds.remove(key)
 	if _, err := saveCredentials(creds); err != nil {
 		return err
@@ -148,7 +164,25 @@ func logout(cmd *cobra.Command, c *clientOptions, creds credentials, server stri
 	return nil
 }
 
-func logoutAll(cmd *cobra.Command, creds credentials) error {
+// revokeSession revokes the login session of cred, stored for server, on
+// the server; a server that cannot be reached only costs a warning, and
+// the session then ends when it expires.
+func revokeSession(cmd *cobra.Command, c *clientOptions, server string, cred serverCredential) {
+	if cred.Session == "" {
+		return
+	}
+	o := *c
+	o.server, o.username, o.password, o.resolved = server, cred.Username, cred.Password, true
+	_, err := o.accessClient().RevokeToken(cmd.Context(), connect.NewRequest(&wharfv1.RevokeTokenRequest{Id: cred.Session}))
+	if err != nil && connect.CodeOf(err) != connect.CodeUnauthenticated { // already revoked or expired: nothing to do
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: could not revoke login session %s on %s (it ends when it expires): %v\n", cred.Session, server, err)
+	}
+}
+
+func logoutAll(cmd *cobra.Command, c *clientOptions, creds credentials) error {
+	for server, cred := range creds.Servers {
+		revokeSession(cmd, c, server, cred)
+	}
 	n := len(creds.Servers)
 	if _, err := saveCredentials(credentials{Servers: map[string]serverCredential{}}); err != nil {
 		return err
@@ -484,8 +518,12 @@ func newTokenCommand(c *clientOptions) *cobra.Command {
 			w := table(cmd)
 			fmt.Fprintln(w, "ID\tOWNER\tNAMESPACES\tACTIONS\tEXPIRES\tDESCRIPTION")
 			for _, t := range resp.Msg.Tokens {
+				actions := strings.Join(t.Actions, ",")
+				if t.Session {
+					actions = "login session: all"
+				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.Owner, orDash(strings.Join(t.Namespaces, ",")),
-					strings.Join(t.Actions, ","), timeString(t.ExpiresUnixNanos), t.Description)
+					actions, timeString(t.ExpiresUnixNanos), t.Description)
 			}
 			return w.Flush()
 		})

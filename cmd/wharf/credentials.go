@@ -29,7 +29,13 @@ type credentials struct {
 
 type serverCredential struct {
 	Username string `json:"username"`
+	// Password is what the commands authenticate with: the secret of a
+	// login session when Session is set (what 'wharf login' stores for a
+	// password), else the API token given at login.
 	Password string `json:"password"`
+	// Session is the ID of the login session, which 'wharf logout'
+	// revokes on the server.
+	Session string `json:"session,omitempty"`
 	// PublicURL is the public URL of the server's cluster, as the server
 	// reported it at login; empty if it has none.
 	PublicURL string `json:"public_url,omitempty"`

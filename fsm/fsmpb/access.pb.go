@@ -493,8 +493,15 @@ type ApiToken struct {
 	// secret_sha256 is the SHA-256 of the token's secret.
 	SecretSha256     []byte `protobuf:"bytes,7,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
 	CreatedUnixNanos int64  `protobuf:"varint,8,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// session marks the login session of a CLI ('wharf login'): it acts with
+	// every right of its owner, administration included, as the password it
+	// was created with did, and has no namespace or action limits.
+	Session bool `protobuf:"varint,9,opt,name=session,proto3" json:"session,omitempty"`
+	// password_fingerprint names the owner's password when the session was
+	// created: a session stops working once the password changes.
+	PasswordFingerprint string `protobuf:"bytes,10,opt,name=password_fingerprint,json=passwordFingerprint,proto3" json:"password_fingerprint,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ApiToken) Reset() {
@@ -581,6 +588,20 @@ func (x *ApiToken) GetCreatedUnixNanos() int64 {
 		return x.CreatedUnixNanos
 	}
 	return 0
+}
+
+func (x *ApiToken) GetSession() bool {
+	if x != nil {
+		return x.Session
+	}
+	return false
+}
+
+func (x *ApiToken) GetPasswordFingerprint() string {
+	if x != nil {
+		return x.PasswordFingerprint
+	}
+	return ""
 }
 
 // SigningKey is one ES256 key for registry tokens.
@@ -1490,7 +1511,7 @@ const file_fsmpb_access_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\x04R\x06userId\x12,\n" +
-	"\x12created_unix_nanos\x18\x04 \x01(\x03R\x10createdUnixNanos\"\x8d\x02\n" +
+	"\x12created_unix_nanos\x18\x04 \x01(\x03R\x10createdUnixNanos\"\xda\x02\n" +
 	"\bApiToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12 \n" +
@@ -1501,7 +1522,10 @@ const file_fsmpb_access_proto_rawDesc = "" +
 	"\aactions\x18\x05 \x03(\tR\aactions\x12,\n" +
 	"\x12expires_unix_nanos\x18\x06 \x01(\x03R\x10expiresUnixNanos\x12#\n" +
 	"\rsecret_sha256\x18\a \x01(\fR\fsecretSha256\x12,\n" +
-	"\x12created_unix_nanos\x18\b \x01(\x03R\x10createdUnixNanos\"`\n" +
+	"\x12created_unix_nanos\x18\b \x01(\x03R\x10createdUnixNanos\x12\x18\n" +
+	"\asession\x18\t \x01(\bR\asession\x121\n" +
+	"\x14password_fingerprint\x18\n" +
+	" \x01(\tR\x13passwordFingerprint\"`\n" +
 	"\n" +
 	"SigningKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +

@@ -1493,8 +1493,10 @@ type ApiToken struct {
 	Actions          []string               `protobuf:"bytes,5,rep,name=actions,proto3" json:"actions,omitempty"`
 	ExpiresUnixNanos int64                  `protobuf:"varint,6,opt,name=expires_unix_nanos,json=expiresUnixNanos,proto3" json:"expires_unix_nanos,omitempty"`
 	CreatedUnixNanos int64                  `protobuf:"varint,7,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// session: a login session of the CLI (see CreateTokenRequest.session).
+	Session       bool `protobuf:"varint,8,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApiToken) Reset() {
@@ -1576,6 +1578,13 @@ func (x *ApiToken) GetCreatedUnixNanos() int64 {
 	return 0
 }
 
+func (x *ApiToken) GetSession() bool {
+	if x != nil {
+		return x.Session
+	}
+	return false
+}
+
 type CreateTokenRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
@@ -1585,8 +1594,15 @@ type CreateTokenRequest struct {
 	Actions []string `protobuf:"bytes,3,rep,name=actions,proto3" json:"actions,omitempty"`
 	// expires_in_seconds; 0 means 30 days.
 	ExpiresInSeconds int64 `protobuf:"varint,4,opt,name=expires_in_seconds,json=expiresInSeconds,proto3" json:"expires_in_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// session asks for a login session instead of an API token: what
+	// 'wharf login' stores in place of the password. It acts with every
+	// right of its owner (administration included), so it takes no
+	// namespaces or actions; only a password login may create one, and it
+	// stops working when the password changes or the session is revoked
+	// ('wharf logout').
+	Session       bool `protobuf:"varint,5,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTokenRequest) Reset() {
@@ -1645,6 +1661,13 @@ func (x *CreateTokenRequest) GetExpiresInSeconds() int64 {
 		return x.ExpiresInSeconds
 	}
 	return 0
+}
+
+func (x *CreateTokenRequest) GetSession() bool {
+	if x != nil {
+		return x.Session
+	}
+	return false
 }
 
 type CreateTokenResponse struct {
@@ -2288,7 +2311,7 @@ const file_wharf_v1_access_proto_rawDesc = "" +
 	"repository\x18\x02 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06public\x18\x03 \x01(\bR\x06public\"\x17\n" +
-	"\x15SetVisibilityResponse\"\xe8\x01\n" +
+	"\x15SetVisibilityResponse\"\x82\x02\n" +
 	"\bApiToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12 \n" +
@@ -2298,14 +2321,16 @@ const file_wharf_v1_access_proto_rawDesc = "" +
 	"namespaces\x12\x18\n" +
 	"\aactions\x18\x05 \x03(\tR\aactions\x12,\n" +
 	"\x12expires_unix_nanos\x18\x06 \x01(\x03R\x10expiresUnixNanos\x12,\n" +
-	"\x12created_unix_nanos\x18\a \x01(\x03R\x10createdUnixNanos\"\x9e\x01\n" +
+	"\x12created_unix_nanos\x18\a \x01(\x03R\x10createdUnixNanos\x12\x18\n" +
+	"\asession\x18\b \x01(\bR\asession\"\xb8\x01\n" +
 	"\x12CreateTokenRequest\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12\x1e\n" +
 	"\n" +
 	"namespaces\x18\x02 \x03(\tR\n" +
 	"namespaces\x12\x18\n" +
 	"\aactions\x18\x03 \x03(\tR\aactions\x12,\n" +
-	"\x12expires_in_seconds\x18\x04 \x01(\x03R\x10expiresInSeconds\"W\n" +
+	"\x12expires_in_seconds\x18\x04 \x01(\x03R\x10expiresInSeconds\x12\x18\n" +
+	"\asession\x18\x05 \x01(\bR\asession\"W\n" +
 	"\x13CreateTokenResponse\x12(\n" +
 	"\x05token\x18\x01 \x01(\v2\x12.wharf.v1.ApiTokenR\x05token\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x13\n" +
