@@ -47,6 +47,9 @@ const (
 	// RemoveEmptyRepository found the repository holding a manifest or a
 	// tag, or not empty for the whole grace period; nothing was removed.
 	ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY ResultCode = 6
+	// The repository mirrors a remote repository and takes no pushes: only
+	// its sync jobs write into it (PutManifest.synced).
+	ResultCode_RESULT_CODE_MIRRORED ResultCode = 7
 	// The user, group, grant, token or namespace claim already exists
 	// (access control; values 40-59 are reserved for it).
 	ResultCode_RESULT_CODE_ALREADY_EXISTS ResultCode = 40
@@ -65,6 +68,7 @@ var (
 		4:  "RESULT_CODE_BLOB_COLLECTED",
 		5:  "RESULT_CODE_BLOB_NOT_COLLECTABLE",
 		6:  "RESULT_CODE_REPOSITORY_NOT_EMPTY",
+		7:  "RESULT_CODE_MIRRORED",
 		40: "RESULT_CODE_ALREADY_EXISTS",
 		41: "RESULT_CODE_FAILED_PRECONDITION",
 	}
@@ -76,6 +80,7 @@ var (
 		"RESULT_CODE_BLOB_COLLECTED":       4,
 		"RESULT_CODE_BLOB_NOT_COLLECTABLE": 5,
 		"RESULT_CODE_REPOSITORY_NOT_EMPTY": 6,
+		"RESULT_CODE_MIRRORED":             7,
 		"RESULT_CODE_ALREADY_EXISTS":       40,
 		"RESULT_CODE_FAILED_PRECONDITION":  41,
 	}
@@ -227,6 +232,14 @@ type Command struct {
 	//	*Command_CreateRemote
 	//	*Command_UpdateRemote
 	//	*Command_DeleteRemote
+	//	*Command_CreateMirror
+	//	*Command_UpdateMirror
+	//	*Command_DeleteMirror
+	//	*Command_RequestSync
+	//	*Command_AssignSyncJob
+	//	*Command_SyncJobProgress
+	//	*Command_FinishSyncJob
+	//	*Command_CancelSyncJob
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -621,6 +634,78 @@ func (x *Command) GetDeleteRemote() *DeleteRemote {
 	return nil
 }
 
+func (x *Command) GetCreateMirror() *CreateMirror {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateMirror); ok {
+			return x.CreateMirror
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateMirror() *UpdateMirror {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdateMirror); ok {
+			return x.UpdateMirror
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteMirror() *DeleteMirror {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteMirror); ok {
+			return x.DeleteMirror
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRequestSync() *RequestSync {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RequestSync); ok {
+			return x.RequestSync
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAssignSyncJob() *AssignSyncJob {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AssignSyncJob); ok {
+			return x.AssignSyncJob
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSyncJobProgress() *SyncJobProgress {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SyncJobProgress); ok {
+			return x.SyncJobProgress
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFinishSyncJob() *FinishSyncJob {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FinishSyncJob); ok {
+			return x.FinishSyncJob
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCancelSyncJob() *CancelSyncJob {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CancelSyncJob); ok {
+			return x.CancelSyncJob
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -775,6 +860,39 @@ type Command_DeleteRemote struct {
 	DeleteRemote *DeleteRemote `protobuf:"bytes,62,opt,name=delete_remote,json=deleteRemote,proto3,oneof"`
 }
 
+type Command_CreateMirror struct {
+	// Mirrored repositories and sync jobs (mirror.proto).
+	CreateMirror *CreateMirror `protobuf:"bytes,63,opt,name=create_mirror,json=createMirror,proto3,oneof"`
+}
+
+type Command_UpdateMirror struct {
+	UpdateMirror *UpdateMirror `protobuf:"bytes,64,opt,name=update_mirror,json=updateMirror,proto3,oneof"`
+}
+
+type Command_DeleteMirror struct {
+	DeleteMirror *DeleteMirror `protobuf:"bytes,65,opt,name=delete_mirror,json=deleteMirror,proto3,oneof"`
+}
+
+type Command_RequestSync struct {
+	RequestSync *RequestSync `protobuf:"bytes,66,opt,name=request_sync,json=requestSync,proto3,oneof"`
+}
+
+type Command_AssignSyncJob struct {
+	AssignSyncJob *AssignSyncJob `protobuf:"bytes,67,opt,name=assign_sync_job,json=assignSyncJob,proto3,oneof"`
+}
+
+type Command_SyncJobProgress struct {
+	SyncJobProgress *SyncJobProgress `protobuf:"bytes,68,opt,name=sync_job_progress,json=syncJobProgress,proto3,oneof"`
+}
+
+type Command_FinishSyncJob struct {
+	FinishSyncJob *FinishSyncJob `protobuf:"bytes,69,opt,name=finish_sync_job,json=finishSyncJob,proto3,oneof"`
+}
+
+type Command_CancelSyncJob struct {
+	CancelSyncJob *CancelSyncJob `protobuf:"bytes,70,opt,name=cancel_sync_job,json=cancelSyncJob,proto3,oneof"`
+}
+
 func (*Command_PutManifest) isCommand_Op() {}
 
 func (*Command_DeleteManifest) isCommand_Op() {}
@@ -847,11 +965,29 @@ func (*Command_UpdateRemote) isCommand_Op() {}
 
 func (*Command_DeleteRemote) isCommand_Op() {}
 
+func (*Command_CreateMirror) isCommand_Op() {}
+
+func (*Command_UpdateMirror) isCommand_Op() {}
+
+func (*Command_DeleteMirror) isCommand_Op() {}
+
+func (*Command_RequestSync) isCommand_Op() {}
+
+func (*Command_AssignSyncJob) isCommand_Op() {}
+
+func (*Command_SyncJobProgress) isCommand_Op() {}
+
+func (*Command_FinishSyncJob) isCommand_Op() {}
+
+func (*Command_CancelSyncJob) isCommand_Op() {}
+
 // Result is what Apply returns for a Command.
 type Result struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=wharf.fsm.v1.ResultCode" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    ResultCode             `protobuf:"varint,1,opt,name=code,proto3,enum=wharf.fsm.v1.ResultCode" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// value is what the command made, when it says so: the ID of a sync job.
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -900,6 +1036,13 @@ func (x *Result) GetMessage() string {
 	return ""
 }
 
+func (x *Result) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // PutManifest stores a manifest in a repository, creating the repository and
 // its namespace when needed, and points tags at it.
 type PutManifest struct {
@@ -917,7 +1060,10 @@ type PutManifest struct {
 	// blobs are the digests of the config and layers it references.
 	Blobs []string `protobuf:"bytes,9,rep,name=blobs,proto3" json:"blobs,omitempty"`
 	// manifests are the digests of the child manifests of an index.
-	Manifests     []string `protobuf:"bytes,10,rep,name=manifests,proto3" json:"manifests,omitempty"`
+	Manifests []string `protobuf:"bytes,10,rep,name=manifests,proto3" json:"manifests,omitempty"`
+	// synced marks content written by a sync job: it may enter a mirrored
+	// repository that refuses pushes.
+	Synced        bool `protobuf:"varint,11,opt,name=synced,proto3" json:"synced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1020,6 +1166,13 @@ func (x *PutManifest) GetManifests() []string {
 		return x.Manifests
 	}
 	return nil
+}
+
+func (x *PutManifest) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
 }
 
 // DeleteManifest removes a manifest, the tags that point at it and its
@@ -2927,7 +3080,7 @@ var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\x1a\x12fsmpb/remote.proto\"\xe7\x14\n" +
+	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\x1a\x12fsmpb/remote.proto\x1a\x12fsmpb/mirror.proto\"\x92\x19\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -2977,11 +3130,20 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x12rotate_signing_key\x186 \x01(\v2\x1e.wharf.fsm.v1.RotateSigningKeyH\x00R\x10rotateSigningKey\x12A\n" +
 	"\rcreate_remote\x18< \x01(\v2\x1a.wharf.fsm.v1.CreateRemoteH\x00R\fcreateRemote\x12A\n" +
 	"\rupdate_remote\x18= \x01(\v2\x1a.wharf.fsm.v1.UpdateRemoteH\x00R\fupdateRemote\x12A\n" +
-	"\rdelete_remote\x18> \x01(\v2\x1a.wharf.fsm.v1.DeleteRemoteH\x00R\fdeleteRemoteB\x04\n" +
-	"\x02op\"P\n" +
+	"\rdelete_remote\x18> \x01(\v2\x1a.wharf.fsm.v1.DeleteRemoteH\x00R\fdeleteRemote\x12A\n" +
+	"\rcreate_mirror\x18? \x01(\v2\x1a.wharf.fsm.v1.CreateMirrorH\x00R\fcreateMirror\x12A\n" +
+	"\rupdate_mirror\x18@ \x01(\v2\x1a.wharf.fsm.v1.UpdateMirrorH\x00R\fupdateMirror\x12A\n" +
+	"\rdelete_mirror\x18A \x01(\v2\x1a.wharf.fsm.v1.DeleteMirrorH\x00R\fdeleteMirror\x12>\n" +
+	"\frequest_sync\x18B \x01(\v2\x19.wharf.fsm.v1.RequestSyncH\x00R\vrequestSync\x12E\n" +
+	"\x0fassign_sync_job\x18C \x01(\v2\x1b.wharf.fsm.v1.AssignSyncJobH\x00R\rassignSyncJob\x12K\n" +
+	"\x11sync_job_progress\x18D \x01(\v2\x1d.wharf.fsm.v1.SyncJobProgressH\x00R\x0fsyncJobProgress\x12E\n" +
+	"\x0ffinish_sync_job\x18E \x01(\v2\x1b.wharf.fsm.v1.FinishSyncJobH\x00R\rfinishSyncJob\x12E\n" +
+	"\x0fcancel_sync_job\x18F \x01(\v2\x1b.wharf.fsm.v1.CancelSyncJobH\x00R\rcancelSyncJobB\x04\n" +
+	"\x02op\"f\n" +
 	"\x06Result\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.wharf.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x93\x03\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\"\xab\x03\n" +
 	"\vPutManifest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
@@ -2996,7 +3158,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vannotations\x18\b \x03(\v2*.wharf.fsm.v1.PutManifest.AnnotationsEntryR\vannotations\x12\x14\n" +
 	"\x05blobs\x18\t \x03(\tR\x05blobs\x12\x1c\n" +
 	"\tmanifests\x18\n" +
-	" \x03(\tR\tmanifests\x1a>\n" +
+	" \x03(\tR\tmanifests\x12\x16\n" +
+	"\x06synced\x18\v \x01(\bR\x06synced\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
@@ -3166,7 +3329,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06errors\x18\x0e \x01(\x03R\x06errors\x129\n" +
 	"\x19uploads_purged_unix_nanos\x18\x0f \x01(\x03R\x16uploadsPurgedUnixNanos\x12%\n" +
 	"\x0euploads_purged\x18\x10 \x01(\x03R\ruploadsPurged\x12/\n" +
-	"\x14upload_max_age_nanos\x18\x11 \x01(\x03R\x11uploadMaxAgeNanos*\xa9\x02\n" +
+	"\x14upload_max_age_nanos\x18\x11 \x01(\x03R\x11uploadMaxAgeNanos*\xc3\x02\n" +
 	"\n" +
 	"ResultCode\x12\x12\n" +
 	"\x0eRESULT_CODE_OK\x10\x00\x12\"\n" +
@@ -3175,7 +3338,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x13RESULT_CODE_INVALID\x10\x03\x12\x1e\n" +
 	"\x1aRESULT_CODE_BLOB_COLLECTED\x10\x04\x12$\n" +
 	" RESULT_CODE_BLOB_NOT_COLLECTABLE\x10\x05\x12$\n" +
-	" RESULT_CODE_REPOSITORY_NOT_EMPTY\x10\x06\x12\x1e\n" +
+	" RESULT_CODE_REPOSITORY_NOT_EMPTY\x10\x06\x12\x18\n" +
+	"\x14RESULT_CODE_MIRRORED\x10\a\x12\x1e\n" +
 	"\x1aRESULT_CODE_ALREADY_EXISTS\x10(\x12#\n" +
 	"\x1fRESULT_CODE_FAILED_PRECONDITION\x10)*\xb3\x02\n" +
 	"\fActivityKind\x12\x1d\n" +
@@ -3255,6 +3419,14 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*CreateRemote)(nil),          // 48: wharf.fsm.v1.CreateRemote
 	(*UpdateRemote)(nil),          // 49: wharf.fsm.v1.UpdateRemote
 	(*DeleteRemote)(nil),          // 50: wharf.fsm.v1.DeleteRemote
+	(*CreateMirror)(nil),          // 51: wharf.fsm.v1.CreateMirror
+	(*UpdateMirror)(nil),          // 52: wharf.fsm.v1.UpdateMirror
+	(*DeleteMirror)(nil),          // 53: wharf.fsm.v1.DeleteMirror
+	(*RequestSync)(nil),           // 54: wharf.fsm.v1.RequestSync
+	(*AssignSyncJob)(nil),         // 55: wharf.fsm.v1.AssignSyncJob
+	(*SyncJobProgress)(nil),       // 56: wharf.fsm.v1.SyncJobProgress
+	(*FinishSyncJob)(nil),         // 57: wharf.fsm.v1.FinishSyncJob
+	(*CancelSyncJob)(nil),         // 58: wharf.fsm.v1.CancelSyncJob
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	4,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -3293,18 +3465,26 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	48, // 33: wharf.fsm.v1.Command.create_remote:type_name -> wharf.fsm.v1.CreateRemote
 	49, // 34: wharf.fsm.v1.Command.update_remote:type_name -> wharf.fsm.v1.UpdateRemote
 	50, // 35: wharf.fsm.v1.Command.delete_remote:type_name -> wharf.fsm.v1.DeleteRemote
-	0,  // 36: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	31, // 37: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	1,  // 38: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
-	32, // 39: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	19, // 40: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	28, // 41: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
-	30, // 42: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	51, // 36: wharf.fsm.v1.Command.create_mirror:type_name -> wharf.fsm.v1.CreateMirror
+	52, // 37: wharf.fsm.v1.Command.update_mirror:type_name -> wharf.fsm.v1.UpdateMirror
+	53, // 38: wharf.fsm.v1.Command.delete_mirror:type_name -> wharf.fsm.v1.DeleteMirror
+	54, // 39: wharf.fsm.v1.Command.request_sync:type_name -> wharf.fsm.v1.RequestSync
+	55, // 40: wharf.fsm.v1.Command.assign_sync_job:type_name -> wharf.fsm.v1.AssignSyncJob
+	56, // 41: wharf.fsm.v1.Command.sync_job_progress:type_name -> wharf.fsm.v1.SyncJobProgress
+	57, // 42: wharf.fsm.v1.Command.finish_sync_job:type_name -> wharf.fsm.v1.FinishSyncJob
+	58, // 43: wharf.fsm.v1.Command.cancel_sync_job:type_name -> wharf.fsm.v1.CancelSyncJob
+	0,  // 44: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	31, // 45: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	1,  // 46: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
+	32, // 47: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	19, // 48: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	28, // 49: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
+	30, // 50: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -3314,6 +3494,7 @@ func file_fsmpb_fsm_proto_init() {
 	}
 	file_fsmpb_access_proto_init()
 	file_fsmpb_remote_proto_init()
+	file_fsmpb_mirror_proto_init()
 	file_fsmpb_fsm_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_PutManifest)(nil),
 		(*Command_DeleteManifest)(nil),
@@ -3351,6 +3532,14 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_CreateRemote)(nil),
 		(*Command_UpdateRemote)(nil),
 		(*Command_DeleteRemote)(nil),
+		(*Command_CreateMirror)(nil),
+		(*Command_UpdateMirror)(nil),
+		(*Command_DeleteMirror)(nil),
+		(*Command_RequestSync)(nil),
+		(*Command_AssignSyncJob)(nil),
+		(*Command_SyncJobProgress)(nil),
+		(*Command_FinishSyncJob)(nil),
+		(*Command_CancelSyncJob)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
