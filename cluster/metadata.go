@@ -63,6 +63,16 @@ func (n *Node) CheckRepositoryName(ctx context.Context, repo string) error {
 	return f.CheckRepositoryName(repo)
 }
 
+// CheckPushable reports fsm.ErrMirroredRepository if repo mirrors a remote
+// repository and takes no pushes.
+func (n *Node) CheckPushable(ctx context.Context, repo string) error {
+	f, err := n.current(ctx)
+	if err != nil {
+		return err
+	}
+	return f.CheckPushable(repo)
+}
+
 // RepositoryExists reports whether repo has been created.
 func (n *Node) RepositoryExists(ctx context.Context, repo string) (bool, error) {
 	f, err := n.current(ctx)

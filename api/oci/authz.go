@@ -58,6 +58,8 @@ func (a registryAuthorizer) Authorize(r *http.Request, need []auth.Scope, option
 type AppliedState interface {
 	// CheckRepositoryName is Metadata.CheckRepositoryName.
 	CheckRepositoryName(repo string) error
+	// CheckPushable is Metadata.CheckPushable.
+	CheckPushable(repo string) error
 }
 
 type grantKey struct{}

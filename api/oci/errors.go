@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/wharf-registry/wharf/blobstore"
 	"github.com/wharf-registry/wharf/cluster"
@@ -131,6 +132,8 @@ func classifyCause(err error) *apiError {
 	case errors.Is(err, fsm.ErrNamespaceConflict):
 		return newError(http.StatusBadRequest, CodeNameInvalid,
 			"repository name refused by a namespace rule: %v", err).withCause(err)
+	case errors.Is(err, fsm.ErrMirroredRepository):
+		return errMirrored(err)
 	case errors.Is(err, fsm.ErrInvalid):
 		return newError(http.StatusBadRequest, CodeUnsupported,
 			"the registry refused the request as malformed: %v", err).withCause(err)
@@ -218,4 +221,12 @@ func (h *Handler) logError(r *http.Request, status int, err error) {
 	}
 	h.log.Log(r.Context(), level, "request failed",
 		"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+}
+
+// errMirrored refuses a push into a mirrored repository: DENIED, with the
+// FSM's message, which names the remote repository it mirrors.
+func errMirrored(err error) *apiError {
+	return newError(http.StatusForbidden, CodeDenied,
+		"%s; push to another repository, or ask its owner to allow pushes (wharf mirror update --allow-push)",
+		strings.TrimPrefix(err.Error(), fsm.ErrMirroredRepository.Error()+": ")).withCause(err)
 }

@@ -109,6 +109,9 @@ func (h *Handler) storeManifest(ctx context.Context, p *manifestPush) error {
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
 	}
+	if errors.Is(err, fsm.ErrMirroredRepository) {
+		return errMirrored(err)
+	}
 	if errors.Is(err, fsm.ErrBlobCollected) {
 		// Garbage collection removed a blob between validation and commit.
 		return newError(http.StatusBadRequest, CodeManifestBlobUnknown,

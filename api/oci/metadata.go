@@ -20,6 +20,9 @@ type Metadata interface {
 	// CheckRepositoryName reports ErrNamespaceConflict if pushing to repo
 	// would break a namespace rule, before any bytes are uploaded.
 	CheckRepositoryName(ctx context.Context, repo string) error
+	// CheckPushable reports fsm.ErrMirroredRepository for a repository
+	// that mirrors a remote one and takes no pushes.
+	CheckPushable(ctx context.Context, repo string) error
 	// RepositoryExists reports whether the repository has been created.
 	RepositoryExists(ctx context.Context, repo string) (bool, error)
 	// ListRepositories returns up to n repository names after last, in lexical order.

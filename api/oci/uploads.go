@@ -70,11 +70,20 @@ func (h *Handler) checkPushName(ctx context.Context, repo string) error {
 	var err error
 	if onApplied(ctx) && h.applied != nil {
 		err = h.applied.CheckRepositoryName(repo)
+		if err == nil {
+			err = h.applied.CheckPushable(repo)
+		}
 	} else {
 		err = h.meta.CheckRepositoryName(ctx, repo)
+		if err == nil {
+			err = h.meta.CheckPushable(ctx, repo)
+		}
 	}
 	if errors.Is(err, fsm.ErrNamespaceConflict) {
 		return errNamespaceConflict(repo, err)
+	}
+	if errors.Is(err, fsm.ErrMirroredRepository) {
+		return errMirrored(err)
 	}
 	if err != nil {
 		return fmt.Errorf("check repository name %s: %w", repo, err)

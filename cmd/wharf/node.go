@@ -22,6 +22,7 @@ import (
 	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/cluster/blobstate"
 	"github.com/wharf-registry/wharf/cluster/gc"
+	"github.com/wharf-registry/wharf/cluster/remotesync"
 	"github.com/wharf-registry/wharf/cluster/replication"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/diskspace"
@@ -42,6 +43,8 @@ type registryNode struct {
 	logger  *slog.Logger
 	// secrets seals the secrets of remote registries.
 	secrets *secretbox.Box
+	// ingest writes what sync jobs fetch.
+	ingest *oci.Ingester
 
 	// accessBootstrapped is set once the admin user and the token signing
 	// key exist here: until then no one could log in, so the node is not
@@ -166,6 +169,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	// Peers proxy upload sessions they authorized to the internal
 	// listener, behind mutual TLS; the public one checks every caller.
 	internalRegistry := oci.New(ociConfig)
+	n.ingest = internalRegistry.Ingester()
 	ociConfig.Authorizer = oci.RegistryAuthorizer(ac.registry)
 	ociConfig.AppliedAuthorizer = oci.RegistryAuthorizer(ac.appliedRegistry)
 	ociConfig.Applied = n.node.FSM()
@@ -213,12 +217,19 @@ func (n *registryNode) startLoops(o serveOptions) {
 	n.node.RunOnLeader("access-bootstrap", accessBootstrap(n.node, o, os.Stderr, n.logger.With("component", "auth")))
 	n.node.RunOnLeader("blob-repair", n.replica.RepairLoop)
 	n.node.RunOnLeader("blob-collection", n.gc.CollectLoop)
+	sc := syncCluster{n.node}
+	syncLogger := n.logger.With("component", "sync")
+	n.node.RunOnLeader("sync-scheduler", remotesync.NewScheduler(sc, remotesync.SchedulerConfig{Logger: syncLogger}).Run)
+	worker := remotesync.NewWorker(sc, remotesync.WorkerConfig{
+		Sink: n.ingest, Secrets: remoteSecretsOpener(n.secrets), Logger: syncLogger,
+	})
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop
 	for _, loop := range []func(context.Context){
 		n.disk.Run,
 		n.gc.SweepLoop,
 		n.gc.PurgeLoop,
+		worker.Run,
 	} {
 		n.wg.Go(func() { loop(ctx) })
 	}
