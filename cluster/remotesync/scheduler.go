@@ -138,7 +138,7 @@ func LatestDue(m *fsmpb.Mirror, now time.Time) (time.Time, bool) {
 
 func (s *Scheduler) request(ctx context.Context, m *fsmpb.Mirror, due time.Time) {
 	cmd := fsm.NewCommand(&fsmpb.RequestSync{
-		Repository: m.GetRepository(), Trigger: TriggerSchedule,
+		Repository: m.GetRepository(), Trigger: fsm.SyncTriggerSchedule,
 		RequestedBy: SchedulerActor, DueUnixNanos: due.UnixNano(),
 	})
 	cmd.Actor = SchedulerActor
@@ -153,12 +153,8 @@ func (s *Scheduler) request(ctx context.Context, m *fsmpb.Mirror, due time.Time)
 	}
 }
 
-// Triggers and the actor of the scheduler's commands.
-const (
-	TriggerManual   = "manual"
-	TriggerSchedule = "schedule"
-	SchedulerActor  = "wharf-scheduler"
-)
+// SchedulerActor is the actor of the scheduler's commands.
+const SchedulerActor = "wharf-scheduler"
 
 // assign gives queued jobs, and running jobs whose node is gone, to the
 // live node running the fewest jobs.
