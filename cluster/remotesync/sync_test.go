@@ -356,11 +356,11 @@ func TestSyncCosignSignature(t *testing.T) {
 // faultProxy stands in front of an upstream: it answers 429 to the first
 // requests, 503 to some, and cuts the first blob body in the middle.
 type faultProxy struct {
-	tooMany  atomic.Int64 // 429s still to answer
-	n        atomic.Int64
-	cut      atomic.Bool
-	cutDone  atomic.Bool
-	on       atomic.Bool
+	tooMany atomic.Int64 // 429s still to answer
+	n       atomic.Int64
+	cut     atomic.Bool
+	cutDone atomic.Bool
+	on      atomic.Bool
 }
 
 func (f *faultProxy) wrap(next http.Handler) http.Handler {
