@@ -34,9 +34,8 @@ func newLocalCluster(t *testing.T, nodes ...string) *localCluster {
 	t.Cleanup(func() { f.Close() })
 	c := &localCluster{t: t, f: f, id: nodes[0], live: nodes, now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
 	for i, id := range nodes {
-		c.mustApply(&fsmpb.RegisterNode{Node: &fsmpb.Node{Id: id, ClusterAddr: "10.0.0." + string(rune('1'+i)) + ":7000"}})
+		c.mustApply(&fsmpb.RegisterNode{Node: &fsmpb.Node{Id: id, Name: id, ClusterAddress: "10.0.0." + string(rune('1'+i)) + ":7000"}})
 	}
-	c.mustApply(&fsmpb.CreateUser{User: &fsmpb.User{Name: "alice"}})
 	c.mustApply(&fsmpb.CreateRemote{Remote: &fsmpb.Remote{Name: "hub", Url: "https://registry.example.com"}})
 	return c
 }
