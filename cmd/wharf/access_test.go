@@ -53,9 +53,13 @@ func startAccessNodes(t *testing.T, count int) []*accNode {
 // startAccessNodesWith is startAccessNodes with the harness options given.
 func startAccessNodesWith(t *testing.T, opts harnessOpts) []*accNode {
 	t.Helper()
-	count := opts.nodes
-	h := startHarness(t, opts)
-	nodes := make([]*accNode, count)
+	return accNodesOf(t, startHarness(t, opts))
+}
+
+// accNodesOf waits until the admin can log in through every node of h.
+func accNodesOf(t *testing.T, h *harness) []*accNode {
+	t.Helper()
+	nodes := make([]*accNode, len(h.nodes))
 	deadline := time.Now().Add(30 * time.Second)
 	for i, hn := range h.nodes {
 		n := &accNode{reg: hn.registry(), url: hn.baseURL}

@@ -315,3 +315,106 @@ func TestSyncFromDistribution(t *testing.T) {
 		t.Fatal("multi, deleted upstream, is still here in mirror mode")
 	}
 }
+
+// A node killed in the middle of a sync job: the leader gives the job to
+// another node, which finishes it, and the result equals the upstream.
+func TestSyncJobSurvivesItsNodesDeath(t *testing.T) {
+	up := startDistribution(t)
+	h := startHarness(t, harnessOpts{nodes: 3, replicas: 3, writeQuorum: 2,
+		deadNodeTimeout: time.Hour, repairInterval: time.Hour, gcInterval: time.Hour})
+	nodes := accNodesOf(t, h)
+	ctx := context.Background()
+	want := map[string]v1.Hash{}
+	for i := range 12 {
+		tag := fmt.Sprintf("t%02d", i)
+		d, _ := up.pushImage(t, "team/big", tag).Digest()
+		want[tag] = d
+	}
+	// A slow upstream (6 requests/s), so that the job is still running
+	// when its node dies.
+	if _, err := remotesAs(nodes[0], "admin", accAdminPassword).CreateRemote(ctx, req(&wharfv1.CreateRemoteRequest{
+		Name: "dist", Url: up.url, Username: upstreamUser, Password: upstreamPassword, CaCertificatePem: up.caPEM,
+		RateLimit: 6, Concurrency: 2, TimeoutNanos: int64(10 * time.Second),
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].reg.node.Apply(ctx, fsm.NewCommand(&fsmpb.CreateMirror{Mirror: &fsmpb.Mirror{
+		Repository: "mirrors/big", Remote: "dist", Upstream: "team/big", MirrorMode: true, CreatedBy: "admin",
+	}})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := nodes[0].reg.node.Apply(ctx, fsm.NewCommand(&fsmpb.RequestSync{Repository: "mirrors/big", Trigger: fsm.SyncTriggerManual, RequestedBy: "admin"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.GetValue()
+	var running *fsmpb.SyncJob
+	waitUntil(t, 60*time.Second, func() error {
+		running, err = nodes[0].reg.node.FSM().SyncJob(id)
+		if err != nil {
+			return err
+		}
+		if running.GetState() != fsmpb.SyncJobState_SYNC_JOB_STATE_RUNNING || running.GetProgress().GetTagsDone() < 2 {
+			return fmt.Errorf("job %v, progress %v", running.GetState(), running.GetProgress())
+		}
+		return nil
+	})
+	victim := h.indexOf(running.GetNode())
+	t.Logf("killing node %d (%s), which runs job %s at %v", victim, running.GetNode(), id, running.GetProgress())
+	h.crash(victim)
+	survivor := nodes[(victim+1)%3]
+
+	var job *fsmpb.SyncJob
+	waitUntil(t, 90*time.Second, func() error {
+		job, err = survivor.reg.node.FSM().SyncJob(id)
+		if err != nil {
+			return err
+		}
+		if fsm.SyncJobActive(job.GetState()) {
+			return fmt.Errorf("job %s %v on %s, attempt %d", id, job.GetState(), job.GetNode(), job.GetAttempt())
+		}
+		return nil
+	})
+	t.Logf("job %s: %v on %s, attempt %d, %v", id, job.GetState(), job.GetNode(), job.GetAttempt(), job.GetProgress())
+	if job.GetState() != fsmpb.SyncJobState_SYNC_JOB_STATE_SUCCEEDED || job.GetAttempt() != 2 || job.GetNode() == running.GetNode() {
+		t.Fatalf("after the kill: %v on %s, attempt %d: %s %v", job.GetState(), job.GetNode(), job.GetAttempt(), job.GetError(), job.GetTagErrors())
+	}
+	local := []remote.Option{remote.WithAuth(&authn.Basic{Username: "admin", Password: accAdminPassword})}
+	for tag, d := range want {
+		r, err := name.ParseReference(survivor.host()+"/mirrors/big:"+tag, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := remote.Image(r, local...)
+		if err != nil {
+			t.Fatalf("pull %s through a survivor: %v", tag, err)
+		}
+		if got, _ := img.Digest(); got != d {
+			t.Fatalf("%s: %s here, %s upstream", tag, got, d)
+		}
+		if err := validateImage(img); err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+	}
+}
+
+// validateImage reads every layer of img, which go-containerregistry
+// verifies against its digest.
+func validateImage(img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
