@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
@@ -30,6 +32,8 @@ type WorkerConfig struct {
 	// ReportEvery bounds how often progress is written (default 2s).
 	ReportEvery time.Duration
 	Logger      *slog.Logger
+	// Registerer receives the worker's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Worker runs this node's sync jobs.
@@ -40,6 +44,7 @@ type Worker struct {
 	mu      sync.Mutex
 	running map[string]*runningJob // job ID -> its run
 	wg      sync.WaitGroup
+	metrics *workerMetrics
 }
 
 type runningJob struct {
@@ -61,7 +66,9 @@ func NewWorker(c Cluster, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{c: c, cfg: cfg, running: map[string]*runningJob{}}
+	w := &Worker{c: c, cfg: cfg, running: map[string]*runningJob{}}
+	w.metrics = newWorkerMetrics(cfg.Registerer, func() float64 { return float64(len(w.Running())) })
+	return w
 }
 
 // Run looks for this node's jobs until ctx ends, then waits for the jobs
@@ -231,7 +238,11 @@ func (w *Worker) sync(ctx context.Context, j *fsmpb.SyncJob, log *slog.Logger) (
 		}
 		pending = nil
 	}
-	return syncer.Sync(ctx, job, report)
+	p, tagErrs, err := syncer.Sync(ctx, job, report)
+	w.metrics.bytes.Add(float64(p.GetBytesFetched()))
+	w.metrics.blobs.Add(float64(p.GetBlobsFetched()))
+	w.metrics.requests.Add(float64(p.GetUpstreamRequests()))
+	return p, tagErrs, err
 }
 
 // nodesSharing counts the nodes that run jobs of remote now, this one
@@ -266,6 +277,7 @@ func (w *Worker) finish(ctx context.Context, j *fsmpb.SyncJob, state fsmpb.SyncJ
 	for delay := 200 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		_, err := w.c.Apply(ctx, cmd)
 		if err == nil {
+			w.metrics.finished.WithLabelValues(strings.ToLower(strings.TrimPrefix(state.String(), "SYNC_JOB_STATE_"))).Inc()
 			w.cfg.Logger.Info("sync job finished", "job", j.GetId(), "repository", j.GetRepository(),
 				"state", state.String(), "tags_done", p.GetTagsDone(), "tags_unchanged", p.GetTagsUnchanged(),
 				"tags_failed", p.GetTagsFailed(), "bytes", p.GetBytesFetched(), "error", msg)

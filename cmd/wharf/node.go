@@ -45,6 +45,8 @@ type registryNode struct {
 	secrets *secretbox.Box
 	// ingest writes what sync jobs fetch.
 	ingest *oci.Ingester
+	// registerer receives the metrics of the loops startLoops starts.
+	registerer prometheus.Registerer
 
 	// accessBootstrapped is set once the admin user and the token signing
 	// key exist here: until then no one could log in, so the node is not
@@ -122,6 +124,7 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 		return nil, fmt.Errorf("start garbage collection: %w", err)
 	}
 	n := &registryNode{node: node, disk: disk, blobs: blobs, replica: store, gc: collector, secrets: secrets, logger: logger}
+	n.registerer = reg
 	n.handler = n.assemble(o, reg, leave)
 	n.startLoops(o)
 	return n, nil
@@ -221,7 +224,7 @@ func (n *registryNode) startLoops(o serveOptions) {
 	syncLogger := n.logger.With("component", "sync")
 	n.node.RunOnLeader("sync-scheduler", remotesync.NewScheduler(sc, remotesync.SchedulerConfig{Logger: syncLogger}).Run)
 	worker := remotesync.NewWorker(sc, remotesync.WorkerConfig{
-		Sink: n.ingest, Secrets: remoteSecretsOpener(n.secrets), Logger: syncLogger,
+		Sink: n.ingest, Secrets: remoteSecretsOpener(n.secrets), Logger: syncLogger, Registerer: n.registerer,
 	})
 	ctx, stop := context.WithCancel(context.Background())
 	n.stop = stop

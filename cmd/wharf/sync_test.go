@@ -314,6 +314,20 @@ func TestSyncFromDistribution(t *testing.T) {
 	if _, err := remote.Head(ref(":multi"), local...); err == nil {
 		t.Fatal("multi, deleted upstream, is still here in mirror mode")
 	}
+	_, _, metrics := doRequest(t, http.MethodGet, n.url+"/metrics", nil, nil)
+	if !strings.Contains(string(metrics), `wharf_sync_jobs_finished_total{state="succeeded"} 3`) {
+		t.Errorf("metrics do not count the three jobs:\n%s", grepLines(string(metrics), "wharf_sync"))
+	}
+}
+
+func grepLines(s, want string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, want) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // A node killed in the middle of a sync job: the leader gives the job to

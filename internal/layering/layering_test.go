@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"cluster/clusterpb/...": {"cluster/clusterpb/..."},
 	"cluster/replication":   {"blobstore/...", "fsm/...", "internal/diskspace"},
 	"cluster/gc":            {"blobstore/...", "fsm/..."},
+	"cluster/remotesync":    {"fsm/..."},
 	"cluster/blobstate":     {"cluster", "cluster/gc", "cluster/replication", "fsm/..."},
 	"api":                   {},
 	"api/auth":              {"fsm/..."},
