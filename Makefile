@@ -15,7 +15,7 @@ PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-manage e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-manage e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster bench-sync generate clean
 .PHONY: cluster e2e-make-cluster
 
 # Where `make run` listens: loopback only, so that nothing is exposed to
@@ -120,6 +120,13 @@ bench:
 bench-listings:
 	$(GO) test -run='^$$' -bench='^BenchmarkList' -benchtime=2000x -timeout 30m ./fsm
 	$(GO) test -run='^$$' -bench='^BenchmarkAdminListings$$' -benchtime=500x -timeout 30m ./cmd/wharf
+
+## bench-sync: a 1 GiB image synced from CNCF Distribution into a node,
+## against skopeo sync (to a directory) and skopeo copy (into the node), and
+## an incremental sync of 10,000 unchanged tags
+bench-sync:
+	$(GO) test -run='^$$' -bench=SyncVsSkopeo -benchtime=2x -timeout 30m ./cmd/wharf/
+	$(GO) test -run='^$$' -bench=SyncUnchanged10kTags -benchtime=1x -timeout 30m ./cluster/remotesync/
 
 ## bench-rss: peak RSS of a node while a 1 GiB blob is pushed in one PATCH
 bench-rss:

@@ -21,8 +21,12 @@ import (
 
 // SchedulerConfig configures a Scheduler.
 type SchedulerConfig struct {
-	// Interval is how often the scheduler looks at the state (default 2s).
+	// Interval is how often the scheduler looks for jobs to assign, in the
+	// index of active jobs (default 250ms).
 	Interval time.Duration
+	// ScheduleInterval is how often it looks at every mirror's schedule
+	// (default 2s).
+	ScheduleInterval time.Duration
 	// DeadAfter is how long a running job's node may be missing from the
 	// live nodes before its job is given to another (default 10s).
 	DeadAfter time.Duration
@@ -41,7 +45,10 @@ type Scheduler struct {
 // NewScheduler returns a scheduler over c.
 func NewScheduler(c Cluster, cfg SchedulerConfig) *Scheduler {
 	if cfg.Interval <= 0 {
-		cfg.Interval = 2 * time.Second
+		cfg.Interval = 250 * time.Millisecond
+	}
+	if cfg.ScheduleInterval <= 0 {
+		cfg.ScheduleInterval = 2 * time.Second
 	}
 	if cfg.DeadAfter <= 0 {
 		cfg.DeadAfter = 10 * time.Second
@@ -59,8 +66,17 @@ func NewScheduler(c Cluster, cfg SchedulerConfig) *Scheduler {
 func (s *Scheduler) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
+	var scheduled time.Time
 	for {
-		s.Tick(ctx)
+		if time.Since(scheduled) >= s.cfg.ScheduleInterval {
+			scheduled = time.Now()
+			if err := s.scheduleDue(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("sync scheduler: schedules", "error", err)
+			}
+		}
+		if err := s.assign(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("sync scheduler: assignments", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -27,7 +27,8 @@ type WorkerConfig struct {
 	Sink Sink
 	// Secrets opens remotes' secrets.
 	Secrets Secrets
-	// Interval is how often the worker looks for jobs (default 1s).
+	// Interval is how often the worker looks for its jobs in the index of
+	// active jobs (default 250ms).
 	Interval time.Duration
 	// ReportEvery bounds how often progress is written (default 2s).
 	ReportEvery time.Duration
@@ -58,7 +59,7 @@ type runningJob struct {
 // NewWorker returns a worker over c.
 func NewWorker(c Cluster, cfg WorkerConfig) *Worker {
 	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
+		cfg.Interval = 250 * time.Millisecond
 	}
 	if cfg.ReportEvery <= 0 {
 		cfg.ReportEvery = 2 * time.Second

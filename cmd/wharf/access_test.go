@@ -44,20 +44,20 @@ func (n *accNode) host() string { return strings.TrimPrefix(n.url, "http://") }
 // startAccessNodes starts count nodes forming one cluster (the harness,
 // with every node an owner of every blob), and waits until the admin can
 // log in through each.
-func startAccessNodes(t *testing.T, count int) []*accNode {
+func startAccessNodes(t testing.TB, count int) []*accNode {
 	t.Helper()
 	return startAccessNodesWith(t, harnessOpts{nodes: count, replicas: count, writeQuorum: 1,
 		deadNodeTimeout: time.Hour, repairInterval: time.Hour, gcInterval: time.Hour})
 }
 
 // startAccessNodesWith is startAccessNodes with the harness options given.
-func startAccessNodesWith(t *testing.T, opts harnessOpts) []*accNode {
+func startAccessNodesWith(t testing.TB, opts harnessOpts) []*accNode {
 	t.Helper()
 	return accNodesOf(t, startHarness(t, opts))
 }
 
 // accNodesOf waits until the admin can log in through every node of h.
-func accNodesOf(t *testing.T, h *harness) []*accNode {
+func accNodesOf(t testing.TB, h *harness) []*accNode {
 	t.Helper()
 	nodes := make([]*accNode, len(h.nodes))
 	deadline := time.Now().Add(30 * time.Second)

@@ -320,7 +320,7 @@ func TestTestRemoteAgainstUpstreams(t *testing.T) {
 }
 
 // testCA makes a CA and a certificate it signs for 127.0.0.1.
-func testCA(t *testing.T) (string, tls.Certificate) {
+func testCA(t testing.TB) (string, tls.Certificate) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -43,7 +43,7 @@ const upstreamUser, upstreamPassword = "mirror", "upstream-Secret-7c1d"
 
 // startDistribution runs CNCF Distribution's registry v3.0.0, built once
 // by scripts/distribution.sh.
-func startDistribution(t *testing.T) *distribution {
+func startDistribution(t testing.TB) *distribution {
 	t.Helper()
 	out, err := exec.Command("../../scripts/distribution.sh").Output()
 	if err != nil {
@@ -115,7 +115,7 @@ auth:
 	return d
 }
 
-func (d *distribution) ref(t *testing.T, s string) name.Reference {
+func (d *distribution) ref(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(d.host + "/" + s)
 	if err != nil {
@@ -169,7 +169,7 @@ func (d *distribution) deleteTag(t *testing.T, repo, tag string) {
 
 // syncAndWait requests a sync of repo through node n and waits for the
 // job to end.
-func syncAndWait(t *testing.T, n *accNode, repo string) *fsmpb.SyncJob {
+func syncAndWait(t testing.TB, n *accNode, repo string) *fsmpb.SyncJob {
 	t.Helper()
 	cmd := fsm.NewCommand(&fsmpb.RequestSync{Repository: repo, Trigger: fsm.SyncTriggerManual, RequestedBy: "admin"})
 	res, err := n.reg.node.Apply(context.Background(), cmd)
