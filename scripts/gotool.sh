@@ -3,7 +3,7 @@
 # tests use but the repository does not vendor: NAME on PATH, else the one
 # cached in ${XDG_CACHE_HOME:-~/.cache}/wharf-e2e, else one built there once
 # with the Go module proxy (go install PACKAGE@VERSION). Concurrent callers
-# share one build (a lock); a build that failed within the hour is not
+# share one build (a lock per tool); a build that failed within the hour is not
 # tried again. Exits non-zero, saying why on stderr, when the tool cannot
 # be had.
 #
@@ -21,8 +21,8 @@ if [ -z "${GOTOOL_NO_PATH:-}" ] && command -v "$name" >/dev/null 2>&1; then
 	exit 0
 fi
 mkdir -p "$cache/gobin-$name"
-exec 9>"$cache/build.lock"
-flock 9 # one build at a time; a waiting caller then finds it cached
+exec 9>"$cache/build-$name.lock"
+flock 9 # one build of this tool at a time; a waiting caller then finds it cached
 failed=$cache/failed-$name-$version
 log=$cache/build-$name.log
 if [ ! -x "$cached" ] && [ -n "$(find "$failed" -mmin -60 2>/dev/null)" ]; then
