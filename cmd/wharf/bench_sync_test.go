@@ -7,7 +7,7 @@ package main
 //	go test -run='^$' -bench=SyncVsSkopeo -benchtime=1x ./cmd/wharf/
 //
 // WHARF_BENCH_SYNC_MIB sets the image size (default 1024, in 4 layers).
-// Each round times, in turn: a wharf sync job (from the request to the
+// Each round pushes a new image upstream (untimed), then times, in turn: a wharf sync job (from the request to the
 // job's end: every blob fetched, verified and fsync'ed, the manifest
 // committed through Raft), `skopeo sync` of the image to a directory, and
 // `skopeo copy` of it into the same wharf node under another name. The
@@ -43,13 +43,6 @@ func BenchmarkSyncVsSkopeo(b *testing.B) {
 		}
 	}
 	up := startDistribution(b)
-	img, err := random.Image(int64(mib)<<20/4, 4)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := remote.Write(up.ref(b, "team/big:v1"), img, up.opts...); err != nil {
-		b.Fatalf("push the image upstream: %v", err)
-	}
 	n := startAccessNodes(b, 1)[0]
 	ctx := context.Background()
 	if _, err := remotesAs(n, "admin", accAdminPassword).CreateRemote(ctx, req(&wharfv1.CreateRemoteRequest{
@@ -73,13 +66,23 @@ func BenchmarkSyncVsSkopeo(b *testing.B) {
 	}
 	var wharfT, syncT, copyT time.Duration
 	for i := 0; b.Loop(); i++ {
+		// A new image each round, pushed untimed: the registry would
+		// otherwise link the blobs it holds instead of fetching them.
+		upstream := fmt.Sprintf("team/big%d", i)
+		img, err := random.Image(int64(mib)<<20/4, 4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := remote.Write(up.ref(b, upstream+":v1"), img, up.opts...); err != nil {
+			b.Fatalf("push the image upstream: %v", err)
+		}
+		start := time.Now()
 		repo := fmt.Sprintf("mirrors/big%d", i)
 		if _, err := n.reg.node.Apply(ctx, fsm.NewCommand(&fsmpb.CreateMirror{Mirror: &fsmpb.Mirror{
-			Repository: repo, Remote: "dist", Upstream: "team/big", CreatedBy: "admin", MirrorMode: true,
+			Repository: repo, Remote: "dist", Upstream: upstream, CreatedBy: "admin", MirrorMode: true,
 		}})); err != nil {
 			b.Fatal(err)
 		}
-		start := time.Now()
 		job := syncAndWait(b, n, repo)
 		wharfT += time.Since(start)
 		if job.GetState() != fsmpb.SyncJobState_SYNC_JOB_STATE_SUCCEEDED || job.GetProgress().GetBytesFetched() < int64(mib)<<20 {
@@ -88,10 +91,10 @@ func BenchmarkSyncVsSkopeo(b *testing.B) {
 
 		dir := b.TempDir()
 		syncT += run("sync", "--src", "docker", "--dest", "dir", "--src-cert-dir", certs, "--src-creds", creds,
-			up.host+"/team/big:v1", dir)
+			up.host+"/"+upstream+":v1", dir)
 		copyT += run("copy", "--src-cert-dir", certs, "--src-creds", creds,
 			"--dest-tls-verify=false", "--dest-creds", "admin:"+accAdminPassword,
-			"docker://"+up.host+"/team/big:v1", fmt.Sprintf("docker://%s/skopeo/big%d:v1", n.host(), i))
+			"docker://"+up.host+"/"+upstream+":v1", fmt.Sprintf("docker://%s/skopeo/big%d:v1", n.host(), i))
 		_ = os.RemoveAll(dir)
 	}
 	rounds := float64(b.N)
