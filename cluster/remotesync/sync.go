@@ -337,12 +337,19 @@ func (r *run) list(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var tags []string
+	seen := map[string]bool{}
 	for l.HasNext() {
 		page, err := l.Next(ctx)
 		if err != nil {
 			return nil, err
 		}
 		tags = append(tags, page.Tags...)
+		if page.Next != "" {
+			if seen[page.Next] {
+				return nil, errors.New("the upstream links a page it already sent")
+			}
+			seen[page.Next] = true
+		}
 	}
 	return tags, nil
 }

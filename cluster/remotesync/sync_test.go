@@ -3,6 +3,7 @@ package remotesync
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,7 +45,7 @@ type upstream struct {
 func newUpstream(t testing.TB, wrap func(http.Handler) http.Handler) *upstream {
 	t.Helper()
 	u := &upstream{}
-	var h http.Handler = registry.New(registry.Logger(nopLogger()))
+	var h http.Handler = withLinks(registry.New(registry.Logger(nopLogger())))
 	if wrap != nil {
 		h = wrap(h)
 	}
@@ -107,6 +111,44 @@ func (u *upstream) pushIndex(t testing.TB, repoTag string, platforms ...v1.Platf
 		t.Fatal(err)
 	}
 	return idx, imgs
+}
+
+// withLinks adds the Link header of the next page to a full page of a
+// tags listing, as real registries do; go-containerregistry's in-memory
+// registry pages by n and last but does not link the pages.
+func withLinks(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		if !strings.HasSuffix(r.URL.Path, "/tags/list") || n <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var page struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusOK && json.Unmarshal(body, &page) == nil {
+			// The in-memory registry answers a last beyond every tag with
+			// all of them: keep only the tags after last.
+			if last := r.URL.Query().Get("last"); last != "" {
+				page.Tags = slices.DeleteFunc(page.Tags, func(t string) bool { return t <= last })
+			}
+			if len(page.Tags) == n {
+				q := url.Values{"n": {strconv.Itoa(n)}, "last": {page.Tags[n-1]}}
+				w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+			}
+			body, _ = json.Marshal(page)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	})
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
