@@ -97,22 +97,32 @@ fails() {
 
 # --- the cluster ---
 
+# start_cluster: the three nodes, bootstrapped together, under one new
+# cluster key (kept in $WORK/cluster.key for restarts).
 start_cluster() {
-	local key i port joins=()
-	key=$("$WHARF" keygen)
+	local i
+	"$WHARF" keygen >"$WORK/cluster.key"
 	for i in 0 1 2; do
-		joins+=("127.0.0.1:$(($(node_port "$i") + 2))")
-	done
-	for i in 0 1 2; do
-		port=$(node_port "$i")
-		start_node_bg "${NODES[$i]}" "$port" \
-			--gossip-listen "127.0.0.1:$((port + 2))" --advertise 127.0.0.1 \
-			--bootstrap-expect 3 --join "$(IFS=,; echo "${joins[*]}")" --cluster-key "$key" \
-			--public-url "http://$LB" --trusted-proxies 127.0.0.1 "${CLUSTER_FLAGS[@]}"
+		start_cluster_node "$i" --bootstrap-expect 3
 	done
 	for i in 0 1 2; do
 		wait_ready "${NODES[$i]}" "$(node_port "$i")"
 	done
+}
+
+# start_cluster_node I [flags...]: starts node I in the background, joined
+# to the others' gossip, with CLUSTER_FLAGS; a restart keeps its data.
+start_cluster_node() {
+	local i=$1 j port joins=()
+	shift
+	for j in 0 1 2; do
+		joins+=("127.0.0.1:$(($(node_port "$j") + 2))")
+	done
+	port=$(node_port "$i")
+	start_node_bg "${NODES[$i]}" "$port" \
+		--gossip-listen "127.0.0.1:$((port + 2))" --advertise 127.0.0.1 \
+		--join "$(IFS=,; echo "${joins[*]}")" --cluster-key "$(cat "$WORK/cluster.key")" \
+		--public-url "http://$LB" --trusted-proxies 127.0.0.1 "${CLUSTER_FLAGS[@]}" "$@"
 }
 
 start_haproxy() {

@@ -558,27 +558,31 @@ func (r *run) storeManifest(ctx context.Context, d digest.Digest, size int64, ta
 			return fmt.Errorf("manifest %s: %w", d, err)
 		}
 	}
+	// The referrers come before the manifest: a tag that points at it
+	// means that its referrers are here too, so that a job killed in
+	// between, whose successor skips the tag as unchanged, loses none.
+	if depth < 2 {
+		if err := r.referrers(ctx, d, depth); err != nil {
+			return err
+		}
+	}
 	if err := r.s.sink.PutManifest(ctx, r.job.Repository, d, string(mt), body, tags); err != nil {
 		return fmt.Errorf("store manifest %s: %w", d, err)
-	}
-	if depth < 2 {
-		r.referrers(ctx, d, depth)
 	}
 	return nil
 }
 
 // referrers fetches the OCI 1.1 referrers of manifest d, untagged. An
-// upstream without the referrers API has none; other failures are logged,
-// since the subject itself is stored.
-func (r *run) referrers(ctx context.Context, d digest.Digest, depth int) {
+// upstream without the referrers API has none (go-containerregistry then
+// reads the tag schema's fallback tag).
+func (r *run) referrers(ctx context.Context, d digest.Digest, depth int) error {
 	idx, err := remote.Referrers(r.repo.Digest(d.String()), remote.Reuse(r.puller), remote.WithContext(ctx))
 	if err != nil {
-		r.s.log.Warn("sync: referrers", "repository", r.job.Repository, "subject", d.String(), "error", r.s.scrub(err.Error()))
-		return
+		return fmt.Errorf("list the referrers of %s: %w", d, err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return
+		return fmt.Errorf("the referrers of %s: %w", d, err)
 	}
 	for _, ref := range im.Manifests {
 		rd := digest.Digest(ref.Digest.String())
@@ -587,9 +591,10 @@ func (r *run) referrers(ctx context.Context, d digest.Digest, depth int) {
 			err = r.storeManifest(ctx, rd, ref.Size, nil, depth+1)
 		}
 		if err != nil {
-			r.s.log.Warn("sync: referrer", "repository", r.job.Repository, "subject", d.String(), "referrer", rd.String(), "error", r.s.scrub(err.Error()))
+			return fmt.Errorf("referrer %s of %s: %w", rd, d, err)
 		}
 	}
+	return nil
 }
 
 // fetchBlobs brings blobs into the repository, Concurrency at a time over
