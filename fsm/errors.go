@@ -33,6 +33,9 @@ var (
 	// ErrRepositoryNotEmpty: RemoveEmptyRepository found the repository
 	// holding a manifest or a tag, or empty for less than its grace period.
 	ErrRepositoryNotEmpty = errors.New("repository is not empty")
+	// ErrMirroredRepository: a push into a mirrored repository that takes
+	// none; only its sync jobs write into it.
+	ErrMirroredRepository = errors.New("repository is mirrored")
 )
 
 // refusals maps each result code but OK to its error.
@@ -45,6 +48,7 @@ var refusals = map[fsmpb.ResultCode]error{
 	fsmpb.ResultCode_RESULT_CODE_BLOB_COLLECTED:       ErrBlobCollected,
 	fsmpb.ResultCode_RESULT_CODE_BLOB_NOT_COLLECTABLE: ErrBlobNotCollectable,
 	fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY: ErrRepositoryNotEmpty,
+	fsmpb.ResultCode_RESULT_CODE_MIRRORED:             ErrMirroredRepository,
 }
 
 // ResultError returns nil for a successful result, else an error wrapping
@@ -97,4 +101,8 @@ func notCollectable(format string, args ...any) *fsmpb.Result {
 
 func notEmpty(format string, args ...any) *fsmpb.Result {
 	return refused(fsmpb.ResultCode_RESULT_CODE_REPOSITORY_NOT_EMPTY, format, args...)
+}
+
+func mirrored(format string, args ...any) *fsmpb.Result {
+	return refused(fsmpb.ResultCode_RESULT_CODE_MIRRORED, format, args...)
 }
