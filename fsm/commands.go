@@ -56,6 +56,15 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmpb.Command_CreateRemote](): applyCreateRemote,
 	reflect.TypeFor[*fsmpb.Command_UpdateRemote](): applyUpdateRemote,
 	reflect.TypeFor[*fsmpb.Command_DeleteRemote](): applyDeleteRemote,
+	// Mirrored repositories and sync jobs: mirror.go.
+	reflect.TypeFor[*fsmpb.Command_CreateMirror]():    applyCreateMirror,
+	reflect.TypeFor[*fsmpb.Command_UpdateMirror]():    applyUpdateMirror,
+	reflect.TypeFor[*fsmpb.Command_DeleteMirror]():    applyDeleteMirror,
+	reflect.TypeFor[*fsmpb.Command_RequestSync]():     applyRequestSync,
+	reflect.TypeFor[*fsmpb.Command_AssignSyncJob]():   applyAssignSyncJob,
+	reflect.TypeFor[*fsmpb.Command_SyncJobProgress](): applySyncJobProgress,
+	reflect.TypeFor[*fsmpb.Command_FinishSyncJob]():   applyFinishSyncJob,
+	reflect.TypeFor[*fsmpb.Command_CancelSyncJob]():   applyCancelSyncJob,
 }
 
 func dispatch(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
@@ -83,6 +92,9 @@ func applyPutManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error
 	op := cmd.GetPutManifest()
 	if res := validatePutManifest(op); res != nil {
 		return res, nil
+	}
+	if res, err := refuseMirrored(b, op.GetRepository(), op.GetSynced()); res != nil || err != nil {
+		return res, err
 	}
 	if res, err := refuseCollected(b, op.GetBlobs()); res != nil || err != nil {
 		return res, err

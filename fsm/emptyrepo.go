@@ -74,6 +74,11 @@ func applyRemoveEmptyRepository(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Res
 	if !exists {
 		return notFound("repository %q does not exist", repo), nil
 	}
+	if isMirror, err := has(b, mirrorKey(repo)); err != nil {
+		return nil, err
+	} else if isMirror {
+		return notEmpty("repository %q is mirrored: it stays while empty, until its sync fills it", repo), nil
+	}
 	if res, err := checkEmpty(b, repo, now, op.GetGraceNanos()); res != nil || err != nil {
 		return res, err
 	}
@@ -177,7 +182,11 @@ func (f *FSM) ListEmptyRepositories(last string, n int) ([]EmptyRepository, erro
 			if len(v) != 8 {
 				return false, fmt.Errorf("read %q: value has %d bytes, want 8", k, len(v))
 			}
-			out = append(out, EmptyRepository{Name: string(k[len(prefix):]), SinceUnixNanos: int64(decodeUint64(v))})
+			name := string(k[len(prefix):])
+			if isMirror, err := has(r, mirrorKey(name)); err != nil || isMirror {
+				return err == nil, err // a mirror stays while empty
+			}
+			out = append(out, EmptyRepository{Name: name, SinceUnixNanos: int64(decodeUint64(v))})
 			return n <= 0 || len(out) < n, nil
 		})
 	})

@@ -243,6 +243,9 @@ func applyTagManifest(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error
 	if res := validateTag(tag); res != nil {
 		return res, nil
 	}
+	if res, err := refuseMirrored(b, repo, op.GetSynced()); res != nil || err != nil {
+		return res, err
+	}
 	ok, err := has(b, manifestKey(repo, dgst))
 	if err != nil {
 		return nil, err
@@ -345,6 +348,9 @@ func applyDeleteRepository(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, 
 		return nil, err
 	}
 	if err := dropRepositoryRecord(b, repo); err != nil {
+		return nil, err
+	}
+	if _, err := dropMirror(b, cmd, repo); err != nil {
 		return nil, err
 	}
 	return success(), recordActivity(b, cmd, &fsmpb.Activity{Repository: repo, Kind: fsmpb.ActivityKind_ACTIVITY_KIND_REPOSITORY_DELETED})

@@ -421,4 +421,459 @@ func refuseMirrored(r pebble.Reader, repo string, synced bool) (*fsmpb.Result, e
 	return mirrored("repository %s mirrors %s/%s; only its sync writes into it", repo, m.GetRemote(), m.GetUpstream()), nil
 }
 
-var _ = proto.Clone
+// --- apply ---
+
+func applyCreateMirror(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	if cmd.GetCreateMirror().GetMirror() == nil {
+		return invalid("mirror: is required"), nil
+	}
+	rec := proto.Clone(cmd.GetCreateMirror().GetMirror()).(*fsmpb.Mirror)
+	now := cmd.GetUnixNanos()
+	rec.CreatedUnixNanos, rec.UpdatedUnixNanos = now, now
+	rec.CreatedBy, rec.UpdatedBy = cmd.GetActor(), cmd.GetActor()
+	rec.LastScheduledUnixNanos, rec.LastJobId, rec.ActiveJobId = 0, "", ""
+	if err := CheckMirror(rec); err != nil {
+		return invalid("%v", err), nil
+	}
+	repo := rec.GetRepository()
+	exists, err := has(b, mirrorKey(repo))
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		return alreadyExists("repository %q is already a mirror", repo), nil
+	}
+	var remote fsmpb.Remote
+	found, err := getProto(b, remoteKey(rec.GetRemote()), &remote)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("remote registry %q not found: create it first", rec.GetRemote()), nil
+	}
+	rec.Upstream = NormalizeUpstream(remote.GetUrl(), rec.GetUpstream())
+	for _, prefix := range [][]byte{manifestPrefix(repo), tagPrefix(repo)} {
+		full, err := hasAny(b, prefix)
+		if err != nil {
+			return nil, err
+		}
+		if full {
+			return failedPrecondition("repository %q already holds manifests or tags: a mirror starts empty", repo), nil
+		}
+	}
+	ns, _ := splitNamespace(repo)
+	known, err := namespaceKnown(b, ns)
+	if err != nil {
+		return nil, err
+	}
+	if res, err := ensureRepository(b, repo, now); res != nil || err != nil {
+		return res, err
+	}
+	if !known {
+		if err := claimFor(b, ns, rec.GetCreatedBy(), now); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Delete(repositoryPublicKey(repo), nil); err != nil {
+		return nil, err
+	}
+	if err := b.Set(mirrorRemoteKey(rec.GetRemote(), repo), nil, nil); err != nil {
+		return nil, err
+	}
+	return success(), setProto(b, mirrorKey(repo), rec)
+}
+
+// claimFor records user, if it is an account, as the creator of the new
+// namespace ns, as the claim before a first push does.
+func claimFor(b *pebble.Batch, ns, user string, now int64) error {
+	if user == "" {
+		return nil
+	}
+	var u fsmpb.User
+	found, err := getProto(b, userKey(user), &u)
+	if err != nil || !found {
+		return err
+	}
+	own := &fsmpb.NamespaceOwner{Namespace: ns, User: u.GetName(), UserId: u.GetId(), CreatedUnixNanos: now}
+	return setProto(b, namespaceOwnerKey(ns), own)
+}
+
+// ApplyMirrorUpdate returns old changed by op, without its times: what
+// UpdateMirror would store (before the upstream is normalized).
+func ApplyMirrorUpdate(old *fsmpb.Mirror, op *fsmpb.UpdateMirror) *fsmpb.Mirror {
+	rec := proto.Clone(old).(*fsmpb.Mirror)
+	if op.Remote != nil {
+		rec.Remote = op.GetRemote()
+	}
+	if op.Upstream != nil {
+		rec.Upstream = op.GetUpstream()
+	}
+	if op.GetSetIncludeTags() {
+		rec.IncludeTags = append([]string(nil), op.GetIncludeTags()...)
+	}
+	if op.GetSetExcludeTags() {
+		rec.ExcludeTags = append([]string(nil), op.GetExcludeTags()...)
+	}
+	if op.GetSetPlatforms() {
+		rec.Platforms = append([]string(nil), op.GetPlatforms()...)
+	}
+	if op.Schedule != nil {
+		rec.Schedule = op.GetSchedule()
+	}
+	if op.MirrorMode != nil {
+		rec.MirrorMode = op.GetMirrorMode()
+	}
+	if op.AllowPush != nil {
+		rec.AllowPush = op.GetAllowPush()
+	}
+	return rec
+}
+
+func applyUpdateMirror(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetUpdateMirror()
+	repo := op.GetRepository()
+	if res := validateRepository(repo); res != nil {
+		return res, nil
+	}
+	var old fsmpb.Mirror
+	found, err := getProto(b, mirrorKey(repo), &old)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("repository %q is not a mirror", repo), nil
+	}
+	rec := ApplyMirrorUpdate(&old, op)
+	rec.UpdatedUnixNanos, rec.UpdatedBy = max(cmd.GetUnixNanos(), old.GetUpdatedUnixNanos()), cmd.GetActor()
+	if err := CheckMirror(rec); err != nil {
+		return invalid("%v", err), nil
+	}
+	var remote fsmpb.Remote
+	found, err = getProto(b, remoteKey(rec.GetRemote()), &remote)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("remote registry %q not found: create it first", rec.GetRemote()), nil
+	}
+	rec.Upstream = NormalizeUpstream(remote.GetUrl(), rec.GetUpstream())
+	if rec.GetRemote() != old.GetRemote() {
+		if err := b.Delete(mirrorRemoteKey(old.GetRemote(), repo), nil); err != nil {
+			return nil, err
+		}
+		if err := b.Set(mirrorRemoteKey(rec.GetRemote(), repo), nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	return success(), setProto(b, mirrorKey(repo), rec)
+}
+
+func applyDeleteMirror(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	repo := cmd.GetDeleteMirror().GetRepository()
+	if res := validateRepository(repo); res != nil {
+		return res, nil
+	}
+	found, err := dropMirror(b, cmd, repo)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("repository %q is not a mirror", repo), nil
+	}
+	return success(), nil
+}
+
+// dropMirror deletes the mirror of repo, if any, with its index entry, and
+// cancels its active job.
+func dropMirror(b *pebble.Batch, cmd *fsmpb.Command, repo string) (bool, error) {
+	var m fsmpb.Mirror
+	found, err := getProto(b, mirrorKey(repo), &m)
+	if err != nil || !found {
+		return false, err
+	}
+	if id := m.GetActiveJobId(); id != "" {
+		var job fsmpb.SyncJob
+		ok, err := getProto(b, syncJobKey(id), &job)
+		if err != nil {
+			return false, err
+		}
+		if ok && SyncJobActive(job.GetState()) {
+			job.CancelledBy = cmd.GetActor()
+			if err := finishJob(b, &job, fsmpb.SyncJobState_SYNC_JOB_STATE_CANCELLED, "mirror deleted", cmd.GetUnixNanos()); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, deleteKeys(b, mirrorKey(repo), mirrorRemoteKey(m.GetRemote(), repo))
+}
+
+// finishJob ends job in state at now: it leaves the active index, its
+// mirror's active job is cleared, and the repository's oldest finished
+// jobs beyond the retention go.
+func finishJob(b *pebble.Batch, job *fsmpb.SyncJob, state fsmpb.SyncJobState, errText string, now int64) error {
+	job.State = state
+	job.Error = truncateText(errText, MaxSyncErrorBytes)
+	job.FinishedUnixNanos = max(now, job.GetCreatedUnixNanos())
+	job.UpdatedUnixNanos = job.FinishedUnixNanos
+	if err := setProto(b, syncJobKey(job.GetId()), job); err != nil {
+		return err
+	}
+	if err := b.Delete(syncJobActiveKey(job.GetId()), nil); err != nil {
+		return err
+	}
+	var m fsmpb.Mirror
+	found, err := getProto(b, mirrorKey(job.GetRepository()), &m)
+	if err != nil {
+		return err
+	}
+	if found && m.GetActiveJobId() == job.GetId() {
+		m.ActiveJobId = ""
+		if err := setProto(b, mirrorKey(job.GetRepository()), &m); err != nil {
+			return err
+		}
+	}
+	return pruneSyncJobs(b, job.GetRepository())
+}
+
+// pruneSyncJobs deletes the oldest finished job of repo beyond the
+// SyncJobRetention newest finished ones. Every finish prunes, so at most
+// one is beyond: the walk goes back from the newest, never into the
+// deleted range, and stops at the first it deletes.
+func pruneSyncJobs(b *pebble.Batch, repo string) error {
+	prefix := syncJobRepoPrefix(repo)
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("iterate %q: %w", prefix, err)
+	}
+	var victim string
+	finished := 0
+	for ok := it.Last(); ok; ok = it.Prev() {
+		id := string(it.Key()[len(prefix):])
+		var job fsmpb.SyncJob
+		found, err := getProto(b, syncJobKey(id), &job)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if found && !syncJobFinished(job.GetState()) {
+			continue
+		}
+		if finished++; finished > SyncJobRetention {
+			victim = id
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("iterate %q: %w", prefix, err)
+	}
+	if victim == "" {
+		return nil
+	}
+	return deleteKeys(b, syncJobKey(victim), syncJobRepoKey(repo, victim), syncJobActiveKey(victim))
+}
+
+// truncateText cuts s to at most n bytes of valid UTF-8.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// appendTagErrors appends errs to have, up to MaxSyncTagErrors, each
+// bounded.
+func appendTagErrors(have, errs []*fsmpb.SyncTagError) []*fsmpb.SyncTagError {
+	for _, e := range errs {
+		if len(have) >= MaxSyncTagErrors {
+			break
+		}
+		have = append(have, &fsmpb.SyncTagError{
+			Tag:   truncateText(e.GetTag(), MaxMirrorEntryBytes),
+			Error: truncateText(e.GetError(), MaxSyncErrorBytes),
+		})
+	}
+	return have
+}
+
+func applyRequestSync(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetRequestSync()
+	repo := op.GetRepository()
+	if res := validateRepository(repo); res != nil {
+		return res, nil
+	}
+	trigger := op.GetTrigger()
+	if trigger != SyncTriggerManual && trigger != SyncTriggerSchedule {
+		return invalid("trigger: must be %q or %q, got %q", SyncTriggerManual, SyncTriggerSchedule, trigger), nil
+	}
+	var m fsmpb.Mirror
+	found, err := getProto(b, mirrorKey(repo), &m)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return notFound("repository %q is not a mirror", repo), nil
+	}
+	if id := m.GetActiveJobId(); id != "" {
+		if trigger == SyncTriggerManual {
+			res := success()
+			res.Value = id
+			return res, nil
+		}
+		return failedPrecondition("mirror %q has an active sync job %s", repo, id), nil
+	}
+	due := op.GetDueUnixNanos()
+	if trigger == SyncTriggerSchedule && due <= m.GetLastScheduledUnixNanos() {
+		return alreadyExists("the run of mirror %q due at %d was already scheduled", repo, due), nil
+	}
+	seq, err := getUint64(b, keySyncJobSeq)
+	if err != nil {
+		return nil, err
+	}
+	seq++
+	id, now := SyncJobID(seq), cmd.GetUnixNanos()
+	requester := op.GetRequestedBy()
+	if requester == "" {
+		requester = cmd.GetActor()
+	}
+	job := &fsmpb.SyncJob{
+		Id: id, Repository: repo, Remote: m.GetRemote(), Trigger: trigger, RequestedBy: requester,
+		State: fsmpb.SyncJobState_SYNC_JOB_STATE_QUEUED, CreatedUnixNanos: now, UpdatedUnixNanos: now,
+		Progress: &fsmpb.SyncProgress{},
+	}
+	if trigger == SyncTriggerSchedule {
+		job.DueUnixNanos, m.LastScheduledUnixNanos = due, due
+	}
+	m.ActiveJobId, m.LastJobId = id, id
+	if err := b.Set(keySyncJobSeq, encodeUint64(seq), nil); err != nil {
+		return nil, err
+	}
+	if err := setProto(b, syncJobKey(id), job); err != nil {
+		return nil, err
+	}
+	for _, k := range [][]byte{syncJobRepoKey(repo, id), syncJobActiveKey(id)} {
+		if err := b.Set(k, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := setProto(b, mirrorKey(repo), &m); err != nil {
+		return nil, err
+	}
+	res := success()
+	res.Value = id
+	return res, nil
+}
+
+// loadJob reads job id, or returns the refusal of a malformed or unknown id.
+func loadJob(r pebble.Reader, id string) (*fsmpb.SyncJob, *fsmpb.Result, error) {
+	if res := validateSyncJobID(id); res != nil {
+		return nil, res, nil
+	}
+	var job fsmpb.SyncJob
+	found, err := getProto(r, syncJobKey(id), &job)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		return nil, notFound("sync job %s not found", id), nil
+	}
+	return &job, nil, nil
+}
+
+// fenced loads a running job and refuses a report whose node and attempt
+// are not the job's.
+func fenced(r pebble.Reader, id, node string, attempt int64) (*fsmpb.SyncJob, *fsmpb.Result, error) {
+	job, res, err := loadJob(r, id)
+	if res != nil || err != nil {
+		return nil, res, err
+	}
+	if job.GetState() != fsmpb.SyncJobState_SYNC_JOB_STATE_RUNNING {
+		return nil, failedPrecondition("sync job %s is %s, not running", id, job.GetState()), nil
+	}
+	if job.GetNode() != node || job.GetAttempt() != attempt {
+		return nil, failedPrecondition("sync job %s runs as attempt %d on node %q, not attempt %d on %q", id, job.GetAttempt(), job.GetNode(), attempt, node), nil
+	}
+	return job, nil, nil
+}
+
+func applyAssignSyncJob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetAssignSyncJob()
+	job, res, err := loadJob(b, op.GetId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	if !SyncJobActive(job.GetState()) {
+		return failedPrecondition("sync job %s is %s: only a queued or running job is assigned", job.GetId(), job.GetState()), nil
+	}
+	if op.GetAttempt() != job.GetAttempt()+1 {
+		return failedPrecondition("sync job %s is at attempt %d: the next assignment is attempt %d, not %d", job.GetId(), job.GetAttempt(), job.GetAttempt()+1, op.GetAttempt()), nil
+	}
+	if op.GetNode() == "" {
+		return failedPrecondition("sync job %s: assign it to a node", job.GetId()), nil
+	}
+	registered, err := has(b, nodeKey(op.GetNode()))
+	if err != nil {
+		return nil, err
+	}
+	if !registered {
+		return failedPrecondition("node %q is not registered", op.GetNode()), nil
+	}
+	now := cmd.GetUnixNanos()
+	job.State, job.Node, job.Attempt = fsmpb.SyncJobState_SYNC_JOB_STATE_RUNNING, op.GetNode(), op.GetAttempt()
+	if job.GetStartedUnixNanos() == 0 {
+		job.StartedUnixNanos = now
+	}
+	job.UpdatedUnixNanos = max(now, job.GetUpdatedUnixNanos())
+	return success(), setProto(b, syncJobKey(job.GetId()), job)
+}
+
+func applySyncJobProgress(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetSyncJobProgress()
+	job, res, err := fenced(b, op.GetId(), op.GetNode(), op.GetAttempt())
+	if res != nil || err != nil {
+		return res, err
+	}
+	if op.GetProgress() != nil {
+		job.Progress = op.GetProgress()
+	}
+	job.TagErrors = appendTagErrors(job.GetTagErrors(), op.GetTagErrors())
+	job.UpdatedUnixNanos = max(cmd.GetUnixNanos(), job.GetUpdatedUnixNanos())
+	return success(), setProto(b, syncJobKey(job.GetId()), job)
+}
+
+func applyFinishSyncJob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetFinishSyncJob()
+	if !syncJobFinished(op.GetState()) {
+		return invalid("state: must be SUCCEEDED, PARTIAL, FAILED or CANCELLED, got %s", op.GetState()), nil
+	}
+	job, res, err := fenced(b, op.GetId(), op.GetNode(), op.GetAttempt())
+	if res != nil || err != nil {
+		return res, err
+	}
+	if op.GetProgress() != nil {
+		job.Progress = op.GetProgress()
+	}
+	job.TagErrors = appendTagErrors(job.GetTagErrors(), op.GetTagErrors())
+	return success(), finishJob(b, job, op.GetState(), op.GetError(), max(cmd.GetUnixNanos(), job.GetUpdatedUnixNanos()))
+}
+
+func applyCancelSyncJob(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {
+	op := cmd.GetCancelSyncJob()
+	job, res, err := loadJob(b, op.GetId())
+	if res != nil || err != nil {
+		return res, err
+	}
+	by := op.GetCancelledBy()
+	if by == "" {
+		by = cmd.GetActor()
+	}
+	switch job.GetState() {
+	case fsmpb.SyncJobState_SYNC_JOB_STATE_QUEUED:
+		job.CancelledBy, job.CancelRequested = by, true
+		return success(), finishJob(b, job, fsmpb.SyncJobState_SYNC_JOB_STATE_CANCELLED, "", cmd.GetUnixNanos())
+	case fsmpb.SyncJobState_SYNC_JOB_STATE_RUNNING:
+		job.CancelledBy, job.CancelRequested = by, true
+		job.UpdatedUnixNanos = max(cmd.GetUnixNanos(), job.GetUpdatedUnixNanos())
+		return success(), setProto(b, syncJobKey(job.GetId()), job)
+	}
+	return failedPrecondition("sync job %s already finished as %s", job.GetId(), job.GetState()), nil
+}

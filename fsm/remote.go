@@ -387,6 +387,13 @@ func applyDeleteRemote(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, erro
 	if err := ValidateRemoteName(name); err != nil {
 		return invalid("%v", err), nil
 	}
+	users, err := suffixes(b, mirrorRemotePrefix(name))
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return failedPrecondition("remote registry %q is used by %d mirror(s), such as %q: delete or move them first", name, len(users), users[0]), nil
+	}
 	return deleteIfExists(b, remoteKey(name), func() *fsmpb.Result {
 		return notFound("remote registry %q not found", name)
 	})

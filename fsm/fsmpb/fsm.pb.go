@@ -1245,10 +1245,13 @@ func (x *DeleteManifest) GetImage() bool {
 // TagManifest points a tag at a manifest already in the repository,
 // creating the tag or moving it.
 type TagManifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repository    string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
-	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
-	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Repository string                 `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Tag        string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Digest     string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	// synced marks a tag set by a sync job: it may enter a mirrored
+	// repository that refuses pushes.
+	Synced        bool `protobuf:"varint,4,opt,name=synced,proto3" json:"synced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1302,6 +1305,13 @@ func (x *TagManifest) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *TagManifest) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
 }
 
 // DeleteRepository removes a repository: its tags, manifests, readme,
@@ -3168,13 +3178,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x14\n" +
-	"\x05image\x18\x03 \x01(\bR\x05image\"W\n" +
+	"\x05image\x18\x03 \x01(\bR\x05image\"o\n" +
 	"\vTagManifest\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
 	"repository\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"2\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x16\n" +
+	"\x06synced\x18\x04 \x01(\bR\x06synced\"2\n" +
 	"\x10DeleteRepository\x12\x1e\n" +
 	"\n" +
 	"repository\x18\x01 \x01(\tR\n" +
