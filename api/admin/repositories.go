@@ -198,6 +198,7 @@ func describeRepository(f *fsm.FSM, name string) (*wharfv1.GetRepositoryResponse
 		Owners:     owners,
 		Storage:    &wharfv1.RepositoryStorage{Bytes: usage.Bytes, UniqueBytes: usage.UniqueBytes, Blobs: usage.Blobs},
 		Signed:     signed,
+		Origin:     repo.Origin,
 	}, nil
 }
 
