@@ -132,6 +132,10 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 	if cfg.Auth != nil && cfg.Apply != nil && cfg.State != nil && cfg.Secrets != nil {
 		add(wharfv1connect.NewRemoteServiceHandler(&remoteService{cfg: cfg}, opts...))
 	}
+	if cfg.Auth != nil && cfg.Apply != nil && cfg.State != nil {
+		add(wharfv1connect.NewMirrorServiceHandler(&mirrorService{cfg: cfg}, opts...))
+		add(wharfv1connect.NewSyncServiceHandler(&syncService{cfg: cfg}, opts...))
+	}
 	if cfg.State != nil && cfg.GC != nil {
 		add(wharfv1connect.NewGCServiceHandler(&gcService{cfg: cfg}, opts...))
 	}

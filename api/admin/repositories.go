@@ -121,6 +121,10 @@ func repositoryMessage(f *fsm.FSM, r *fsmpb.Repository) (*wharfv1.Repository, er
 	if err != nil {
 		return nil, err
 	}
+	origin, mirrored, err := repositoryOrigin(f, r.GetName())
+	if err != nil {
+		return nil, err
+	}
 	return &wharfv1.Repository{
 		Name:             r.GetName(),
 		Namespace:        r.GetNamespace(),
@@ -132,6 +136,8 @@ func repositoryMessage(f *fsm.FSM, r *fsmpb.Repository) (*wharfv1.Repository, er
 		TagCount:         r.GetTagCount(),
 		ManifestCount:    r.GetManifestCount(),
 		Public:           public,
+		Origin:           origin,
+		Mirrored:         mirrored,
 	}, nil
 }
 
@@ -192,6 +198,7 @@ func describeRepository(f *fsm.FSM, name string) (*wharfv1.GetRepositoryResponse
 		Owners:     owners,
 		Storage:    &wharfv1.RepositoryStorage{Bytes: usage.Bytes, UniqueBytes: usage.UniqueBytes, Blobs: usage.Blobs},
 		Signed:     signed,
+		Origin:     repo.Origin,
 	}, nil
 }
 

@@ -56,6 +56,8 @@ func newRootCommand() *cobra.Command {
 		newActivityCommand(c),
 		newGCCommand(c),
 		newRemoteCommand(c),
+		newMirrorCommand(c),
+		newSyncCommand(c),
 	)
 	refuseUnknownSubcommands(root)
 	markUsageErrors(root)

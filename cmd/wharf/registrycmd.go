@@ -656,6 +656,10 @@ func exitCode(err error) int {
 	if errors.As(err, new(usageErr)) {
 		return exitUsage
 	}
+	var je jobEndErr
+	if errors.As(err, &je) {
+		return je.code
+	}
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return exitError

@@ -334,7 +334,11 @@ type Repository struct {
 	TagCount        int64  `protobuf:"varint,8,opt,name=tag_count,json=tagCount,proto3" json:"tag_count,omitempty"`
 	ManifestCount   int64  `protobuf:"varint,9,opt,name=manifest_count,json=manifestCount,proto3" json:"manifest_count,omitempty"`
 	// public: anonymous callers may pull it (it or its namespace is public).
-	Public        bool `protobuf:"varint,10,opt,name=public,proto3" json:"public,omitempty"`
+	Public bool `protobuf:"varint,10,opt,name=public,proto3" json:"public,omitempty"`
+	// origin is "" for a pushed repository and "mirror of REMOTE/UPSTREAM"
+	// for a mirrored one (MirrorService).
+	Origin        string `protobuf:"bytes,11,opt,name=origin,proto3" json:"origin,omitempty"`
+	Mirrored      bool   `protobuf:"varint,12,opt,name=mirrored,proto3" json:"mirrored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +439,20 @@ func (x *Repository) GetManifestCount() int64 {
 func (x *Repository) GetPublic() bool {
 	if x != nil {
 		return x.Public
+	}
+	return false
+}
+
+func (x *Repository) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *Repository) GetMirrored() bool {
+	if x != nil {
+		return x.Mirrored
 	}
 	return false
 }
@@ -2639,7 +2657,7 @@ const file_wharf_v1_registry_proto_rawDesc = "" +
 	"descending\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"\xe1\x02\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"\x95\x03\n" +
 	"\n" +
 	"Repository\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -2652,7 +2670,9 @@ const file_wharf_v1_registry_proto_rawDesc = "" +
 	"\ttag_count\x18\b \x01(\x03R\btagCount\x12%\n" +
 	"\x0emanifest_count\x18\t \x01(\x03R\rmanifestCount\x12\x16\n" +
 	"\x06public\x18\n" +
-	" \x01(\bR\x06public\"|\n" +
+	" \x01(\bR\x06public\x12\x16\n" +
+	"\x06origin\x18\v \x01(\tR\x06origin\x12\x1a\n" +
+	"\bmirrored\x18\f \x01(\bR\bmirrored\"|\n" +
 	"\x18ListRepositoriesResponse\x128\n" +
 	"\frepositories\x18\x01 \x03(\v2\x14.wharf.v1.RepositoryR\frepositories\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
