@@ -15,7 +15,7 @@ PROTOC_GEN_GO        := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_CONNECT   := connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
 STATICCHECK          := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-manage e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster bench-sync generate clean
+.PHONY: run build test lint unit fuzz conformance e2e e2e-auth e2e-cluster e2e-manage e2e-sync e2e-partition e2e-diskfull bench bench-listings bench-rss bench-cluster bench-sync generate clean
 .PHONY: cluster e2e-make-cluster
 
 # Where `make run` listens: loopback only, so that nothing is exposed to
@@ -48,7 +48,7 @@ build:
 	$(GO) build -o $(BIN)/wharf ./cmd/wharf
 
 ## test: everything CI checks
-test: lint unit fuzz conformance e2e e2e-cluster e2e-manage e2e-partition e2e-diskfull e2e-make-cluster
+test: lint unit fuzz conformance e2e e2e-cluster e2e-manage e2e-sync e2e-partition e2e-diskfull e2e-make-cluster
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:
@@ -95,6 +95,12 @@ e2e-cluster:
 ## cannot); the session log's path is printed at the end
 e2e-manage:
 	scripts/e2e-manage.sh
+
+## e2e-sync: mirrored repositories on three nodes behind haproxy, from a
+## wharf upstream: CLI, podman, incremental syncs, kill -9 of a job's node,
+## the leader killed before a scheduled run
+e2e-sync:
+	scripts/e2e-sync.sh
 
 ## e2e-partition: three nodes in network namespaces (root); cut one off, heal it
 e2e-partition:

@@ -12,8 +12,8 @@
 #     then a new tag, a moved tag and a deleted tag: only those move;
 #  4. kill -9 of the node running a (rate-limited) job: the job finishes on
 #     another node, attempt 2, and the result equals the upstream;
-#  5. a mirror scheduled every minute, its leader killed before the run is
-#     due: the run still happens, once.
+#  5. a mirror scheduled every minute, the leader killed right after it is
+#     created: the new leader runs it when due, once.
 # The CLI commands are echoed with their output, as a session, kept in
 # $E2E_SYNC_SESSION.
 #
@@ -35,8 +35,8 @@ source "$(dirname "$0")/session.sh"
 
 # digest_of REF: the manifest digest of REF (skopeo, as admin).
 digest_of() { as admin skopeo inspect --raw --tls-verify=false "docker://$1" | sha256sum | sed 's/^/sha256:/; s/ .*//'; }
-# job_field JSON FIELD: a field of a job printed by wharf sync ... -o json.
-job() { jq -r "$2" <<<"$1"; }
+# job JSON FILTER: a field of the job wharf sync ... -o json printed.
+job() { jq -r "(.job // .) | $2" <<<"$1"; }
 # up_tags REPO: the upstream's tags of REPO, sorted, one line.
 up_tags() { as admin skopeo list-tags --tls-verify=false "docker://$UP/$1" | jq -r '.Tags | sort | join(" ")'; }
 lb_tags() { as admin skopeo list-tags --tls-verify=false "docker://$LB/$1" | jq -r '.Tags | sort | join(" ")'; }
@@ -65,6 +65,9 @@ cd "$WORK"
 
 section "0. logins; the upstream's images"
 ok admin wharf login "http://$LB" -u admin --password-stdin <<<"$WHARF_ADMIN_PASSWORD"
+# "upstream" is the upstream's admin, with a wharf login of its own.
+mkdir -p "$WORK/home-upstream"
+ok upstream wharf login "http://$UP" -u admin --password-stdin <<<"$WHARF_ADMIN_PASSWORD"
 for reg in "$LB" "$UP" "localhost:$(node_port 0)" "localhost:$(node_port 1)" "localhost:$(node_port 2)"; do
 	ok admin podman login --tls-verify=false -u admin --password-stdin "$reg" <<<"$WHARF_ADMIN_PASSWORD"
 done
@@ -85,11 +88,7 @@ done
 ok admin podman manifest create "$UP/team/app:multi" "containers-storage:$UP/team/app-amd64" "containers-storage:$UP/team/app-arm64"
 ok admin podman manifest push -q --all --tls-verify=false "$UP/team/app:multi" "docker://$UP/team/app:multi"
 say "# upstream team/app: $(up_tags team/app)"
-
-# A scheduled mirror, created now: its first run is due in a minute (step 5).
 ok admin wharf remote add up "http://$UP" --username admin --password-stdin <<<"$WHARF_ADMIN_PASSWORD"
-ok admin wharf mirror add mirrors/sched --remote up --upstream team/app --include v2 --schedule 1m
-SCHED_CREATED=$SECONDS
 
 # ============================================================================
 section "1. a remote, a mirrored repository, a sync, podman pulls"
@@ -134,7 +133,7 @@ build "$UP/team/app:v3" "$ctx" linux/amd64 base.bin v3.bin
 build "$UP/team/app:v1" "$ctx" linux/amd64 base.bin v1b.bin
 ok admin podman push -q --tls-verify=false "$UP/team/app:v3"
 ok admin podman push -q --tls-verify=false "$UP/team/app:v1"
-ok admin wharf --server "http://$UP" tag rm team/app:multi
+ok upstream wharf --server "http://$UP" tag rm team/app:multi
 QUIET=1 ok admin wharf sync repo mirrors/app --wait -o json
 j=$OUT
 say "# changed: $(job "$j" '.progress | {tagsTotal, tagsUnchanged, tagsDeleted, manifestsFetched, blobsFetched, bytesFetched, upstreamRequests} | tostring')"
@@ -185,21 +184,27 @@ wait_ready "${NODES[$victim]}" "$(node_port "$victim")"
 
 # ============================================================================
 section "5. the leader killed before a scheduled run: the run happens once"
-leader=$(as admin wharf --server "$other" cluster ls -o json | jq -r '.. | objects | select(.leader? == true) | .name' | head -1)
-say "# leader: $leader; mirrors/sched's first run is due $((60 - (SECONDS - SCHED_CREATED)))s from now"
-QUIET=1 ok admin wharf --server "$other" sync ls mirrors/sched -o json
+ok admin wharf --server "$other" cluster status
+leader=$(sed -n 's/^Leader: *\([^ ]*\) (.*$/\1/p' <<<"$OUT")
+[ -n "$leader" ] || fail "no leader in wharf cluster status"
+for li in 0 1 2; do [ "${NODES[$li]}" = "$leader" ] && break; done
+q=$(node_url $(((li + 1) % 3))) # a node that stays
+ok admin wharf --server "$q" mirror add mirrors/sched --remote up --upstream team/app --include v2 --schedule 1m
+SCHED_CREATED=$SECONDS
+say "# leader: $leader; mirrors/sched's first run is due in a minute: kill -9 of the leader now"
+QUIET=1 ok admin wharf --server "$q" sync ls mirrors/sched -o json
 [ "$(jq '.jobs | length' <<<"$OUT")" = 0 ] || fail "mirrors/sched ran before its schedule"
 kill_node "$leader" KILL
 for _ in $(seq 1 120); do
-	QUIET=1 run admin wharf --server "$other" sync ls mirrors/sched -o json
+	QUIET=1 run admin wharf --server "$q" sync ls mirrors/sched -o json
 	[ "$(jq '[.jobs[]? | select(.state | test("SUCCEEDED"))] | length' <<<"$OUT")" -ge 1 ] && break
 	sleep 1
 done
 sleep 3 # a second scheduling would show by now
-QUIET=1 ok admin wharf --server "$other" sync ls mirrors/sched -o json
+QUIET=1 ok admin wharf --server "$q" sync ls mirrors/sched -o json
 n=$(jq '[.jobs[] | select(.trigger == "schedule")] | length' <<<"$OUT")
 [ "$n" = 1 ] || fail "mirrors/sched: $n scheduled runs, want 1"
-ok admin wharf --server "$other" sync ls mirrors/sched
+ok admin wharf --server "$q" sync ls mirrors/sched
 check "one scheduled run of mirrors/sched after the leader's death, $((SECONDS - SCHED_CREATED))s after the mirror was created"
 
 say ""
