@@ -71,6 +71,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFailureNotice$$' -fuzztime=$(FUZZTIME) ./api/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNodeList$$' -fuzztime=$(FUZZTIME) ./blobstore/peer
 	$(GO) test -run='^$$' -fuzz='^FuzzParseStoredContent$$' -fuzztime=$(FUZZTIME) ./api/admin
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateTagPattern$$' -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run='^$$' -fuzz='^FuzzCheckMirror$$' -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRetryAfter$$' -fuzztime=$(FUZZTIME) ./cluster/remotesync
+	$(GO) test -run='^$$' -fuzz='^FuzzFilter$$' -fuzztime=$(FUZZTIME) ./cluster/remotesync
 
 ## conformance: the OCI distribution-spec conformance suite; any failure fails
 conformance:

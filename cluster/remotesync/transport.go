@@ -231,7 +231,9 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if s < 0 {
 			return 0, false
 		}
-		return time.Duration(s) * time.Second, true
+		// A huge value would overflow into a negative wait: a day is
+		// more than any cap.
+		return time.Duration(min(s, 86400)) * time.Second, true
 	}
 	when, err := http.ParseTime(v)
 	if err != nil {
