@@ -3,11 +3,9 @@ package admin
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,6 +21,7 @@ import (
 	"github.com/wharf-registry/wharf/api/auth"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
+	"github.com/wharf-registry/wharf/cluster/remotesync"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 	"github.com/wharf-registry/wharf/internal/secretbox"
@@ -438,53 +437,6 @@ func OpenRemoteSecrets(r *fsmpb.Remote, box *secretbox.Box) (RemoteCredentials, 
 	return c, nil
 }
 
-// RemoteTransport is the HTTP transport to a remote registry: its TLS
-// verification, CA, client certificate, proxy and timeout.
-func RemoteTransport(r *fsmpb.Remote, creds RemoteCredentials) (*http.Transport, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: r.GetInsecureSkipTlsVerify()}
-	if ca := r.GetCaCertificatePem(); ca != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM([]byte(ca)) {
-			return nil, errors.New("ca_certificate_pem holds no certificate")
-		}
-		tlsConfig.RootCAs = pool
-	}
-	if r.GetClientCertificatePem() != "" {
-		cert, err := tls.X509KeyPair([]byte(r.GetClientCertificatePem()), []byte(creds.ClientKeyPEM))
-		if err != nil {
-			return nil, errors.New("the client certificate and key do not load")
-		}
-		tlsConfig.Certificates = []tls.Certificate{cert}
-	}
-	timeout := time.Duration(r.GetTimeoutNanos())
-	if timeout <= 0 {
-		timeout = fsm.DefaultRemoteTimeout
-	}
-	t := &http.Transport{
-		TLSClientConfig:       tlsConfig,
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   int(max(r.GetConcurrency(), 1)),
-		ForceAttemptHTTP2:     true,
-	}
-	if p := r.GetProxyUrl(); p != "" {
-		u, err := url.Parse(p)
-		if err != nil {
-			return nil, errors.New("proxy_url does not parse")
-		}
-		if r.GetProxyUsername() != "" || r.GetProxyPassword() != nil {
-			u.User = url.UserPassword(r.GetProxyUsername(), creds.ProxyPassword)
-		}
-		t.Proxy = http.ProxyURL(u)
-	}
-	return t, nil
-}
-
 // ProbeRemote pings r's /v2/ anonymously, then with its credentials, and
 // reports what it found. Errors are part of the answer, secrets never.
 func ProbeRemote(ctx context.Context, r *fsmpb.Remote, box *secretbox.Box) *wharfv1.TestRemoteResponse {
@@ -505,7 +457,7 @@ func ProbeRemote(ctx context.Context, r *fsmpb.Remote, box *secretbox.Box) *whar
 		}
 		return msg
 	}
-	base, err := RemoteTransport(r, creds)
+	base, err := remotesync.TransportFor(r, creds.Password, creds.ClientKeyPEM, creds.ProxyPassword)
 	if err != nil {
 		out.Error = err.Error()
 		return out

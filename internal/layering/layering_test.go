@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"api":                   {},
 	"api/auth":              {"fsm/..."},
 	"api/oci":               {"api/auth", "blobstore", "cluster", "fsm/...", "internal/diskspace"},
-	"api/admin":             {"api/auth", "api/gen/...", "cluster", "fsm/...", "internal/diskspace", "internal/secretbox"},
+	"api/admin":             {"api/auth", "api/gen/...", "cluster", "cluster/remotesync", "fsm/...", "internal/diskspace", "internal/secretbox"},
 	"api/gen/...":           {"api/gen/..."},
 	"internal/diskspace":    {},
 	"internal/secretbox":    {},
