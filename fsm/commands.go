@@ -65,6 +65,10 @@ var handlers = map[reflect.Type]handler{
 	reflect.TypeFor[*fsmpb.Command_SyncJobProgress](): applySyncJobProgress,
 	reflect.TypeFor[*fsmpb.Command_FinishSyncJob]():   applyFinishSyncJob,
 	reflect.TypeFor[*fsmpb.Command_CancelSyncJob]():   applyCancelSyncJob,
+	// Pull-through caches: pullthrough.go.
+	reflect.TypeFor[*fsmpb.Command_CreatePullThroughCache](): applyCreatePullThroughCache,
+	reflect.TypeFor[*fsmpb.Command_UpdatePullThroughCache](): applyUpdatePullThroughCache,
+	reflect.TypeFor[*fsmpb.Command_DeletePullThroughCache](): applyDeletePullThroughCache,
 }
 
 func dispatch(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, error) {

@@ -448,6 +448,9 @@ func applyDeleteNamespace(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, e
 			return nil, err
 		}
 	}
+	if _, err := dropCache(b, ns); err != nil {
+		return nil, err
+	}
 	return success(), deleteKeys(b, namespaceKey(ns), namespaceOwnerKey(ns), namespacePublicKey(ns))
 }
 

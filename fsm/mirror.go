@@ -413,6 +413,9 @@ func refuseMirrored(r pebble.Reader, repo string, synced bool) (*fsmpb.Result, e
 	if synced {
 		return nil, nil
 	}
+	if res, err := refuseCached(r, repo); res != nil || err != nil {
+		return res, err
+	}
 	var m fsmpb.Mirror
 	found, err := getProto(r, mirrorKey(repo), &m)
 	if err != nil || !found || m.GetAllowPush() {

@@ -394,6 +394,13 @@ func applyDeleteRemote(b *pebble.Batch, cmd *fsmpb.Command) (*fsmpb.Result, erro
 	if len(users) > 0 {
 		return failedPrecondition("remote registry %q is used by %d mirror(s), such as %q: delete or move them first", name, len(users), users[0]), nil
 	}
+	caches, err := suffixes(b, cacheRemotePrefix(name))
+	if err != nil {
+		return nil, err
+	}
+	if len(caches) > 0 {
+		return failedPrecondition("remote registry %q is used by %d pull-through cache(s), such as namespace %q: delete or move them first", name, len(caches), caches[0]), nil
+	}
 	return deleteIfExists(b, remoteKey(name), func() *fsmpb.Result {
 		return notFound("remote registry %q not found", name)
 	})

@@ -240,6 +240,9 @@ type Command struct {
 	//	*Command_SyncJobProgress
 	//	*Command_FinishSyncJob
 	//	*Command_CancelSyncJob
+	//	*Command_CreatePullThroughCache
+	//	*Command_UpdatePullThroughCache
+	//	*Command_DeletePullThroughCache
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -706,6 +709,33 @@ func (x *Command) GetCancelSyncJob() *CancelSyncJob {
 	return nil
 }
 
+func (x *Command) GetCreatePullThroughCache() *CreatePullThroughCache {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreatePullThroughCache); ok {
+			return x.CreatePullThroughCache
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdatePullThroughCache() *UpdatePullThroughCache {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdatePullThroughCache); ok {
+			return x.UpdatePullThroughCache
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePullThroughCache() *DeletePullThroughCache {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeletePullThroughCache); ok {
+			return x.DeletePullThroughCache
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -893,6 +923,19 @@ type Command_CancelSyncJob struct {
 	CancelSyncJob *CancelSyncJob `protobuf:"bytes,70,opt,name=cancel_sync_job,json=cancelSyncJob,proto3,oneof"`
 }
 
+type Command_CreatePullThroughCache struct {
+	// Pull-through caches (cache.proto).
+	CreatePullThroughCache *CreatePullThroughCache `protobuf:"bytes,71,opt,name=create_pull_through_cache,json=createPullThroughCache,proto3,oneof"`
+}
+
+type Command_UpdatePullThroughCache struct {
+	UpdatePullThroughCache *UpdatePullThroughCache `protobuf:"bytes,72,opt,name=update_pull_through_cache,json=updatePullThroughCache,proto3,oneof"`
+}
+
+type Command_DeletePullThroughCache struct {
+	DeletePullThroughCache *DeletePullThroughCache `protobuf:"bytes,73,opt,name=delete_pull_through_cache,json=deletePullThroughCache,proto3,oneof"`
+}
+
 func (*Command_PutManifest) isCommand_Op() {}
 
 func (*Command_DeleteManifest) isCommand_Op() {}
@@ -980,6 +1023,12 @@ func (*Command_SyncJobProgress) isCommand_Op() {}
 func (*Command_FinishSyncJob) isCommand_Op() {}
 
 func (*Command_CancelSyncJob) isCommand_Op() {}
+
+func (*Command_CreatePullThroughCache) isCommand_Op() {}
+
+func (*Command_UpdatePullThroughCache) isCommand_Op() {}
+
+func (*Command_DeletePullThroughCache) isCommand_Op() {}
 
 // Result is what Apply returns for a Command.
 type Result struct {
@@ -3090,7 +3139,7 @@ var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\x1a\x12fsmpb/remote.proto\x1a\x12fsmpb/mirror.proto\"\x92\x19\n" +
+	"\x0ffsmpb/fsm.proto\x12\fwharf.fsm.v1\x1a\x12fsmpb/access.proto\x1a\x12fsmpb/remote.proto\x1a\x12fsmpb/mirror.proto\x1a\x11fsmpb/cache.proto\"\xbb\x1b\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -3148,7 +3197,10 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0fassign_sync_job\x18C \x01(\v2\x1b.wharf.fsm.v1.AssignSyncJobH\x00R\rassignSyncJob\x12K\n" +
 	"\x11sync_job_progress\x18D \x01(\v2\x1d.wharf.fsm.v1.SyncJobProgressH\x00R\x0fsyncJobProgress\x12E\n" +
 	"\x0ffinish_sync_job\x18E \x01(\v2\x1b.wharf.fsm.v1.FinishSyncJobH\x00R\rfinishSyncJob\x12E\n" +
-	"\x0fcancel_sync_job\x18F \x01(\v2\x1b.wharf.fsm.v1.CancelSyncJobH\x00R\rcancelSyncJobB\x04\n" +
+	"\x0fcancel_sync_job\x18F \x01(\v2\x1b.wharf.fsm.v1.CancelSyncJobH\x00R\rcancelSyncJob\x12a\n" +
+	"\x19create_pull_through_cache\x18G \x01(\v2$.wharf.fsm.v1.CreatePullThroughCacheH\x00R\x16createPullThroughCache\x12a\n" +
+	"\x19update_pull_through_cache\x18H \x01(\v2$.wharf.fsm.v1.UpdatePullThroughCacheH\x00R\x16updatePullThroughCache\x12a\n" +
+	"\x19delete_pull_through_cache\x18I \x01(\v2$.wharf.fsm.v1.DeletePullThroughCacheH\x00R\x16deletePullThroughCacheB\x04\n" +
 	"\x02op\"f\n" +
 	"\x06Result\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.wharf.fsm.v1.ResultCodeR\x04code\x12\x18\n" +
@@ -3379,65 +3431,68 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_fsmpb_fsm_proto_goTypes = []any{
-	(ResultCode)(0),               // 0: wharf.fsm.v1.ResultCode
-	(ActivityKind)(0),             // 1: wharf.fsm.v1.ActivityKind
-	(*Command)(nil),               // 2: wharf.fsm.v1.Command
-	(*Result)(nil),                // 3: wharf.fsm.v1.Result
-	(*PutManifest)(nil),           // 4: wharf.fsm.v1.PutManifest
-	(*DeleteManifest)(nil),        // 5: wharf.fsm.v1.DeleteManifest
-	(*TagManifest)(nil),           // 6: wharf.fsm.v1.TagManifest
-	(*DeleteRepository)(nil),      // 7: wharf.fsm.v1.DeleteRepository
-	(*SetRepositoryInfo)(nil),     // 8: wharf.fsm.v1.SetRepositoryInfo
-	(*DeleteNamespace)(nil),       // 9: wharf.fsm.v1.DeleteNamespace
-	(*Activity)(nil),              // 10: wharf.fsm.v1.Activity
-	(*DeleteTag)(nil),             // 11: wharf.fsm.v1.DeleteTag
-	(*LinkBlob)(nil),              // 12: wharf.fsm.v1.LinkBlob
-	(*UnlinkBlob)(nil),            // 13: wharf.fsm.v1.UnlinkBlob
-	(*Namespace)(nil),             // 14: wharf.fsm.v1.Namespace
-	(*Repository)(nil),            // 15: wharf.fsm.v1.Repository
-	(*Manifest)(nil),              // 16: wharf.fsm.v1.Manifest
-	(*RegisterNode)(nil),          // 17: wharf.fsm.v1.RegisterNode
-	(*DeregisterNode)(nil),        // 18: wharf.fsm.v1.DeregisterNode
-	(*Node)(nil),                  // 19: wharf.fsm.v1.Node
-	(*AddBlobHolder)(nil),         // 20: wharf.fsm.v1.AddBlobHolder
-	(*RemoveBlobHolder)(nil),      // 21: wharf.fsm.v1.RemoveBlobHolder
-	(*BlobHolders)(nil),           // 22: wharf.fsm.v1.BlobHolders
-	(*CollectBlob)(nil),           // 23: wharf.fsm.v1.CollectBlob
-	(*CollectedBlobDeleted)(nil),  // 24: wharf.fsm.v1.CollectedBlobDeleted
-	(*CollectedBlob)(nil),         // 25: wharf.fsm.v1.CollectedBlob
-	(*RemoveEmptyRepository)(nil), // 26: wharf.fsm.v1.RemoveEmptyRepository
-	(*RecordGCRun)(nil),           // 27: wharf.fsm.v1.RecordGCRun
-	(*GCRun)(nil),                 // 28: wharf.fsm.v1.GCRun
-	(*RecordSweep)(nil),           // 29: wharf.fsm.v1.RecordSweep
-	(*SweepSummary)(nil),          // 30: wharf.fsm.v1.SweepSummary
-	nil,                           // 31: wharf.fsm.v1.PutManifest.AnnotationsEntry
-	nil,                           // 32: wharf.fsm.v1.Manifest.AnnotationsEntry
-	(*CreateUser)(nil),            // 33: wharf.fsm.v1.CreateUser
-	(*SetUserPassword)(nil),       // 34: wharf.fsm.v1.SetUserPassword
-	(*SetUserSuperuser)(nil),      // 35: wharf.fsm.v1.SetUserSuperuser
-	(*DeleteUser)(nil),            // 36: wharf.fsm.v1.DeleteUser
-	(*CreateGroup)(nil),           // 37: wharf.fsm.v1.CreateGroup
-	(*DeleteGroup)(nil),           // 38: wharf.fsm.v1.DeleteGroup
-	(*AddGroupMember)(nil),        // 39: wharf.fsm.v1.AddGroupMember
-	(*RemoveGroupMember)(nil),     // 40: wharf.fsm.v1.RemoveGroupMember
-	(*GrantRole)(nil),             // 41: wharf.fsm.v1.GrantRole
-	(*RevokeRole)(nil),            // 42: wharf.fsm.v1.RevokeRole
-	(*ClaimNamespace)(nil),        // 43: wharf.fsm.v1.ClaimNamespace
-	(*SetVisibility)(nil),         // 44: wharf.fsm.v1.SetVisibility
-	(*CreateApiToken)(nil),        // 45: wharf.fsm.v1.CreateApiToken
-	(*DeleteApiToken)(nil),        // 46: wharf.fsm.v1.DeleteApiToken
-	(*RotateSigningKey)(nil),      // 47: wharf.fsm.v1.RotateSigningKey
-	(*CreateRemote)(nil),          // 48: wharf.fsm.v1.CreateRemote
-	(*UpdateRemote)(nil),          // 49: wharf.fsm.v1.UpdateRemote
-	(*DeleteRemote)(nil),          // 50: wharf.fsm.v1.DeleteRemote
-	(*CreateMirror)(nil),          // 51: wharf.fsm.v1.CreateMirror
-	(*UpdateMirror)(nil),          // 52: wharf.fsm.v1.UpdateMirror
-	(*DeleteMirror)(nil),          // 53: wharf.fsm.v1.DeleteMirror
-	(*RequestSync)(nil),           // 54: wharf.fsm.v1.RequestSync
-	(*AssignSyncJob)(nil),         // 55: wharf.fsm.v1.AssignSyncJob
-	(*SyncJobProgress)(nil),       // 56: wharf.fsm.v1.SyncJobProgress
-	(*FinishSyncJob)(nil),         // 57: wharf.fsm.v1.FinishSyncJob
-	(*CancelSyncJob)(nil),         // 58: wharf.fsm.v1.CancelSyncJob
+	(ResultCode)(0),                // 0: wharf.fsm.v1.ResultCode
+	(ActivityKind)(0),              // 1: wharf.fsm.v1.ActivityKind
+	(*Command)(nil),                // 2: wharf.fsm.v1.Command
+	(*Result)(nil),                 // 3: wharf.fsm.v1.Result
+	(*PutManifest)(nil),            // 4: wharf.fsm.v1.PutManifest
+	(*DeleteManifest)(nil),         // 5: wharf.fsm.v1.DeleteManifest
+	(*TagManifest)(nil),            // 6: wharf.fsm.v1.TagManifest
+	(*DeleteRepository)(nil),       // 7: wharf.fsm.v1.DeleteRepository
+	(*SetRepositoryInfo)(nil),      // 8: wharf.fsm.v1.SetRepositoryInfo
+	(*DeleteNamespace)(nil),        // 9: wharf.fsm.v1.DeleteNamespace
+	(*Activity)(nil),               // 10: wharf.fsm.v1.Activity
+	(*DeleteTag)(nil),              // 11: wharf.fsm.v1.DeleteTag
+	(*LinkBlob)(nil),               // 12: wharf.fsm.v1.LinkBlob
+	(*UnlinkBlob)(nil),             // 13: wharf.fsm.v1.UnlinkBlob
+	(*Namespace)(nil),              // 14: wharf.fsm.v1.Namespace
+	(*Repository)(nil),             // 15: wharf.fsm.v1.Repository
+	(*Manifest)(nil),               // 16: wharf.fsm.v1.Manifest
+	(*RegisterNode)(nil),           // 17: wharf.fsm.v1.RegisterNode
+	(*DeregisterNode)(nil),         // 18: wharf.fsm.v1.DeregisterNode
+	(*Node)(nil),                   // 19: wharf.fsm.v1.Node
+	(*AddBlobHolder)(nil),          // 20: wharf.fsm.v1.AddBlobHolder
+	(*RemoveBlobHolder)(nil),       // 21: wharf.fsm.v1.RemoveBlobHolder
+	(*BlobHolders)(nil),            // 22: wharf.fsm.v1.BlobHolders
+	(*CollectBlob)(nil),            // 23: wharf.fsm.v1.CollectBlob
+	(*CollectedBlobDeleted)(nil),   // 24: wharf.fsm.v1.CollectedBlobDeleted
+	(*CollectedBlob)(nil),          // 25: wharf.fsm.v1.CollectedBlob
+	(*RemoveEmptyRepository)(nil),  // 26: wharf.fsm.v1.RemoveEmptyRepository
+	(*RecordGCRun)(nil),            // 27: wharf.fsm.v1.RecordGCRun
+	(*GCRun)(nil),                  // 28: wharf.fsm.v1.GCRun
+	(*RecordSweep)(nil),            // 29: wharf.fsm.v1.RecordSweep
+	(*SweepSummary)(nil),           // 30: wharf.fsm.v1.SweepSummary
+	nil,                            // 31: wharf.fsm.v1.PutManifest.AnnotationsEntry
+	nil,                            // 32: wharf.fsm.v1.Manifest.AnnotationsEntry
+	(*CreateUser)(nil),             // 33: wharf.fsm.v1.CreateUser
+	(*SetUserPassword)(nil),        // 34: wharf.fsm.v1.SetUserPassword
+	(*SetUserSuperuser)(nil),       // 35: wharf.fsm.v1.SetUserSuperuser
+	(*DeleteUser)(nil),             // 36: wharf.fsm.v1.DeleteUser
+	(*CreateGroup)(nil),            // 37: wharf.fsm.v1.CreateGroup
+	(*DeleteGroup)(nil),            // 38: wharf.fsm.v1.DeleteGroup
+	(*AddGroupMember)(nil),         // 39: wharf.fsm.v1.AddGroupMember
+	(*RemoveGroupMember)(nil),      // 40: wharf.fsm.v1.RemoveGroupMember
+	(*GrantRole)(nil),              // 41: wharf.fsm.v1.GrantRole
+	(*RevokeRole)(nil),             // 42: wharf.fsm.v1.RevokeRole
+	(*ClaimNamespace)(nil),         // 43: wharf.fsm.v1.ClaimNamespace
+	(*SetVisibility)(nil),          // 44: wharf.fsm.v1.SetVisibility
+	(*CreateApiToken)(nil),         // 45: wharf.fsm.v1.CreateApiToken
+	(*DeleteApiToken)(nil),         // 46: wharf.fsm.v1.DeleteApiToken
+	(*RotateSigningKey)(nil),       // 47: wharf.fsm.v1.RotateSigningKey
+	(*CreateRemote)(nil),           // 48: wharf.fsm.v1.CreateRemote
+	(*UpdateRemote)(nil),           // 49: wharf.fsm.v1.UpdateRemote
+	(*DeleteRemote)(nil),           // 50: wharf.fsm.v1.DeleteRemote
+	(*CreateMirror)(nil),           // 51: wharf.fsm.v1.CreateMirror
+	(*UpdateMirror)(nil),           // 52: wharf.fsm.v1.UpdateMirror
+	(*DeleteMirror)(nil),           // 53: wharf.fsm.v1.DeleteMirror
+	(*RequestSync)(nil),            // 54: wharf.fsm.v1.RequestSync
+	(*AssignSyncJob)(nil),          // 55: wharf.fsm.v1.AssignSyncJob
+	(*SyncJobProgress)(nil),        // 56: wharf.fsm.v1.SyncJobProgress
+	(*FinishSyncJob)(nil),          // 57: wharf.fsm.v1.FinishSyncJob
+	(*CancelSyncJob)(nil),          // 58: wharf.fsm.v1.CancelSyncJob
+	(*CreatePullThroughCache)(nil), // 59: wharf.fsm.v1.CreatePullThroughCache
+	(*UpdatePullThroughCache)(nil), // 60: wharf.fsm.v1.UpdatePullThroughCache
+	(*DeletePullThroughCache)(nil), // 61: wharf.fsm.v1.DeletePullThroughCache
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	4,  // 0: wharf.fsm.v1.Command.put_manifest:type_name -> wharf.fsm.v1.PutManifest
@@ -3484,18 +3539,21 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	56, // 41: wharf.fsm.v1.Command.sync_job_progress:type_name -> wharf.fsm.v1.SyncJobProgress
 	57, // 42: wharf.fsm.v1.Command.finish_sync_job:type_name -> wharf.fsm.v1.FinishSyncJob
 	58, // 43: wharf.fsm.v1.Command.cancel_sync_job:type_name -> wharf.fsm.v1.CancelSyncJob
-	0,  // 44: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
-	31, // 45: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
-	1,  // 46: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
-	32, // 47: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
-	19, // 48: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
-	28, // 49: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
-	30, // 50: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	59, // 44: wharf.fsm.v1.Command.create_pull_through_cache:type_name -> wharf.fsm.v1.CreatePullThroughCache
+	60, // 45: wharf.fsm.v1.Command.update_pull_through_cache:type_name -> wharf.fsm.v1.UpdatePullThroughCache
+	61, // 46: wharf.fsm.v1.Command.delete_pull_through_cache:type_name -> wharf.fsm.v1.DeletePullThroughCache
+	0,  // 47: wharf.fsm.v1.Result.code:type_name -> wharf.fsm.v1.ResultCode
+	31, // 48: wharf.fsm.v1.PutManifest.annotations:type_name -> wharf.fsm.v1.PutManifest.AnnotationsEntry
+	1,  // 49: wharf.fsm.v1.Activity.kind:type_name -> wharf.fsm.v1.ActivityKind
+	32, // 50: wharf.fsm.v1.Manifest.annotations:type_name -> wharf.fsm.v1.Manifest.AnnotationsEntry
+	19, // 51: wharf.fsm.v1.RegisterNode.node:type_name -> wharf.fsm.v1.Node
+	28, // 52: wharf.fsm.v1.RecordGCRun.run:type_name -> wharf.fsm.v1.GCRun
+	30, // 53: wharf.fsm.v1.RecordSweep.sweep:type_name -> wharf.fsm.v1.SweepSummary
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -3506,6 +3564,7 @@ func file_fsmpb_fsm_proto_init() {
 	file_fsmpb_access_proto_init()
 	file_fsmpb_remote_proto_init()
 	file_fsmpb_mirror_proto_init()
+	file_fsmpb_cache_proto_init()
 	file_fsmpb_fsm_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_PutManifest)(nil),
 		(*Command_DeleteManifest)(nil),
@@ -3551,6 +3610,9 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_SyncJobProgress)(nil),
 		(*Command_FinishSyncJob)(nil),
 		(*Command_CancelSyncJob)(nil),
+		(*Command_CreatePullThroughCache)(nil),
+		(*Command_UpdatePullThroughCache)(nil),
+		(*Command_DeletePullThroughCache)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
