@@ -26,8 +26,23 @@ import (
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := h.linkedBlob(r.Context(), rt)
 	if err != nil {
+		if h.notYetCached(err, rt) {
+			return h.serveCachedBlob(w, r, rt, d)
+		}
 		return err
 	}
+	return h.serveBlob(w, r, d)
+}
+
+// notYetCached reports whether err says that blob is not in repository
+// rt.name, which is a pull-through cache: its upstream may have it.
+func (h *Handler) notYetCached(err error, rt route) bool {
+	e, ok := errors.AsType[*apiError](err)
+	return ok && e.code == CodeBlobUnknown && h.cached(rt.name)
+}
+
+// serveBlob streams blob d, which the registry holds.
+func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
 	if r.Header.Get("Range") != "" {
 		f, err := h.blobs.Open(r.Context(), d)
 		if err != nil {
@@ -64,6 +79,9 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := h.linkedBlob(r.Context(), rt)
 	if err != nil {
+		if h.notYetCached(err, rt) {
+			return h.serveCachedBlob(w, r, rt, d)
+		}
 		return err
 	}
 	size, err := h.blobs.Stat(r.Context(), d)
@@ -98,7 +116,7 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) e
 }
 
 // linkedBlob parses the route's digest and checks that the blob is part of
-// the repository.
+// the repository; when it is not, it returns the digest with the error.
 func (h *Handler) linkedBlob(ctx context.Context, rt route) (digest.Digest, error) {
 	d, err := parseDigest(rt.arg)
 	if err != nil {
@@ -109,7 +127,7 @@ func (h *Handler) linkedBlob(ctx context.Context, rt route) (digest.Digest, erro
 		return "", fmt.Errorf("look up blob %s in %s: %w", d, rt.name, err)
 	}
 	if !ok {
-		return "", errBlobUnknown(rt.name, d)
+		return d, errBlobUnknown(rt.name, d)
 	}
 	return d, nil
 }

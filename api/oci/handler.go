@@ -51,6 +51,10 @@ type Config struct {
 	// authorize.
 	AppliedAuthorizer Authorizer
 	Applied           AppliedState
+
+	// Cache, if set, fills the repositories of pull-through caches as
+	// they are pulled.
+	Cache PullThrough
 }
 
 // Handler serves the OCI distribution API under /v2/.
@@ -66,6 +70,7 @@ type Handler struct {
 	authz            Authorizer
 	appliedAuthz     Authorizer
 	applied          AppliedState
+	cache            PullThrough
 	routes           map[routeKind]methodTable
 }
 
@@ -90,6 +95,7 @@ func New(cfg Config) *Handler {
 		authz:            cfg.Authorizer,
 		appliedAuthz:     cfg.AppliedAuthorizer,
 		applied:          cfg.Applied,
+		cache:            cfg.Cache,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

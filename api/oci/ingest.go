@@ -30,6 +30,28 @@ func (h *Handler) Ingester() *Ingester {
 	return &Ingester{meta: h.meta, blobs: h.blobs, maxManifest: h.maxManifestBytes}
 }
 
+// NewIngester returns an ingester over cfg's Metadata and Blobs, for a
+// pull-through cache that the handler built from cfg will use.
+func NewIngester(cfg Config) *Ingester {
+	maxManifest := cfg.MaxManifestBytes
+	if maxManifest <= 0 {
+		maxManifest = DefaultMaxManifestBytes
+	}
+	return &Ingester{meta: cfg.Metadata, blobs: cfg.Blobs, maxManifest: maxManifest}
+}
+
+// ResolveTag returns the manifest digest tag points at in repo, or false.
+func (in *Ingester) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, bool, error) {
+	d, err := in.meta.ResolveTag(ctx, repo, tag)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("resolve tag %s of %s: %w", tag, repo, err)
+	}
+	return d, true, nil
+}
+
 // ingestTagPage is how many tags Tags reads at a time.
 const ingestTagPage = 1000
 

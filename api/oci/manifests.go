@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/wharf-registry/wharf/cluster"
 	"github.com/wharf-registry/wharf/fsm"
 	"github.com/wharf-registry/wharf/fsm/fsmpb"
 )
@@ -21,7 +22,17 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if err != nil {
 		return err
 	}
-	m, err := h.lookupManifest(r.Context(), ref)
+	ctx := r.Context()
+	var upstreamErr error
+	if h.cached(ref.name) {
+		upstreamErr = h.refreshCachedManifest(ctx, ref)
+		// Another request's fetch may have written what this one reads.
+		ctx = cluster.WithReadScope(ctx)
+	}
+	m, err := h.lookupManifest(ctx, ref)
+	if err != nil && upstreamErr != nil {
+		return errUpstream(ref.name, upstreamErr)
+	}
 	if err != nil {
 		return err
 	}

@@ -169,10 +169,15 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		NodeID:           n.node.ID(),
 		Sessions:         oci.PeerSessions{Lookup: peerURL(n.node), Transport: n.node.PeerHTTPClient().Transport},
 	}
-	// Peers proxy upload sessions they authorized to the internal
-	// listener, behind mutual TLS; the public one checks every caller.
+	n.ingest = oci.NewIngester(ociConfig)
+	ociConfig.Cache = remotesync.NewCache(syncCluster{n.node}, remotesync.CacheConfig{
+		Sink: n.ingest, Secrets: remoteSecretsOpener(n.secrets),
+		Logger: n.logger.With("component", "cache"), Registerer: n.registerer,
+	})
+	// Peers proxy upload sessions they authorized, and pulls of cached
+	// blobs they pass to the blobs' owners, to the internal listener,
+	// behind mutual TLS; the public one checks every caller.
 	internalRegistry := oci.New(ociConfig)
-	n.ingest = internalRegistry.Ingester()
 	ociConfig.Authorizer = oci.RegistryAuthorizer(ac.registry)
 	ociConfig.AppliedAuthorizer = oci.RegistryAuthorizer(ac.appliedRegistry)
 	ociConfig.Applied = n.node.FSM()
