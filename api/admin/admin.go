@@ -135,6 +135,7 @@ func Handlers(cfg Config, opts ...connect.HandlerOption) map[string]http.Handler
 	if cfg.Auth != nil && cfg.Apply != nil && cfg.State != nil {
 		add(wharfv1connect.NewMirrorServiceHandler(&mirrorService{cfg: cfg}, opts...))
 		add(wharfv1connect.NewSyncServiceHandler(&syncService{cfg: cfg}, opts...))
+		add(wharfv1connect.NewCacheServiceHandler(&cacheService{cfg: cfg}, opts...))
 	}
 	if cfg.State != nil && cfg.GC != nil {
 		add(wharfv1connect.NewGCServiceHandler(&gcService{cfg: cfg}, opts...))

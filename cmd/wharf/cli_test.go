@@ -123,7 +123,7 @@ func TestManagementCommandsHaveExamples(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"repo", "image", "tag", "ns", "activity", "remote", "mirror", "sync"} {
+	for _, name := range []string{"repo", "image", "tag", "ns", "activity", "remote", "mirror", "cache", "sync"} {
 		cmd, _, err := root.Find([]string{name})
 		if err != nil || cmd.Name() != name {
 			t.Fatalf("find %s: %v", name, err)

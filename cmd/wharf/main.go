@@ -57,6 +57,7 @@ func newRootCommand() *cobra.Command {
 		newGCCommand(c),
 		newRemoteCommand(c),
 		newMirrorCommand(c),
+		newCacheCommand(c),
 		newSyncCommand(c),
 	)
 	refuseUnknownSubcommands(root)
