@@ -146,7 +146,8 @@ func (s *cacheService) GetCache(ctx context.Context, req *connect.Request[wharfv
 	if err := checkNamespace("namespace", ns); err != nil {
 		return nil, err
 	}
-	if _, err := requireLogin(ctx); err != nil {
+	// As the listing: a cache is visible to those who may pull from it.
+	if _, err := s.cfg.requireOn(ctx, auth.ActionPull, ns); err != nil {
 		return nil, err
 	}
 	out, err := s.describe(ctx, ns)

@@ -113,15 +113,19 @@ func TestCacheServiceRoles(t *testing.T) {
 		t.Errorf("a refused create stored a cache: %v", err)
 	}
 
-	// Reads: a login.
-	got, err := carol.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "quay"}))
+	// Reads: pull on the namespace, which carol lacks on the private quay
+	// until it is made public.
+	if _, err := carol.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "quay"})); codeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("carol gets the private quay: %v, want permission_denied", err)
+	}
+	got, err := admin.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "quay"}))
 	if err != nil || got.Msg.Cache.Remote != "quayio" || got.Msg.Cache.TagTtlSeconds != 3600 {
-		t.Errorf("carol gets quay: %v, %v", got, err)
+		t.Errorf("admin gets quay: %v, %v", got, err)
 	}
 	if _, err := anon.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "quay"})); codeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("anonymous get: %v", err)
 	}
-	if _, err := carol.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "nosuch"})); codeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "not a pull-through cache") {
+	if _, err := admin.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "nosuch"})); codeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "not a pull-through cache") {
 		t.Errorf("get unknown: %v", err)
 	}
 	if _, err := carol.GetCache(ctx, req(&wharfv1.GetCacheRequest{Namespace: "A"})); codeOf(err) != connect.CodeInvalidArgument {

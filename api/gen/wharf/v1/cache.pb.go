@@ -5,9 +5,9 @@
 // Rights (README, "Pull-through caches"): creating, changing and deleting
 // a cache needs a superuser, since a cache lets whoever may pull from its
 // namespace make this registry fetch from the remote with the remote's
-// credentials. Reading caches needs a login; ListCaches shows the caches
-// of the namespaces the caller may pull from (a superuser sees all). A bad
-// argument answers invalid_argument naming the field and the rule; an
+// credentials. Reading a cache needs pull on its namespace: GetCache
+// refuses, and ListCaches leaves out, the caches of namespaces the caller
+// may not pull from (a superuser sees all). A bad argument answers invalid_argument naming the field and the rule; an
 // unknown cache or remote not_found; a namespace that already holds
 // repositories failed_precondition.
 

@@ -5,9 +5,9 @@
 // Rights (README, "Pull-through caches"): creating, changing and deleting
 // a cache needs a superuser, since a cache lets whoever may pull from its
 // namespace make this registry fetch from the remote with the remote's
-// credentials. Reading caches needs a login; ListCaches shows the caches
-// of the namespaces the caller may pull from (a superuser sees all). A bad
-// argument answers invalid_argument naming the field and the rule; an
+// credentials. Reading a cache needs pull on its namespace: GetCache
+// refuses, and ListCaches leaves out, the caches of namespaces the caller
+// may not pull from (a superuser sees all). A bad argument answers invalid_argument naming the field and the rule; an
 // unknown cache or remote not_found; a namespace that already holds
 // repositories failed_precondition.
 
@@ -67,7 +67,7 @@ type CacheServiceClient interface {
 	// repository; it is created, owned by the caller, when it does not exist,
 	// and stays private until made public.
 	CreateCache(context.Context, *connect.Request[v1.CreateCacheRequest]) (*connect.Response[v1.CreateCacheResponse], error)
-	// GetCache describes one cache.
+	// GetCache describes one cache to those who may pull from its namespace.
 	GetCache(context.Context, *connect.Request[v1.GetCacheRequest]) (*connect.Response[v1.GetCacheResponse], error)
 	// ListCaches lists caches in namespace order.
 	ListCaches(context.Context, *connect.Request[v1.ListCachesRequest]) (*connect.Response[v1.ListCachesResponse], error)
@@ -162,7 +162,7 @@ type CacheServiceHandler interface {
 	// repository; it is created, owned by the caller, when it does not exist,
 	// and stays private until made public.
 	CreateCache(context.Context, *connect.Request[v1.CreateCacheRequest]) (*connect.Response[v1.CreateCacheResponse], error)
-	// GetCache describes one cache.
+	// GetCache describes one cache to those who may pull from its namespace.
 	GetCache(context.Context, *connect.Request[v1.GetCacheRequest]) (*connect.Response[v1.GetCacheResponse], error)
 	// ListCaches lists caches in namespace order.
 	ListCaches(context.Context, *connect.Request[v1.ListCachesRequest]) (*connect.Response[v1.ListCachesResponse], error)
