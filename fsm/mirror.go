@@ -421,7 +421,7 @@ func refuseMirrored(r pebble.Reader, repo string, synced bool) (*fsmpb.Result, e
 	if err != nil || !found || m.GetAllowPush() {
 		return nil, err
 	}
-	return mirrored("repository %s mirrors %s/%s; only its sync writes into it", repo, m.GetRemote(), m.GetUpstream()), nil
+	return mirrored("repository %s mirrors %s/%s; only its sync writes into it: push to another repository, or ask its owner to allow pushes (wharf mirror update --allow-push)", repo, m.GetRemote(), m.GetUpstream()), nil
 }
 
 // --- apply ---

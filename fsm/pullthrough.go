@@ -141,7 +141,7 @@ func refuseCached(r pebble.Reader, repo string) (*fsmpb.Result, error) {
 	if err != nil || !found {
 		return nil, err
 	}
-	return mirrored("repository %s is in the pull-through cache %s of remote %s: pulls fill it, pushes cannot", repo, ns, c.GetRemote()), nil
+	return mirrored("repository %s is in the pull-through cache %s of remote %s: pulls fill it, pushes cannot; push to another namespace", repo, ns, c.GetRemote()), nil
 }
 
 // --- apply ---

@@ -13,7 +13,13 @@
 #  4. kill -9 of the node running a (rate-limited) job: the job finishes on
 #     another node, attempt 2, and the result equals the upstream;
 #  5. a mirror scheduled every minute, the leader killed right after it is
-#     created: the new leader runs it when due, once.
+#     created: the new leader runs it when due, once;
+#  6. a pull-through cache (wharf cache add hub): podman pulls an image the
+#     registry never held through haproxy and gets the upstream's digest;
+#     three podmans pulling another image at once through the three nodes
+#     fetch each of its blobs from the upstream once in all (the nodes'
+#     wharf_cache_blobs_fetched_total); a push into the cache is DENIED; a
+#     tag moved upstream is followed once its TTL has passed.
 # The CLI commands are echoed with their output, as a session, kept in
 # $E2E_SYNC_SESSION.
 #
@@ -206,6 +212,55 @@ n=$(jq '[.jobs[] | select(.trigger == "schedule")] | length' <<<"$OUT")
 [ "$n" = 1 ] || fail "mirrors/sched: $n scheduled runs, want 1"
 ok admin wharf --server "$q" sync ls mirrors/sched
 check "one scheduled run of mirrors/sched after the leader's death, $((SECONDS - SCHED_CREATED))s after the mirror was created"
+
+# ============================================================================
+section "6. a pull-through cache"
+start_cluster_node "$li"
+wait_ready "$leader" "$(node_port "$li")"
+# cache_metric NAME: NAME summed over the three nodes' /metrics.
+cache_metric() {
+	local i sum=0 v
+	for i in 0 1 2; do
+		v=$(curl -fsS -u "admin:$WHARF_ADMIN_PASSWORD" "$(node_url "$i")/metrics" | awk -v m="$1" '$1 == m { print $2 }')
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+for f in c1 c2 c3; do head -c 300000 /dev/urandom >"$ctx/$f.bin"; done
+build "$UP/team/cached:v1" "$ctx" linux/amd64 c1.bin
+build "$UP/team/cached:v2" "$ctx" linux/amd64 c2.bin c3.bin
+for t in v1 v2; do
+	ok admin podman push -q --tls-verify=false "$UP/team/cached:$t"
+	as admin podman rmi -f "$UP/team/cached:$t" >/dev/null
+done
+ok admin wharf cache add hub --remote up --tag-ttl 5s
+ok admin wharf cache ls
+before=$(cache_metric wharf_cache_blobs_fetched_total)
+ok admin podman pull -q --tls-verify=false "$LB/hub/team/cached:v1"
+[ "$(digest_of "$LB/hub/team/cached:v1")" = "$(digest_of "$UP/team/cached:v1")" ] || fail "hub/team/cached:v1 has another digest than upstream"
+fetched=$(($(cache_metric wharf_cache_blobs_fetched_total) - before))
+[ "$fetched" = 2 ] || fail "the first pull fetched $fetched blobs upstream, want 2 (config, layer)"
+check "podman pulls hub/team/cached:v1, never held here, through haproxy: the upstream's digest, $fetched blobs fetched"
+before=$(cache_metric wharf_cache_blobs_fetched_total)
+pids=()
+for i in 0 1 2; do
+	as admin podman --root "$WORK/podman-root-$i" --runroot "$WORK/podman-run-$i" pull -q --tls-verify=false "localhost:$(node_port "$i")/hub/team/cached:v2" >"$WORK/cache-pull-$i.log" 2>&1 &
+	pids+=($!)
+done
+for i in 0 1 2; do wait "${pids[$i]}" || fail "concurrent pull $i through ${NODES[$i]}: $(cat "$WORK/cache-pull-$i.log")"; done
+fetched=$(($(cache_metric wharf_cache_blobs_fetched_total) - before))
+[ "$fetched" = 3 ] || fail "three concurrent pulls of v2 through three nodes fetched $fetched blobs upstream, want 3 (config, 2 layers), each once"
+check "three podmans pulling hub/team/cached:v2 at once through n1, n2 and n3: $fetched blob fetches upstream for its 3 blobs"
+ok admin podman tag "$LB/hub/team/cached:v1" "$LB/hub/team/cached:mine"
+fails nonzero admin podman push --tls-verify=false "$LB/hub/team/cached:mine"
+[[ $ERR == *"pull-through cache"* ]] || fail "the refused push does not name the cache"
+check "podman push into the cache: DENIED"
+build "$UP/team/cached:v1" "$ctx" linux/amd64 c3.bin c1.bin
+ok admin podman push -q --tls-verify=false "$UP/team/cached:v1"
+sleep 6
+ok admin podman pull -q --tls-verify=false "$LB/hub/team/cached:v1"
+[ "$(digest_of "$LB/hub/team/cached:v1")" = "$(digest_of "$UP/team/cached:v1")" ] || fail "the cache did not follow v1 after its TTL"
+check "v1 moved upstream: after the 5s TTL the cache serves the new digest"
 
 say ""
 say "# e2e-sync passed in $((SECONDS - STARTED))s"

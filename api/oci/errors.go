@@ -223,10 +223,10 @@ func (h *Handler) logError(r *http.Request, status int, err error) {
 		"method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 }
 
-// errMirrored refuses a push into a mirrored repository: DENIED, with the
-// FSM's message, which names the remote repository it mirrors.
+// errMirrored refuses a push into a mirrored repository or a pull-through
+// cache: DENIED, with the FSM's message, which names the remote and says
+// what to do instead.
 func errMirrored(err error) *apiError {
-	return newError(http.StatusForbidden, CodeDenied,
-		"%s; push to another repository, or ask its owner to allow pushes (wharf mirror update --allow-push)",
+	return newError(http.StatusForbidden, CodeDenied, "%s",
 		strings.TrimPrefix(err.Error(), fsm.ErrMirroredRepository.Error()+": ")).withCause(err)
 }
