@@ -29,13 +29,28 @@ import (
 )
 
 // countingProxy passes requests to an upstream registry and counts them.
+// A fault hook, when set, may answer a request itself instead.
 type countingProxy struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	hits map[string]int // "METHOD path"
+	srv   *httptest.Server
+	rp    *httputil.ReverseProxy
+	mu    sync.Mutex
+	hits  map[string]int // "METHOD path"
+	fault faultHook
 }
 
+// faultHook sees each request before it is proxied, with n the count of
+// its "METHOD path" including this one (1 for the first), and returns
+// true when it answered the request itself, which it may do by passing it
+// to forward, the upstream, with a writer of its own.
+type faultHook func(w http.ResponseWriter, r *http.Request, n int, forward http.Handler) bool
+
 func newCountingProxy(t *testing.T, up *distribution) *countingProxy {
+	return newFaultyProxy(t, up, nil)
+}
+
+// newFaultyProxy is a countingProxy whose requests go through fault first;
+// nil: none.
+func newFaultyProxy(t *testing.T, up *distribution, fault faultHook) *countingProxy {
 	t.Helper()
 	target, err := url.Parse(up.url)
 	if err != nil {
@@ -43,16 +58,21 @@ func newCountingProxy(t *testing.T, up *distribution) *countingProxy {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(up.caPEM))
-	rp := &httputil.ReverseProxy{
+	p := &countingProxy{hits: map[string]int{}, fault: fault}
+	p.rp = &httputil.ReverseProxy{
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = target.Host },
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}
-	p := &countingProxy{hits: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.hits[r.Method+" "+r.URL.Path]++
+		key := r.Method + " " + r.URL.Path
+		p.hits[key]++
+		n := p.hits[key]
 		p.mu.Unlock()
-		rp.ServeHTTP(w, r)
+		if p.fault != nil && p.fault(w, r, n, p.rp) {
+			return
+		}
+		p.rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(p.srv.Close)
 	return p
