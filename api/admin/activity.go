@@ -8,7 +8,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/wharf-registry/wharf/api/auth"
 	wharfv1 "github.com/wharf-registry/wharf/api/gen/wharf/v1"
 	"github.com/wharf-registry/wharf/api/gen/wharf/v1/wharfv1connect"
 	"github.com/wharf-registry/wharf/fsm"
@@ -22,7 +21,8 @@ type activityService struct {
 }
 
 // ListActivity pages through activity, newest first: a repository's for
-// those who may pull it, a namespace's or the registry's for admins.
+// those who may pull it (anonymous callers: a public one), a namespace's
+// or the registry's for admins.
 func (s *activityService) ListActivity(ctx context.Context, req *connect.Request[wharfv1.ListActivityRequest]) (*connect.Response[wharfv1.ListActivityResponse], error) {
 	m := req.Msg
 	q, err := activityQuery(m)
@@ -30,7 +30,7 @@ func (s *activityService) ListActivity(ctx context.Context, req *connect.Request
 		return nil, err
 	}
 	if m.Repository != "" {
-		_, err = s.cfg.requireOn(ctx, auth.ActionPull, m.Repository)
+		_, err = s.cfg.requirePull(ctx, m.Repository)
 	} else {
 		err = s.cfg.requireAdmin(ctx)
 	}

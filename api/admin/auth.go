@@ -38,13 +38,22 @@ type callerKey struct{}
 
 // anonymousProcedures are the only RPCs that anonymous callers may make,
 // with a body of at most maxAnonymousBytes: Identity, which tells the CLI
-// which cluster a node belongs to before it has a credential for it.
+// which cluster a node belongs to before it has a credential for it, and
+// the reads of what the registry holds, which show anonymous callers only
+// public repositories, as pulls through the OCI API do (requirePull; the
+// web UI renders its pages for visitors through them).
 var anonymousProcedures = map[string]bool{
-	wharfv1connect.ClusterServiceIdentityProcedure: true,
+	wharfv1connect.ClusterServiceIdentityProcedure:            true,
+	wharfv1connect.RepositoryServiceListRepositoriesProcedure: true,
+	wharfv1connect.RepositoryServiceGetRepositoryProcedure:    true,
+	wharfv1connect.ImageServiceListImagesProcedure:            true,
+	wharfv1connect.ImageServiceGetImageProcedure:              true,
+	wharfv1connect.ActivityServiceListActivityProcedure:       true,
 }
 
-// maxAnonymousBytes bounds the body of an anonymous call.
-const maxAnonymousBytes = 1 << 10
+// maxAnonymousBytes bounds the body of an anonymous call: room for any
+// request of anonymousProcedures with names, filters and a page token.
+const maxAnonymousBytes = 4 << 10
 
 // wrap authenticates each request and passes the caller to the services
 // in its context. Every service but anonymousProcedures needs a login, so
@@ -144,6 +153,27 @@ func (cfg Config) requireAdmin(ctx context.Context) error {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("cluster operations need the admin role; user %q does not hold it%s", c.User, viaToken(c)))
 	}
 	return nil
+}
+
+// requirePull refuses callers that may not pull repository name. A
+// caller who logged in gets what requireOn gives; an anonymous one may
+// pull a public repository (or one in a public namespace), as through
+// the OCI API (auth.Decide), and is told to log in, unauthenticated, for
+// any other, whether it exists or not, so that nothing of what is
+// private leaks and a browser is asked to sign in.
+func (cfg Config) requirePull(ctx context.Context, name string) (auth.Caller, error) {
+	c, on := caller(ctx)
+	if !on || !c.Anonymous() {
+		return cfg.requireOn(ctx, auth.ActionPull, name)
+	}
+	st, err := cfg.Auth.Store.Access(ctx, "", name)
+	if err != nil {
+		return c, stateError(err)
+	}
+	if !auth.Decide(c, auth.ActionPull, name, st) {
+		return c, errLogin
+	}
+	return c, nil
 }
 
 // requireOn refuses callers that may not do a on repository (or

@@ -40,7 +40,7 @@ func (s *imageService) ListImages(ctx context.Context, req *connect.Request[whar
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.requireOn(ctx, auth.ActionPull, m.Repository); err != nil {
+	if _, err := s.cfg.requirePull(ctx, m.Repository); err != nil {
 		return nil, err
 	}
 	f, err := s.cfg.state(ctx)
@@ -85,7 +85,7 @@ func (s *imageService) GetImage(ctx context.Context, req *connect.Request[wharfv
 	if err := checkRepository("repository", m.Repository); err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.requireOn(ctx, auth.ActionPull, m.Repository); err != nil {
+	if _, err := s.cfg.requirePull(ctx, m.Repository); err != nil {
 		return nil, err
 	}
 	f, err := s.cfg.state(ctx)

@@ -29,11 +29,12 @@ var repositoryOrders = map[wharfv1.RepositoryOrder]fsm.RepositoryOrder{
 	wharfv1.RepositoryOrder_REPOSITORY_ORDER_PUSHED:      fsm.ByPushed,
 }
 
-// ListRepositories pages through the repositories the caller may pull.
+// ListRepositories pages through the repositories the caller may pull:
+// for an anonymous caller the public ones, as the viewer decides. With a
+// permission filter an anonymous caller holds only pull (on the public
+// repositories), so any other permission lists nothing, as for a caller
+// who logged in and holds it nowhere.
 func (s *repositoryService) ListRepositories(ctx context.Context, req *connect.Request[wharfv1.ListRepositoriesRequest]) (*connect.Response[wharfv1.ListRepositoriesResponse], error) {
-	if _, err := requireLogin(ctx); err != nil {
-		return nil, err
-	}
 	q, err := repositoryQuery(req.Msg)
 	if err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ func (s *repositoryService) GetRepository(ctx context.Context, req *connect.Requ
 	if err := checkRepository("name", name); err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.requireOn(ctx, auth.ActionPull, name); err != nil {
+	if _, err := s.cfg.requirePull(ctx, name); err != nil {
 		return nil, err
 	}
 	f, err := s.cfg.state(ctx)

@@ -346,7 +346,10 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 	if len(bomb) > 1<<20 {
 		t.Fatalf("the gzip bomb is %d bytes; it should be far smaller than what it inflates to", len(bomb))
 	}
-	connectURL := n.url + "/wharf.v1.RepositoryService/ListRepositories"
+	// Anonymous callers may make the reads (ListRepositories among them)
+	// with a small body; every other RPC refuses them before reading any.
+	connectURL := n.url + "/wharf.v1.RepositoryService/SetRepositoryInfo"
+	readURL := n.url + "/wharf.v1.RepositoryService/ListRepositories"
 	tests := []struct {
 		name, method, url, authorization, contentType, encoding string
 		body                                                    func() io.Reader
@@ -361,8 +364,12 @@ func TestRequestBodiesAreBounded(t *testing.T) {
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
 		{"anonymous gzip bomb to the Connect API", http.MethodPost, connectURL, "", "application/json", "gzip",
 			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusUnauthorized, `"code":"unauthenticated"`},
-		{"anonymous 64 MiB to Identity, the one anonymous RPC", http.MethodPost, n.url + "/wharf.v1.ClusterService/Identity", "", "application/json", "",
+		{"anonymous 64 MiB to Identity, an anonymous RPC", http.MethodPost, n.url + "/wharf.v1.ClusterService/Identity", "", "application/json", "",
 			func() io.Reader { return jsonBody(huge) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
+		{"anonymous 64 MiB to ListRepositories, an anonymous read", http.MethodPost, readURL, "", "application/json", "",
+			func() io.Reader { return jsonBody(huge) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
+		{"anonymous gzip bomb to ListRepositories", http.MethodPost, readURL, "", "application/json", "gzip",
+			func() io.Reader { return bytes.NewReader(bomb) }, http.StatusTooManyRequests, `"code":"resource_exhausted"`},
 		{"64 MiB token form", http.MethodPost, n.url + "/token", "", "application/x-www-form-urlencoded", "",
 			func() io.Reader { return io.LimitReader(zeros{}, huge) }, http.StatusBadRequest, `"error":"invalid_request"`},
 		{"anonymous 64 MiB blob upload", http.MethodPost, n.url + "/v2/acme/app/blobs/uploads/?digest=" + digestOf(nil), "", "application/octet-stream", "",
