@@ -49,13 +49,18 @@ func startFullServer(t *testing.T) *fullServer {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	fs := &fullServer{ready: true, disk: "disk: 12.3 GiB free of 50.0 GiB\n"}
+	connectHandlers := admin.Handlers(admin.Config{
+		Node: node, Blobs: blobs, State: node.Current, Apply: node.Apply, Content: store, Version: "test",
+	})
+	webUI, err := ui.New(ui.Config{Version: "test", Connect: connectHandlers})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(api.NewHandler(api.Config{
-		OCI:   oci.New(oci.Config{Metadata: node, Blobs: store, NodeID: node.ID()}),
-		Route: oci.Route,
-		Connect: admin.Handlers(admin.Config{
-			Node: node, Blobs: blobs, State: node.Current, Apply: node.Apply, Content: store, Version: "test",
-		}),
-		UI:          ui.Handler("test", func(r *http.Request) string { return r.Host }),
+		OCI:         oci.New(oci.Config{Metadata: node, Blobs: store, NodeID: node.ID()}),
+		Route:       oci.Route,
+		Connect:     connectHandlers,
+		UI:          webUI,
 		Ready:       func() bool { return fs.ready && node.Status().Ready() },
 		ReadyDetail: func() string { return fs.disk },
 		Registry:    reg,
@@ -90,7 +95,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"not ready", "/readyz", false, 503, "not ready"},
 		{"disk detail while not ready", "/readyz", false, 503, "index\ndisk: 12.3 GiB free"},
 		{"liveness while not ready", "/healthz", false, 200, "ok"},
-		{"home page", "/", true, 200, "podman push"},
+		{"home page: the UI's listing, empty", "/", true, 200, "podman push"},
 		{"unknown page", "/nope", true, 404, ""},
 	}
 	for _, tt := range tests {

@@ -125,7 +125,11 @@ func startRegistryNode(ctx context.Context, o serveOptions, logger *slog.Logger,
 	}
 	n := &registryNode{node: node, disk: disk, blobs: blobs, replica: store, gc: collector, secrets: secrets, logger: logger}
 	n.registerer = reg
-	n.handler = n.assemble(o, reg, leave)
+	if n.handler, err = n.assemble(o, reg, leave); err != nil {
+		_ = store.Close()
+		_ = node.Shutdown(ctx)
+		return nil, err
+	}
 	n.startLoops(o)
 	return n, nil
 }
@@ -157,7 +161,7 @@ func (o serveOptions) clusterConfig(logger *slog.Logger, reg prometheus.Register
 }
 
 // assemble builds the public handler and mounts the internal one.
-func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave func()) http.Handler {
+func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave func()) (http.Handler, error) {
 	ac := newAccessControl(n.node, o, n.logger)
 	ociConfig := oci.Config{
 		Metadata:         n.node,
@@ -201,12 +205,20 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 	adminConfig.GC = gcAdmin{n.gc}
 	adminConfig.Secrets = n.secrets
 	adminConfig.Logger = n.logger.With("component", "auth")
+	connectHandlers := admin.Handlers(adminConfig)
+	webUI, err := ui.New(ui.Config{
+		Version: version, HostFor: registryHost(o.publicURL), Connect: connectHandlers,
+		Logger: n.logger.With("component", "ui"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web UI: %w", err)
+	}
 	return api.NewHandler(api.Config{
 		OCI:     registry,
 		Token:   ac.token,
 		Route:   oci.Route,
-		Connect: admin.Handlers(adminConfig),
-		UI:      ui.Handler(version, registryHost(o.publicURL)),
+		Connect: connectHandlers,
+		UI:      webUI,
 		Ready:   func() bool { return n.node.Status().Ready() && n.accessReady() },
 		// A full disk leaves the node ready: it still serves pulls.
 		ReadyDetail: func() string { return "disk: " + n.disk.State().String() + "\n" },
@@ -214,7 +226,7 @@ func (n *registryNode) assemble(o serveOptions, reg *prometheus.Registry, leave 
 		Logger:      n.logger,
 		// The reads of one request share one read index.
 		RequestContext: cluster.WithReadScope,
-	})
+	}), nil
 }
 
 // startLoops runs the node's background work: on the leader, the access
